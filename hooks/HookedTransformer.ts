@@ -1,0 +1,455 @@
+/**
+ * TransformerLens's HookedTransformer for GPT-2, in TypeScript: load weights, run them on
+ * onnxruntime, read and change any hook point (`runWithCache`, `runWithHooks`, `withHooks`),
+ * and run ablations and patching inside the graph.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ActivationCache } from './ActivationCache.ts';
+import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type ProcessingFlags } from './config.ts';
+import { Engine, type HookFn, type HookPoint } from './engine/engine.ts';
+import { resolveDevice, type Device, type ResolvedDevice } from './engine/runtime.ts';
+import { listHookPoints, type HookName, type HookPointInfo } from './hookPoints.ts';
+import { materializeInterventions, type InterventionSpec } from './interventions.ts';
+import { loadGpt2 } from './loading/index.ts';
+import type { HubOptions } from './loading/index.ts';
+import { processWeights } from './processing.ts';
+import { stackedWeight } from './stackedWeights.ts';
+import { Tensor } from './tensor.ts';
+import { Gpt2Tokenizer, type PaddingSide } from './tokenizer.ts';
+import type { TransformerWeights } from './weights.ts';
+
+export type { HookFn, HookPoint };
+
+/** What a model takes: text, a batch of texts, token ids, a batch of token ids, or a [batch, pos] tensor of ids. */
+export type ModelInput = string | readonly string[] | readonly number[] | readonly (readonly number[])[] | Tensor;
+
+export type ReturnType = 'logits' | 'loss' | 'both' | 'none';
+
+export interface InputOptions {
+  /** Prepend BOS (<|endoftext|>) to text input; default cfg.default_prepend_bos (true), as in TransformerLens. */
+  prependBos?: boolean;
+  /** Which side a batch of texts of different lengths is padded on; default 'right'. */
+  paddingSide?: PaddingSide;
+  /** [batch, pos] of 0/1 (1 = real token). Computed for padded text batches; give it for padded token ids. */
+  attentionMask?: readonly (readonly number[])[];
+}
+
+export interface ForwardOptions extends InputOptions {
+  returnType?: ReturnType;
+  /** With a loss: per-token losses [batch, pos - 1] instead of their mean. */
+  lossPerToken?: boolean;
+  /** Ablations and patches that run inside the graph. */
+  interventions?: readonly InterventionSpec[];
+}
+
+/** A hook's target: a hook name, or a predicate over hook names (TransformerLens's name filter). */
+export type HookTarget = HookName | ((name: HookName) => boolean);
+export type FwdHook = readonly [HookTarget, HookFn];
+
+export type Loss = number | Tensor;
+export type ForwardOutput<R extends ReturnType> = R extends 'logits'
+  ? Tensor
+  : R extends 'loss'
+    ? Loss
+    : R extends 'both'
+      ? { logits: Tensor; loss: Loss }
+      : undefined;
+
+export type NamesFilter = HookName | readonly HookName[] | ((name: HookName) => boolean);
+
+export interface RunWithCacheOptions<R extends ReturnType> extends ForwardOptions {
+  returnType?: R;
+  /** Which hook points to cache; default every standard hook point (hook_result only when asked for). */
+  namesFilter?: NamesFilter;
+  /** Drop the batch dimension of every cached value (batch of one only), as TransformerLens. */
+  removeBatchDim?: boolean;
+}
+
+export interface RunWithHooksOptions<R extends ReturnType> extends ForwardOptions {
+  returnType?: R;
+  fwdHooks?: readonly FwdHook[];
+  /** Remove the hooks afterwards (default true, as TransformerLens). */
+  resetHooksEnd?: boolean;
+}
+
+export interface ModelOptions {
+  device?: Device;
+  /** onnxruntime intra-op threads (0 = one per physical core). */
+  threads?: number;
+  /** 'feed' (default on CPU): one shared copy of the weights; 'embed': prepacked per graph variant (faster, more memory; default on GPUs). */
+  weightMode?: 'feed' | 'embed';
+  /** Enable TransformerLens's optional `hook_tokens`. */
+  useHookTokens?: boolean;
+}
+
+export interface FromPretrainedOptions extends ModelOptions, HubOptions, Partial<ProcessingFlags> {
+  /** Use this tokenizer instead of the checkpoint's tokenizer files. */
+  tokenizer?: Gpt2Tokenizer;
+}
+
+interface RegisteredHook {
+  target: HookTarget;
+  fn: HookFn;
+  permanent: boolean;
+}
+
+export class HookedTransformer {
+  /** The execution provider that really runs the model. */
+  readonly device: ResolvedDevice;
+  private readonly engine: Engine;
+  private readonly hooks: RegisteredHook[] = [];
+  private readonly hookInfo: Map<HookName, HookPointInfo>;
+
+  private constructor(
+    readonly cfg: HookedTransformerConfig,
+    private readonly weights: TransformerWeights,
+    readonly tokenizer: Gpt2Tokenizer | null,
+    readonly processing: ProcessingFlags,
+    device: ResolvedDevice,
+    private readonly options: ModelOptions,
+  ) {
+    this.device = device;
+    this.engine = new Engine(cfg, weights, {
+      device,
+      threads: options.threads ?? 0,
+      weightMode: options.weightMode ?? (device === 'cpu' ? 'feed' : 'embed'),
+    });
+    this.hookInfo = new Map(
+      listHookPoints(cfg, { useHookTokens: options.useHookTokens }).map((h) => [h.name, h]),
+    );
+  }
+
+  /**
+   * Loads GPT-2 by name (`gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl`, `distilgpt2`, `gpt2-small`, …),
+   * by hub repo id, or from a local directory, and applies TransformerLens's default weight processing
+   * (foldLn, centerWritingWeights, centerUnembed, foldValueBiases) unless switched off.
+   */
+  static async fromPretrained(nameOrPath: string, options: FromPretrainedOptions = {}): Promise<HookedTransformer> {
+    const { cfg, weights, dir } = await loadGpt2(nameOrPath, options);
+    const flags: ProcessingFlags = {
+      foldLn: options.foldLn ?? DEFAULT_PROCESSING.foldLn,
+      centerWritingWeights: options.centerWritingWeights ?? DEFAULT_PROCESSING.centerWritingWeights,
+      centerUnembed: options.centerUnembed ?? DEFAULT_PROCESSING.centerUnembed,
+      foldValueBiases: options.foldValueBiases ?? DEFAULT_PROCESSING.foldValueBiases,
+    };
+    const tokenizer =
+      options.tokenizer ?? (existsSync(join(dir, 'tokenizer.json')) && existsSync(join(dir, 'tokenizer_config.json'))
+        ? await Gpt2Tokenizer.fromDir(dir)
+        : null);
+    return HookedTransformer.fromWeights(cfg, weights, { ...options, ...flags, tokenizer: tokenizer ?? undefined });
+  }
+
+  /** fromPretrained with every weight-processing step off: the raw Hugging Face weights. */
+  static async fromPretrainedNoProcessing(nameOrPath: string, options: FromPretrainedOptions = {}): Promise<HookedTransformer> {
+    return HookedTransformer.fromPretrained(nameOrPath, { ...options, ...NO_PROCESSING });
+  }
+
+  /**
+   * A model from weights in memory (a trainer's, a test's). Processing flags default to none here;
+   * processing MUTATES `weights` in place.
+   */
+  static async fromWeights(
+    cfg: HookedTransformerConfig,
+    weights: TransformerWeights,
+    options: ModelOptions & Partial<ProcessingFlags> & { tokenizer?: Gpt2Tokenizer } = {},
+  ): Promise<HookedTransformer> {
+    const flags: ProcessingFlags = {
+      foldLn: options.foldLn ?? false,
+      centerWritingWeights: options.centerWritingWeights ?? false,
+      centerUnembed: options.centerUnembed ?? false,
+      foldValueBiases: options.foldValueBiases ?? false,
+    };
+    const device = await resolveDevice(options.device ?? 'cpu');
+    const processed = processWeights(cfg, weights, flags);
+    return new HookedTransformer(processed.cfg, processed.weights, options.tokenizer ?? null, flags, device, options);
+  }
+
+  // ---- tokenizer ----------------------------------------------------------------------------
+
+  private requireTokenizer(what: string): Gpt2Tokenizer {
+    if (!this.tokenizer) {
+      throw new Error(`${what} needs a tokenizer, but this model was loaded without tokenizer files; pass token ids instead`);
+    }
+    return this.tokenizer;
+  }
+
+  toTokens(input: string | readonly string[], opts: Omit<InputOptions, 'attentionMask'> = {}): number[][] {
+    return this.requireTokenizer('toTokens').toTokens(input as string | string[], {
+      prependBos: opts.prependBos ?? this.cfg.default_prepend_bos,
+      paddingSide: opts.paddingSide,
+      maxLength: this.cfg.n_ctx,
+    }).tokens;
+  }
+
+  toStrTokens(input: string | readonly number[], opts: { prependBos?: boolean } = {}): string[] {
+    return this.requireTokenizer('toStrTokens').toStrTokens(input as string | number[], {
+      prependBos: opts.prependBos ?? this.cfg.default_prepend_bos,
+    });
+  }
+
+  toString(): string;
+  toString(tokens: readonly number[]): string;
+  toString(tokens: readonly (readonly number[])[]): string[];
+  toString(tokens?: readonly number[] | readonly (readonly number[])[]): string | string[] {
+    if (tokens === undefined) return `HookedTransformer(${this.cfg.model_name}, ${this.cfg.n_layers} layers, device ${this.device})`;
+    const tok = this.requireTokenizer('toString');
+    return Array.isArray(tokens[0]) ? tok.toString(tokens as number[][]) : tok.toString(tokens as number[]);
+  }
+
+  toSingleToken(str: string): number {
+    return this.requireTokenizer('toSingleToken').toSingleToken(str);
+  }
+
+  getTokenPosition(single: string | number, input: string | readonly number[], opts: { mode?: 'first' | 'last'; prependBos?: boolean } = {}): number {
+    return this.requireTokenizer('getTokenPosition').getTokenPosition(single, input as string | number[], {
+      mode: opts.mode,
+      prependBos: opts.prependBos ?? this.cfg.default_prepend_bos,
+    });
+  }
+
+  /** Normalises any ModelInput to token ids and an optional attention mask, checking ids and lengths. */
+  prepareInput(input: ModelInput, opts: InputOptions = {}): { tokens: number[][]; attentionMask?: number[][] } {
+    let tokens: number[][];
+    let attentionMask = opts.attentionMask?.map((r) => [...r]);
+    if (typeof input === 'string' || (Array.isArray(input) && input.length > 0 && typeof input[0] === 'string')) {
+      const batch = this.requireTokenizer('Text input').toTokens(input as string | string[], {
+        prependBos: opts.prependBos ?? this.cfg.default_prepend_bos,
+        paddingSide: opts.paddingSide,
+        maxLength: this.cfg.n_ctx,
+        truncate: false,
+      });
+      tokens = batch.tokens;
+      const padded = batch.attentionMask.some((row) => row.some((m) => m === 0));
+      if (padded && !attentionMask) attentionMask = batch.attentionMask;
+    } else if (input instanceof Tensor) {
+      const t = input.ndim === 1 ? input.unsqueeze(0) : input;
+      if (t.ndim !== 2) throw new Error(`input tensor must be [pos] or [batch, pos] of token ids; got shape [${input.shape.join(', ')}]`);
+      tokens = t.toArray() as number[][];
+    } else if (Array.isArray(input) && input.length > 0 && typeof input[0] === 'number') {
+      tokens = [[...(input as number[])]];
+    } else if (Array.isArray(input) && input.length > 0 && Array.isArray(input[0])) {
+      tokens = (input as number[][]).map((r) => [...r]);
+    } else {
+      throw new Error('input must be a string, a non-empty string[], number[] or number[][] of token ids, or a Tensor of ids');
+    }
+    const pos = tokens[0].length;
+    if (pos === 0) throw new Error('input has no tokens');
+    if (pos > this.cfg.n_ctx) throw new Error(`input has ${pos} tokens; this model's context (n_ctx) is ${this.cfg.n_ctx}`);
+    tokens.forEach((row, b) => {
+      if (row.length !== pos) throw new Error(`every prompt in a batch of token ids must have the same length (pad it and pass attentionMask); row 0 has ${pos}, row ${b} has ${row.length}`);
+      row.forEach((t, p) => {
+        if (!Number.isInteger(t) || t < 0 || t >= this.cfg.d_vocab) {
+          throw new Error(`token id ${t} at [${b}][${p}] is not an integer in [0, ${this.cfg.d_vocab})`);
+        }
+      });
+    });
+    if (attentionMask) {
+      if (attentionMask.length !== tokens.length || attentionMask.some((r) => r.length !== pos)) {
+        throw new Error(`attentionMask must be [${tokens.length}, ${pos}] like the tokens`);
+      }
+      attentionMask.forEach((r, b) => r.forEach((m, p) => {
+        if (m !== 0 && m !== 1) throw new Error(`attentionMask[${b}][${p}] is ${m}; allowed: 0 or 1`);
+      }));
+    }
+    return attentionMask ? { tokens, attentionMask } : { tokens };
+  }
+
+  // ---- hooks --------------------------------------------------------------------------------
+
+  /** All hook points with their dims, in forward order. */
+  hookPoints(): HookPointInfo[] {
+    return [...this.hookInfo.values()];
+  }
+
+  /** TransformerLens's add_hook: `target` is a hook name or a predicate over names. */
+  addHook(target: HookTarget, fn: HookFn, opts: { isPermanent?: boolean } = {}): void {
+    if (typeof target === 'string' && !this.hookInfo.has(target)) {
+      throw new Error(`unknown hook point '${target}'; see model.hookPoints() for the ${this.hookInfo.size} names`);
+    }
+    if (typeof fn !== 'function') throw new Error(`addHook('${String(target)}'): the hook must be a function (activation, hook) => Tensor | void`);
+    this.hooks.push({ target, fn, permanent: opts.isPermanent ?? false });
+  }
+
+  /** Removes hooks added with addHook (permanent ones too when asked). */
+  resetHooks(opts: { includingPermanent?: boolean } = {}): void {
+    for (let i = this.hooks.length - 1; i >= 0; i--) {
+      if (!this.hooks[i].permanent || opts.includingPermanent) this.hooks.splice(i, 1);
+    }
+  }
+
+  /** Runs `fn` with the hooks added, and always removes them afterwards (TransformerLens's `hooks()` context). */
+  async withHooks<T>(fwdHooks: readonly FwdHook[], fn: (model: this) => Promise<T> | T): Promise<T> {
+    const added: RegisteredHook[] = [];
+    try {
+      for (const [target, hookFn] of fwdHooks) {
+        this.addHook(target, hookFn);
+        added.push(this.hooks[this.hooks.length - 1]);
+      }
+      return await fn(this);
+    } finally {
+      for (const h of added) {
+        const i = this.hooks.indexOf(h);
+        if (i >= 0) this.hooks.splice(i, 1);
+      }
+    }
+  }
+
+  private activeHooks(): Map<HookName, HookFn[]> {
+    const byName = new Map<HookName, HookFn[]>();
+    for (const h of this.hooks) {
+      for (const name of this.hookInfo.keys()) {
+        const match = typeof h.target === 'string' ? h.target === name : h.target(name);
+        if (match) byName.set(name, [...(byName.get(name) ?? []), h.fn]);
+      }
+    }
+    return byName;
+  }
+
+  // ---- running ------------------------------------------------------------------------------
+
+  private async execute(
+    input: ModelInput,
+    opts: ForwardOptions,
+    observe: ReadonlySet<HookName>,
+  ): Promise<{ output: unknown; activations: Map<HookName, Tensor>; tokens: number[][] }> {
+    const returnType = opts.returnType ?? 'logits';
+    if (!['logits', 'loss', 'both', 'none'].includes(returnType)) {
+      throw new Error(`returnType must be 'logits', 'loss', 'both' or 'none'; got '${String(returnType)}'`);
+    }
+    let { tokens, attentionMask } = this.prepareInput(input, opts);
+    const hooks = this.activeHooks();
+    const activations = new Map<HookName, Tensor>();
+
+    // hook_tokens sits on the input itself: run its hooks here, before the graph.
+    const tokenHooks = hooks.get('hook_tokens');
+    if (tokenHooks || observe.has('hook_tokens')) {
+      let t = new Tensor(Float32Array.from(tokens.flat()), [tokens.length, tokens[0].length]);
+      for (const fn of tokenHooks ?? []) {
+        const r = await fn(t, { name: 'hook_tokens', layer: () => null });
+        if (r instanceof Tensor) t = r;
+      }
+      tokens = this.prepareInput(t).tokens;
+      if (observe.has('hook_tokens')) activations.set('hook_tokens', t);
+      hooks.delete('hook_tokens');
+    }
+
+    const needLoss = returnType === 'loss' || returnType === 'both';
+    const pos = tokens[0].length;
+    if (needLoss && pos < 2) throw new Error('a loss needs at least 2 tokens per prompt');
+    const targets = needLoss ? tokens.map((row) => [...row.slice(1), 0]) : undefined;
+    const graphObserve = new Set([...observe].filter((n) => n !== 'hook_tokens'));
+    const result = await this.engine.run({
+      tokens,
+      attentionMask,
+      observe: graphObserve,
+      hooks,
+      interventions: opts.interventions?.length
+        ? materializeInterventions(this.cfg, opts.interventions, tokens.length, pos, this.hookInfo)
+        : undefined,
+      logits: returnType === 'logits' || returnType === 'both',
+      targets,
+    });
+    for (const [k, v] of result.activations) activations.set(k, v);
+
+    let loss: Loss | undefined;
+    if (needLoss) loss = lossFromLogprobs(result.tokenLogprobs!, attentionMask, opts.lossPerToken ?? false);
+    let output: unknown;
+    if (returnType === 'logits') output = result.logits;
+    else if (returnType === 'loss') output = loss;
+    else if (returnType === 'both') output = { logits: result.logits!, loss: loss! };
+    return { output, activations, tokens };
+  }
+
+  /** The forward pass: logits [batch, pos, d_vocab] by default, or the loss, or both. */
+  async forward<R extends ReturnType = 'logits'>(input: ModelInput, opts: ForwardOptions & { returnType?: R } = {}): Promise<ForwardOutput<R>> {
+    return (await this.execute(input, opts, new Set())).output as ForwardOutput<R>;
+  }
+
+  /** TransformerLens's run_with_cache: the forward output and an ActivationCache of the chosen hook points. */
+  async runWithCache<R extends ReturnType = 'logits'>(
+    input: ModelInput,
+    opts: RunWithCacheOptions<R> = {},
+  ): Promise<[ForwardOutput<R>, ActivationCache]> {
+    const names = this.selectNames(opts.namesFilter);
+    const { output, activations, tokens } = await this.execute(input, opts, names);
+    if (opts.removeBatchDim) {
+      if (tokens.length !== 1) throw new Error(`removeBatchDim needs a batch of one; this batch has ${tokens.length}`);
+      for (const [k, v] of activations) activations.set(k, v.squeeze(0));
+    }
+    return [output as ForwardOutput<R>, new ActivationCache(activations, !opts.removeBatchDim)];
+  }
+
+  /** TransformerLens's run_with_hooks: a forward pass with these hooks, removed afterwards. */
+  async runWithHooks<R extends ReturnType = 'logits'>(input: ModelInput, opts: RunWithHooksOptions<R> = {}): Promise<ForwardOutput<R>> {
+    if (opts.resetHooksEnd === false) {
+      for (const [t, fn] of opts.fwdHooks ?? []) this.addHook(t, fn);
+      return this.forward(input, opts);
+    }
+    return this.withHooks(opts.fwdHooks ?? [], () => this.forward(input, opts));
+  }
+
+  private selectNames(filter: NamesFilter | undefined): Set<HookName> {
+    const all = [...this.hookInfo.keys()];
+    if (filter === undefined) return new Set(all.filter((n) => !n.endsWith('attn.hook_result')));
+    if (typeof filter === 'function') return new Set(all.filter(filter));
+    const list = typeof filter === 'string' ? [filter] : [...filter];
+    for (const n of list) {
+      if (!this.hookInfo.has(n)) throw new Error(`namesFilter: unknown hook point '${n}'; see model.hookPoints()`);
+    }
+    return new Set(list);
+  }
+
+  // ---- weights ------------------------------------------------------------------------------
+
+  /** A weight by TransformerLens name, layer-stacked: `W_Q [n_layers, n_heads, d_model, d_head]`, … (a copy). */
+  weight(name: string): Tensor {
+    return stackedWeight(this.cfg, this.weights, name);
+  }
+  get W_E(): Tensor { return this.weight('W_E'); }
+  get W_pos(): Tensor { return this.weight('W_pos'); }
+  get W_Q(): Tensor { return this.weight('W_Q'); }
+  get W_K(): Tensor { return this.weight('W_K'); }
+  get W_V(): Tensor { return this.weight('W_V'); }
+  get W_O(): Tensor { return this.weight('W_O'); }
+  get b_Q(): Tensor { return this.weight('b_Q'); }
+  get b_K(): Tensor { return this.weight('b_K'); }
+  get b_V(): Tensor { return this.weight('b_V'); }
+  get b_O(): Tensor { return this.weight('b_O'); }
+  get W_in(): Tensor { return this.weight('W_in'); }
+  get b_in(): Tensor { return this.weight('b_in'); }
+  get W_out(): Tensor { return this.weight('W_out'); }
+  get b_out(): Tensor { return this.weight('b_out'); }
+  get W_U(): Tensor { return this.weight('W_U'); }
+  get b_U(): Tensor { return this.weight('b_U'); }
+
+  /** The raw weights the engine runs (Lensboard's layout, see weights.ts); do not mutate. */
+  get rawWeights(): TransformerWeights {
+    return this.weights;
+  }
+
+  /** Releases onnxruntime's sessions. */
+  async dispose(): Promise<void> {
+    await this.engine.dispose();
+  }
+}
+
+/** TransformerLens's lm_cross_entropy_loss from per-position log-probs of the next token. */
+function lossFromLogprobs(lp: Tensor, mask: number[][] | undefined, perToken: boolean): Loss {
+  const [batch, pos] = lp.shape;
+  const out = new Float32Array(batch * (pos - 1)); // [batch, pos - 1]
+  let sum = 0;
+  let count = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let p = 0; p < pos - 1; p++) {
+      if (mask && !(mask[b][p] === 1 && mask[b][p + 1] === 1)) continue;
+      const l = -lp.data[b * pos + p];
+      out[b * (pos - 1) + p] = l;
+      sum += l;
+      count++;
+    }
+  }
+  if (perToken) return new Tensor(out, [batch, pos - 1]);
+  if (count === 0) throw new Error('the attention mask leaves no (token, next token) pair to score');
+  return sum / count;
+}

@@ -1,0 +1,210 @@
+/**
+ * Builds GPT-2's forward pass as one ONNX graph whose values at every TransformerLens hook point
+ * are named after the hook (`blocks.3.attn.hook_pattern`). Weights are graph inputs (fed from
+ * Lensboard's own Float32Arrays without copying), so any number of graph variants share one copy.
+ */
+import type { HookedTransformerConfig } from '../config.ts';
+import type { HookName } from '../hookPoints.ts';
+import { GraphBuilder } from '../onnx/builder.ts';
+
+export interface GraphOptions {
+  /** Hook points whose values must exist as such (cached, hooked from JS, or read by the caller). */
+  observed: ReadonlySet<HookName>;
+  /** Hook points with an in-graph intervention `Where(mask, value, raw)`. */
+  interventions: ReadonlySet<HookName>;
+  /** Whether an attention mask (padding) is fed. */
+  hasAttentionMask: boolean;
+  /** Which LayerNorms carry weights (false once folded: TransformerLens's LNPre). */
+  lnHasWeights: boolean;
+  /** Emit `logits` [batch, pos, d_vocab]. */
+  logits: boolean;
+  /** Emit `token_logprobs` [batch, pos]: log p(targets[b, p] | prefix), targets fed as input. */
+  tokenLogprobs: boolean;
+}
+
+export interface BuiltGraph {
+  builder: GraphBuilder;
+  /** Hook points in forward order (only those that exist in this graph variant). */
+  hookOrder: HookName[];
+  /** Names of the final outputs (`logits`, `token_logprobs`). */
+  finalOutputs: string[];
+}
+
+/** Graph input names of the weights. */
+export const weightName = {
+  block: (l: number, w: string) => `blocks.${l}.${w}`,
+};
+
+/** Feed names of an in-graph intervention at a hook point. */
+export const interventionFeeds = (hook: HookName) => ({ mask: `${hook}::mask`, value: `${hook}::value` });
+
+export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions): BuiltGraph {
+  const b = new GraphBuilder();
+  const { d_model, n_heads, d_head, d_mlp, d_vocab, n_ctx } = cfg;
+  const H = n_heads * d_head;
+  const hookOrder: HookName[] = [];
+  const needs = (name: HookName) => opts.observed.has(name) || opts.interventions.has(name);
+
+  /**
+   * Emits a hook point: `compute(out)` writes the raw value into `out`; with an intervention the
+   * raw value is then replaced where the fed mask is true. Returns the hook's value name.
+   */
+  const hook = (name: HookName, rank: number, compute: (out: string) => void): string => {
+    hookOrder.push(name);
+    if (!opts.interventions.has(name)) {
+      compute(name);
+      return name;
+    }
+    const raw = `${name}::raw`;
+    compute(raw);
+    const feeds = interventionFeeds(name);
+    const dims = Array.from({ length: rank }, (_, i) => `${name}::d${i}`);
+    b.input(feeds.mask, 'bool', dims);
+    b.input(feeds.value, 'float32', dims);
+    b.where(feeds.mask, feeds.value, raw, name);
+    return name;
+  };
+
+  const w = (name: string, dims: number[]) => b.input(name, 'float32', dims);
+  const tokens = b.input('tokens', 'int64', ['batch', 'pos']);
+  const shape = b.op('Shape', [tokens]); // [2] = (batch, pos)
+  const posLen = b.op('Slice', [shape, b.i64([1]), b.i64([2])]); // [1] = (pos)
+
+  // ---- embeddings -------------------------------------------------------------------------
+  const embed = hook('hook_embed', 3, (out) => b.gather(w('W_E', [d_vocab, d_model]), tokens, 0, out)); // [batch, pos, d_model]
+  let mask: string | null = null;
+  const posEmbed = hook('hook_pos_embed', 3, (out) => {
+    const W_pos = w('W_pos', [n_ctx, d_model]);
+    if (opts.hasAttentionMask) {
+      // TransformerLens: positions = cumsum(mask) - 1, clamped at 0, so left padding starts each prompt at 0.
+      mask = b.input('attention_mask', 'int64', ['batch', 'pos']);
+      const cum = b.op('CumSum', [mask, b.i64([1], true)]);
+      const positions = b.op('Max', [b.sub(cum, b.i64([1], true)), b.i64([0], true)]); // [batch, pos]
+      // TransformerLens zeroes the positional embedding at padding tokens.
+      const keep = b.unsqueeze(b.op('Cast', [mask], { to: { i: 1 } }), [2]); // [batch, pos, 1]
+      b.mul(b.gather(W_pos, positions), keep, out);
+    } else {
+      const range = b.op('Range', [b.i64([0], true), b.squeeze(posLen, [0]), b.i64([1], true)]); // [pos]
+      const rows = b.gather(W_pos, range); // [pos, d_model]
+      const target = b.op('Concat', [shape, b.i64([d_model])], { axis: { i: 0 } });
+      b.op('Expand', [rows, target], undefined, out); // [batch, pos, d_model]
+    }
+  });
+  let resid = b.add(embed, posEmbed);
+
+  // ---- attention masks shared by all layers ---------------------------------------------------
+  const range = b.op('Range', [b.i64([0], true), b.squeeze(posLen, [0]), b.i64([1], true)]); // [pos]
+  const causal = b.op('LessOrEqual', [b.unsqueeze(range, [0]), b.unsqueeze(range, [1])]); // [query_pos, key_pos]: k <= q
+  let allowed = causal;
+  if (opts.hasAttentionMask && mask) {
+    const keyOk = b.unsqueeze(b.op('Cast', [mask], { to: { i: 9 } }), [1, 2]); // [batch, 1, 1, key_pos]
+    allowed = b.op('And', [causal, keyOk]); // [batch, 1, query_pos, key_pos]
+  }
+  const negInf = b.f32(-Infinity);
+  const sqrtDHead = b.f32(Math.sqrt(d_head));
+
+  const layerNorm = (prefix: string, x: string, weights: { w: string; b: string } | null): string => {
+    const scaleName = `${prefix}.hook_scale` as HookName;
+    const normName = `${prefix}.hook_normalized` as HookName;
+    if (!needs(scaleName)) {
+      return hook(normName, 3, (out) => {
+        const wt = weights?.w ?? b.f32Fill(d_model, 1);
+        const bs = weights?.b ?? b.f32Fill(d_model, 0);
+        b.op('LayerNormalization', [x, wt, bs], { axis: { i: -1 }, epsilon: { f: cfg.eps } }, out);
+      });
+    }
+    const centred = b.sub(x, b.reduceMean(x, [-1], true));
+    const scale = hook(scaleName, 3, (out) => {
+      const variance = b.reduceMean(b.mul(centred, centred), [-1], true);
+      b.op('Sqrt', [b.add(variance, b.f32(cfg.eps))], undefined, out); // [batch, pos, 1]
+    });
+    return hook(normName, 3, (out) => {
+      const normalized = b.div(centred, scale);
+      if (weights) b.add(b.mul(normalized, weights.w), weights.b, out);
+      else b.op('Identity', [normalized], undefined, out);
+    });
+  };
+  const lnWeights = (prefix: string) =>
+    opts.lnHasWeights ? { w: w(`${prefix}.w`, [d_model]), b: w(`${prefix}.b`, [d_model]) } : null;
+
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const p = `blocks.${l}`;
+    const W = (name: string, dims: number[]) => w(weightName.block(l, name), dims);
+    const residPre = hook(`${p}.hook_resid_pre` as HookName, 3, (out) => b.op('Identity', [resid], undefined, out));
+    const x1 = layerNorm(`${p}.ln1`, residPre, lnWeights(`${p}.ln1`));
+
+    // q, k, v: [batch, pos, head, d_head]
+    const project = (which: 'Q' | 'K' | 'V') =>
+      hook(`${p}.attn.hook_${which.toLowerCase()}` as HookName, 4, (out) => {
+        const flat = b.add(b.matmul(x1, W(`W_${which}`, [d_model, H])), W(`b_${which}`, [H])); // [batch, pos, H]
+        b.reshape(flat, [0, 0, n_heads, d_head], out);
+      });
+    const q = project('Q');
+    const k = project('K');
+    const v = project('V');
+
+    const scores = hook(`${p}.attn.hook_attn_scores` as HookName, 4, (out) => {
+      const qh = b.transpose(q, [0, 2, 1, 3]); // [batch, head, query_pos, d_head]
+      const kT = b.transpose(k, [0, 2, 3, 1]); // [batch, head, d_head, key_pos]
+      const raw = b.div(b.matmul(qh, kT), sqrtDHead); // [batch, head, query_pos, key_pos]
+      b.where(allowed, raw, negInf, out);
+    });
+    const pattern = hook(`${p}.attn.hook_pattern` as HookName, 4, (out) => {
+      const soft = b.op('Softmax', [scores], { axis: { i: -1 } });
+      // A query row with every key masked (left padding) is NaN after softmax: TransformerLens sets it to 0.
+      if (opts.hasAttentionMask) b.where(b.op('IsNaN', [soft]), b.f32(0), soft, out);
+      else b.op('Identity', [soft], undefined, out);
+    });
+    const z = hook(`${p}.attn.hook_z` as HookName, 4, (out) => {
+      const vh = b.transpose(v, [0, 2, 1, 3]); // [batch, head, key_pos, d_head]
+      b.transpose(b.matmul(pattern, vh), [0, 2, 1, 3], out); // [batch, pos, head, d_head]
+    });
+    const W_O = W('W_O', [H, d_model]);
+    const b_O = W('b_O', [d_model]);
+    const resultName = `${p}.attn.hook_result` as HookName;
+    const attnOut = needs(resultName)
+      ? (() => {
+          const result = hook(resultName, 4, (out) => {
+            const perHead = b.reshape(W_O, [n_heads, d_head, d_model]); // [head, d_head, d_model]
+            const z5 = b.unsqueeze(z, [3]); // [batch, pos, head, 1, d_head]
+            b.squeeze(b.matmul(z5, perHead), [3], out); // [batch, pos, head, d_model]
+          });
+          return hook(`${p}.hook_attn_out` as HookName, 3, (out) => b.add(b.reduceSum(result, [2], false), b_O, out));
+        })()
+      : (() => {
+          return hook(`${p}.hook_attn_out` as HookName, 3, (out) =>
+            b.add(b.matmul(b.reshape(z, [0, 0, H]), W_O), b_O, out),
+          );
+        })();
+    const residMid = hook(`${p}.hook_resid_mid` as HookName, 3, (out) => b.add(residPre, attnOut, out));
+    const x2 = layerNorm(`${p}.ln2`, residMid, lnWeights(`${p}.ln2`));
+    const pre = hook(`${p}.mlp.hook_pre` as HookName, 3, (out) =>
+      b.add(b.matmul(x2, W('W_in', [d_model, d_mlp])), W('b_in', [d_mlp]), out),
+    );
+    const post = hook(`${p}.mlp.hook_post` as HookName, 3, (out) => {
+      switch (cfg.act_fn) {
+        case 'relu': b.op('Relu', [pre], undefined, out); break;
+        case 'gelu': b.op('Gelu', [pre], undefined, out); break;
+        default: b.op('Gelu', [pre], { approximate: { s: 'tanh' } }, out); // gelu_new, gelu_fast
+      }
+    });
+    const mlpOut = hook(`${p}.hook_mlp_out` as HookName, 3, (out) =>
+      b.add(b.matmul(post, W('W_out', [d_mlp, d_model])), W('b_out', [d_model]), out),
+    );
+    resid = hook(`${p}.hook_resid_post` as HookName, 3, (out) => b.add(residMid, mlpOut, out));
+  }
+
+  const finalOutputs: string[] = [];
+  const xf = layerNorm('ln_final', resid, lnWeights('ln_final'));
+  if (opts.logits || opts.tokenLogprobs) {
+    const logits = b.add(b.matmul(xf, w('W_U', [d_model, d_vocab])), w('b_U', [d_vocab]), 'logits'); // [batch, pos, d_vocab]
+    if (opts.logits) finalOutputs.push(logits);
+    if (opts.tokenLogprobs) {
+      const targets = b.input('targets', 'int64', ['batch', 'pos']);
+      const lse = b.op('ReduceLogSumExp', [logits, b.i64([-1])], { keepdims: { i: 0 } }); // [batch, pos]
+      const picked = b.squeeze(b.op('GatherElements', [logits, b.unsqueeze(targets, [2])], { axis: { i: 2 } }), [2]);
+      finalOutputs.push(b.sub(picked, lse, 'token_logprobs'));
+    }
+  }
+  return { builder: b, hookOrder, finalOutputs };
+}

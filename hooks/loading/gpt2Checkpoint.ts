@@ -1,0 +1,242 @@
+/**
+ * Load a Hugging Face GPT-2 checkpoint directory (config.json + model.safetensors, or
+ * model.safetensors.index.json + shards) into Lensboard's TransformerWeights, one tensor at a time.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { basename, join, resolve, sep } from 'node:path';
+import type { HookedTransformerConfig } from '../config.ts';
+import type { BlockWeights, LayerNormWeights, TransformerWeights } from '../weights.ts';
+import { hfConfigToHooked } from './hfConfig.ts';
+import { SafetensorsFile, isFile } from './safetensors.ts';
+
+export interface LoadedCheckpoint {
+  cfg: HookedTransformerConfig;
+  weights: TransformerWeights;
+  dir: string;
+}
+
+export interface LoadCheckpointOptions {
+  /** cfg.model_name; default: `org/name` for a Hugging Face cache snapshot, else the directory's name. */
+  modelName?: string;
+}
+
+export const WEIGHTS_FILE = 'model.safetensors';
+export const WEIGHTS_INDEX_FILE = 'model.safetensors.index.json';
+const PREFIX = 'transformer.';
+/** Non-persistent attention buffers that older GPT-2 checkpoints carry: the causal mask and its fill value. */
+const IGNORED_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
+
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+/** The model name a checkpoint directory implies (`org/name` inside a HF cache snapshot). */
+export function modelNameFromDir(dir: string): string {
+  const parts = resolve(dir).split(sep);
+  const i = parts.lastIndexOf('snapshots');
+  if (i >= 1 && i === parts.length - 2 && parts[i - 1].startsWith('models--')) {
+    return parts[i - 1].slice('models--'.length).replace('--', '/');
+  }
+  return basename(resolve(dir));
+}
+
+/** HF GPT-2 tensor names (without `transformer.`) and shapes, in Conv1D's [in, out] layout. */
+export function expectedHfShapes(cfg: HookedTransformerConfig): Map<string, number[]> {
+  const { d_model: D, d_vocab: V, n_ctx: C, d_mlp: M } = cfg;
+  const H = cfg.n_heads * cfg.d_head;
+  const m = new Map<string, number[]>([
+    ['wte.weight', [V, D]],
+    ['wpe.weight', [C, D]],
+  ]);
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const p = `h.${l}.`;
+    m.set(`${p}ln_1.weight`, [D]);
+    m.set(`${p}ln_1.bias`, [D]);
+    m.set(`${p}attn.c_attn.weight`, [D, 3 * H]);
+    m.set(`${p}attn.c_attn.bias`, [3 * H]);
+    m.set(`${p}attn.c_proj.weight`, [H, D]);
+    m.set(`${p}attn.c_proj.bias`, [D]);
+    m.set(`${p}ln_2.weight`, [D]);
+    m.set(`${p}ln_2.bias`, [D]);
+    m.set(`${p}mlp.c_fc.weight`, [D, M]);
+    m.set(`${p}mlp.c_fc.bias`, [M]);
+    m.set(`${p}mlp.c_proj.weight`, [M, D]);
+    m.set(`${p}mlp.c_proj.bias`, [D]);
+  }
+  m.set('ln_f.weight', [D]);
+  m.set('ln_f.bias', [D]);
+  return m;
+}
+
+/** Where each tensor lives: canonical name (no `transformer.`) → file and stored key. */
+type TensorIndex = Map<string, { file: SafetensorsFile; key: string }>;
+
+async function openWeightFiles(dir: string): Promise<SafetensorsFile[]> {
+  const single = join(dir, WEIGHTS_FILE);
+  const indexPath = join(dir, WEIGHTS_INDEX_FILE);
+  if (await isFile(single)) return [await SafetensorsFile.open(single)];
+  if (!(await isFile(indexPath))) {
+    const hasBin = await isFile(join(dir, 'pytorch_model.bin'));
+    throw new Error(
+      `No ${WEIGHTS_FILE} in ${dir}: expected ${single} (or a sharded ${WEIGHTS_INDEX_FILE} with its shards)` +
+        (hasBin ? '; the directory has pytorch_model.bin, but only safetensors weights are supported' : ''),
+    );
+  }
+  let index: unknown;
+  try {
+    index = JSON.parse(await readFile(indexPath, 'utf8'));
+  } catch (err) {
+    throw new Error(`Invalid JSON in ${indexPath}: ${(err as Error).message}`);
+  }
+  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new Error(`${indexPath} has no "weight_map" object mapping tensor names to shard files`);
+  }
+  const shardNames = [...new Set(Object.values(weightMap as Record<string, unknown>))];
+  const files: SafetensorsFile[] = [];
+  try {
+    for (const shard of shardNames) {
+      if (typeof shard !== 'string' || shard.includes('..') || shard.startsWith('/')) {
+        throw new Error(`${indexPath} names an invalid shard file ${JSON.stringify(shard)}`);
+      }
+      const shardPath = join(dir, shard);
+      if (!(await isFile(shardPath))) throw new Error(`Missing shard ${shardPath} (listed in ${indexPath})`);
+      files.push(await SafetensorsFile.open(shardPath));
+    }
+    for (const [name, shard] of Object.entries(weightMap as Record<string, string>)) {
+      const f = files[shardNames.indexOf(shard)];
+      if (!f.entries.has(name)) throw new Error(`${indexPath} places tensor '${name}' in ${f.path}, which does not contain it`);
+    }
+  } catch (err) {
+    await Promise.all(files.map((f) => f.close()));
+    throw err;
+  }
+  return files;
+}
+
+function buildIndex(files: SafetensorsFile[]): TensorIndex {
+  const index: TensorIndex = new Map();
+  for (const file of files) {
+    for (const key of file.names()) {
+      const name = key.startsWith(PREFIX) ? key.slice(PREFIX.length) : key;
+      const prev = index.get(name);
+      if (prev) {
+        throw new Error(`Tensor '${name}' appears twice: as '${prev.key}' in ${prev.file.path} and as '${key}' in ${file.path}`);
+      }
+      index.set(name, { file, key });
+    }
+  }
+  return index;
+}
+
+/** Check names and shapes of every tensor before reading any data. */
+function validateIndex(index: TensorIndex, cfg: HookedTransformerConfig, dir: string): void {
+  const expected = expectedHfShapes(cfg);
+  const missing = [...expected.keys()].filter((k) => !index.has(k));
+  if (missing.length > 0) {
+    const list = missing.slice(0, 8).join(', ') + (missing.length > 8 ? `, … (${missing.length} in all)` : '');
+    throw new Error(`Checkpoint ${dir} is missing tensor(s): ${list} (keys may carry the 'transformer.' prefix)`);
+  }
+  const unexpected: string[] = [];
+  for (const [name, { file, key }] of index) {
+    const e = file.entry(key);
+    const want = name === 'lm_head.weight' ? [cfg.d_vocab, cfg.d_model] : expected.get(name);
+    if (want === undefined) {
+      if (!IGNORED_BUFFER.test(name)) unexpected.push(key);
+      continue;
+    }
+    if (e.shape.length !== want.length || e.shape.some((d, i) => d !== want[i])) {
+      throw new Error(`Tensor '${key}' in ${file.path} has shape ${fmt(e.shape)}, expected ${fmt(want)} for this config.json`);
+    }
+  }
+  if (unexpected.length > 0) {
+    throw new Error(
+      `Checkpoint ${dir} has unexpected tensor(s) for GPT2LMHeadModel: ${unexpected.slice(0, 8).join(', ')}` +
+        (unexpected.length > 8 ? `, … (${unexpected.length} in all)` : ''),
+    );
+  }
+}
+
+/** [rows, cols] → [cols, rows], in cache-friendly tiles. */
+export function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  const T = 64;
+  for (let r0 = 0; r0 < rows; r0 += T) {
+    const r1 = Math.min(rows, r0 + T);
+    for (let c0 = 0; c0 < cols; c0 += T) {
+      const c1 = Math.min(cols, c0 + T);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c];
+    }
+  }
+  return out;
+}
+
+/** Split a [rows, parts*width] matrix column-wise into `parts` matrices [rows, width]. */
+function splitColumns(src: Float32Array, rows: number, width: number, parts: number): Float32Array[] {
+  const outs = Array.from({ length: parts }, () => new Float32Array(rows * width));
+  for (let r = 0; r < rows; r++) {
+    for (let p = 0; p < parts; p++) {
+      const from = r * parts * width + p * width;
+      outs[p].set(src.subarray(from, from + width), r * width);
+    }
+  }
+  return outs;
+}
+
+export async function loadGpt2Checkpoint(dir: string, opts: LoadCheckpointOptions = {}): Promise<LoadedCheckpoint> {
+  const st = await stat(dir).catch(() => null);
+  if (!st || !st.isDirectory()) {
+    throw new Error(`Checkpoint directory ${dir} does not exist (expected a directory with config.json and ${WEIGHTS_FILE})`);
+  }
+  const configPath = join(dir, 'config.json');
+  if (!(await isFile(configPath))) {
+    throw new Error(`No config.json in ${dir}: a GPT-2 checkpoint directory needs config.json and ${WEIGHTS_FILE} (or ${WEIGHTS_INDEX_FILE} + shards)`);
+  }
+  let configJson: unknown;
+  try {
+    configJson = JSON.parse(await readFile(configPath, 'utf8'));
+  } catch (err) {
+    throw new Error(`Invalid JSON in ${configPath}: ${(err as Error).message}`);
+  }
+  const cfg = hfConfigToHooked(configJson, opts.modelName ?? modelNameFromDir(dir));
+
+  const files = await openWeightFiles(dir);
+  try {
+    const index = buildIndex(files);
+    validateIndex(index, cfg, dir);
+    const read = (name: string) => {
+      const t = index.get(name)!;
+      return t.file.readTensor(t.key);
+    };
+    const ln = async (p: string): Promise<LayerNormWeights> => ({ w: await read(`${p}.weight`), b: await read(`${p}.bias`) });
+    const { d_model: D, d_vocab: V } = cfg;
+    const H = cfg.n_heads * cfg.d_head;
+
+    const W_E = await read('wte.weight'); // [d_vocab, d_model]
+    const W_pos = await read('wpe.weight'); // [n_ctx, d_model]
+    const blocks: BlockWeights[] = [];
+    for (let l = 0; l < cfg.n_layers; l++) {
+      const p = `h.${l}.`;
+      const ln1 = await ln(`${p}ln_1`);
+      // c_attn: [d_model, 3H] = [W_Q | W_K | W_V] column blocks, each [d_model, n_heads*d_head].
+      const [W_Q, W_K, W_V] = splitColumns(await read(`${p}attn.c_attn.weight`), D, H, 3);
+      const [b_Q, b_K, b_V] = splitColumns(await read(`${p}attn.c_attn.bias`), 1, H, 3);
+      blocks.push({
+        ln1,
+        W_Q, b_Q, W_K, b_K, W_V, b_V,
+        W_O: await read(`${p}attn.c_proj.weight`), // [H, d_model]
+        b_O: await read(`${p}attn.c_proj.bias`), // [d_model]
+        ln2: await ln(`${p}ln_2`),
+        W_in: await read(`${p}mlp.c_fc.weight`), // [d_model, d_mlp]
+        b_in: await read(`${p}mlp.c_fc.bias`), // [d_mlp]
+        W_out: await read(`${p}mlp.c_proj.weight`), // [d_mlp, d_model]
+        b_out: await read(`${p}mlp.c_proj.bias`), // [d_model]
+      });
+    }
+    const ln_final = await ln('ln_f');
+    // W_U [d_model, d_vocab] = lm_headᵀ; lm_head [d_vocab, d_model] equals wte when tied (or is absent).
+    const W_U = index.has('lm_head.weight') ? transpose(await read('lm_head.weight'), V, D) : transpose(W_E, V, D);
+    const weights: TransformerWeights = { W_E, W_pos, blocks, ln_final, W_U, b_U: new Float32Array(V) };
+    return { cfg, weights, dir };
+  } finally {
+    await Promise.all(files.map((f) => f.close()));
+  }
+}

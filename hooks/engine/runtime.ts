@@ -14,6 +14,8 @@ export interface SessionConfig {
   device: ResolvedDevice;
   /** onnxruntime's intra-op threads; 0 lets onnxruntime choose (one per physical core). */
   threads: number;
+  /** onnxruntime's CPU memory arena (off by default: lower peak memory). */
+  memArena?: boolean;
 }
 
 function sessionOptions(cfg: SessionConfig): ort.InferenceSession.SessionOptions {
@@ -22,6 +24,8 @@ function sessionOptions(cfg: SessionConfig): ort.InferenceSession.SessionOptions
     graphOptimizationLevel: 'all',
     intraOpNumThreads: cfg.threads,
     logSeverityLevel: 3,
+    // Without the arena, memory freed after a run goes back to the system: lower peak RSS, same speed here.
+    enableCpuMemArena: cfg.memArena ?? false,
   };
 }
 

@@ -61,19 +61,24 @@ function describeFailure(res: Response, what: string, repo: string, revision: st
   const code = res.headers.get('x-error-code');
   const msg = res.headers.get('x-error-message');
   const detail = msg ? ` (${msg})` : '';
-  if (res.status === 401 || res.status === 403) {
+  if (code === 'RepoNotFound') {
+    // The hub answers 401 rather than 404 for a missing repo when no token is sent: it may also be private.
     return new HubHttpError(
-      `Access denied (HTTP ${res.status}) to ${what} in ${repo}: the repo is gated or private (or does not exist)` +
-        `${detail}. Set HF_TOKEN (or pass token) with a Hugging Face token that has access, after accepting the repo's terms if gated.`,
+      `Repository ${repo} does not exist on the hub (HTTP ${res.status}${detail}); if it is private, set HF_TOKEN (or pass token)`,
       res.status,
       code,
     );
   }
-  if (res.status === 404 && code === 'RepoNotFound') {
-    return new HubHttpError(`Repository ${repo} does not exist on the hub${detail}`, 404, code);
+  if (code === 'RevisionNotFound') {
+    return new HubHttpError(`Revision '${revision}' does not exist in ${repo} (HTTP ${res.status}${detail})`, res.status, code);
   }
-  if (res.status === 404 && code === 'RevisionNotFound') {
-    return new HubHttpError(`Revision '${revision}' does not exist in ${repo}${detail}`, 404, code);
+  if (res.status === 401 || res.status === 403) {
+    return new HubHttpError(
+      `Access denied (HTTP ${res.status}) to ${what} in ${repo}: the repo is gated or private${detail}. ` +
+        `Set HF_TOKEN (or pass token) with a Hugging Face token that has access, after accepting the repo's terms if gated.`,
+      res.status,
+      code,
+    );
   }
   return new HubHttpError(`HTTP ${res.status} ${res.statusText} for ${what} in ${repo}@${revision}${detail}`, res.status, code);
 }

@@ -19,7 +19,7 @@ import {
   snapshotDir,
   writeRef,
 } from './hfCache.ts';
-import { HubHttpError, downloadToFile, headFile } from './hubHttp.ts';
+import { downloadToFile, headFile } from './hubHttp.ts';
 import type { HubFileMetadata, HubHttpOptions } from './hubHttp.ts';
 import { defaultProgress } from './progress.ts';
 import type { ProgressCallback, ProgressEvent } from './progress.ts';
@@ -132,6 +132,7 @@ async function loadSnapshot(ctx: Ctx, checkForUpdates: boolean): Promise<string>
   const single = await fetchFile(ctx, WEIGHTS_FILE, false);
   if (single === null) {
     const indexPath = await fetchFile(ctx, WEIGHTS_INDEX_FILE, false);
+    if (indexPath === null && ctx.offline) throw offlineMissing(ctx, WEIGHTS_FILE);
     if (indexPath === null) {
       throw new Error(
         `${ctx.repo}@${ctx.revision} has neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE}; only safetensors checkpoints are supported`,
@@ -144,6 +145,13 @@ async function loadSnapshot(ctx: Ctx, checkForUpdates: boolean): Promise<string>
   const dir = snapshotDir(ctx.repoDir, ctx.commit!);
   ctx.emit({ status: 'ready', repo: ctx.repo, dir, commit: ctx.commit! });
   return dir;
+}
+
+function offlineMissing(ctx: Ctx, file: string): Error {
+  return new Error(
+    `Offline mode (HF_HUB_OFFLINE=1 or localFilesOnly): ${file} of ${ctx.repo}@${ctx.revision} is not in the cache: ` +
+      `expected ${join(snapshotDir(ctx.repoDir, ctx.commit!), file)} (cache: ${ctx.cacheDir})`,
+  );
 }
 
 async function shardFiles(indexPath: string): Promise<string[]> {
@@ -181,23 +189,10 @@ async function fetchFile(ctx: Ctx, file: string, required: boolean): Promise<str
       ctx.emit({ status: 'done', repo, file, path: null, cached: true });
       return null;
     }
-    if (ctx.offline) {
-      throw new Error(
-        `Offline mode (HF_HUB_OFFLINE=1 or localFilesOnly): ${file} of ${repo}@${ctx.revision} is not in the cache: ` +
-          `expected ${join(snapshotDir(ctx.repoDir, ctx.commit), file)} (cache: ${ctx.cacheDir})`,
-      );
-    }
+    if (ctx.offline) throw offlineMissing(ctx, file);
   }
 
-  let meta;
-  try {
-    meta = await headFile(repo, ctx.commit ?? ctx.revision, file, ctx.http);
-  } catch (err) {
-    if (err instanceof HubHttpError && err.status === 404 && file === CONFIG_FILE) {
-      throw new Error(`${err.message}: the repo ${repo} or its revision '${ctx.revision}' does not exist (no ${CONFIG_FILE})`);
-    }
-    throw err;
-  }
+  const meta = await headFile(repo, ctx.commit ?? ctx.revision, file, ctx.http);
   if (meta === null) {
     if (file === CONFIG_FILE) {
       throw new Error(`${repo}@${ctx.revision}: ${CONFIG_FILE} not found (HTTP 404): the repo or revision does not exist, or it is not a transformers model`);

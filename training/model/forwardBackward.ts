@@ -1,0 +1,362 @@
+/**
+ * GPT-2 forward and backward pass for training (TransformerLens/HF semantics: pre-LN blocks, causal
+ * multi-head attention, gelu_new MLP, final LN, unembedding tied to the class embeddings), with the
+ * grouped-vocabulary softmax of vocab.ts. Matrix products go to a `Matmul` (onnxruntime); LayerNorm,
+ * GELU, softmax and residual adds are JS loops over Float32Arrays.
+ */
+import type { HookedTransformerConfig } from '../../hooks/config.ts';
+import type { Matmul } from '../ops/matmul.ts';
+import { getParam, zerosLike, type ParamSet } from './params.ts';
+import { unseenLogitOffset, type SeenVocab } from './vocab.ts';
+
+/** A training batch in class space. */
+export interface ClassBatch {
+  batch: number;
+  pos: number;
+  /** Embedding rows (classes) of the input tokens: [batch, pos]. */
+  inputs: Int32Array;
+  /** Target class at each position, or -1 to ignore it: [batch, pos]. */
+  targets: Int32Array;
+}
+
+export interface ForwardResult {
+  /** Mean cross-entropy over positions with a target (nats). */
+  loss: number;
+  /** Number of positions with a target. */
+  count: number;
+  /** Per-position loss (0 where ignored): [batch, pos]. */
+  perPosition: Float64Array;
+  /** Grouped-class logits [batch, pos, n_classes] (only with `keepLogits`). */
+  logits?: Float32Array;
+  grads?: ParamSet;
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** LayerNorm over rows of x [rows, D]: returns y = xn·w + b and keeps xn, rstd for the backward pass. */
+function layerNorm(x: Float32Array, rows: number, D: number, w: Float32Array, b: Float32Array, eps: number) {
+  const xn = new Float32Array(rows * D);
+  const y = new Float32Array(rows * D);
+  const rstd = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const o = r * D;
+    let mean = 0;
+    for (let d = 0; d < D; d++) mean += x[o + d];
+    mean /= D;
+    let sq = 0;
+    for (let d = 0; d < D; d++) {
+      const c = x[o + d] - mean;
+      sq += c * c;
+    }
+    const rs = 1 / Math.sqrt(sq / D + eps);
+    rstd[r] = rs;
+    for (let d = 0; d < D; d++) {
+      const n = (x[o + d] - mean) * rs;
+      xn[o + d] = n;
+      y[o + d] = n * w[d] + b[d];
+    }
+  }
+  return { y, xn, rstd };
+}
+
+/** Backward of layerNorm: accumulates dw, db; returns dx [rows, D]. */
+function layerNormBackward(dy: Float32Array, xn: Float32Array, rstd: Float32Array, rows: number, D: number, w: Float32Array, dw: Float32Array, db: Float32Array): Float32Array {
+  const dx = new Float32Array(rows * D);
+  const dxn = new Float64Array(D);
+  for (let r = 0; r < rows; r++) {
+    const o = r * D;
+    let mean1 = 0;
+    let mean2 = 0;
+    for (let d = 0; d < D; d++) {
+      const g = dy[o + d];
+      dw[d] += g * xn[o + d];
+      db[d] += g;
+      const v = g * w[d];
+      dxn[d] = v;
+      mean1 += v;
+      mean2 += v * xn[o + d];
+    }
+    mean1 /= D;
+    mean2 /= D;
+    const rs = rstd[r];
+    for (let d = 0; d < D; d++) dx[o + d] = rs * (dxn[d] - mean1 - xn[o + d] * mean2);
+  }
+  return dx;
+}
+
+/** Column sums of g [rows, n], added into out [n]. */
+function addColumnSums(g: Float32Array, rows: number, n: number, out: Float32Array): void {
+  const acc = new Float64Array(n);
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    for (let j = 0; j < n; j++) acc[j] += g[o + j];
+  }
+  for (let j = 0; j < n; j++) out[j] += acc[j];
+}
+
+function addInto(dst: Float32Array, src: Float32Array): void {
+  for (let i = 0; i < dst.length; i++) dst[i] += src[i];
+}
+
+interface BlockCache {
+  xIn: Float32Array;
+  ln1: { y: Float32Array; xn: Float32Array; rstd: Float32Array };
+  qh: Float32Array; kh: Float32Array; vh: Float32Array; // [batch, n_heads, pos, d_head]
+  pattern: Float32Array; // [batch, n_heads, pos, pos]
+  z: Float32Array; // [batch·pos, H]
+  ln2: { y: Float32Array; xn: Float32Array; rstd: Float32Array };
+  pre: Float32Array; // [batch·pos, d_mlp]
+  post: Float32Array; // [batch·pos, d_mlp]
+}
+
+export interface ForwardBackwardOptions {
+  backward?: boolean;
+  keepLogits?: boolean;
+}
+
+/**
+ * Runs the model on `batch`; with `backward`, also returns the gradients of the mean loss with
+ * respect to every parameter (same names and shapes as `params`).
+ */
+export async function forwardBackward(
+  cfg: HookedTransformerConfig,
+  vocab: SeenVocab,
+  params: ParamSet,
+  batch: ClassBatch,
+  mm: Matmul,
+  opts: ForwardBackwardOptions = {},
+): Promise<ForwardResult> {
+  const { d_model: D, n_heads: nh, d_head: dh, d_mlp: M, eps } = cfg;
+  const H = nh * dh;
+  const { batch: B, pos: T } = batch;
+  const N = B * T;
+  const V = vocab.nClasses;
+  if (T > cfg.n_ctx) throw new Error(`forwardBackward: pos ${T} exceeds n_ctx ${cfg.n_ctx}`);
+  if (batch.inputs.length !== N || batch.targets.length !== N) throw new Error(`forwardBackward: inputs and targets must have batch·pos = ${N} entries`);
+  const P = (name: string) => getParam(params, name);
+  const wte = P('wte.weight'); // [V, D]
+  const wpe = P('wpe.weight'); // [n_ctx, D]
+
+  // ---- embeddings: x [N, D] ----
+  let x = new Float32Array(N * D);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const r = b * T + t;
+      const c = batch.inputs[r];
+      if (!(c >= 0 && c < V)) throw new Error(`forwardBackward: input class ${c} at row ${r} is not in [0, ${V})`);
+      const eo = c * D;
+      const po = t * D;
+      const o = r * D;
+      for (let d = 0; d < D; d++) x[o + d] = wte[eo + d] + wpe[po + d];
+    }
+  }
+
+  const scale = 1 / Math.sqrt(dh);
+  const caches: BlockCache[] = [];
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const h = `h.${l}.`;
+    const xIn = x;
+    const ln1 = layerNorm(xIn, N, D, P(`${h}ln_1.weight`), P(`${h}ln_1.bias`), eps);
+    const qkv = await mm.gemm(ln1.y, P(`${h}attn.c_attn.weight`), N, D, 3 * H, { bias: P(`${h}attn.c_attn.bias`) }); // [N, 3H]
+    // split heads: [B, nh, T, dh]
+    const qh = new Float32Array(N * H);
+    const kh = new Float32Array(N * H);
+    const vh = new Float32Array(N * H);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const src = (b * T + t) * 3 * H;
+        for (let hd = 0; hd < nh; hd++) {
+          const dst = ((b * nh + hd) * T + t) * dh;
+          const s = src + hd * dh;
+          for (let e = 0; e < dh; e++) {
+            qh[dst + e] = qkv[s + e];
+            kh[dst + e] = qkv[s + H + e];
+            vh[dst + e] = qkv[s + 2 * H + e];
+          }
+        }
+      }
+    }
+    const scores = await mm.bmm(qh, kh, B * nh, T, dh, T, { transB: true }); // [B, nh, T, T]
+    // causal softmax in place (scores → pattern); masked entries are exactly 0
+    for (let row = 0; row < B * nh * T; row++) {
+      const q = row % T;
+      const o = row * T;
+      let max = -Infinity;
+      for (let k = 0; k <= q; k++) if (scores[o + k] > max) max = scores[o + k];
+      let sum = 0;
+      for (let k = 0; k <= q; k++) {
+        const e = Math.exp((scores[o + k] - max) * scale);
+        scores[o + k] = e;
+        sum += e;
+      }
+      const inv = 1 / sum;
+      for (let k = 0; k <= q; k++) scores[o + k] *= inv;
+      for (let k = q + 1; k < T; k++) scores[o + k] = 0;
+    }
+    const pattern = scores;
+    const zh = await mm.bmm(pattern, vh, B * nh, T, T, dh); // [B, nh, T, dh]
+    const z = new Float32Array(N * H); // [N, H]
+    for (let b = 0; b < B; b++) {
+      for (let hd = 0; hd < nh; hd++) {
+        for (let t = 0; t < T; t++) {
+          const s = ((b * nh + hd) * T + t) * dh;
+          const d0 = (b * T + t) * H + hd * dh;
+          for (let e = 0; e < dh; e++) z[d0 + e] = zh[s + e];
+        }
+      }
+    }
+    const attnOut = await mm.gemm(z, P(`${h}attn.c_proj.weight`), N, H, D, { bias: P(`${h}attn.c_proj.bias`) }); // [N, D]
+    const xMid = new Float32Array(N * D);
+    for (let i = 0; i < xMid.length; i++) xMid[i] = xIn[i] + attnOut[i];
+    const ln2 = layerNorm(xMid, N, D, P(`${h}ln_2.weight`), P(`${h}ln_2.bias`), eps);
+    const pre = await mm.gemm(ln2.y, P(`${h}mlp.c_fc.weight`), N, D, M, { bias: P(`${h}mlp.c_fc.bias`) }); // [N, M]
+    const post = new Float32Array(N * M);
+    for (let i = 0; i < pre.length; i++) {
+      const v = pre[i];
+      post[i] = 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)));
+    }
+    const mlpOut = await mm.gemm(post, P(`${h}mlp.c_proj.weight`), N, M, D, { bias: P(`${h}mlp.c_proj.bias`) }); // [N, D]
+    const xOut = new Float32Array(N * D);
+    for (let i = 0; i < xOut.length; i++) xOut[i] = xMid[i] + mlpOut[i];
+    caches.push({ xIn, ln1, qh, kh, vh, pattern, z, ln2, pre, post });
+    x = xOut;
+  }
+
+  const lnf = layerNorm(x, N, D, P('ln_f.weight'), P('ln_f.bias'), eps);
+  const logits = await mm.gemm(lnf.y, wte, N, D, V, { transB: true }); // [N, V]
+  const offset = unseenLogitOffset(vocab);
+  const uc = vocab.unseenClass;
+  const perPosition = new Float64Array(N);
+  let count = 0;
+  for (let r = 0; r < N; r++) if (batch.targets[r] >= 0) count++;
+  if (count === 0) throw new Error('forwardBackward: the batch has no position with a target');
+  const keptLogits = opts.keepLogits ? Float32Array.from(logits) : undefined;
+  if (keptLogits) for (let r = 0; r < N; r++) keptLogits[r * V + uc] += offset;
+  let lossSum = 0;
+  // log-softmax per row; `logits` becomes dlogits = (softmax - onehot)/count where the row has a target, 0 elsewhere
+  for (let r = 0; r < N; r++) {
+    const o = r * V;
+    const tgt = batch.targets[r];
+    if (tgt < 0) {
+      logits.fill(0, o, o + V);
+      continue;
+    }
+    if (tgt >= V) throw new Error(`forwardBackward: target class ${tgt} at row ${r} is not in [0, ${V})`);
+    logits[o + uc] += offset;
+    let max = -Infinity;
+    for (let c = 0; c < V; c++) if (logits[o + c] > max) max = logits[o + c];
+    let se = 0;
+    for (let c = 0; c < V; c++) se += Math.exp(logits[o + c] - max);
+    const lse = max + Math.log(se);
+    const l = lse - logits[o + tgt];
+    perPosition[r] = l;
+    lossSum += l;
+    if (opts.backward) {
+      const inv = 1 / count;
+      for (let c = 0; c < V; c++) logits[o + c] = Math.exp(logits[o + c] - lse) * inv;
+      logits[o + tgt] -= inv;
+    }
+  }
+  const loss = lossSum / count;
+  if (!opts.backward) return { loss, count, perPosition, logits: keptLogits };
+
+  // ---------------- backward ----------------
+  const grads = zerosLike(params);
+  const G = (name: string) => getParam(grads, name);
+  const dlogits = logits; // [N, V]
+  // logits = hf @ wteᵀ → dwte = dlogitsᵀ @ hf, dhf = dlogits @ wte
+  addInto(G('wte.weight'), await mm.gemm(dlogits, lnf.y, V, N, D, { transA: true }));
+  const dhf = await mm.gemm(dlogits, wte, N, V, D);
+  let dx = layerNormBackward(dhf, lnf.xn, lnf.rstd, N, D, P('ln_f.weight'), G('ln_f.weight'), G('ln_f.bias'));
+
+  for (let l = cfg.n_layers - 1; l >= 0; l--) {
+    const h = `h.${l}.`;
+    const c = caches[l];
+    // MLP: xOut = xMid + post @ W_out + b_out
+    const dOut = dx; // [N, D]
+    addInto(G(`${h}mlp.c_proj.weight`), await mm.gemm(c.post, dOut, M, N, D, { transA: true }));
+    addColumnSums(dOut, N, D, G(`${h}mlp.c_proj.bias`));
+    const dpost = await mm.gemm(dOut, P(`${h}mlp.c_proj.weight`), N, D, M, { transB: true }); // [N, M]
+    for (let i = 0; i < dpost.length; i++) {
+      const v = c.pre[i];
+      const th = Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v));
+      const dth = (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v);
+      dpost[i] *= 0.5 * (1 + th) + 0.5 * v * dth;
+    }
+    const dpre = dpost;
+    addInto(G(`${h}mlp.c_fc.weight`), await mm.gemm(c.ln2.y, dpre, D, N, M, { transA: true }));
+    addColumnSums(dpre, N, M, G(`${h}mlp.c_fc.bias`));
+    const dy2 = await mm.gemm(dpre, P(`${h}mlp.c_fc.weight`), N, M, D, { transB: true }); // [N, D]
+    const dMidFromLn = layerNormBackward(dy2, c.ln2.xn, c.ln2.rstd, N, D, P(`${h}ln_2.weight`), G(`${h}ln_2.weight`), G(`${h}ln_2.bias`));
+    const dMid = dOut;
+    addInto(dMid, dMidFromLn); // dMid = dxOut + LN2 path (dOut's buffer reused)
+
+    // attention: xMid = xIn + z @ W_O + b_O
+    addInto(G(`${h}attn.c_proj.weight`), await mm.gemm(c.z, dMid, H, N, D, { transA: true }));
+    addColumnSums(dMid, N, D, G(`${h}attn.c_proj.bias`));
+    const dz = await mm.gemm(dMid, P(`${h}attn.c_proj.weight`), N, D, H, { transB: true }); // [N, H]
+    const dzh = new Float32Array(N * H); // [B, nh, T, dh]
+    for (let b = 0; b < B; b++) {
+      for (let hd = 0; hd < nh; hd++) {
+        for (let t = 0; t < T; t++) {
+          const d0 = ((b * nh + hd) * T + t) * dh;
+          const s = (b * T + t) * H + hd * dh;
+          for (let e = 0; e < dh; e++) dzh[d0 + e] = dz[s + e];
+        }
+      }
+    }
+    const dP = await mm.bmm(dzh, c.vh, B * nh, T, dh, T, { transB: true }); // [B, nh, T, T]
+    const dvh = await mm.bmm(c.pattern, dzh, B * nh, T, T, dh, { transA: true }); // [B, nh, T, dh]
+    // softmax backward (scale folded in): dS = P ⊙ (dP − Σ_k P dP) · scale
+    for (let row = 0; row < B * nh * T; row++) {
+      const q = row % T;
+      const o = row * T;
+      let dot = 0;
+      for (let k = 0; k <= q; k++) dot += c.pattern[o + k] * dP[o + k];
+      for (let k = 0; k <= q; k++) dP[o + k] = c.pattern[o + k] * (dP[o + k] - dot) * scale;
+      for (let k = q + 1; k < T; k++) dP[o + k] = 0;
+    }
+    const dS = dP;
+    const dqh = await mm.bmm(dS, c.kh, B * nh, T, T, dh); // [B, nh, T, dh]
+    const dkh = await mm.bmm(dS, c.qh, B * nh, T, T, dh, { transA: true }); // [B, nh, T, dh]
+    const dqkv = new Float32Array(N * 3 * H); // [N, 3H]
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const d0 = (b * T + t) * 3 * H;
+        for (let hd = 0; hd < nh; hd++) {
+          const s = ((b * nh + hd) * T + t) * dh;
+          const dd = d0 + hd * dh;
+          for (let e = 0; e < dh; e++) {
+            dqkv[dd + e] = dqh[s + e];
+            dqkv[dd + H + e] = dkh[s + e];
+            dqkv[dd + 2 * H + e] = dvh[s + e];
+          }
+        }
+      }
+    }
+    addInto(G(`${h}attn.c_attn.weight`), await mm.gemm(c.ln1.y, dqkv, D, N, 3 * H, { transA: true }));
+    addColumnSums(dqkv, N, 3 * H, G(`${h}attn.c_attn.bias`));
+    const dy1 = await mm.gemm(dqkv, P(`${h}attn.c_attn.weight`), N, 3 * H, D, { transB: true }); // [N, D]
+    const dInFromLn = layerNormBackward(dy1, c.ln1.xn, c.ln1.rstd, N, D, P(`${h}ln_1.weight`), G(`${h}ln_1.weight`), G(`${h}ln_1.bias`));
+    addInto(dMid, dInFromLn);
+    dx = dMid; // gradient w.r.t. this block's input
+  }
+
+  // embeddings
+  const dwte = G('wte.weight');
+  const dwpe = G('wpe.weight');
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const r = b * T + t;
+      const eo = batch.inputs[r] * D;
+      const po = t * D;
+      const o = r * D;
+      for (let d = 0; d < D; d++) {
+        const g = dx[o + d];
+        dwte[eo + d] += g;
+        dwpe[po + d] += g;
+      }
+    }
+  }
+  return { loss, count, perPosition, logits: keptLogits, grads };
+}

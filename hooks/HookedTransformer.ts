@@ -216,7 +216,6 @@ export class HookedTransformer {
       const batch = this.requireTokenizer('Text input').toTokens(input as string | string[], {
         prependBos: opts.prependBos ?? this.cfg.default_prepend_bos,
         paddingSide: opts.paddingSide,
-        maxLength: this.cfg.n_ctx,
         truncate: false,
       });
       tokens = batch.tokens;
@@ -295,9 +294,17 @@ export class HookedTransformer {
     }
   }
 
-  private activeHooks(): Map<HookName, HookFn[]> {
+  /** The model's registered hooks followed by this call's own, by hook name. */
+  private activeHooks(callHooks: readonly FwdHook[] = []): Map<HookName, HookFn[]> {
     const byName = new Map<HookName, HookFn[]>();
-    for (const h of this.hooks) {
+    const own = callHooks.map(([target, fn]) => {
+      if (typeof target === 'string' && !this.hookInfo.has(target)) {
+        throw new Error(`unknown hook point '${target}'; see model.hookPoints() for the ${this.hookInfo.size} names`);
+      }
+      if (typeof fn !== 'function') throw new Error(`fwdHooks: the hook for '${String(target)}' must be a function (activation, hook) => Tensor | void`);
+      return { target, fn, permanent: false };
+    });
+    for (const h of [...this.hooks, ...own]) {
       for (const name of this.hookInfo.keys()) {
         const match = typeof h.target === 'string' ? h.target === name : h.target(name);
         if (match) byName.set(name, [...(byName.get(name) ?? []), h.fn]);
@@ -312,13 +319,14 @@ export class HookedTransformer {
     input: ModelInput,
     opts: ForwardOptions,
     observe: ReadonlySet<HookName>,
+    callHooks: readonly FwdHook[] = [],
   ): Promise<{ output: unknown; activations: Map<HookName, Tensor>; tokens: number[][] }> {
     const returnType = opts.returnType ?? 'logits';
     if (!['logits', 'loss', 'both', 'none'].includes(returnType)) {
       throw new Error(`returnType must be 'logits', 'loss', 'both' or 'none'; got '${String(returnType)}'`);
     }
     let { tokens, attentionMask } = this.prepareInput(input, opts);
-    const hooks = this.activeHooks();
+    const hooks = this.activeHooks(callHooks);
     const activations = new Map<HookName, Tensor>();
 
     // hook_tokens sits on the input itself: run its hooks here, before the graph.
@@ -386,7 +394,8 @@ export class HookedTransformer {
       for (const [t, fn] of opts.fwdHooks ?? []) this.addHook(t, fn);
       return this.forward(input, opts);
     }
-    return this.withHooks(opts.fwdHooks ?? [], () => this.forward(input, opts));
+    // The hooks belong to this call only: runs in flight at the same time do not see them.
+    return (await this.execute(input, opts, new Set(), opts.fwdHooks ?? [])).output as ForwardOutput<R>;
   }
 
   private selectNames(filter: NamesFilter | undefined): Set<HookName> {

@@ -95,7 +95,7 @@ export function toTransformerWeights(cfg: HookedTransformerConfig, vocab: SeenVo
 }
 
 export interface ExportOptions {
-  /** 'auto' (default): F32 when the weights fit in `maxBytes`, else F16. */
+  /** 'auto' (default): F32 when the weights fit in `maxBytes` (default 29e6, leaving room for the 2.6 MB of tokenizer files under 32 MB), else F16. */
   dtype?: SafetensorsDtype | 'auto';
   maxBytes?: number;
   /** Copy the GPT-2 tokenizer files (default true). */
@@ -110,7 +110,7 @@ export async function exportHfCheckpoint(dir: string, cfg: HookedTransformerConf
   const tensors = hfTensorsFromParams(cfg, vocab, params);
   let total = 0;
   for (const [, [, d]] of tensors) total += d.length;
-  const dtype: SafetensorsDtype = opts.dtype === undefined || opts.dtype === 'auto' ? (total * 4 <= (opts.maxBytes ?? 32e6) ? 'F32' : 'F16') : opts.dtype;
+  const dtype: SafetensorsDtype = opts.dtype === undefined || opts.dtype === 'auto' ? (total * 4 <= (opts.maxBytes ?? 29e6) ? 'F32' : 'F16') : opts.dtype;
   const record = Object.fromEntries([...tensors].map(([name, [shape, data]]) => [name, { dtype, shape, data }]));
   await writeFile(join(dir, 'config.json'), JSON.stringify(hfConfig(cfg), null, 2) + '\n');
   await writeSafetensors(join(dir, 'model.safetensors'), record, { format: 'pt', ...opts.metadata });

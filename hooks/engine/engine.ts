@@ -47,6 +47,13 @@ export interface EngineResult {
 interface Plan {
   segments: { session: ort.InferenceSession; inputs: string[]; outputs: string[]; cut: HookName | null }[];
   hookOrder: HookName[];
+  /** Runs currently using the plan; an evicted plan is released when this drops to 0. */
+  users: number;
+  evicted: boolean;
+}
+
+async function releasePlan(plan: Plan): Promise<void> {
+  await Promise.all(plan.segments.map((s) => s.session.release()));
 }
 
 export interface EngineOptions extends SessionConfig {
@@ -179,7 +186,7 @@ export class Engine {
           cut: p.cut,
         })),
       );
-      return { segments, hookOrder: graph.hookOrder };
+      return { segments, hookOrder: graph.hookOrder, users: 0, evicted: false };
     })();
     this.plans.set(key, built);
     built.catch(() => this.plans.delete(key));
@@ -188,7 +195,12 @@ export class Engine {
       const oldest = this.plans.keys().next().value as string;
       const evicted = this.plans.get(oldest)!;
       this.plans.delete(oldest);
-      void evicted.then((p) => Promise.all(p.segments.map((s) => s.session.release()))).catch(() => undefined);
+      void evicted
+        .then((p) => {
+          p.evicted = true;
+          if (p.users === 0) return releasePlan(p);
+        })
+        .catch(() => undefined);
     }
     return built;
   }
@@ -197,6 +209,17 @@ export class Engine {
     const batch = req.tokens.length;
     if (batch === 0) throw new Error('tokens: the batch is empty');
     const plan = await this.plan(req);
+    if (plan.evicted) return this.run(req); // evicted while it was being built: build it again
+    plan.users++;
+    try {
+      return await this.execute(plan, req);
+    } finally {
+      plan.users--;
+      if (plan.evicted && plan.users === 0) await releasePlan(plan);
+    }
+  }
+
+  private async execute(plan: Plan, req: EngineRequest): Promise<EngineResult> {
     const values = new Map<string, ort.Tensor>(Object.entries(this.weightTensorFeeds(this.weightDims)));
     values.set('tokens', toInt64(req.tokens, 'tokens'));
     if (req.attentionMask) values.set('attention_mask', toInt64(req.attentionMask, 'attentionMask'));
@@ -258,7 +281,8 @@ export class Engine {
     for (const p of plans) {
       try {
         const plan = await p;
-        await Promise.all(plan.segments.map((s) => s.session.release()));
+        plan.evicted = true;
+        if (plan.users === 0) await releasePlan(plan);
       } catch {
         // a plan that failed to build holds no sessions
       }

@@ -20,7 +20,10 @@ export interface ClassBatch {
 }
 
 export interface ForwardResult {
-  /** Mean cross-entropy over positions with a target (nats). */
+  /**
+   * Mean cross-entropy over positions with a target (nats) of the full d_vocab-way softmax: an
+   * unseen target token scores log p(class) − log n_unseen, which is exactly its full-vocab log-prob.
+   */
   loss: number;
   /** Number of positions with a target. */
   count: number;
@@ -248,7 +251,8 @@ export async function forwardBackward(
     let se = 0;
     for (let c = 0; c < V; c++) se += Math.exp(logits[o + c] - max);
     const lse = max + Math.log(se);
-    const l = lse - logits[o + tgt];
+    // an unseen target is one specific token: its probability is the class's divided by n_unseen
+    const l = tgt === uc ? lse - (logits[o + uc] - offset) : lse - logits[o + tgt];
     perPosition[r] = l;
     lossSum += l;
     if (opts.backward) {

@@ -130,8 +130,3 @@ export const setHeads =
 
 /** Multiply a whole activation by `k` (returns a new tensor). */
 export const scaleBy = (k: number): PlainHook => (a) => a.mul(k);
-
-/** The slice of `t` along `dim` at `indices`, keeping the dim. */
-export function pick(t: Tensor, dim: number, indices: readonly number[]): Tensor {
-  return t.select(dim, indices);
-}

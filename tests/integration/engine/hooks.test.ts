@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivationCache } from '../../../hooks/ActivationCache.ts';
 import { HookedTransformer, type FwdHook } from '../../../hooks/HookedTransformer.ts';
 import { listHookPoints, type HookName } from '../../../hooks/hookPoints.ts';
-import { referenceForward, type ReferenceHookFn } from '../../../hooks/reference.ts';
+import { referenceForward } from '../../../hooks/reference.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
 import {
   cacheMismatches, cloneWeights, expectClose, expectExactlyEqual, mapIndexed, scaleBy, setHeads, tinyConfig, tinyWeights, tokenBatch,
@@ -29,12 +29,12 @@ afterAll(async () => {
 });
 
 /** Runs the engine (cache of every hook point incl. hook_result) and the reference with the same hooks; compares everything. */
-async function expectHooksMatchReference(hooks: [HookName, PlainHook][], refHooks?: Partial<Record<HookName, ReferenceHookFn>>): Promise<{ logits: Tensor; cache: ActivationCache }> {
+async function expectHooksMatchReference(hooks: [HookName, PlainHook][]): Promise<{ logits: Tensor; cache: ActivationCache }> {
   const [logits, cache] = await model.withHooks(
     hooks.map(([n, f]) => [n, f] as FwdHook),
     (m) => m.runWithCache(tokens, { namesFilter: allNames }),
   );
-  const ref = referenceForward(cfg, original, tokens, { hooks: refHooks ?? Object.fromEntries(hooks) });
+  const ref = referenceForward(cfg, original, tokens, { hooks: Object.fromEntries(hooks) });
   expect(cacheMismatches(cache, ref.cache, allNames, ATOL)).toEqual([]);
   expectClose(logits, ref.logits, ATOL, 'logits');
   return { logits, cache };
@@ -286,5 +286,36 @@ describe('caches are independent of later runs', () => {
     await model.runWithHooks(other, { fwdHooks: [['blocks.1.hook_resid_mid', scaleBy(3)]] });
     for (const [k, v] of snapshot) expectExactlyEqual(cacheA.get(k), v, k);
     expectExactlyEqual(captured!, capturedCopy, 'captured activation');
+  });
+});
+
+describe('concurrent runs', () => {
+  it('plain forwards running concurrently on one model give the sequential results exactly', async () => {
+    const other = tokenBatch(2, 8, cfg.d_vocab, 7);
+    const otherAlone = await model.forward(other);
+    const [a, b] = await Promise.all([model.forward(tokens), model.forward(other)]);
+    expectExactlyEqual(a, clean, 'first');
+    expectExactlyEqual(b, otherAlone, 'second');
+  });
+
+  it("runWithHooks' hooks apply to its own run only, not to a forward running at the same time", async () => {
+    const zeroMid: PlainHook = (a) => a.mul(0);
+    const [hooked, plain] = await Promise.all([
+      model.runWithHooks(tokens, { fwdHooks: [['blocks.0.hook_resid_mid', zeroMid]] }),
+      model.forward(tokens),
+    ]);
+    const ref = referenceForward(cfg, original, tokens, { hooks: { 'blocks.0.hook_resid_mid': zeroMid } });
+    expectClose(hooked, ref.logits, ATOL, 'hooked run');
+    expectExactlyEqual(plain, clean, 'the concurrent plain forward');
+  });
+
+  it('more concurrent graph variants than the plan cache holds (16) all complete and are correct (1e-4)', async () => {
+    const names = allNames.slice(0, 24); // 24 different namesFilter → 24 graph variants in flight at once
+    const results = await Promise.all(names.map((n) => model.runWithCache(tokens, { namesFilter: n })));
+    const ref = referenceForward(cfg, original, tokens);
+    results.forEach(([logits, cache], i) => {
+      expectClose(cache.get(names[i]), ref.cache.get(names[i])!, ATOL, names[i]);
+      expectClose(logits, ref.logits, ATOL, `logits ${i}`);
+    });
   });
 });

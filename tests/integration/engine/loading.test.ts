@@ -31,6 +31,8 @@ interface Case {
   prefix: boolean;
   buffers: boolean;
   lmHead: boolean;
+  /** Shard files (1 = a single model.safetensors). */
+  shards: number;
   dir: string;
 }
 
@@ -40,13 +42,14 @@ CONFIGS.forEach(({ label, cfg }, ci) => {
   DTYPES.forEach((dtype, di) => {
     const combo = (ci * DTYPES.length + di) % 4; // cycles through all four prefix × buffers combinations
     cases.push({
-      label: `${label} ${dtype} prefix=${combo & 1 ? 'yes' : 'no'} buffers=${combo & 2 ? 'yes' : 'no'}`,
+      label: `${label} ${dtype} prefix=${combo & 1 ? 'yes' : 'no'} buffers=${combo & 2 ? 'yes' : 'no'}${di === 2 ? ' 3 shards' : ''}`,
       cfg,
       original: tinyWeights(cfg, 100 + ci),
       dtype,
       prefix: (combo & 1) === 1,
       buffers: (combo & 2) === 2,
       lmHead: di === 1,
+      shards: di === 2 ? 3 : 1,
       dir: '',
     });
   });
@@ -57,7 +60,13 @@ beforeAll(async () => {
   await Promise.all(
     cases.map(async (c, i) => {
       c.dir = join(root, `ckpt-${i}`);
-      await writeHfCheckpoint(c.dir, c.cfg, c.original, { dtype: c.dtype, prefix: c.prefix, buffers: c.buffers, lmHead: c.lmHead });
+      await writeHfCheckpoint(c.dir, c.cfg, c.original, {
+        dtype: c.dtype,
+        prefix: c.prefix,
+        buffers: c.buffers,
+        lmHead: c.lmHead,
+        shards: c.shards,
+      });
     }),
   );
 });

@@ -1,0 +1,111 @@
+/** The server's configuration: command-line flags and LENSBOARD_* environment variables, validated once with zod. */
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+/** <package root>/models: the built-in model root, which holds `embedded` (the default model). */
+export const PACKAGE_MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url));
+
+/** Request limits; every one is stated in the 4xx answer that enforces it. */
+export const LimitsSchema = z.strictObject({
+  /** Largest JSON body accepted (bytes); larger bodies get 413. */
+  maxBodyBytes: z.number().int().min(1024).default(1_048_576),
+  /** Most prompts in one request. */
+  maxBatch: z.number().int().min(1).default(32),
+  /** Largest top-k a request may ask for. */
+  maxTopK: z.number().int().min(1).default(100),
+  /** Most numbers one activation or attention answer may hold. */
+  maxElements: z.number().int().min(1).default(2_000_000),
+  /** Most jobs waiting per model; more get 503. */
+  maxQueue: z.number().int().min(1).default(1000),
+  /** Tokens per forward pass inside a job (bounds the logits buffer, [tokens, d_vocab] floats). */
+  tokensPerStep: z.number().int().min(1).default(256),
+  /** How long a cancelled job may keep running before its worker is terminated and the model reloaded (ms). */
+  cancelGraceMs: z.number().int().min(10).default(1000),
+});
+export type Limits = z.infer<typeof LimitsSchema>;
+
+export const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
+
+export const ServerConfigSchema = z.strictObject({
+  /** Model to load at start-up: a hub id / official name, or a directory name under a model root. */
+  model: z.string().min(1).default('embedded'),
+  device: z.enum(DEVICES).default('cpu'),
+  port: z.number().int().min(0).max(65535).default(7860),
+  host: z.string().min(1).default('127.0.0.1'),
+  /** Directories whose sub-directories are loadable models (the package's models/ always comes first). */
+  modelRoots: z.array(z.string().min(1)).default([]),
+  /** onnxruntime intra-op threads per model (0: one per core). */
+  threads: z.number().int().min(0).default(0),
+  /** Hugging Face hub cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub). */
+  hfCacheDir: z.string().min(1).optional(),
+  /** Hub URL (default $HF_ENDPOINT or https://huggingface.co). */
+  hubEndpoint: z.string().url().optional(),
+  /** Never contact the hub: only cached hub models load. */
+  offline: z.boolean().default(false),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  limits: LimitsSchema.default(LimitsSchema.parse({})),
+});
+export type ServerConfig = z.infer<typeof ServerConfigSchema>;
+export type ServerConfigInput = z.input<typeof ServerConfigSchema>;
+
+/** Validates a config object (fills defaults); throws an Error listing every bad field. */
+export function validateConfig(input: ServerConfigInput): ServerConfig {
+  const r = ServerConfigSchema.safeParse(input);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message}`);
+    throw new Error(`invalid server configuration:\n${lines.join('\n')}`);
+  }
+  return r.data;
+}
+
+const USAGE = `Usage: npm start -- [--model NAME_OR_DIR] [--device cpu|cuda|webgpu|auto] [--port 7860] [--host 127.0.0.1]
+                    [--models-dir DIR]... [--threads N] [--offline] [--log-level info]
+Environment: LENSBOARD_MODEL, LENSBOARD_DEVICE, LENSBOARD_PORT, LENSBOARD_HOST, LENSBOARD_MODELS_DIR (':'-separated),
+             LENSBOARD_THREADS, LENSBOARD_LOG_LEVEL, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE. Flags win over env.`;
+
+function toInt(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new Error(`${flag} must be a non-negative integer; got '${v}'\n${USAGE}`);
+  return Number(v);
+}
+
+/** Flags and environment → validated config. `--help` throws the usage text. */
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        model: { type: 'string' },
+        device: { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        'models-dir': { type: 'string', multiple: true },
+        threads: { type: 'string' },
+        offline: { type: 'boolean' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${USAGE}`);
+  }
+  if (values.help) throw new Error(USAGE);
+  const envRoots = env.LENSBOARD_MODELS_DIR ? env.LENSBOARD_MODELS_DIR.split(':').filter(Boolean) : [];
+  const offlineEnv = ['1', 'ON', 'YES', 'TRUE'].includes((env.HF_HUB_OFFLINE ?? '').toUpperCase());
+  return validateConfig({
+    model: values.model ?? env.LENSBOARD_MODEL,
+    device: (values.device ?? env.LENSBOARD_DEVICE) as ServerConfigInput['device'],
+    port: toInt('--port', values.port ?? env.LENSBOARD_PORT),
+    host: values.host ?? env.LENSBOARD_HOST,
+    modelRoots: values['models-dir'] ?? envRoots,
+    threads: toInt('--threads', values.threads ?? env.LENSBOARD_THREADS),
+    hfCacheDir: env.HF_HUB_CACHE || undefined,
+    hubEndpoint: env.HF_ENDPOINT || undefined,
+    offline: values.offline ?? offlineEnv,
+    logLevel: (values['log-level'] ?? env.LENSBOARD_LOG_LEVEL) as ServerConfigInput['logLevel'],
+  });
+}

@@ -1,0 +1,109 @@
+/**
+ * The data mix of the embedded model: Tiny Shakespeare windows, packed repeated random-token rows
+ * (induction), and IOI prompts with their answers plus single-name sentences. One kind per step,
+ * drawn by weight; every batch depends only on (seed, step).
+ */
+import { Rng } from '../../hooks/random.ts';
+import type { Gpt2Tokenizer } from '../../hooks/tokenizer.ts';
+import type { ClassBatch } from '../model/forwardBackward.ts';
+import { buildSeenVocab, type SeenVocab } from '../model/vocab.ts';
+import { randomWindows, rowsToBatch, stepSeed } from './batches.ts';
+import { packedInductionRow } from './induction.ts';
+import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, NAME_SENTENCES, randomIoiPrompt, randomNameSentence } from './ioi.ts';
+import type { TokenizedText } from './text.ts';
+
+export interface MixOptions {
+  seed: number;
+  /** Tokens per row (= model n_ctx). */
+  ctx: number;
+  /** Rows per Shakespeare / induction step. */
+  batch: number;
+  /** Rows per IOI step (short rows, so more of them). */
+  ioiBatch: number;
+  /** Step kind weights. */
+  weights: { text: number; induction: number; ioi: number };
+  /** Fraction of IOI-step rows that are single-name sentences instead of IOI prompts. */
+  nameSentenceFraction: number;
+  /** Fraction of induction tokens drawn from the name list (the rest uniformly from the seen vocabulary). */
+  inductionNameFraction: number;
+}
+
+export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
+  batch: 16,
+  ioiBatch: 64,
+  weights: { text: 0.45, induction: 0.3, ioi: 0.25 },
+  nameSentenceFraction: 0.2,
+  inductionNameFraction: 0.1,
+};
+
+export interface EmbeddedData {
+  vocab: SeenVocab;
+  batchAt: (step: number) => ClassBatch;
+  /** Seen tokens other than BOS: the pool for random-token sequences. */
+  pool: Int32Array;
+  bos: number;
+}
+
+const BOS = 50256;
+
+/** Every token the generators can emit (templates, names, places, objects, sentences). */
+export function generatorTokens(tok: Gpt2Tokenizer): number[] {
+  const ids = new Set<number>();
+  const add = (s: string) => tok.encode(s).forEach((t) => ids.add(t));
+  for (const t of [...IOI_TEMPLATES, ...NAME_SENTENCES]) for (const part of t.split(/\[[A-Z]+\]/)) add(part);
+  for (const t of IOI_TEMPLATES) add(t.replace(/\[[A-Z]+\]/g, 'x'));
+  for (const n of [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES]) add(` ${n}`);
+  for (const w of [...IOI_PLACES, ...IOI_OBJECTS]) add(` ${w}`);
+  // exact tokenisations of generated text (punctuation next to names etc.)
+  const rng = new Rng(0);
+  for (let i = 0; i < 3000; i++) {
+    const p = randomIoiPrompt(rng, { names: [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES] });
+    add(p.prompt + p.answer + '.');
+    add(randomNameSentence(rng, [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES]));
+  }
+  return [...ids];
+}
+
+export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts: MixOptions): EmbeddedData {
+  const vocab = buildSeenVocab([...text.train, ...generatorTokens(tok), BOS], 50257);
+  const pool = vocab.seen.filter((t) => t !== BOS);
+  const nameIds = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES].map((n) => tok.encode(` ${n}`)[0]);
+  const allNames = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES];
+  const { text: wt, induction: wi, ioi: wo } = opts.weights;
+  const total = wt + wi + wo;
+  const encodeCache = new Map<string, number[]>();
+  const enc = (s: string) => {
+    let e = encodeCache.get(s);
+    if (!e) {
+      e = tok.encode(s);
+      if (encodeCache.size < 200_000) encodeCache.set(s, e);
+    }
+    return e;
+  };
+  // pool for induction: every seen token once, plus copies of the names so that they make up
+  // `inductionNameFraction` of the draws (names then get copying practice, held-out names included)
+  const copies = Math.max(0, Math.round((opts.inductionNameFraction * pool.length) / ((1 - opts.inductionNameFraction) * nameIds.length)));
+  const inductionPool = new Int32Array(pool.length + copies * nameIds.length);
+  inductionPool.set(pool);
+  for (let c = 0; c < copies; c++) inductionPool.set(nameIds, pool.length + c * nameIds.length);
+  const batchAt = (step: number): ClassBatch => {
+    const rng = new Rng(stepSeed(opts.seed, step));
+    const u = rng.next() * total;
+    if (u < wt) return rowsToBatch(randomWindows(rng, text.train, opts.batch, opts.ctx, [BOS]), vocab, BOS);
+    if (u < wt + wi) {
+      const rows: number[][] = [];
+      for (let b = 0; b < opts.batch; b++) rows.push(packedInductionRow(rng, inductionPool, opts.ctx + 1, { minSpan: 8, maxSpan: 48 }, [BOS]));
+      return rowsToBatch(rows, vocab, BOS);
+    }
+    const rows: number[][] = [];
+    for (let b = 0; b < opts.ioiBatch; b++) {
+      if (rng.next() < opts.nameSentenceFraction) rows.push([BOS, ...enc(randomNameSentence(rng, allNames))]);
+      else {
+        const p = randomIoiPrompt(rng, { names: IOI_TRAIN_NAMES });
+        rows.push([BOS, ...enc(p.prompt), ...enc(p.answer), ...enc('.')]);
+      }
+    }
+    return rowsToBatch(rows, vocab, BOS);
+  };
+  return { vocab, batchAt, pool, bos: BOS };
+}

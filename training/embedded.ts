@@ -1,0 +1,92 @@
+/**
+ * `npm run train:embedded`: trains Lensboard's embedded GPT-2-architecture model from scratch on the
+ * data mix of data/embeddedMix.ts and writes it to models/embedded/ (HF layout + tokenizer files).
+ * Options: --steps N --out DIR --work DIR --seed S --resume --threads T.
+ */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gpt2Config } from '../hooks/init.ts';
+import { Rng } from '../hooks/random.ts';
+import { Gpt2Tokenizer } from '../hooks/tokenizer.ts';
+import { Args } from './args.ts';
+import { exportHfCheckpoint } from './export.ts';
+import { consecutiveWindows, rowsToBatch } from './data/batches.ts';
+import { buildEmbeddedData, DEFAULT_MIX } from './data/embeddedMix.ts';
+import { repeatedRandomTokens } from './data/induction.ts';
+import { IOI_HELDOUT_NAMES, randomIoiPrompt } from './data/ioi.ts';
+import { readTokenizedText } from './data/text.ts';
+import { countParams } from './model/params.ts';
+import { train, type EvalSet } from './trainer.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
+
+async function main(): Promise<void> {
+  const args = new Args(process.argv.slice(2), { steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number' });
+  const steps = args.number('steps', 2400, { integer: true, min: 1 });
+  const seed = args.number('seed', 1234, { integer: true, min: 0 });
+  const out = args.string('out', join(ROOT, 'models', 'embedded'));
+  const work = args.string('work', join(ROOT, '.cache', 'embedded-run'));
+  const lr = args.number('lr', 2e-3, { min: 0 });
+  const cfg = EMBEDDED_CONFIG;
+  const tok = await Gpt2Tokenizer.default();
+  const text = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
+  const mix = { ...DEFAULT_MIX, seed, ctx: cfg.n_ctx };
+  const data = buildEmbeddedData(tok, text, mix);
+  const { vocab } = data;
+
+  // fixed held-out evaluation sets
+  const erng = new Rng(seed + 777);
+  const BOS = data.bos;
+  const evalSets: EvalSet[] = [
+    { name: 'shakespeare_val', batches: [rowsToBatch(consecutiveWindows(text.heldOut, 16, cfg.n_ctx, [BOS]), vocab, BOS)] },
+  ];
+  const indRows: number[][] = [];
+  const indFrom: number[] = [];
+  for (let i = 0; i < 32; i++) {
+    const { tokens, span } = repeatedRandomTokens(erng, data.pool, { minSpan: 20, maxSpan: 40 });
+    indRows.push([BOS, ...tokens]);
+    indFrom.push(span + 1);
+  }
+  evalSets.push({ name: 'induction_2nd_half', batches: [rowsToBatch(indRows, vocab, BOS, indFrom)] });
+  const ioiRows: number[][] = [];
+  const ioiFrom: number[] = [];
+  for (let i = 0; i < 64; i++) {
+    const p = randomIoiPrompt(erng, { names: IOI_HELDOUT_NAMES });
+    const row = [BOS, ...tok.encode(p.prompt), ...tok.encode(p.answer)];
+    ioiRows.push(row);
+    ioiFrom.push(row.length - 2);
+  }
+  evalSets.push({ name: 'ioi_heldout_answer', batches: [rowsToBatch(ioiRows, vocab, BOS, ioiFrom)] });
+
+  const log = (l: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${l}`);
+  log(`embedded model: ${cfg.n_layers} layers, d_model ${cfg.d_model}, ${cfg.n_heads} heads, n_ctx ${cfg.n_ctx}; ${vocab.seen.length} seen tokens (${vocab.nUnseen} unseen share one row)`);
+  const res = await train({
+    cfg, vocab, batchAt: data.batchAt, steps, seed, lr, warmupSteps: 100, minLrRatio: 0.1,
+    adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 200, logEvery: 20,
+    outDir: work, checkpointEvery: 200, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
+    exportOptions: { dtype: 'F32' }, log, info: { mix },
+  });
+
+  await rm(out, { recursive: true, force: true });
+  await mkdir(out, { recursive: true });
+  await exportHfCheckpoint(out, cfg, vocab, res.params, { dtype: 'F32', metadata: { producer: 'lensboard training/embedded.ts', steps: String(res.step), seed: String(seed) } });
+  await writeFile(join(out, 'training_vocab.json'), JSON.stringify({ seen_tokens: Array.from(vocab.seen) }) + '\n');
+  const last = res.evals[res.evals.length - 1];
+  const tail = res.trainLosses.slice(-50);
+  const summary = {
+    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix,
+    tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
+    final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
+    final_eval: last?.losses, evals: res.evals,
+  };
+  await writeFile(join(out, 'training_summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  log(`wrote ${out} (${res.step} steps, ${Math.round(res.wallSeconds)} s, ${Math.round(res.tokensPerSecond)} tok/s)`);
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ActivationCache } from './ActivationCache.ts';
 import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type ProcessingFlags } from './config.ts';
-import { Engine, type HookFn, type HookPoint } from './engine/engine.ts';
+import { Engine, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
 import { resolveDevice, type Device, type ResolvedDevice } from './engine/runtime.ts';
 import { listHookPoints, type HookName, type HookPointInfo } from './hookPoints.ts';
 import { materializeInterventions, type InterventionSpec } from './interventions.ts';
@@ -77,8 +77,13 @@ export interface ModelOptions {
   device?: Device;
   /** onnxruntime intra-op threads (0 = one per physical core). */
   threads?: number;
-  /** 'feed' (default on CPU): one shared copy of the weights; 'embed': prepacked per graph variant (faster, more memory; default on GPUs). */
-  weightMode?: 'feed' | 'embed';
+  /**
+   * How onnxruntime gets the weights. 'auto' (default): for models up to 1 GiB of weights one
+   * prepacked copy serves plain, loss and cached runs, while JS hooks and interventions feed
+   * Lensboard's own copy; larger models are fed throughout. 'feed': only Lensboard's copy (least
+   * memory). 'embed': a prepacked copy per graph variant (fastest hooks, most memory).
+   */
+  weightMode?: WeightMode;
   /** Enable TransformerLens's optional `hook_tokens`. */
   useHookTokens?: boolean;
 }
@@ -113,7 +118,7 @@ export class HookedTransformer {
     this.engine = new Engine(cfg, weights, {
       device,
       threads: options.threads ?? 0,
-      weightMode: options.weightMode ?? (device === 'cpu' ? 'feed' : 'embed'),
+      weightMode: options.weightMode ?? 'auto',
     });
     this.hookInfo = new Map(
       listHookPoints(cfg, { useHookTokens: options.useHookTokens }).map((h) => [h.name, h]),

@@ -9,7 +9,7 @@ import type { ExportOptions } from './export.ts';
 import { forwardBackward, type ClassBatch } from './model/forwardBackward.ts';
 import { initParams, type ParamSet } from './model/params.ts';
 import type { SeenVocab } from './model/vocab.ts';
-import { OrtMatmul, type Matmul } from './ops/matmul.ts';
+import { OrtKernels, type Kernels } from './ops/kernels.ts';
 import { adamWState, adamWStep, clipGradNorm, DEFAULT_ADAMW, learningRate, type AdamWConfig } from './optim.ts';
 
 export interface EvalSet {
@@ -41,7 +41,7 @@ export interface TrainOptions {
   exportOptions?: ExportOptions;
   /** onnxruntime intra-op threads (0 = one per physical core). */
   threads?: number;
-  matmul?: Matmul;
+  kernels?: Kernels;
   log?: (line: string) => void;
   /** Kept in the checkpoint's state.json. */
   info?: Record<string, unknown>;
@@ -65,7 +65,7 @@ export interface TrainResult {
 }
 
 /** Mean loss of each eval set (weighted by the number of scored positions). */
-export async function evaluate(cfg: HookedTransformerConfig, vocab: SeenVocab, params: ParamSet, sets: EvalSet[], mm: Matmul): Promise<Record<string, number>> {
+export async function evaluate(cfg: HookedTransformerConfig, vocab: SeenVocab, params: ParamSet, sets: EvalSet[], mm: Kernels): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const set of sets) {
     let sum = 0;
@@ -94,8 +94,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const log = o.log ?? ((l: string) => console.log(l));
   const adamCfg: AdamWConfig = { ...DEFAULT_ADAMW, ...o.adamw, lr: o.lr };
   const schedule = { lr: o.lr, warmupSteps: o.warmupSteps ?? Math.min(100, Math.ceil(o.steps / 10)), totalSteps: o.steps, minRatio: o.minLrRatio ?? 0.1 };
-  const mm = o.matmul ?? (await OrtMatmul.create(o.threads ?? 0));
-  const ownMm = o.matmul === undefined;
+  const mm = o.kernels ?? (await OrtKernels.create(o.threads ?? 0));
+  const ownMm = o.kernels === undefined;
   const { cfg, vocab } = o;
 
   let params = initParams(cfg, vocab.nClasses, { seed: o.seed, std: o.initStd });

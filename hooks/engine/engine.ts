@@ -7,7 +7,10 @@ import type { HookedTransformerConfig } from '../config.ts';
 import type { HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 import type { TransformerWeights } from '../weights.ts';
-import { buildGpt2Graph, interventionFeeds, weightName } from './gpt2Graph.ts';
+import { listHookPoints } from '../hookPoints.ts';
+import { GraphBuilder } from '../onnx/builder.ts';
+import { encodeModel } from '../onnx/proto.ts';
+import { buildGpt2Graph, interventionFeeds, weightName, type GraphOptions } from './gpt2Graph.ts';
 import { createSession, ort, runSession, type SessionConfig } from './runtime.ts';
 import { partitionGraph } from './segments.ts';
 
@@ -45,8 +48,17 @@ export interface EngineResult {
 }
 
 interface Plan {
-  segments: { session: ort.InferenceSession; inputs: string[]; outputs: string[]; cut: HookName | null }[];
+  segments: {
+    session: ort.InferenceSession;
+    inputs: string[];
+    outputs: string[];
+    /** Outputs later segments read. */
+    passOn: ReadonlySet<string>;
+    cut: HookName | null;
+  }[];
   hookOrder: HookName[];
+  /** The shared main variant: always takes an attention mask, always can produce logits. */
+  main: boolean;
   /** Runs currently using the plan; an evicted plan is released when this drops to 0. */
   users: number;
   evicted: boolean;
@@ -56,13 +68,26 @@ async function releasePlan(plan: Plan): Promise<void> {
   await Promise.all(plan.segments.map((s) => s.session.release()));
 }
 
+export type WeightMode = 'auto' | 'feed' | 'embed';
+
+/**
+ * 'auto' prepacks (a second and third copy of the weights inside onnxruntime) only for models up
+ * to this size; larger ones (gpt2-medium and up) are fed, so they keep a single copy.
+ */
+export const AUTO_EMBED_LIMIT_BYTES = 1024 * 2 ** 20;
+
 export interface EngineOptions extends SessionConfig {
   /**
    * 'feed': weights are fed to every run from Lensboard's arrays (one copy shared by all graph
-   * variants; instant graph building). 'embed': each session gets its own prepacked copy (fastest
-   * matmuls, more memory, slower to build a new variant).
+   * variants; instant graph building). 'embed': each variant gets its own prepacked copy (fastest
+   * matmuls, more memory, slower to build a new variant). 'auto': for models up to
+   * autoEmbedLimitBytes, one main variant with prepacked weights serves every plain, loss and
+   * cached run, and JS hooks, interventions and hook_result run on fed variants; larger models
+   * are fed throughout.
    */
-  weightMode: 'feed' | 'embed';
+  weightMode: WeightMode;
+  /** Largest model (bytes of fp32 weights) that 'auto' prepacks; default AUTO_EMBED_LIMIT_BYTES (1 GiB). */
+  autoEmbedLimitBytes?: number;
   /** How many graph variants (hook configurations) to keep built. */
   maxPlans?: number;
 }
@@ -139,16 +164,48 @@ export class Engine {
 
   private weightDims = new Map<string, number[]>();
 
-  private plan(req: EngineRequest): Promise<Plan> {
+  /** The standard hook points (every one but attn.hook_result and hook_tokens): the main plan's outputs. */
+  private mainHooks: Set<HookName> | null = null;
+
+  private standardHooks(): Set<HookName> {
+    this.mainHooks ??= new Set(
+      listHookPoints(this.cfg)
+        .map((h) => h.name)
+        .filter((n) => n !== 'hook_tokens' && !n.endsWith('attn.hook_result')),
+    );
+    return this.mainHooks;
+  }
+
+  /**
+   * Picks the graph variant for a request. In 'auto' mode every request without JS hooks,
+   * interventions or hook_result runs on one "main" variant with prepacked weights whose outputs
+   * are all standard hook points plus the logits; a run fetches only what it asked for.
+   */
+  private variantFor(req: EngineRequest): { key: string; graphOpts: GraphOptions; cuts: HookName[]; embed: boolean; main: boolean } {
     const observe = new Set(req.observe ?? []);
     const cuts = [...(req.hooks?.keys() ?? [])].filter((h) => h !== 'hook_tokens');
     for (const c of cuts) observe.add(c);
     const interventions = new Set(req.interventions?.keys() ?? []);
-    const graphOpts = {
+    const lnHasWeights = this.cfg.normalization_type === 'LN';
+    const standard = this.standardHooks();
+    if (this.useMainVariant() && cuts.length === 0 && interventions.size === 0 && [...observe].every((h) => standard.has(h))) {
+      const graphOpts: GraphOptions = {
+        observed: standard,
+        interventions: new Set(),
+        cuts: new Set(),
+        hasAttentionMask: true,
+        lnHasWeights,
+        logits: true,
+        tokenLogprobs: false,
+      };
+      return { key: 'main', graphOpts, cuts: [], embed: true, main: true };
+    }
+    const graphOpts: GraphOptions = {
       observed: observe,
       interventions,
+      cuts: new Set(cuts),
       hasAttentionMask: req.attentionMask !== undefined,
-      lnHasWeights: this.cfg.normalization_type === 'LN',
+      lnHasWeights,
       logits: req.logits ?? true,
       tokenLogprobs: req.targets !== undefined,
     };
@@ -160,6 +217,20 @@ export class Engine {
       l: graphOpts.logits,
       t: graphOpts.tokenLogprobs,
     });
+    return { key, graphOpts, cuts, embed: this.options.weightMode === 'embed', main: false };
+  }
+
+  /** Whether plain, loss and cached runs go to the prepacked main variant (see WeightMode). */
+  private useMainVariant(): boolean {
+    if (this.options.weightMode === 'feed') return false;
+    if (this.options.weightMode === 'embed') return true;
+    let bytes = 0;
+    for (const a of this.weightArrays().values()) bytes += a.byteLength;
+    return bytes <= (this.options.autoEmbedLimitBytes ?? AUTO_EMBED_LIMIT_BYTES);
+  }
+
+  private plan(req: EngineRequest): Promise<Plan> {
+    const { key, graphOpts, cuts, embed, main } = this.variantFor(req);
     const cached = this.plans.get(key);
     if (cached) {
       // LRU: move to the end.
@@ -170,9 +241,9 @@ export class Engine {
     const built = (async (): Promise<Plan> => {
       const graph = buildGpt2Graph(this.cfg, graphOpts);
       for (const [name, info] of graph.builder.inputs) if (info.dims) this.weightDims.set(name, info.dims as number[]);
-      const keep = new Set<string>([...observe, ...graph.finalOutputs]);
+      const keep = new Set<string>([...graphOpts.observed, ...graph.finalOutputs]);
       const weights = this.weightArrays();
-      const embedded = this.options.weightMode === 'embed' ? new Set(weights.keys()) : new Set<string>();
+      const embedded = embed ? new Set(weights.keys()) : new Set<string>();
       const parts = partitionGraph(graph.builder, cuts, keep, embedded);
       const segments = await Promise.all(
         parts.map(async (p) => ({
@@ -183,10 +254,11 @@ export class Engine {
           ),
           inputs: p.inputs,
           outputs: p.outputs,
+          passOn: new Set(p.passOn),
           cut: p.cut,
         })),
       );
-      return { segments, hookOrder: graph.hookOrder, users: 0, evicted: false };
+      return { segments, hookOrder: graph.hookOrder, users: 0, evicted: false, main };
     })();
     this.plans.set(key, built);
     built.catch(() => this.plans.delete(key));
@@ -220,9 +292,12 @@ export class Engine {
   }
 
   private async execute(plan: Plan, req: EngineRequest): Promise<EngineResult> {
+    const wantLogits = (req.logits ?? true) || (req.targets !== undefined && plan.main);
+    const wanted = new Set<string>([...(req.observe ?? []), ...(wantLogits ? ['logits'] : []), 'token_logprobs']);
     const values = new Map<string, ort.Tensor>(Object.entries(this.weightTensorFeeds(this.weightDims)));
     values.set('tokens', toInt64(req.tokens, 'tokens'));
     if (req.attentionMask) values.set('attention_mask', toInt64(req.attentionMask, 'attentionMask'));
+    else if (plan.main) values.set('attention_mask', toInt64(req.tokens.map((r) => r.map(() => 1)), 'attentionMask'));
     if (req.targets) values.set('targets', toInt64(req.targets, 'targets'));
     for (const [hook, iv] of req.interventions ?? []) {
       const feeds = interventionFeeds(hook);
@@ -237,8 +312,10 @@ export class Engine {
         if (!v) throw new Error(`internal: value '${name}' is needed but was not produced`);
         feeds[name] = v;
       }
-      const out = await runSession(seg.session, feeds);
-      for (const name of seg.outputs) values.set(name, out[name]);
+      const fetches = seg.outputs.filter((o) => seg.passOn.has(o) || o === seg.cut || wanted.has(o));
+      if (fetches.length === 0) fetches.push(seg.outputs[0]); // onnxruntime needs at least one output
+      const out = await runSession(seg.session, feeds, fetches);
+      for (const name of fetches) values.set(name, out[name]);
       if (seg.cut) {
         const name = seg.cut;
         const raw = values.get(name)!;
@@ -267,9 +344,36 @@ export class Engine {
     const result: EngineResult = { activations };
     const logits = values.get('logits');
     if ((req.logits ?? true) && logits) result.logits = new Tensor(logits.data as Float32Array, logits.dims as number[]);
+    if (req.targets && !values.has('token_logprobs')) {
+      const targets = toInt64(req.targets, 'targets');
+      const head = await this.lossHead();
+      values.set('token_logprobs', (await runSession(head, { logits: logits!, targets }))['token_logprobs']);
+    }
     const lp = values.get('token_logprobs');
     if (lp) result.tokenLogprobs = new Tensor(lp.data as Float32Array, lp.dims as number[]);
     return result;
+  }
+
+  private lossHeadSession: Promise<ort.InferenceSession> | null = null;
+
+  /** A weightless graph: log p(targets | logits) per position, for variants that only produce logits. */
+  private lossHead(): Promise<ort.InferenceSession> {
+    if (!this.lossHeadSession) {
+      const b = new GraphBuilder();
+      const logits = b.input('logits', 'float32', ['batch', 'pos', this.cfg.d_vocab]);
+      const targets = b.input('targets', 'int64', ['batch', 'pos']);
+      const lse = b.op('ReduceLogSumExp', [logits, b.i64([-1])], { keepdims: { i: 0 } }); // [batch, pos]
+      const picked = b.squeeze(b.op('GatherElements', [logits, b.unsqueeze(targets, [2])], { axis: { i: 2 } }), [2]);
+      b.sub(picked, lse, 'token_logprobs');
+      const model = encodeModel({
+        nodes: b.nodes,
+        inputs: [...b.inputs.values()],
+        outputs: [{ name: 'token_logprobs', elemType: 'float32', dims: ['batch', 'pos'] }],
+        initializers: [...b.constants].map(([name, c]) => ({ name, ...c })),
+      });
+      this.lossHeadSession = createSession(model, this.options);
+    }
+    return this.lossHeadSession;
   }
 
   /** Releases every onnxruntime session. */
@@ -278,6 +382,9 @@ export class Engine {
     this.plans.clear();
     this.weightFeeds = null;
     this.weightTensors = null;
+    const head = this.lossHeadSession;
+    this.lossHeadSession = null;
+    if (head) await (await head).release();
     for (const p of plans) {
       try {
         const plan = await p;

@@ -12,6 +12,8 @@ export interface GraphOptions {
   observed: ReadonlySet<HookName>;
   /** Hook points with an in-graph intervention `Where(mask, value, raw)`. */
   interventions: ReadonlySet<HookName>;
+  /** Hook points hooked from JavaScript (the graph is cut there; their replacement flows on). */
+  cuts: ReadonlySet<HookName>;
   /** Whether an attention mask (padding) is fed. */
   hasAttentionMask: boolean;
   /** Which LayerNorms carry weights (false once folded: TransformerLens's LNPre). */
@@ -106,13 +108,24 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
   const layerNorm = (prefix: string, x: string, weights: { w: string; b: string } | null): string => {
     const scaleName = `${prefix}.hook_scale` as HookName;
     const normName = `${prefix}.hook_normalized` as HookName;
-    if (!needs(scaleName)) {
-      return hook(normName, 3, (out) => {
+    if (!opts.cuts.has(scaleName) && !opts.interventions.has(scaleName)) {
+      // onnxruntime's fused LayerNorm; its InvStdDev output gives hook_scale = sqrt(var + eps) when asked for.
+      const invStd = b.tmp('inv_std');
+      const normalized = hook(normName, 3, (out) => {
         const wt = weights?.w ?? b.f32Fill(d_model, 1);
         const bs = weights?.b ?? b.f32Fill(d_model, 0);
-        b.op('LayerNormalization', [x, wt, bs], { axis: { i: -1 }, epsilon: { f: cfg.eps } }, out);
+        b.opMulti('LayerNormalization', [x, wt, bs], [out, '', opts.observed.has(scaleName) ? invStd : ''], {
+          axis: { i: -1 },
+          epsilon: { f: cfg.eps },
+        });
       });
+      if (opts.observed.has(scaleName)) {
+        hookOrder.splice(hookOrder.indexOf(normName), 0, scaleName);
+        b.op('Reciprocal', [invStd], undefined, scaleName); // [batch, pos, 1]
+      }
+      return normalized;
     }
+    // The scale is hooked or intervened on: compute the LayerNorm by hand so the new scale flows on.
     const centred = b.sub(x, b.reduceMean(x, [-1], true));
     const scale = hook(scaleName, 3, (out) => {
       const variance = b.reduceMean(b.mul(centred, centred), [-1], true);

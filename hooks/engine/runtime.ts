@@ -87,12 +87,13 @@ export async function createSession(
 export async function runSession(
   session: ort.InferenceSession,
   feeds: Record<string, ort.Tensor>,
+  fetches?: readonly string[],
 ): Promise<Record<string, ort.Tensor>> {
   const missing = session.inputNames.filter((n) => !(n in feeds));
   if (missing.length > 0) throw new Error(`internal: session inputs not fed: ${missing.join(', ')}`);
   const own: Record<string, ort.Tensor> = {};
   for (const n of session.inputNames) own[n] = feeds[n];
-  return (await session.run(own)) as Record<string, ort.Tensor>;
+  return (await (fetches ? session.run(own, fetches) : session.run(own))) as Record<string, ort.Tensor>;
 }
 
 export { ort };

@@ -17,6 +17,8 @@ export interface Segment {
   cut: HookName | null;
   /** Weights embedded as initializers; their bytes are handed over as `externalData` `<name>.bin`. */
   external: string[];
+  /** Outputs that later segments read (always fetched). */
+  passOn: string[];
 }
 
 /** Element type of every value, propagated forward through the nodes. */
@@ -73,6 +75,7 @@ export function partitionGraph(
   const segmentOf = (nodeIndex: number) => bounds.findIndex((s) => nodeIndex >= s.start && nodeIndex < s.end);
   const types = inferTypes(b);
   const outputsOf = bounds.map(() => new Set<string>());
+  const passOnOf = bounds.map(() => new Set<string>());
   const inputsOf = bounds.map(() => new Set<string>());
   const constantsOf = bounds.map(() => new Set<string>());
 
@@ -89,6 +92,7 @@ export function partitionGraph(
         if (fromSeg !== seg) {
           inputsOf[seg].add(input);
           outputsOf[fromSeg].add(input);
+          passOnOf[fromSeg].add(input);
         }
       }
     }
@@ -113,6 +117,6 @@ export function partitionGraph(
       externalInitializers: external.map((name) => ({ name, dims: info(name).dims as number[], elemType: info(name).elemType })),
       name: s.cut ? `segment_to_${s.cut}` : 'segment_final',
     });
-    return { model, inputs, outputs, cut: s.cut, external };
+    return { model, inputs, outputs, cut: s.cut, external, passOn: [...passOnOf[i]] };
   });
 }

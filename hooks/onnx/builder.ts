@@ -29,6 +29,12 @@ export class GraphBuilder {
     return output;
   }
 
+  /** Adds a node with several outputs (an empty name skips an optional output). */
+  opMulti(op: string, inputs: string[], outputs: string[], attrs?: Record<string, Attr>): string[] {
+    this.nodes.push({ op, inputs, outputs, attrs });
+    return outputs;
+  }
+
   private constant(key: string, t: ConstTensor): string {
     const existing = this.constKeys.get(key);
     if (existing) return existing;

@@ -5,7 +5,7 @@
  * GELU, softmax and residual adds are JS loops over Float32Arrays.
  */
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
-import type { Matmul } from '../ops/matmul.ts';
+import type { Kernels } from '../ops/kernels.ts';
 import { getParam, zerosLike, type ParamSet } from './params.ts';
 import { unseenLogitOffset, type SeenVocab } from './vocab.ts';
 
@@ -29,8 +29,6 @@ export interface ForwardResult {
   count: number;
   /** Per-position loss (0 where ignored): [batch, pos]. */
   perPosition: Float64Array;
-  /** Grouped-class logits [batch, pos, n_classes] (only with `keepLogits`). */
-  logits?: Float32Array;
   grads?: ParamSet;
 }
 
@@ -104,7 +102,7 @@ function addInto(dst: Float32Array, src: Float32Array): void {
 interface BlockCache {
   xIn: Float32Array;
   ln1: { y: Float32Array; xn: Float32Array; rstd: Float32Array };
-  qh: Float32Array; kh: Float32Array; vh: Float32Array; // [batch, n_heads, pos, d_head]
+  qkv: Float32Array; // [batch·pos, 3H]
   pattern: Float32Array; // [batch, n_heads, pos, pos]
   z: Float32Array; // [batch·pos, H]
   ln2: { y: Float32Array; xn: Float32Array; rstd: Float32Array };
@@ -114,7 +112,8 @@ interface BlockCache {
 
 export interface ForwardBackwardOptions {
   backward?: boolean;
-  keepLogits?: boolean;
+  /** Accumulates milliseconds per phase (embed, blocks, unembed_loss, backward_unembed, backward_blocks, backward_embed). */
+  timings?: Map<string, number>;
 }
 
 /**
@@ -126,7 +125,7 @@ export async function forwardBackward(
   vocab: SeenVocab,
   params: ParamSet,
   batch: ClassBatch,
-  mm: Matmul,
+  mm: Kernels,
   opts: ForwardBackwardOptions = {},
 ): Promise<ForwardResult> {
   const { d_model: D, n_heads: nh, d_head: dh, d_mlp: M, eps } = cfg;
@@ -140,6 +139,13 @@ export async function forwardBackward(
   const wte = P('wte.weight'); // [V, D]
   const wpe = P('wpe.weight'); // [n_ctx, D]
 
+  let tMark = performance.now();
+  const lap = (phase: string) => {
+    if (!opts.timings) return;
+    const now = performance.now();
+    opts.timings.set(phase, (opts.timings.get(phase) ?? 0) + now - tMark);
+    tMark = now;
+  };
   // ---- embeddings: x [N, D] ----
   let x = new Float32Array(N * D);
   for (let b = 0; b < B; b++) {
@@ -154,60 +160,15 @@ export async function forwardBackward(
     }
   }
 
-  const scale = 1 / Math.sqrt(dh);
+  lap('embed');
+  const shape = { batch: B, pos: T, nHeads: nh, dHead: dh };
   const caches: BlockCache[] = [];
   for (let l = 0; l < cfg.n_layers; l++) {
     const h = `h.${l}.`;
     const xIn = x;
     const ln1 = layerNorm(xIn, N, D, P(`${h}ln_1.weight`), P(`${h}ln_1.bias`), eps);
     const qkv = await mm.gemm(ln1.y, P(`${h}attn.c_attn.weight`), N, D, 3 * H, { bias: P(`${h}attn.c_attn.bias`) }); // [N, 3H]
-    // split heads: [B, nh, T, dh]
-    const qh = new Float32Array(N * H);
-    const kh = new Float32Array(N * H);
-    const vh = new Float32Array(N * H);
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const src = (b * T + t) * 3 * H;
-        for (let hd = 0; hd < nh; hd++) {
-          const dst = ((b * nh + hd) * T + t) * dh;
-          const s = src + hd * dh;
-          for (let e = 0; e < dh; e++) {
-            qh[dst + e] = qkv[s + e];
-            kh[dst + e] = qkv[s + H + e];
-            vh[dst + e] = qkv[s + 2 * H + e];
-          }
-        }
-      }
-    }
-    const scores = await mm.bmm(qh, kh, B * nh, T, dh, T, { transB: true }); // [B, nh, T, T]
-    // causal softmax in place (scores → pattern); masked entries are exactly 0
-    for (let row = 0; row < B * nh * T; row++) {
-      const q = row % T;
-      const o = row * T;
-      let max = -Infinity;
-      for (let k = 0; k <= q; k++) if (scores[o + k] > max) max = scores[o + k];
-      let sum = 0;
-      for (let k = 0; k <= q; k++) {
-        const e = Math.exp((scores[o + k] - max) * scale);
-        scores[o + k] = e;
-        sum += e;
-      }
-      const inv = 1 / sum;
-      for (let k = 0; k <= q; k++) scores[o + k] *= inv;
-      for (let k = q + 1; k < T; k++) scores[o + k] = 0;
-    }
-    const pattern = scores;
-    const zh = await mm.bmm(pattern, vh, B * nh, T, T, dh); // [B, nh, T, dh]
-    const z = new Float32Array(N * H); // [N, H]
-    for (let b = 0; b < B; b++) {
-      for (let hd = 0; hd < nh; hd++) {
-        for (let t = 0; t < T; t++) {
-          const s = ((b * nh + hd) * T + t) * dh;
-          const d0 = (b * T + t) * H + hd * dh;
-          for (let e = 0; e < dh; e++) z[d0 + e] = zh[s + e];
-        }
-      }
-    }
+    const { z, pattern } = await mm.attentionForward(qkv, shape); // z [N, H], pattern [B, nh, T, T]
     const attnOut = await mm.gemm(z, P(`${h}attn.c_proj.weight`), N, H, D, { bias: P(`${h}attn.c_proj.bias`) }); // [N, D]
     const xMid = new Float32Array(N * D);
     for (let i = 0; i < xMid.length; i++) xMid[i] = xIn[i] + attnOut[i];
@@ -221,58 +182,39 @@ export async function forwardBackward(
     const mlpOut = await mm.gemm(post, P(`${h}mlp.c_proj.weight`), N, M, D, { bias: P(`${h}mlp.c_proj.bias`) }); // [N, D]
     const xOut = new Float32Array(N * D);
     for (let i = 0; i < xOut.length; i++) xOut[i] = xMid[i] + mlpOut[i];
-    caches.push({ xIn, ln1, qh, kh, vh, pattern, z, ln2, pre, post });
+    caches.push({ xIn, ln1, qkv, pattern, z, ln2, pre, post });
     x = xOut;
   }
 
+  lap('blocks');
   const lnf = layerNorm(x, N, D, P('ln_f.weight'), P('ln_f.bias'), eps);
-  const logits = await mm.gemm(lnf.y, wte, N, D, V, { transB: true }); // [N, V]
   const offset = unseenLogitOffset(vocab);
   const uc = vocab.unseenClass;
-  const perPosition = new Float64Array(N);
+  const ul = await mm.unembedLoss({ h: lnf.y, wte, N, D, V, offsetClass: uc, offset, targets: batch.targets }, opts.backward ?? false);
+  lap('unembed_loss');
+  const perPosition = ul.nll;
   let count = 0;
-  for (let r = 0; r < N; r++) if (batch.targets[r] >= 0) count++;
-  if (count === 0) throw new Error('forwardBackward: the batch has no position with a target');
-  const keptLogits = opts.keepLogits ? Float32Array.from(logits) : undefined;
-  if (keptLogits) for (let r = 0; r < N; r++) keptLogits[r * V + uc] += offset;
   let lossSum = 0;
-  // log-softmax per row; `logits` becomes dlogits = (softmax - onehot)/count where the row has a target, 0 elsewhere
   for (let r = 0; r < N; r++) {
-    const o = r * V;
     const tgt = batch.targets[r];
-    if (tgt < 0) {
-      logits.fill(0, o, o + V);
-      continue;
-    }
+    if (tgt < 0) continue;
     if (tgt >= V) throw new Error(`forwardBackward: target class ${tgt} at row ${r} is not in [0, ${V})`);
-    logits[o + uc] += offset;
-    let max = -Infinity;
-    for (let c = 0; c < V; c++) if (logits[o + c] > max) max = logits[o + c];
-    let se = 0;
-    for (let c = 0; c < V; c++) se += Math.exp(logits[o + c] - max);
-    const lse = max + Math.log(se);
     // an unseen target is one specific token: its probability is the class's divided by n_unseen
-    const l = tgt === uc ? lse - (logits[o + uc] - offset) : lse - logits[o + tgt];
-    perPosition[r] = l;
-    lossSum += l;
-    if (opts.backward) {
-      const inv = 1 / count;
-      for (let c = 0; c < V; c++) logits[o + c] = Math.exp(logits[o + c] - lse) * inv;
-      logits[o + tgt] -= inv;
-    }
+    if (tgt === uc) perPosition[r] += offset;
+    lossSum += perPosition[r];
+    count++;
   }
   const loss = lossSum / count;
-  if (!opts.backward) return { loss, count, perPosition, logits: keptLogits };
+  if (!opts.backward) return { loss, count, perPosition };
 
   // ---------------- backward ----------------
   const grads = zerosLike(params);
   const G = (name: string) => getParam(grads, name);
-  const dlogits = logits; // [N, V]
-  // logits = hf @ wteᵀ → dwte = dlogitsᵀ @ hf, dhf = dlogits @ wte
-  addInto(G('wte.weight'), await mm.gemm(dlogits, lnf.y, V, N, D, { transA: true }));
-  const dhf = await mm.gemm(dlogits, wte, N, V, D);
+  addInto(G('wte.weight'), ul.dwte!);
+  const dhf = ul.dh!;
   let dx = layerNormBackward(dhf, lnf.xn, lnf.rstd, N, D, P('ln_f.weight'), G('ln_f.weight'), G('ln_f.bias'));
 
+  lap('backward_unembed');
   for (let l = cfg.n_layers - 1; l >= 0; l--) {
     const h = `h.${l}.`;
     const c = caches[l];
@@ -299,45 +241,7 @@ export async function forwardBackward(
     addInto(G(`${h}attn.c_proj.weight`), await mm.gemm(c.z, dMid, H, N, D, { transA: true }));
     addColumnSums(dMid, N, D, G(`${h}attn.c_proj.bias`));
     const dz = await mm.gemm(dMid, P(`${h}attn.c_proj.weight`), N, D, H, { transB: true }); // [N, H]
-    const dzh = new Float32Array(N * H); // [B, nh, T, dh]
-    for (let b = 0; b < B; b++) {
-      for (let hd = 0; hd < nh; hd++) {
-        for (let t = 0; t < T; t++) {
-          const d0 = ((b * nh + hd) * T + t) * dh;
-          const s = (b * T + t) * H + hd * dh;
-          for (let e = 0; e < dh; e++) dzh[d0 + e] = dz[s + e];
-        }
-      }
-    }
-    const dP = await mm.bmm(dzh, c.vh, B * nh, T, dh, T, { transB: true }); // [B, nh, T, T]
-    const dvh = await mm.bmm(c.pattern, dzh, B * nh, T, T, dh, { transA: true }); // [B, nh, T, dh]
-    // softmax backward (scale folded in): dS = P ⊙ (dP − Σ_k P dP) · scale
-    for (let row = 0; row < B * nh * T; row++) {
-      const q = row % T;
-      const o = row * T;
-      let dot = 0;
-      for (let k = 0; k <= q; k++) dot += c.pattern[o + k] * dP[o + k];
-      for (let k = 0; k <= q; k++) dP[o + k] = c.pattern[o + k] * (dP[o + k] - dot) * scale;
-      for (let k = q + 1; k < T; k++) dP[o + k] = 0;
-    }
-    const dS = dP;
-    const dqh = await mm.bmm(dS, c.kh, B * nh, T, T, dh); // [B, nh, T, dh]
-    const dkh = await mm.bmm(dS, c.qh, B * nh, T, T, dh, { transA: true }); // [B, nh, T, dh]
-    const dqkv = new Float32Array(N * 3 * H); // [N, 3H]
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const d0 = (b * T + t) * 3 * H;
-        for (let hd = 0; hd < nh; hd++) {
-          const s = ((b * nh + hd) * T + t) * dh;
-          const dd = d0 + hd * dh;
-          for (let e = 0; e < dh; e++) {
-            dqkv[dd + e] = dqh[s + e];
-            dqkv[dd + H + e] = dkh[s + e];
-            dqkv[dd + 2 * H + e] = dvh[s + e];
-          }
-        }
-      }
-    }
+    const dqkv = await mm.attentionBackward(c.qkv, c.pattern, dz, shape); // [N, 3H]
     addInto(G(`${h}attn.c_attn.weight`), await mm.gemm(c.ln1.y, dqkv, D, N, 3 * H, { transA: true }));
     addColumnSums(dqkv, N, 3 * H, G(`${h}attn.c_attn.bias`));
     const dy1 = await mm.gemm(dqkv, P(`${h}attn.c_attn.weight`), N, 3 * H, D, { transB: true }); // [N, D]
@@ -346,6 +250,7 @@ export async function forwardBackward(
     dx = dMid; // gradient w.r.t. this block's input
   }
 
+  lap('backward_blocks');
   // embeddings
   const dwte = G('wte.weight');
   const dwpe = G('wpe.weight');
@@ -362,5 +267,6 @@ export async function forwardBackward(
       }
     }
   }
-  return { loss, count, perPosition, logits: keptLogits, grads };
+  lap('backward_embed');
+  return { loss, count, perPosition, grads };
 }

@@ -3,7 +3,7 @@
  * and batched 4-D products [b, h, m, k] @ [b, h, k, n], run on onnxruntime (one cached session per
  * op variant, dynamic shapes), with a plain float64-accumulating JS implementation for tests.
  */
-import { createSession, ort } from '../../hooks/engine/runtime.ts';
+import { ort } from '../../hooks/engine/runtime.ts';
 import { encodeModel, type OnnxNode } from '../../hooks/onnx/proto.ts';
 
 export interface GemmOptions {
@@ -35,17 +35,25 @@ export class OrtMatmul implements Matmul {
   calls = 0;
   private readonly sessions = new Map<string, ort.InferenceSession>();
 
-  private constructor(private readonly threads: number) {}
+  protected constructor(private readonly threads: number, private readonly spinning: boolean) {}
 
-  /** `threads`: onnxruntime intra-op threads (0 = one per physical core). */
-  static async create(threads = 0): Promise<OrtMatmul> {
-    return new OrtMatmul(threads);
+  /** `threads`: onnxruntime intra-op threads (0 = one per physical core); `spinning`: let idle pool threads busy-wait. */
+  static async create(threads = 0, spinning = false): Promise<OrtMatmul> {
+    return new OrtMatmul(threads, spinning);
   }
 
-  private async session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
+  /** The session for `key`, built (once) from the model bytes `build` returns. */
+  protected async cachedSession(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
     let s = this.sessions.get(key);
     if (!s) {
-      s = await createSession(build(), { device: 'cpu', threads: this.threads });
+      s = await ort.InferenceSession.create(build(), {
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+        intraOpNumThreads: this.threads,
+        logSeverityLevel: 3,
+        // no busy-waiting of idle pool threads between runs: the JS thread needs the cores then
+        extra: { session: { intra_op: { allow_spinning: this.spinning ? '1' : '0' } } },
+      });
       this.sessions.set(key, s);
     }
     return s;
@@ -57,7 +65,7 @@ export class OrtMatmul implements Matmul {
     checkLen('B', b, k * n);
     if (bias) checkLen('bias', bias, n);
     const key = `gemm:${+transA}${+transB}${bias ? 1 : 0}`;
-    const s = await this.session(key, () => {
+    const s = await this.cachedSession(key, () => {
       const inputs = ['A', 'B', ...(bias ? ['C'] : [])];
       const node: OnnxNode = { op: 'Gemm', inputs, outputs: ['Y'], attrs: { transA: { i: +transA }, transB: { i: +transB } } };
       return encodeModel({
@@ -85,7 +93,7 @@ export class OrtMatmul implements Matmul {
     checkLen('A', a, batch * m * k);
     checkLen('B', b, batch * k * n);
     const key = `bmm:${+transA}${+transB}`;
-    const s = await this.session(key, () => {
+    const s = await this.cachedSession(key, () => {
       const nodes: OnnxNode[] = [];
       let x = 'A';
       let y = 'B';

@@ -13,20 +13,23 @@ const original = tinyWeights(cfg, 21);
 const allNames = listHookPoints(cfg).map((h) => h.name);
 const tokens = tokenBatch(3, 10, cfg.d_vocab, 5);
 
-let model: HookedTransformer; // weightMode 'feed' (CPU default)
+let model: HookedTransformer; // weightMode 'auto' (the default)
 let embedModel: HookedTransformer; // weightMode 'embed'
+let feedModel: HookedTransformer; // weightMode 'feed'
 let logits: Tensor;
 let cache: ActivationCache;
 
 beforeAll(async () => {
   model = await HookedTransformer.fromWeights(cfg, cloneWeights(original), { threads: 1 });
   embedModel = await HookedTransformer.fromWeights(cfg, cloneWeights(original), { threads: 1, weightMode: 'embed' });
+  feedModel = await HookedTransformer.fromWeights(cfg, cloneWeights(original), { threads: 1, weightMode: 'feed' });
   [logits, cache] = await model.runWithCache(tokens, { namesFilter: allNames });
 });
 
 afterAll(async () => {
   await model?.dispose();
   await embedModel?.dispose();
+  await feedModel?.dispose();
 });
 
 const at = (name: string) => cache.get(name as HookName);
@@ -188,12 +191,26 @@ describe('weight getters', () => {
   });
 });
 
-describe("weightMode 'embed' = 'feed' (1e-5)", () => {
+describe("weightMode 'embed' = 'feed' = 'auto' (1e-5)", () => {
   it('logits and every cached hook point', async () => {
-    const [eLogits, eCache] = await embedModel.runWithCache(tokens, { namesFilter: allNames });
-    expectClose(eLogits, logits, 1e-5, 'logits');
     const ref = new Map(cache.entries());
-    expect(cacheMismatches(eCache, ref, allNames, 1e-5)).toEqual([]);
+    for (const other of [embedModel, feedModel]) {
+      const [eLogits, eCache] = await other.runWithCache(tokens, { namesFilter: allNames });
+      expectClose(eLogits, logits, 1e-5, 'logits');
+      expect(cacheMismatches(eCache, ref, allNames, 1e-5)).toEqual([]);
+    }
+  });
+
+  it('plain forward, loss and a default cache (the main prepacked variant in auto mode)', async () => {
+    for (const other of [embedModel, feedModel]) {
+      expectClose(await model.forward(tokens), await other.forward(tokens), 1e-5, 'logits');
+      const [a, b] = [await model.forward(tokens, { returnType: 'loss' }), await other.forward(tokens, { returnType: 'loss' })];
+      expect(Math.abs((a as number) - (b as number))).toBeLessThanOrEqual(1e-5);
+      const [, c1] = await model.runWithCache(tokens);
+      const [, c2] = await other.runWithCache(tokens);
+      expect(c1.keys()).toEqual(c2.keys());
+      expect(cacheMismatches(c1, new Map(c2.entries()), c1.keys(), 1e-5)).toEqual([]);
+    }
   });
 
   it('with a JS hook (segmented graph) and an in-graph intervention', async () => {
@@ -202,7 +219,7 @@ describe("weightMode 'embed' = 'feed' (1e-5)", () => {
       interventions: [ablateHeads(0, 1)],
       returnType: 'both' as const,
     };
-    const feed = await model.runWithHooks(tokens, opts);
+    const feed = await feedModel.runWithHooks(tokens, opts);
     const embed = await embedModel.runWithHooks(tokens, opts);
     expectClose(embed.logits, feed.logits, 1e-5, 'logits');
     expect(Math.abs((embed.loss as number) - (feed.loss as number))).toBeLessThanOrEqual(1e-5);

@@ -9,12 +9,13 @@ import { forwardBackward, type ClassBatch } from '../../../training/model/forwar
 import { getParam, initParams, numel } from '../../../training/model/params.ts';
 import { buildSeenVocab } from '../../../training/model/vocab.ts';
 import { JsMatmul, OrtMatmul } from '../../../training/ops/matmul.ts';
+import { JsKernels, OrtKernels } from '../../../training/ops/kernels.ts';
 
 const cfg = gpt2Config({ n_layers: 2, d_model: 16, n_heads: 4, d_vocab: 60, n_ctx: 12 });
 // tokens 0..39 are "seen"; 40..59 share the unseen row
 const vocab = buildSeenVocab(Array.from({ length: 40 }, (_, i) => i), cfg.d_vocab);
 const params = initParams(cfg, vocab.nClasses, { seed: 3, std: 0.3, randomAffine: true });
-const ort = await OrtMatmul.create(1);
+const ort = await OrtKernels.create(1);
 afterAll(() => ort.dispose());
 
 /** Tokens include unseen ones (≥ 40) as inputs and as targets. */
@@ -36,7 +37,7 @@ function classBatch(tokens: number[][]): ClassBatch {
   return { batch: B, pos: T, inputs, targets };
 }
 
-describe('OrtMatmul', () => {
+describe('OrtMatmul / OrtKernels', () => {
   it('matches float64 loops for every variant (|Δ| ≤ 1e-5)', async () => {
     const rng = new Rng(1);
     const js = new JsMatmul();
@@ -70,6 +71,30 @@ describe('OrtMatmul', () => {
     expect(c[1 * n + 2]).toBeCloseTo(s, 5);
   });
 
+  it('attention and unembedding-loss graphs match the plain loops (|Δ| ≤ 2e-5)', async () => {
+    const rng = new Rng(9);
+    const js = new JsKernels();
+    const shape = { batch: 2, pos: 5, nHeads: 3, dHead: 4 };
+    const qkv = rng.normals(2 * 5 * 3 * 12);
+    const dz = rng.normals(2 * 5 * 12);
+    const a = await ort.attentionForward(qkv, shape);
+    const b = await js.attentionForward(qkv, shape);
+    for (let i = 0; i < a.z.length; i++) expect(Math.abs(a.z[i] - b.z[i])).toBeLessThan(2e-5);
+    for (let i = 0; i < a.pattern.length; i++) expect(Math.abs(a.pattern[i] - b.pattern[i])).toBeLessThan(2e-5);
+    // causal: the first query attends only to itself
+    expect(a.pattern[0]).toBeCloseTo(1, 6);
+    const da = await ort.attentionBackward(qkv, a.pattern, dz, shape);
+    const db = await js.attentionBackward(qkv, b.pattern, dz, shape);
+    for (let i = 0; i < da.length; i++) expect(Math.abs(da[i] - db[i])).toBeLessThan(2e-5);
+    const inp = { h: rng.normals(6 * 4), wte: rng.normals(7 * 4), N: 6, D: 4, V: 7, offsetClass: 6, offset: Math.log(3), targets: Int32Array.of(0, 6, -1, 3, 2, 6) };
+    const ua = await ort.unembedLoss(inp, true);
+    const ub = await js.unembedLoss(inp, true);
+    for (let i = 0; i < 6; i++) expect(Math.abs(ua.nll[i] - ub.nll[i])).toBeLessThan(2e-5);
+    expect(ua.nll[2]).toBe(0);
+    for (let i = 0; i < ua.dh!.length; i++) expect(Math.abs(ua.dh![i] - ub.dh![i])).toBeLessThan(2e-5);
+    for (let i = 0; i < ua.dwte!.length; i++) expect(Math.abs(ua.dwte![i] - ub.dwte![i])).toBeLessThan(2e-5);
+  });
+
   it('rejects mismatched shapes', async () => {
     await expect(ort.gemm(new Float32Array(5), new Float32Array(6), 2, 3, 2)).rejects.toThrow(/A has 5 elements/);
   });
@@ -93,7 +118,7 @@ describe('forwardBackward', () => {
   it('gradients equal central finite differences for every parameter tensor (sampled entries)', async () => {
     const tokens = tokenRows(11, 2, 8);
     const batch = classBatch(tokens);
-    const js = new JsMatmul();
+    const js = new JsKernels();
     const { grads } = await forwardBackward(cfg, vocab, params, batch, js, { backward: true });
     const rng = new Rng(5);
     const h = 1e-2;
@@ -131,7 +156,7 @@ describe('forwardBackward', () => {
   it('ORT and plain-loop backends give the same gradients (≤ 1e-4 relative to the largest)', async () => {
     const batch = classBatch(tokenRows(2, 2, 9));
     const a = await forwardBackward(cfg, vocab, params, batch, ort, { backward: true });
-    const b = await forwardBackward(cfg, vocab, params, batch, new JsMatmul(), { backward: true });
+    const b = await forwardBackward(cfg, vocab, params, batch, new JsKernels(), { backward: true });
     expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5);
     for (const s of params.specs) {
       const x = getParam(a.grads!, s.name);

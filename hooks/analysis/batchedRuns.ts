@@ -1,0 +1,183 @@
+/**
+ * Runs many intervention variants (one ablation or patch each) in a few batched forward passes: the
+ * prompts are tiled once per variant and each block of rows gets its own in-graph mask, so a sweep
+ * over every head costs a handful of passes instead of one pass per head.
+ */
+import type { HookedTransformer } from '../HookedTransformer.ts';
+import { hookShape, listHookPoints, type Dim, type HookName, type HookPointInfo } from '../hookPoints.ts';
+import type { InterventionSpec, SelectDim } from '../interventions.ts';
+import { Tensor } from '../tensor.ts';
+
+/** One edit of a variant: at `hook`, replace the elements `where` selects (every batch row) with `value`. */
+export interface VariantEdit {
+  hook: HookName;
+  /** Indices per named dim (not `batch`); a dim not named is selected whole. */
+  where?: Partial<Record<Exclude<SelectDim, 'batch'>, number | readonly number[]>>;
+  /**
+   * The replacement: a number, or a Tensor of the hook's rank broadcastable to [batch, ...] of ONE
+   * copy of the prompts (e.g. a clean cache's activation, or a mean of shape [1, 1, head, d_head]).
+   */
+  value: number | Tensor;
+}
+
+/** A variant: the edits made together in one forward pass (e.g. one head zeroed). */
+export type Variant = readonly VariantEdit[];
+
+/** A metric of one copy of the prompts' logits [batch, pos, d_vocab]; `variant` is the variant's index. */
+export type LogitsMetric = (logits: Tensor, variant: number) => number;
+
+export interface BatchOptions {
+  /** Variants per forward pass (default: as many as fit in 32 rows, at least 1). 1 = one pass per variant. */
+  chunkSize?: number;
+  /** Called after each forward pass with the number of variants done and the total. */
+  onProgress?: (done: number, total: number) => void;
+  /** Cancels between forward passes (throws the signal's reason). */
+  signal?: AbortSignal;
+  /** [batch, pos] 0/1 attention mask of the prompts (padded batches). */
+  attentionMask?: readonly (readonly number[])[];
+}
+
+const DEFAULT_MAX_ROWS = 32;
+
+/** Throws the signal's reason (an AbortError by default) when it has been aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    throw signal.reason instanceof Error ? signal.reason : new DOMException('the analysis was aborted', 'AbortError');
+  }
+}
+
+/** The hook-point info of `hook` for this model, or a clear error. */
+function hookInfo(model: HookedTransformer, hook: HookName, infos: Map<HookName, HookPointInfo>): HookPointInfo {
+  const info = infos.get(hook);
+  if (!info) throw new Error(`batched interventions: unknown hook point '${hook}' for this ${model.cfg.n_layers}-layer model`);
+  if (info.dims[0] !== 'batch') throw new Error(`batched interventions: '${hook}' has no batch dim and cannot be batched`);
+  return info;
+}
+
+/** Per-prompt selection mask over the non-batch dims of a hook (1 = replace). */
+function selection(edit: VariantEdit, info: HookPointInfo, shape: readonly number[]): Uint8Array {
+  const rest = shape.slice(1);
+  const dims = info.dims.slice(1);
+  for (const key of Object.keys(edit.where ?? {})) {
+    if (!dims.includes(key as Dim)) throw new Error(`batched interventions on '${edit.hook}': it has no '${key}' dimension; its dims are ${info.dims.join(', ')}`);
+  }
+  const selectors = dims.map((dim, a) => {
+    const sel = new Uint8Array(rest[a]);
+    const chosen = edit.where?.[dim as Exclude<SelectDim, 'batch'>];
+    if (chosen === undefined) return sel.fill(1);
+    for (const raw of typeof chosen === 'number' ? [chosen] : chosen) {
+      if (!Number.isInteger(raw) || raw < -rest[a] || raw >= rest[a]) {
+        throw new Error(`batched interventions on '${edit.hook}': ${dim} index ${raw} is out of range; allowed 0…${rest[a] - 1}`);
+      }
+      sel[raw < 0 ? raw + rest[a] : raw] = 1;
+    }
+    return sel;
+  });
+  const size = rest.reduce((x, y) => x * y, 1);
+  const out = new Uint8Array(size);
+  const idx = new Array<number>(rest.length).fill(0);
+  for (let i = 0; i < size; i++) {
+    let on = 1;
+    for (let a = 0; a < rest.length && on; a++) on = selectors[a][idx[a]];
+    out[i] = on;
+    for (let a = rest.length - 1; a >= 0; a--) {
+      if (++idx[a] < rest[a]) break;
+      idx[a] = 0;
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs every variant on `tokens` ([batch, pos]) and returns metric(logits of that variant's copy)
+ * per variant. Variants are packed `chunkSize` to a forward pass (rows = chunkSize · batch); every
+ * pass intervenes on the same set of hook points (the union over all variants, unused rows masked
+ * off), so the whole sweep reuses one graph.
+ */
+export async function runVariants(
+  model: HookedTransformer,
+  tokens: readonly (readonly number[])[],
+  variants: readonly Variant[],
+  metric: LogitsMetric,
+  opts: BatchOptions = {},
+): Promise<Float32Array> {
+  const batch = tokens.length;
+  if (batch === 0 || tokens[0].length === 0) throw new Error('runVariants: tokens must be a non-empty [batch, pos] list');
+  const pos = tokens[0].length;
+  const total = variants.length;
+  const out = new Float32Array(total);
+  if (total === 0) return out;
+  const chunk = opts.chunkSize ?? Math.max(1, Math.floor(DEFAULT_MAX_ROWS / batch));
+  if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`runVariants: chunkSize must be a positive integer; got ${opts.chunkSize}`);
+  const infos = new Map(listHookPoints(model.cfg).map((h) => [h.name, h]));
+  const hooks = [...new Set(variants.flatMap((v) => v.map((e) => e.hook)))];
+  hooks.forEach((h) => hookInfo(model, h, infos));
+
+  // Broadcast each distinct value tensor to [batch, ...rest] once.
+  const broadcastCache = new Map<Tensor, Tensor>();
+  const perPrompt = (edit: VariantEdit, shape: readonly number[]): Tensor | number => {
+    if (typeof edit.value === 'number') return edit.value;
+    const v = edit.value;
+    let b = broadcastCache.get(v);
+    if (!b) {
+      const target = [batch, ...shape.slice(1)];
+      if (v.ndim !== target.length || v.shape.some((d, i) => d !== 1 && d !== target[i])) {
+        throw new Error(`batched interventions on '${edit.hook}': value of shape [${v.shape.join(', ')}] does not broadcast to one copy of the prompts' activation [${target.join(', ')}]`);
+      }
+      b = Tensor.zeros(target).add(v);
+      broadcastCache.set(v, b);
+    }
+    return b;
+  };
+  const selCache = new Map<string, Uint8Array>();
+
+  let done = 0;
+  for (let start = 0; start < total; start += chunk) {
+    throwIfAborted(opts.signal);
+    const group = variants.slice(start, start + chunk);
+    const rows = group.length * batch;
+    const specs: InterventionSpec[] = hooks.map((hook) => {
+      const shape = hookShape(infos.get(hook)!, model.cfg, rows, pos);
+      return { hook, mask: Tensor.zeros(shape), value: Tensor.zeros(shape) };
+    });
+    group.forEach((variant, g) => {
+      for (const edit of variant) {
+        const spec = specs[hooks.indexOf(edit.hook)];
+        const shape = spec.mask!.shape;
+        const S = shape.slice(1).reduce((x, y) => x * y, 1);
+        const key = `${edit.hook}|${JSON.stringify(edit.where ?? {})}`;
+        let sel = selCache.get(key);
+        if (!sel) {
+          sel = selection(edit, infos.get(edit.hook)!, shape);
+          selCache.set(key, sel);
+        }
+        const v = perPrompt(edit, shape);
+        const mask = spec.mask!.data;
+        const val = (spec.value as Tensor).data;
+        for (let b = 0; b < batch; b++) {
+          const o = (g * batch + b) * S;
+          for (let s = 0; s < S; s++) {
+            if (!sel[s]) continue;
+            mask[o + s] = 1;
+            val[o + s] = typeof v === 'number' ? v : v.data[b * S + s];
+          }
+        }
+      }
+    });
+    const tiledTokens: number[][] = [];
+    const tiledMask: number[][] | undefined = opts.attentionMask ? [] : undefined;
+    for (let g = 0; g < group.length; g++) {
+      for (let b = 0; b < batch; b++) {
+        tiledTokens.push([...tokens[b]]);
+        tiledMask?.push([...opts.attentionMask![b]]);
+      }
+    }
+    const logits = await model.forward(tiledTokens, { interventions: specs, ...(tiledMask ? { attentionMask: tiledMask } : {}) });
+    group.forEach((_, g) => {
+      out[start + g] = metric(group.length === 1 ? logits : logits.slice(0, g * batch, (g + 1) * batch), start + g);
+    });
+    done += group.length;
+    opts.onProgress?.(done, total);
+  }
+  return out;
+}

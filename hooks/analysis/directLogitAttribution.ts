@@ -1,0 +1,175 @@
+/**
+ * Direct logit attribution: how much each head, layer output, neuron, embedding and bias writes along a
+ * logit-difference direction W_U[:, correct] − W_U[:, incorrect], through the cached ln_final scale
+ * (TransformerLens's logit_attrs with apply_ln). Computed analytically per component, no [component,
+ * batch, pos, d_model] stack. On a model with folded LayerNorm (the default processing) the parts sum
+ * to the logit difference minus the b_U difference (given as `unembedBias`).
+ */
+import type { ActivationCache, CacheModel } from '../ActivationCache.ts';
+import { withModel } from './cache.ts';
+import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
+import type { HookName } from '../hookPoints.ts';
+import { Tensor } from '../tensor.ts';
+import { logitDiffs } from './metrics.ts';
+
+export interface DlaOptions {
+  /** Correct and incorrect answer token per prompt (or one for all). */
+  correct: number | readonly number[];
+  incorrect: number | readonly number[];
+  /** Position read per prompt (or one for all; negatives from the end). Default -1. */
+  positions?: number | readonly number[];
+  prependBos?: boolean;
+  attentionMask?: readonly (readonly number[])[];
+}
+
+export interface DlaResult {
+  /** The model's logit difference per prompt [batch] (from its logits). */
+  logitDiff: Tensor;
+  /** Per-prompt attributions; mean over the batch is in `mean`. */
+  heads: Tensor; // [batch, n_layers, n_heads]
+  /** Labels and values [batch, component] of embed, pos_embed, L_attn_out, L_mlp_out (TL decompose_resid order). */
+  layerLabels: string[];
+  layers: Tensor; // [batch, 2 + 2·n_layers]
+  neurons: Tensor; // [batch, n_layers, d_mlp]
+  /** Everything in the final residual stream that is not a head: embeds, MLPs and biases [batch]. */
+  headRemainder: Tensor;
+  /** b_U[correct] − b_U[incorrect] [batch] (not part of the residual stream). */
+  unembedBias: Tensor;
+  /** Means over the batch: heads [n_layers, n_heads], layers [component], neurons [n_layers, d_mlp]. */
+  mean: { logitDiff: number; heads: Tensor; layers: Tensor; neurons: Tensor; headRemainder: number };
+}
+
+function perPrompt(v: number | readonly number[], batch: number, what: string): number[] {
+  if (typeof v === 'number') return new Array<number>(batch).fill(v);
+  if (v.length !== batch) throw new Error(`directLogitAttribution: ${what} has ${v.length} entries for ${batch} prompts`);
+  return [...v];
+}
+
+/** Runs the model and attributes the logit difference at each prompt's position to heads, layers and neurons. */
+export async function directLogitAttribution(model: HookedTransformer, input: ModelInput, opts: DlaOptions): Promise<DlaResult> {
+  const { tokens, attentionMask } = model.prepareInput(input, { prependBos: opts.prependBos, attentionMask: opts.attentionMask });
+  const names: HookName[] = ['hook_embed', 'hook_pos_embed', 'ln_final.hook_scale', `blocks.${model.cfg.n_layers - 1}.hook_resid_post` as HookName];
+  for (let l = 0; l < model.cfg.n_layers; l++) {
+    names.push(`blocks.${l}.attn.hook_z`, `blocks.${l}.hook_attn_out`, `blocks.${l}.mlp.hook_post`, `blocks.${l}.hook_mlp_out`);
+  }
+  const [logits, raw] = await model.runWithCache(tokens, { namesFilter: names, ...(attentionMask ? { attentionMask } : {}) });
+  const cache = withModel(raw, model);
+  const pos = tokens[0].length;
+  const positions = perPrompt(opts.positions ?? -1, tokens.length, 'positions').map((p) => (p < 0 ? p + pos : p));
+  const result = dlaFromCache(cache, opts.correct, opts.incorrect, positions);
+  const diffs = logitDiffs(logits, { correct: opts.correct, incorrect: opts.incorrect, positions });
+  result.logitDiff = Tensor.from(diffs);
+  result.mean.logitDiff = diffs.reduce((a, b) => a + b, 0) / diffs.length;
+  return result;
+}
+
+/**
+ * Direct logit attribution from a cache holding hook_embed, hook_pos_embed, ln_final.hook_scale, the last
+ * resid_post and each layer's attn.hook_z, hook_attn_out, mlp.hook_post and hook_mlp_out (batch dim kept).
+ * `logitDiff` is left as the residual stream's attribution plus `unembedBias`.
+ */
+export function dlaFromCache(cache: ActivationCache, correct: number | readonly number[], incorrect: number | readonly number[], positions: readonly number[]): DlaResult {
+  const model: CacheModel | undefined = cache.model;
+  if (!model) throw new Error('dlaFromCache: the cache has no model; use a cache from model.runWithCache');
+  if (!cache.hasBatchDim) throw new Error('dlaFromCache: the cache must keep its batch dim');
+  const { n_layers, n_heads, d_head, d_model, d_mlp, d_vocab } = model.cfg;
+  const w = model.rawWeights;
+  const embed = cache.get('hook_embed');
+  const [batch, pos] = embed.shape;
+  if (positions.length !== batch) throw new Error(`dlaFromCache: ${positions.length} positions for ${batch} prompts`);
+  const good = perPrompt(correct, batch, 'correct');
+  const bad = perPrompt(incorrect, batch, 'incorrect');
+  // Centred direction per prompt: (x − mean x)·dir = x·(dir − mean dir).
+  const dirs = good.map((c, b) => {
+    for (const t of [c, bad[b]]) if (!Number.isInteger(t) || t < 0 || t >= d_vocab) throw new Error(`directLogitAttribution: token ${t} is not an integer in [0, ${d_vocab})`);
+    const d = new Float64Array(d_model);
+    let mean = 0;
+    for (let i = 0; i < d_model; i++) {
+      d[i] = w.W_U[i * d_vocab + c] - w.W_U[i * d_vocab + bad[b]];
+      mean += d[i];
+    }
+    mean /= d_model;
+    for (let i = 0; i < d_model; i++) d[i] -= mean;
+    return d;
+  });
+  const scale = cache.get('ln_final.hook_scale'); // [batch, pos, 1]
+  const at = (b: number) => {
+    const p = positions[b];
+    if (!Number.isInteger(p) || p < 0 || p >= pos) throw new Error(`directLogitAttribution: position ${p} is out of range for ${pos} positions`);
+    return p;
+  };
+  /** x[b, p_b, :] · dir_b / scale[b, p_b] for an activation [batch, pos, d_model]. */
+  const project = (act: Tensor, b: number): number => {
+    const p = at(b);
+    const o = (b * pos + p) * d_model;
+    let s = 0;
+    for (let i = 0; i < d_model; i++) s += act.data[o + i] * dirs[b][i];
+    return s / scale.data[b * pos + p];
+  };
+
+  const heads = new Float32Array(batch * n_layers * n_heads);
+  const neurons = new Float32Array(batch * n_layers * d_mlp);
+  const layerLabels = ['embed', 'pos_embed'];
+  const layerVals: number[][] = Array.from({ length: batch }, (_, b) => [project(embed, b), project(cache.get('hook_pos_embed'), b)]);
+  const proj = new Float64Array(Math.max(n_heads * d_head, d_mlp));
+  for (let l = 0; l < n_layers; l++) {
+    layerLabels.push(`${l}_attn_out`, `${l}_mlp_out`);
+    const z = cache.get(`blocks.${l}.attn.hook_z`); // [batch, pos, head, d_head]
+    const post = cache.get(`blocks.${l}.mlp.hook_post`); // [batch, pos, d_mlp]
+    const W_O = w.blocks[l].W_O; // [head·d_head, d_model]
+    const W_out = w.blocks[l].W_out; // [d_mlp, d_model]
+    for (let b = 0; b < batch; b++) {
+      const p = at(b);
+      const s = scale.data[b * pos + p];
+      for (let j = 0; j < n_heads * d_head; j++) {
+        let acc = 0;
+        for (let i = 0; i < d_model; i++) acc += W_O[j * d_model + i] * dirs[b][i];
+        proj[j] = acc;
+      }
+      for (let h = 0; h < n_heads; h++) {
+        let acc = 0;
+        const zo = ((b * pos + p) * n_heads + h) * d_head;
+        for (let e = 0; e < d_head; e++) acc += z.data[zo + e] * proj[h * d_head + e];
+        heads[(b * n_layers + l) * n_heads + h] = acc / s;
+      }
+      for (let n = 0; n < d_mlp; n++) {
+        let acc = 0;
+        for (let i = 0; i < d_model; i++) acc += W_out[n * d_model + i] * dirs[b][i];
+        neurons[(b * n_layers + l) * d_mlp + n] = (post.data[(b * pos + p) * d_mlp + n] * acc) / s;
+      }
+      layerVals[b].push(project(cache.get(`blocks.${l}.hook_attn_out`), b), project(cache.get(`blocks.${l}.hook_mlp_out`), b));
+    }
+  }
+  const final = cache.get(`blocks.${n_layers - 1}.hook_resid_post`);
+  const headRemainder = new Float32Array(batch);
+  const unembedBias = new Float32Array(batch);
+  const total = new Float32Array(batch);
+  for (let b = 0; b < batch; b++) {
+    total[b] = project(final, b);
+    let sumHeads = 0;
+    for (let i = 0; i < n_layers * n_heads; i++) sumHeads += heads[b * n_layers * n_heads + i];
+    headRemainder[b] = total[b] - sumHeads;
+    unembedBias[b] = w.b_U[good[b]] - w.b_U[bad[b]];
+    total[b] += unembedBias[b];
+  }
+  const headsT = new Tensor(heads, [batch, n_layers, n_heads]);
+  const layersT = Tensor.from(layerVals);
+  const neuronsT = new Tensor(neurons, [batch, n_layers, d_mlp]);
+  const remT = new Tensor(headRemainder, [batch]);
+  return {
+    logitDiff: new Tensor(total, [batch]),
+    heads: headsT,
+    layerLabels,
+    layers: layersT,
+    neurons: neuronsT,
+    headRemainder: remT,
+    unembedBias: new Tensor(unembedBias, [batch]),
+    mean: {
+      logitDiff: total.reduce((a, b) => a + b, 0) / batch,
+      heads: headsT.mean(0),
+      layers: layersT.mean(0),
+      neurons: neuronsT.mean(0),
+      headRemainder: remT.mean().item(),
+    },
+  };
+}

@@ -1,0 +1,35 @@
+/** Lensboard's interpretability toolkit: logit lens, direct logit attribution, head detection, induction, IOI, ablations and activation patching. */
+export { applySlice, sliceIndices } from './slice.ts';
+export type { SliceInput, SliceRange } from './slice.ts';
+export { withModel } from './cache.ts';
+export { runVariants, throwIfAborted } from './batchedRuns.ts';
+export type { Variant, VariantEdit, LogitsMetric, BatchOptions } from './batchedRuns.ts';
+export { logitDiff, logitDiffs, normalisedMetric, ioiMetric } from './metrics.ts';
+export type { LogitDiffOptions } from './metrics.ts';
+export { logitLens, logitLensFromCache } from './logitLens.ts';
+export type { LogitLensOptions, LogitLensResult } from './logitLens.ts';
+export { directLogitAttribution, dlaFromCache } from './directLogitAttribution.ts';
+export type { DlaOptions, DlaResult } from './directLogitAttribution.ts';
+export {
+  detectHead, computeHeadAttentionSimilarityScore, detectionPatternFor, HEAD_NAMES,
+  getPreviousTokenHeadDetectionPattern, getDuplicateTokenHeadDetectionPattern, getInductionHeadDetectionPattern,
+} from './headDetector.ts';
+export type { HeadName, ErrorMeasure, DetectHeadOptions } from './headDetector.ts';
+export { generateRepeatedTokens, inductionLoss, lossByPosition } from './induction.ts';
+export type { RepeatedTokensOptions } from './induction.ts';
+export { ioiDataset, ioiCorruptedAbc, ioiLogitDiff, ioiLogitDiffs, ioiHeadAttribution, singleTokenWords } from './ioi.ts';
+export type { IoiDataset, IoiDatasetOptions, IoiTokenizer, IoiPrompt, IoiOrder } from './ioi.ts';
+export { ablationValues, ablationSpecs, headAblationSweep, neuronAblationSweep, positionAblationSweep } from './ablation.ts';
+export type { AblationKind, AblationSource, AblationTargets, SweepOptions } from './ablation.ts';
+export {
+  genericActivationPatch,
+  getActPatchResidPre, getActPatchResidMid, getActPatchAttnOut, getActPatchMlpOut,
+  getActPatchAttnHeadOutByPos, getActPatchAttnHeadQByPos, getActPatchAttnHeadKByPos, getActPatchAttnHeadVByPos,
+  getActPatchAttnHeadPatternByPos, getActPatchAttnHeadPatternDestSrcPos,
+  getActPatchAttnHeadOutAllPos, getActPatchAttnHeadQAllPos, getActPatchAttnHeadKAllPos, getActPatchAttnHeadVAllPos,
+  getActPatchAttnHeadPatternAllPos,
+  getActPatchBlockEvery, getActPatchAttnHeadAllPosEvery, getActPatchAttnHeadByPosEvery,
+} from './patching.ts';
+export type { AxisName, PatchActivation, PatchingOptions, GenericPatchOptions } from './patching.ts';
+export { accumulatedBias, tokensToResidualDirections } from '../ActivationCache.ts';
+export type { CacheModel, TokenSpec } from '../ActivationCache.ts';

@@ -1,0 +1,61 @@
+/** Metrics of a run's logits: logit difference, per-prompt answer logits, and TransformerLens-style normalised patching metrics. */
+import { Tensor } from '../tensor.ts';
+
+export interface LogitDiffOptions {
+  /** The correct answer token per prompt (or one for all). */
+  correct: number | readonly number[];
+  /** The incorrect answer token per prompt (or one for all). */
+  incorrect: number | readonly number[];
+  /** The position read per prompt (or one for all; negatives count from the end). Default -1 (last). */
+  positions?: number | readonly number[];
+}
+
+function perPrompt(v: number | readonly number[], batch: number, what: string): number[] {
+  if (typeof v === 'number') return new Array<number>(batch).fill(v);
+  if (v.length !== batch) throw new Error(`${what}: got ${v.length} values for a batch of ${batch}; give one per prompt or a single number`);
+  return [...v];
+}
+
+/** logits[b, pos_b, correct_b] - logits[b, pos_b, incorrect_b] for each prompt b. logits: [batch, pos, d_vocab]. */
+export function logitDiffs(logits: Tensor, opts: LogitDiffOptions): number[] {
+  if (logits.ndim !== 3) throw new Error(`logitDiff: logits must be [batch, pos, d_vocab]; got [${logits.shape.join(', ')}]`);
+  const [batch, pos, dVocab] = logits.shape;
+  const correct = perPrompt(opts.correct, batch, 'logitDiff correct');
+  const incorrect = perPrompt(opts.incorrect, batch, 'logitDiff incorrect');
+  const positions = perPrompt(opts.positions ?? -1, batch, 'logitDiff positions');
+  return correct.map((c, b) => {
+    const p = positions[b] < 0 ? positions[b] + pos : positions[b];
+    if (!Number.isInteger(p) || p < 0 || p >= pos) throw new Error(`logitDiff: position ${positions[b]} of prompt ${b} is out of range for ${pos} positions`);
+    for (const t of [c, incorrect[b]]) {
+      if (!Number.isInteger(t) || t < 0 || t >= dVocab) throw new Error(`logitDiff: token ${t} is not an integer in [0, ${dVocab})`);
+    }
+    const o = (b * pos + p) * dVocab;
+    return logits.data[o + c] - logits.data[o + incorrect[b]];
+  });
+}
+
+/** The mean logit difference over the batch (TL's IOI `logits_to_ave_logit_diff`). */
+export function logitDiff(logits: Tensor, opts: LogitDiffOptions): number {
+  const d = logitDiffs(logits, opts);
+  return d.reduce((a, b) => a + b, 0) / d.length;
+}
+
+/**
+ * TL's normalised patching metric: (metric(logits) - corrupted) / (clean - corrupted), so the clean
+ * run scores 1 and the corrupted run 0.
+ */
+export function normalisedMetric(metric: (logits: Tensor) => number, clean: number, corrupted: number): (logits: Tensor) => number {
+  const span = clean - corrupted;
+  if (!Number.isFinite(span) || span === 0) {
+    throw new Error(`normalisedMetric: clean (${clean}) and corrupted (${corrupted}) baselines must differ and be finite`);
+  }
+  return (logits) => (metric(logits) - corrupted) / span;
+}
+
+/**
+ * The IOI metric of the patching demo: the mean logit difference (IO − S at the end position),
+ * normalised so the clean run gives 1 and the corrupted run 0.
+ */
+export function ioiMetric(opts: LogitDiffOptions & { clean: number; corrupted: number }): (logits: Tensor) => number {
+  return normalisedMetric((l) => logitDiff(l, opts), opts.clean, opts.corrupted);
+}

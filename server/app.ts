@@ -1,0 +1,52 @@
+/** Builds the Express app (no listening here): helmet, JSON bodies with a size limit, the /api routes, OpenAPI, JSON 404 and errors. */
+import express, { type Express } from 'express';
+import helmet from 'helmet';
+import pino, { type Logger } from 'pino';
+import type { ServerConfig } from './config.ts';
+import { errorHandler, notFoundHandler } from './errors.ts';
+import type { ModelHost } from './host/ModelHost.ts';
+import { nonFiniteReplacer } from './nonFinite.ts';
+import { openApiDocument } from './openapi.ts';
+import { defineRoute, mountRoutes, type RouteDef } from './routeTable.ts';
+import { inferenceRoutes } from './routes/inference.ts';
+import { modelRoutes } from './routes/models.ts';
+import { systemRoutes } from './routes/system.ts';
+
+export const API_VERSION = '0.1.0';
+
+/** Every route of the API, in documentation order (the analysis routes join this list). */
+export function apiRoutes(config: ServerConfig): RouteDef[] {
+  return [...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits)];
+}
+
+export interface AppOptions {
+  log?: Logger;
+}
+
+export function createApp(config: ServerConfig, host: ModelHost, opts: AppOptions = {}): Express {
+  const log = opts.log ?? pino({ level: config.logLevel });
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('json replacer', nonFiniteReplacer);
+  app.set('query parser', 'simple');
+  app.use(helmet());
+  app.use(express.json({ limit: config.limits.maxBodyBytes, strict: true }));
+
+  const routes = apiRoutes(config);
+  const openapi = openApiDocument(
+    [
+      ...routes,
+      defineRoute({ method: 'get', path: '/api/openapi.json', formats: ['json'], summary: 'This OpenAPI document', handler: () => {} }),
+    ],
+    API_VERSION,
+  );
+  const router = express.Router();
+  router.get('/api/openapi.json', (_req, res) => {
+    res.json(openapi);
+  });
+  mountRoutes(router, routes, { host, config, log });
+  app.use(router);
+  app.use(notFoundHandler);
+  app.use(errorHandler(log));
+  return app;
+}

@@ -1,0 +1,53 @@
+/** Every result as CSV: a table (column names + rows), RFC 4180 quoting, and the JSON-or-CSV choice of a request. */
+import type { Request, Response } from 'express';
+import { badRequest } from './errors.ts';
+import { nonFiniteReplacer } from './nonFinite.ts';
+
+export type Cell = string | number | boolean | null | undefined;
+
+export interface Table {
+  columns: string[];
+  rows: Cell[][];
+}
+
+function cell(v: Cell): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : String(nonFiniteReplacer('', v));
+  const s = String(v);
+  return /[",\r\n]/.test(s) || s !== s.trim() ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** RFC 4180 text: a header line, then one line per row, CRLF line ends. Non-finite numbers as in JSON answers. */
+export function toCsv(table: Table): string {
+  const lines = [table.columns.map(cell).join(',')];
+  for (const row of table.rows) {
+    if (row.length !== table.columns.length) {
+      throw new Error(`internal: CSV row has ${row.length} cells for ${table.columns.length} columns`);
+    }
+    lines.push(row.map(cell).join(','));
+  }
+  return lines.join('\r\n') + '\r\n';
+}
+
+export type ResultFormat = 'json' | 'csv';
+
+/** `?format=json|csv` wins; else `Accept: text/csv` (preferred over JSON) means CSV; else JSON. */
+export function resultFormat(req: Request): ResultFormat {
+  const q = req.query.format;
+  if (q !== undefined) {
+    if (q === 'json' || q === 'csv') return q;
+    throw badRequest(`query parameter format must be 'json' or 'csv'; got ${JSON.stringify(q)}`);
+  }
+  const accept = req.get('accept');
+  if (accept && req.accepts(['application/json', 'text/csv']) === 'text/csv') return 'csv';
+  return 'json';
+}
+
+/** Sends `result` as JSON, or as CSV via `table` when the request asks for CSV. */
+export function sendResult<R>(req: Request, res: Response, result: R, table: (r: R) => Table): void {
+  if (resultFormat(req) === 'csv') {
+    res.type('text/csv; charset=utf-8').send(toCsv(table(result)));
+  } else {
+    res.json(result);
+  }
+}

@@ -1,0 +1,76 @@
+/** `npm start`: parse and validate the config, load the start-up model, listen, log with pino, shut down gracefully on SIGINT/SIGTERM. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { DEFAULT_PROCESSING } from '../hooks/config.ts';
+import { createApp } from './app.ts';
+import { PACKAGE_MODELS_DIR, parseConfig, type ServerConfig } from './config.ts';
+import { ModelHost } from './host/ModelHost.ts';
+
+let config: ServerConfig;
+try {
+  config = parseConfig(process.argv.slice(2), process.env);
+} catch (e) {
+  console.error((e as Error).message);
+  process.exit(2);
+}
+
+const log = pino({ level: config.logLevel });
+
+if (config.model === 'embedded' && !existsSync(join(PACKAGE_MODELS_DIR, 'embedded', 'config.json'))) {
+  log.fatal(
+    `the default model models/embedded is missing (no ${join(PACKAGE_MODELS_DIR, 'embedded', 'config.json')}): ` +
+      'build it first, or start with --model NAME (e.g. --model gpt2, or a directory under --models-dir)',
+  );
+  process.exit(1);
+}
+
+const host = await ModelHost.create(config).catch((e: Error) => {
+  log.fatal(e.message);
+  process.exit(1);
+});
+
+try {
+  const source = await host.resolve(config.model);
+  log.info({ model: config.model, source: source.kind, device: config.device }, 'loading model');
+  const info = await host.load(source, { name: config.model, processing: { ...DEFAULT_PROCESSING } });
+  log.info({ model: info.name, device: info.device, n_layers: info.config.n_layers, d_model: info.config.d_model }, 'model loaded');
+} catch (e) {
+  log.fatal(`cannot load model ${JSON.stringify(config.model)}: ${(e as Error).message}`);
+  await host.close();
+  process.exit(1);
+}
+
+const app = createApp(config, host, { log });
+const server = app.listen(config.port, config.host, (err?: Error) => {
+  if (err) {
+    log.fatal(`cannot listen on ${config.host}:${config.port}: ${err.message}`);
+    process.exit(1);
+  }
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.port;
+  log.info({ url: `http://${config.host}:${port}/`, roots: host.roots }, 'Lensboard API listening');
+});
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) {
+    log.warn(`${signal} again: exiting now`);
+    process.exit(1);
+  }
+  stopping = true;
+  log.info({ signal }, 'shutting down: no new connections, cancelling jobs, stopping model workers');
+  const force = setTimeout(() => {
+    log.error('shutdown took over 10 s; exiting');
+    process.exit(1);
+  }, 10_000);
+  force.unref();
+  server.close();
+  server.closeIdleConnections();
+  await host.close();
+  server.closeAllConnections();
+  log.info('stopped');
+  process.exit(0);
+}
+process.on('SIGINT', () => void shutdown('SIGINT'));
+process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,0 +1,48 @@
+/**
+ * Runs a model job for a request: queued on the active model; a client that disconnects cancels it. With
+ * `Accept: text/event-stream` (or ?stream=1) the answer is SSE — `job` {id}, `progress` {done, total}, then
+ * `result` or `error` / `cancelled` — otherwise the result as JSON or CSV once the job is done.
+ */
+import type { Table } from './csv.ts';
+import { CancelledError, HttpError } from './errors.ts';
+import type { RouteContext } from './routeTable.ts';
+import { SseStream, wantsStream } from './sse.ts';
+import type { JobKind, JobPayload, JobResult } from './worker/jobs.ts';
+
+export async function runJob<K extends JobKind>(
+  ctx: RouteContext<unknown>,
+  kind: K,
+  payload: JobPayload<K>,
+  table: (r: JobResult<K>) => Table,
+): Promise<void> {
+  const { req, res, host } = ctx;
+  const stream = wantsStream(req);
+  // A bad ?format= is refused before the job is queued.
+  if (!stream && req.query.format !== undefined && req.query.format !== 'json' && req.query.format !== 'csv') {
+    throw new HttpError(400, `query parameter format must be 'json' or 'csv'; got ${JSON.stringify(req.query.format)}`);
+  }
+  const job = host.require().submit(kind, payload);
+  res.setHeader('X-Job-Id', job.id);
+  res.on('close', () => {
+    if (!res.writableEnded) void host.cancel(job.id);
+  });
+  if (!stream) {
+    const result = await job.result;
+    ctx.send(result, table);
+    return;
+  }
+  const sse = new SseStream(res);
+  sse.send('job', { id: job.id, kind });
+  job.onProgress((p) => sse.send('progress', p));
+  try {
+    sse.send('result', await job.result);
+  } catch (e) {
+    if (e instanceof CancelledError) sse.send('cancelled', { id: job.id });
+    else if (e instanceof HttpError) sse.send('error', { status: e.status, error: e.message });
+    else {
+      ctx.log.error({ err: e }, 'job failed');
+      sse.send('error', { status: 500, error: `internal error: ${(e as Error).message}` });
+    }
+  }
+  sse.end();
+}

@@ -1,0 +1,73 @@
+/** GET /api/health (never touches a model thread), GET /api/jobs, DELETE /api/jobs/:id. */
+import { z } from 'zod';
+import type { Table } from '../csv.ts';
+import { notFound } from '../errors.ts';
+import type { CancelOutcome, JobSummary } from '../host/ModelWorker.ts';
+import { defineRoute, type RouteDef } from '../routeTable.ts';
+
+const startedAt = Date.now();
+
+export const HealthResponse = z.object({
+  status: z.literal('ok'),
+  uptimeS: z.number(),
+  model: z.string().nullable(),
+  modelState: z.enum(['ready', 'restarting', 'failed', 'closed']).nullable(),
+  loading: z.string().nullable(),
+  jobs: z.object({ running: z.number().int(), queued: z.number().int() }),
+});
+type Health = z.infer<typeof HealthResponse>;
+
+const JobSchema = z.object({
+  id: z.string(), kind: z.string(), model: z.string(), state: z.enum(['queued', 'running']), createdAt: z.string(),
+  startedAt: z.string().nullable(), progress: z.object({ done: z.number(), total: z.number(), message: z.string().optional() }).nullable(),
+});
+export const JobsResponse = z.object({ jobs: z.array(JobSchema) });
+export const CancelResponse = z.object({
+  id: z.string(),
+  outcome: z.enum(['cancelled', 'finished']),
+  how: z.enum(['flag', 'terminated', 'dequeued']).nullable(),
+  stoppedInMs: z.number(),
+});
+
+const jobsTable = (r: { jobs: JobSummary[] }): Table => ({
+  columns: ['id', 'kind', 'model', 'state', 'created_at', 'started_at', 'done', 'total'],
+  rows: r.jobs.map((j) => [j.id, j.kind, j.model, j.state, j.createdAt, j.startedAt, j.progress?.done, j.progress?.total]),
+});
+
+export function systemRoutes(): RouteDef[] {
+  return [
+    defineRoute({
+      method: 'get', path: '/api/health', formats: ['json', 'csv'], response: HealthResponse,
+      summary: 'Liveness and queue state (answers at once, even while a long job runs)',
+      handler: (ctx) => {
+        const active = ctx.host.active;
+        const jobs = ctx.host.jobs();
+        const result: Health = {
+          status: 'ok',
+          uptimeS: (Date.now() - startedAt) / 1000,
+          model: active?.name ?? null,
+          modelState: active?.state ?? null,
+          loading: ctx.host.loading?.name ?? null,
+          jobs: { running: jobs.filter((j) => j.state === 'running').length, queued: jobs.filter((j) => j.state === 'queued').length },
+        };
+        ctx.send(result, (h) => ({ columns: ['key', 'value'], rows: Object.entries(h).map(([k, v]) => [k, typeof v === 'object' && v !== null ? JSON.stringify(v) : v]) }));
+      },
+    }),
+    defineRoute({
+      method: 'get', path: '/api/jobs', formats: ['json', 'csv'], response: JobsResponse,
+      summary: 'Running and queued jobs of every loaded model, with progress',
+      handler: (ctx) => ctx.send({ jobs: ctx.host.jobs() }, jobsTable),
+    }),
+    defineRoute({
+      method: 'delete', path: '/api/jobs/:id', formats: ['json', 'csv'], response: CancelResponse,
+      summary: 'Cancel a job; answers once it has stopped (a running job stops within cancelGraceMs, by default 1 s)',
+      handler: async (ctx) => {
+        const id = String(ctx.req.params.id);
+        const pending = ctx.host.cancel(id);
+        if (!pending) throw notFound(`no running or queued job ${JSON.stringify(id)}; see GET /api/jobs`);
+        const outcome: CancelOutcome = await pending;
+        ctx.send(outcome, (o) => ({ columns: Object.keys(o), rows: [Object.values(o)] }));
+      },
+    }),
+  ];
+}

@@ -1,0 +1,95 @@
+/** The model worker thread: loads one model, then runs jobs one at a time, posting progress, results and typed errors. */
+import { parentPort, workerData } from 'node:worker_threads';
+import { HookedTransformer } from '../../hooks/HookedTransformer.ts';
+import { HubHttpError } from '../../hooks/loading/hubHttp.ts';
+import type { FromWorker, LoadOptions, ModelInfo, ModelSource, ToWorker, WireError, WorkerData } from '../host/protocol.ts';
+import { JobCancelled, UserError, type JobContext, type JobHandler } from './context.ts';
+import { JOBS } from './jobs.ts';
+
+const port = parentPort!;
+const { cancelFlag, limits } = workerData as WorkerData;
+const flag = new Int32Array(cancelFlag);
+let model: HookedTransformer | null = null;
+let source: ModelSource | null = null;
+
+const post = (m: FromWorker) => port.postMessage(m);
+
+function wireError(e: unknown): WireError {
+  if (e instanceof UserError) return { status: e.status, message: e.message };
+  return { status: 500, message: e instanceof Error ? e.message : String(e) };
+}
+
+function describe(m: HookedTransformer, src: ModelSource): ModelInfo {
+  const sizes: Record<string, number | null> = {
+    batch: null, pos: null, query_pos: null, key_pos: null, head: m.cfg.n_heads,
+    d_model: m.cfg.d_model, d_head: m.cfg.d_head, d_mlp: m.cfg.d_mlp, '1': 1,
+  };
+  return {
+    name: src.name,
+    source: src,
+    config: m.cfg,
+    device: m.device,
+    processing: m.processing,
+    hasTokenizer: m.tokenizer !== null,
+    hookPoints: m.hookPoints().map((h) => ({ name: h.name, layer: h.layer, dims: h.dims, sizes: h.dims.map((d) => sizes[d]) })),
+    loadedAt: new Date().toISOString(),
+  };
+}
+
+async function load(src: ModelSource, o: LoadOptions): Promise<void> {
+  try {
+    model = await HookedTransformer.fromPretrained(src.kind === 'dir' ? src.dir : src.repo, {
+      device: o.device,
+      threads: o.threads,
+      ...o.processing,
+      cacheDir: o.hfCacheDir,
+      endpoint: o.hubEndpoint,
+      localFilesOnly: o.offline,
+      onProgress: (event) => post({ type: 'loadProgress', event }),
+    });
+    source = src;
+    post({ type: 'loaded', info: describe(model, src) });
+  } catch (e) {
+    const status = e instanceof HubHttpError && e.status >= 400 && e.status < 500 ? e.status : 422;
+    post({ type: 'loadError', error: { status, message: `could not load ${src.name}: ${(e as Error).message}` } });
+  }
+}
+
+async function runJob(seq: number, kind: string, payload: unknown): Promise<void> {
+  const handler = (JOBS as Record<string, JobHandler<never, unknown> | undefined>)[kind];
+  if (!model || !source) {
+    post({ type: 'error', seq, error: { status: 503, message: 'the model is not loaded' } });
+    return;
+  }
+  if (!handler) {
+    post({ type: 'error', seq, error: { status: 500, message: `internal: unknown job kind '${kind}'` } });
+    return;
+  }
+  let lastProgress = 0;
+  const ctx: JobContext = {
+    limits,
+    progress: (done, total, message) => {
+      const now = Date.now();
+      if (done < total && now - lastProgress < 50) return; // at most ~20 progress messages a second
+      lastProgress = now;
+      post({ type: 'progress', seq, done, total, message });
+    },
+    checkCancelled: () => {
+      if (Atomics.load(flag, 0) === seq) throw new JobCancelled();
+    },
+  };
+  try {
+    ctx.checkCancelled();
+    const result = await handler(model, payload as never, ctx);
+    post({ type: 'result', seq, result });
+  } catch (e) {
+    if (e instanceof JobCancelled) post({ type: 'cancelled', seq });
+    else post({ type: 'error', seq, error: wireError(e) });
+  }
+}
+
+// Messages are handled strictly one after another (the host sends one job at a time, this keeps it so).
+let chain: Promise<void> = Promise.resolve();
+port.on('message', (msg: ToWorker) => {
+  chain = chain.then(() => (msg.type === 'load' ? load(msg.source, msg.options) : runJob(msg.seq, msg.kind, msg.payload)));
+});

@@ -1,0 +1,14 @@
+/** The job kinds a model worker runs, by name. To add one: write a JobHandler and list it here (see server/API.md, "Adding an endpoint"). */
+import type { JobHandler } from './context.ts';
+import { activations, attention, forward, tokenize } from './inference.ts';
+
+export const JOBS = {
+  tokenize,
+  forward,
+  attention,
+  activations,
+} satisfies Record<string, JobHandler<never, unknown>>;
+
+export type JobKind = keyof typeof JOBS;
+export type JobPayload<K extends JobKind> = Parameters<(typeof JOBS)[K]>[1];
+export type JobResult<K extends JobKind> = Awaited<ReturnType<(typeof JOBS)[K]>>;

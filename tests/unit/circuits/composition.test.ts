@@ -1,0 +1,126 @@
+/** Composition scores against the framework's formula computed densely on a tiny random model (tolerance 1e-4). */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
+import { FactoredMatrix, OV, QK, allCompositionScores, compositionBaseline, compositionScores } from '../../../hooks/circuits/index.ts';
+import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
+import { Tensor } from '../../../hooks/tensor.ts';
+import { frob, mat, maxDiff, mm, tr, type D } from './dense.ts';
+
+const cfg = gpt2Config({ n_layers: 3, n_heads: 4, d_model: 16, d_head: 4, d_mlp: 32, d_vocab: 40, n_ctx: 16 });
+const { n_layers: L, n_heads: H } = cfg;
+let model: HookedTransformer;
+let ov: D[]; // dense W_V W_O per head (layer-major)
+let qk: D[]; // dense W_Q W_Kᵀ per head
+
+beforeAll(async () => {
+  model = await HookedTransformer.fromWeights(cfg, randomWeights(cfg, { seed: 3 }), { threads: 1 });
+  const [W_Q, W_K, W_V, W_O] = [model.W_Q, model.W_K, model.W_V, model.W_O];
+  ov = [];
+  qk = [];
+  for (let i = 0; i < L * H; i++) {
+    ov.push(mm(mat(W_V, i), mat(W_O, i)));
+    qk.push(mm(mat(W_Q, i), tr(mat(W_K, i))));
+  }
+});
+
+afterAll(async () => {
+  await model.dispose();
+});
+
+/** The framework's score, densely: ‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F). */
+const score = (a: D, b: D) => frob(mm(a, b)) / (frob(a) * frob(b));
+const right = (mode: 'Q' | 'K' | 'V', j: number) => (mode === 'Q' ? qk[j] : mode === 'K' ? tr(qk[j]) : ov[j]);
+
+describe('QK and OV', () => {
+  it('are [n_layers, n_heads, d_model, d_model] factored matrices equal to W_Q W_Kᵀ and W_V W_O', () => {
+    const q = QK(model);
+    const o = OV(model);
+    expect(q.shape).toEqual([L, H, 16, 16]);
+    expect(o.shape).toEqual([L, H, 16, 16]);
+    expect(q.mdim).toBe(4);
+    for (const i of [0, 5, 11]) {
+      expect(maxDiff(mat(q.AB, i).x, qk[i].x)).toBeLessThan(1e-6);
+      expect(maxDiff(mat(o.AB, i).x, ov[i].x)).toBeLessThan(1e-6);
+    }
+    // Also from a plain object of TL-shaped weights.
+    const fromObj = OV({ W_V: model.W_V, W_O: model.W_O });
+    expect(maxDiff(fromObj.index(2, 1).AB.data, ov[2 * H + 1].x)).toBeLessThan(1e-6);
+  });
+});
+
+describe('allCompositionScores', () => {
+  for (const mode of ['Q', 'K', 'V'] as const) {
+    it(`mode ${mode}: equals the dense formula for later-layer pairs and is 0 elsewhere`, async () => {
+      const s = await allCompositionScores(model, mode, { threads: 1 });
+      expect(s.shape).toEqual([L, H, L, H]);
+      let checked = 0;
+      for (let l1 = 0; l1 < L; l1++) for (let h1 = 0; h1 < H; h1++) for (let l2 = 0; l2 < L; l2++) for (let h2 = 0; h2 < H; h2++) {
+        const got = s.get(l1, h1, l2, h2);
+        if (l1 >= l2) {
+          expect(got).toBe(0);
+          continue;
+        }
+        expect(Math.abs(got - score(ov[l1 * H + h1], right(mode, l2 * H + h2)))).toBeLessThan(1e-4);
+        checked++;
+      }
+      expect(checked).toBe(3 * H * H); // layer pairs (0,1), (0,2), (1,2)
+    });
+  }
+
+  it('K differs from Q (QKᵀ vs QK is really used)', async () => {
+    const q = await allCompositionScores(model, 'Q', { threads: 1 });
+    const k = await allCompositionScores(model, 'K', { threads: 1 });
+    expect(maxDiff(q.data, k.data)).toBeGreaterThan(1e-3);
+  });
+
+  it('rejects an unknown mode', async () => {
+    await expect(allCompositionScores(model, 'X' as 'Q')).rejects.toThrow(/mode must be 'Q', 'K' or 'V'/);
+  });
+});
+
+describe('compositionScores (TransformerLens utils.composition_scores, float64)', () => {
+  it('gives every (left, right) pair unmasked, [L, H, L, H]', () => {
+    const s = compositionScores(OV(model), QK(model).T);
+    expect(s.shape).toEqual([L, H, L, H]);
+    for (const [i, j] of [[0, 0], [3, 7], [11, 2], [6, 6]]) {
+      expect(Math.abs(s.data[i * L * H + j] - score(ov[i], tr(qk[j])))).toBeLessThan(1e-5);
+    }
+  });
+
+  it('with broadcastDims = false pairs matrices elementwise', () => {
+    const s = compositionScores(OV(model), OV(model), false);
+    expect(s.shape).toEqual([L, H]);
+    for (let i = 0; i < L * H; i++) expect(Math.abs(s.data[i] - score(ov[i], ov[i]))).toBeLessThan(1e-5);
+  });
+
+  it('is 1 for a rank-1 map composed with itself', () => {
+    const u = new Tensor(Float32Array.of(1, 2, 3), [3, 1]);
+    const v = new Tensor(Float32Array.of(1, 2, 3), [1, 3]);
+    const f = new FactoredMatrix(u, v);
+    // ‖u uᵀ u uᵀ‖ = |u|⁴ = ‖u uᵀ‖², so the score is exactly 1.
+    expect(compositionScores(f, f).item()).toBeCloseTo(1, 6);
+  });
+});
+
+describe('compositionBaseline', () => {
+  it('is reproducible per seed and centred near 1/√d_model for Gaussian matrices', () => {
+    const a = compositionBaseline({ d_model: 64, d_head: 8 }, 'K', { samples: 200, seed: 1 });
+    const b = compositionBaseline({ d_model: 64, d_head: 8 }, 'K', { samples: 200, seed: 1 });
+    expect(a.scores).toEqual(b.scores);
+    expect(a.scores.length).toBe(200);
+    // E‖LR‖² / (E‖L‖² E‖R‖²) = 1/d_model for i.i.d. Gaussian factors; the mean ratio concentrates near it.
+    expect(Math.abs(a.mean - 1 / Math.sqrt(64))).toBeLessThan(0.015);
+    expect(a.std).toBeGreaterThan(0);
+    expect(Math.min(...a.scores)).toBeGreaterThan(0);
+    expect(Math.max(...a.scores)).toBeLessThan(1);
+    const c = compositionBaseline({ d_model: 64, d_head: 8 }, 'K', { samples: 200, seed: 2 });
+    expect(c.scores).not.toEqual(a.scores);
+  });
+
+  it('reads d_model and d_head from a model', () => {
+    const m = compositionBaseline(model, 'V', { samples: 300, seed: 4 });
+    expect(m.mode).toBe('V');
+    expect(Math.abs(m.mean - 1 / Math.sqrt(16))).toBeLessThan(0.04);
+    expect(() => compositionBaseline(model, 'V', { samples: 0 })).toThrow(/samples must be a positive integer/);
+  });
+});

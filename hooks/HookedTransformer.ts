@@ -84,8 +84,14 @@ export interface ModelOptions {
    * memory). 'embed': a prepacked copy per graph variant (fastest hooks, most memory).
    */
   weightMode?: WeightMode;
-  /** Enable TransformerLens's optional `hook_tokens`. */
+  /** TransformerLens's optional hook points: `hook_tokens`. */
   useHookTokens?: boolean;
+  /** `blocks.L.hook_attn_in` [batch, pos, head, d_model]: per-head attention input (ln1 then runs per head). */
+  useAttnIn?: boolean;
+  /** `blocks.L.hook_q_input`, `hook_k_input`, `hook_v_input` [batch, pos, head, d_model]. */
+  useSplitQkvInput?: boolean;
+  /** `blocks.L.hook_mlp_in` [batch, pos, d_model]: the MLP's input, apart from the residual stream. */
+  useHookMlpIn?: boolean;
 }
 
 export interface FromPretrainedOptions extends ModelOptions, HubOptions, Partial<ProcessingFlags> {
@@ -115,14 +121,19 @@ export class HookedTransformer {
     private readonly options: ModelOptions,
   ) {
     this.device = device;
+    const optionalHooks = {
+      useHookTokens: options.useHookTokens,
+      useAttnIn: options.useAttnIn,
+      useSplitQkvInput: options.useSplitQkvInput,
+      useHookMlpIn: options.useHookMlpIn,
+    };
     this.engine = new Engine(cfg, weights, {
       device,
       threads: options.threads ?? 0,
       weightMode: options.weightMode ?? 'auto',
+      optionalHooks,
     });
-    this.hookInfo = new Map(
-      listHookPoints(cfg, { useHookTokens: options.useHookTokens }).map((h) => [h.name, h]),
-    );
+    this.hookInfo = new Map(listHookPoints(cfg, optionalHooks).map((h) => [h.name, h]));
   }
 
   /**

@@ -83,9 +83,11 @@ function blockHooks(layer: number, opts: OptionalHooks): HookPointInfo[] {
     list.push(h('hook_k_input', ['batch', 'pos', 'head', 'd_model'], true));
     list.push(h('hook_v_input', ['batch', 'pos', 'head', 'd_model'], true));
   }
+  // With per-head attention inputs, ln1 works on [batch, pos, head, d_model], as in TransformerLens.
+  const perHead = opts.useAttnIn || opts.useSplitQkvInput;
   list.push(
-    h('ln1.hook_scale', SCALE),
-    h('ln1.hook_normalized', BSD),
+    h('ln1.hook_scale', perHead ? ['batch', 'pos', 'head', '1'] : SCALE),
+    h('ln1.hook_normalized', perHead ? ['batch', 'pos', 'head', 'd_model'] : BSD),
     h('attn.hook_q', HEAD),
     h('attn.hook_k', HEAD),
     h('attn.hook_v', HEAD),

@@ -130,6 +130,15 @@ export async function runVariants(
     return b;
   };
   const selCache = new Map<string, Uint8Array>();
+  // A hook whose edits all use one value that is the same for every row (a number, or a tensor with a
+  // batch dim of 1) gets that value as is: only its mask is built per chunk.
+  const shared = new Map<HookName, number | Tensor>();
+  for (const hook of hooks) {
+    const vals = variants.flatMap((v) => v.filter((e) => e.hook === hook).map((e) => e.value));
+    const first = vals[0];
+    const rowFree = typeof first === 'number' || first.shape[0] === 1;
+    if (rowFree && vals.every((v) => v === first)) shared.set(hook, first);
+  }
 
   let done = 0;
   for (let start = 0; start < total; start += chunk) {
@@ -138,7 +147,7 @@ export async function runVariants(
     const rows = group.length * batch;
     const specs: InterventionSpec[] = hooks.map((hook) => {
       const shape = hookShape(infos.get(hook)!, model.cfg, rows, pos);
-      return { hook, mask: Tensor.zeros(shape), value: Tensor.zeros(shape) };
+      return { hook, mask: Tensor.zeros(shape), value: shared.get(hook) ?? Tensor.zeros(shape) };
     });
     group.forEach((variant, g) => {
       for (const edit of variant) {
@@ -151,15 +160,16 @@ export async function runVariants(
           sel = selection(edit, infos.get(edit.hook)!, shape);
           selCache.set(key, sel);
         }
-        const v = perPrompt(edit, shape);
         const mask = spec.mask!.data;
-        const val = (spec.value as Tensor).data;
+        const writeValues = !shared.has(edit.hook);
+        const v = writeValues ? perPrompt(edit, shape) : 0;
+        const val = writeValues ? (spec.value as Tensor).data : null;
         for (let b = 0; b < batch; b++) {
           const o = (g * batch + b) * S;
           for (let s = 0; s < S; s++) {
             if (!sel[s]) continue;
             mask[o + s] = 1;
-            val[o + s] = typeof v === 'number' ? v : v.data[b * S + s];
+            if (val) val[o + s] = typeof v === 'number' ? v : v.data[b * S + s];
           }
         }
       }

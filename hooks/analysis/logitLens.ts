@@ -7,6 +7,7 @@ import { withModel } from './cache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
 import type { HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
+import { ortMatmul } from '../circuits/ortKernels.ts';
 import { sliceIndices, type SliceInput } from './slice.ts';
 
 export interface LogitLensOptions {
@@ -25,6 +26,8 @@ export interface LogitLensOptions {
   target?: 'next' | number | string | readonly number[] | readonly (readonly number[])[];
   prependBos?: boolean;
   attentionMask?: readonly (readonly number[])[];
+  /** onnxruntime threads for the unembedding matmul (0 = one per physical core). */
+  threads?: number;
 }
 
 export interface LogitLensResult {
@@ -55,7 +58,7 @@ export async function logitLens(model: HookedTransformer, input: ModelInput, opt
 }
 
 /** The logit lens of a cache (with resid_pre of every layer and the last resid_post) for its `tokens`. */
-export function logitLensFromCache(cache: ActivationCache, tokens: number[][], opts: LogitLensOptions = {}): LogitLensResult {
+export async function logitLensFromCache(cache: ActivationCache, tokens: number[][], opts: LogitLensOptions = {}): Promise<LogitLensResult> {
   const model = cache.model;
   if (!model) throw new Error('logitLensFromCache: the cache has no model; use a cache from model.runWithCache');
   const { d_model, d_vocab } = model.cfg;
@@ -68,7 +71,9 @@ export function logitLensFromCache(cache: ActivationCache, tokens: number[][], o
   const batch = tokens.length;
   const P = positions.length;
   const rows = stack.reshape([L * batch * P, d_model]);
-  const logits = rows.matmul(new Tensor(model.rawWeights.W_U, [d_model, d_vocab])).add(new Tensor(model.rawWeights.b_U, [d_vocab])); // [rows, d_vocab]
+  // The unembedding [rows, d_model] @ [d_model, d_vocab] runs on onnxruntime's float32 matmul (GPT-2's is ~10 GFLOP).
+  const product = await ortMatmul({ data: rows.data, shape: rows.shape }, { data: model.rawWeights.W_U, shape: [d_model, d_vocab] }, { threads: opts.threads });
+  const logits = new Tensor(product.data, product.shape).addInPlace(new Tensor(model.rawWeights.b_U, [d_vocab])); // [rows, d_vocab]
   const logProbs = logits.logSoftmax(-1);
   const top = logProbs.topk(k, -1);
   const shape4 = [L, batch, P, k];

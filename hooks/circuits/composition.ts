@@ -3,13 +3,14 @@
  * ‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F) with TransformerLens's choice of matrices — left = the earlier head's OV,
  * right = the later head's QK (Q-composition), QKᵀ (K-composition) or OV (V-composition) — masked to pairs
  * whose second head is in a later layer. All from the factors: with left = A_l B_l and right = A_r B_r,
- * ‖left right‖² = tr(P C Q Cᵀ), P = A_lᵀA_l, C = B_l A_r, Q = B_r B_rᵀ (all d_head-sized).
+ * ‖left right‖² = tr(P C Q Cᵀ), P = A_lᵀA_l, C = B_l A_r, Q = B_r B_rᵀ (all d_head-sized); no d_model × d_model
+ * matrix is formed.
  */
 import { Rng } from '../random.ts';
 import { Tensor } from '../tensor.ts';
 import { FactoredMatrix } from './FactoredMatrix.ts';
-import { broadcastLead, batchMap, gemm, gramCols, gramRows, prod } from './linalg.ts';
-import { ortMatmul, ortPairTraces, type KernelOptions } from './ortKernels.ts';
+import { batchMap, batchTranspose, broadcastLead, choleskyPsd, gemm, gramCols, gramRows, prod } from './linalg.ts';
+import { ortBlockNormsSq, ortMatmul, type KernelOptions } from './ortKernels.ts';
 import { attnWeights, type CircuitSource } from './weights.ts';
 
 export type CompositionMode = 'Q' | 'K' | 'V';
@@ -131,27 +132,31 @@ export async function allCompositionScores(src: CircuitSource, mode: Composition
     X = mode === 'Q' ? w.W_Q! : w.W_K!;
     gRight = mode === 'Q' ? gK : gQ;
   }
+  // With P = L_P L_Pᵀ and Q = L_Q L_Qᵀ (Cholesky), tr(P C Q Cᵀ) = ‖(L_Pᵀ W_O^a)(X_b L_Q)‖²: the score's numerator
+  // becomes the squared norm of one d_head × d_head block of a single big product, with no cancellation.
+  const chol = (g: Float32Array, transpose: boolean): Float32Array => {
+    const out = new Float32Array(g.length);
+    for (let i = 0; i < L * H; i++) {
+      const c = choleskyPsd(g, i * h * h, h);
+      out.set(transpose ? batchTranspose(c, 1, h, h) : c, i * h * h);
+    }
+    return out;
+  };
+  const leftT = (await ortMatmul({ data: chol(gV, true), shape: [L * H, h, h] }, { data: W_O.data, shape: [L * H, h, d] }, opts)).data; // [L·H, h, d]
+  const rightT = (await ortMatmul({ data: X.data, shape: [L * H, d, h] }, { data: chol(gRight, false), shape: [L * H, h, h] }, opts)).data; // [L·H, d, h]
   const out = new Float32Array(L * H * L * H);
   const RX = new Float32Array(d * H * h);
   for (let l2 = 1; l2 < L; l2++) {
-    // The later layer's factors side by side: RX [d, H·h], RX[i, b·h + j] = X[l2, b, i, j].
+    // The later layer's factors side by side: RX [d, H·h], RX[i, b·h + j] = rightT[l2, b, i, j].
     for (let b = 0; b < H; b++) {
       const base = (l2 * H + b) * d * h;
-      for (let i = 0; i < d; i++) for (let j = 0; j < h; j++) RX[i * H * h + b * h + j] = X.data[base + i * h + j];
+      for (let i = 0; i < d; i++) for (let j = 0; j < h; j++) RX[i * H * h + b * h + j] = rightT[base + i * h + j];
     }
     const N = l2 * H; // every head in layers < l2
-    const S = await ortPairTraces(
-      gV.subarray(0, N * h * h),
-      gRight.subarray(l2 * H * h * h, (l2 + 1) * H * h * h),
-      W_O.data.subarray(0, N * h * d),
-      RX,
-      { N, M: H, h, g: h, d },
-      opts,
-    );
+    const S = await ortBlockNormsSq(leftT.subarray(0, N * h * d), RX, { N, M: H, h, g: h, d }, opts);
     for (let a = 0; a < N; a++) {
       for (let b = 0; b < H; b++) {
-        const num = Math.sqrt(Math.max(0, S[a * H + b]));
-        out[a * L * H + l2 * H + b] = ratio(num, Math.sqrt(leftNormSq[a] * rightNormSq[l2 * H + b]));
+        out[a * L * H + l2 * H + b] = ratio(Math.sqrt(S[a * H + b]), Math.sqrt(leftNormSq[a] * rightNormSq[l2 * H + b]));
       }
     }
   }

@@ -202,3 +202,28 @@ export function eigenvalues(x: Float64Array, off: number, n: number): { re: Floa
   const evd = new EigenvalueDecomposition(toMl(x, off, n, n));
   return { re: Float64Array.from(evd.realEigenvalues), im: Float64Array.from(evd.imaginaryEigenvalues) };
 }
+
+/**
+ * Lower-triangular L with x = L Lᵀ for a symmetric positive semi-definite x [n, n] at offset. A pivot at or
+ * below `relTol` × the largest diagonal entry is taken as 0 (its column of L set to 0), so rank-deficient
+ * Gram matrices (e.g. of a head whose W_V has dependent columns) factor without blowing up rounding noise.
+ */
+export function choleskyPsd(x: ArrayLike<number>, off: number, n: number, relTol = 1e-6): Float64Array {
+  const L = new Float64Array(n * n);
+  let maxDiag = 0;
+  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, x[off + i * n + i]);
+  const tol = relTol * maxDiag;
+  for (let j = 0; j < n; j++) {
+    let d = x[off + j * n + j];
+    for (let k = 0; k < j; k++) d -= L[j * n + k] * L[j * n + k];
+    if (!(d > tol)) continue; // column j stays 0
+    const ljj = Math.sqrt(d);
+    L[j * n + j] = ljj;
+    for (let i = j + 1; i < n; i++) {
+      let s = x[off + i * n + j];
+      for (let k = 0; k < j; k++) s -= L[i * n + k] * L[j * n + k];
+      L[i * n + j] = s / ljj;
+    }
+  }
+  return L;
+}

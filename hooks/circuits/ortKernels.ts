@@ -42,28 +42,22 @@ function matmulModel(): Uint8Array {
 }
 
 /**
- * Σ_ij (P_a C_ab Q_b)_ij (C_ab)_ij = tr(P_a C_ab Q_b C_abᵀ) for every (a, b), where C_ab is block (a, b)
- * of LO @ RX. Inputs: P [N, h, h], Q [M, g, g], LO [N·h, d], RX [d, M·g], shape4 = [N, h, M, g] → S [N, M].
+ * Squared Frobenius norms of the blocks of LO @ RX: S[a, b] = ‖LO[a·h:(a+1)·h] @ RX[:, b·g:(b+1)·g]‖².
+ * Inputs: LO [N·h, d], RX [d, M·g], shape4 = [N, h, M, g] → S [N, M].
  */
-function pairTraceModel(): Uint8Array {
+function blockNormsModel(): Uint8Array {
   const g = new GraphBuilder();
-  const P = g.input('P', 'float32', ['N', 'h', 'h']);
-  const Q = g.input('Q', 'float32', ['M', 'g', 'g']);
   const LO = g.input('LO', 'float32', ['Nh', 'd']);
   const RX = g.input('RX', 'float32', ['d', 'Mg']);
   const shape4 = g.input('shape4', 'int64', [4]);
-  const c2 = g.matmul(LO, RX); // [N·h, M·g]
-  const c4 = g.op('Reshape', [c2, shape4]); // [N, h, M, g]
-  const c = g.transpose(c4, [0, 2, 1, 3]); // [N, M, h, g]
-  const t = g.matmul(g.unsqueeze(P, [1]), c); // [N, M, h, g]
-  const u = g.matmul(t, Q); // [N, M, h, g]
-  g.reduceSum(g.mul(u, c), [2, 3], false, 'S'); // [N, M]
+  const c = g.op('Reshape', [g.matmul(LO, RX), shape4]); // [N, h, M, g]
+  g.reduceSum(g.mul(c, c), [1, 3], false, 'S'); // [N, M]
   return encodeModel({
     nodes: g.nodes,
     inputs: [...g.inputs.values()],
     outputs: [{ name: 'S', elemType: 'float32', dims: ['N', 'M'] }],
     initializers: [...g.constants].map(([name, t]) => ({ name, ...t })),
-    name: 'circuits_pair_trace',
+    name: 'circuits_block_norms',
   });
 }
 
@@ -79,26 +73,22 @@ export async function ortMatmul(a: F32, b: F32, opts: KernelOptions = {}): Promi
   return { data: out.data as Float32Array, shape: [...out.dims] };
 }
 
-/** tr(P_a C_ab Q_b C_abᵀ) for all a < N, b < M with C_ab = LO[a·h:(a+1)·h] @ RX[:, b·g:(b+1)·g]; returns [N·M] row-major. */
-export async function ortPairTraces(
-  P: Float32Array, Q: Float32Array, LO: Float32Array, RX: Float32Array,
+/** ‖LO_a RX_b‖_F² for all a < N, b < M (LO_a = rows a·h..(a+1)·h of LO, RX_b = columns b·g..(b+1)·g of RX); [N·M] row-major. */
+export async function ortBlockNormsSq(
+  LO: Float32Array, RX: Float32Array,
   dims: { N: number; M: number; h: number; g: number; d: number },
   opts: KernelOptions = {},
 ): Promise<Float32Array> {
   const { N, M, h, g, d } = dims;
-  const expect: [string, Float32Array, number][] = [['P', P, N * h * h], ['Q', Q, M * g * g], ['LO', LO, N * h * d], ['RX', RX, d * M * g]];
-  for (const [n, x, len] of expect) {
-    if (x.length !== len) throw new Error(`circuits pair traces: ${n} has ${x.length} elements, expected ${len}`);
-  }
-  const s = await session('pairTrace', opts.threads ?? 0, pairTraceModel);
+  if (LO.length !== N * h * d) throw new Error(`circuits block norms: LO has ${LO.length} elements, expected ${N * h * d}`);
+  if (RX.length !== d * M * g) throw new Error(`circuits block norms: RX has ${RX.length} elements, expected ${d * M * g}`);
+  const s = await session('blockNorms', opts.threads ?? 0, blockNormsModel);
   const out = await runSession(s, {
-    P: new ort.Tensor('float32', P, [N, h, h]),
-    Q: new ort.Tensor('float32', Q, [M, g, g]),
     LO: new ort.Tensor('float32', LO, [N * h, d]),
     RX: new ort.Tensor('float32', RX, [d, M * g]),
     shape4: new ort.Tensor('int64', BigInt64Array.from([N, h, M, g].map(BigInt)), [4]),
   });
   const res = out.S.data as Float32Array;
-  if (res.length !== prod([N, M])) throw new Error('internal: pair trace output has the wrong size');
+  if (res.length !== prod([N, M])) throw new Error('internal: block norms output has the wrong size');
   return res;
 }

@@ -7,7 +7,7 @@ import type { HookedTransformerConfig } from '../config.ts';
 import type { HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 import type { TransformerWeights } from '../weights.ts';
-import { listHookPoints } from '../hookPoints.ts';
+import { listHookPoints, type OptionalHooks } from '../hookPoints.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
 import { encodeModel } from '../onnx/proto.ts';
 import { buildGpt2Graph, interventionFeeds, weightName, type GraphOptions } from './gpt2Graph.ts';
@@ -86,6 +86,8 @@ export interface EngineOptions extends SessionConfig {
    * are fed throughout.
    */
   weightMode: WeightMode;
+  /** TransformerLens's optional hook points this model has (attn_in, q/k/v_input, mlp_in). */
+  optionalHooks?: OptionalHooks;
   /** Largest model (bytes of fp32 weights) that 'auto' prepacks; default AUTO_EMBED_LIMIT_BYTES (1 GiB). */
   autoEmbedLimitBytes?: number;
   /** How many graph variants (hook configurations) to keep built. */
@@ -169,7 +171,7 @@ export class Engine {
 
   private standardHooks(): Set<HookName> {
     this.mainHooks ??= new Set(
-      listHookPoints(this.cfg)
+      listHookPoints(this.cfg, this.options.optionalHooks)
         .map((h) => h.name)
         .filter((n) => n !== 'hook_tokens' && !n.endsWith('attn.hook_result')),
     );
@@ -197,6 +199,7 @@ export class Engine {
         lnHasWeights,
         logits: true,
         tokenLogprobs: false,
+        optional: this.options.optionalHooks,
       };
       return { key: 'main', graphOpts, cuts: [], embed: true, main: true };
     }
@@ -208,6 +211,7 @@ export class Engine {
       lnHasWeights,
       logits: req.logits ?? true,
       tokenLogprobs: req.targets !== undefined,
+      optional: this.options.optionalHooks,
     };
     const key = JSON.stringify({
       o: [...observe].sort(),
@@ -306,6 +310,7 @@ export class Engine {
     }
 
     for (const seg of plan.segments) {
+      if (seg.outputs.length === 0) continue; // nothing after the last cut is needed (no logits asked for)
       const feeds: Record<string, ort.Tensor> = {};
       for (const name of seg.inputs) {
         const v = values.get(name);

@@ -4,7 +4,7 @@
  * Lensboard's own Float32Arrays without copying), so any number of graph variants share one copy.
  */
 import type { HookedTransformerConfig } from '../config.ts';
-import type { HookName } from '../hookPoints.ts';
+import type { HookName, OptionalHooks } from '../hookPoints.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
 
 export interface GraphOptions {
@@ -22,6 +22,8 @@ export interface GraphOptions {
   logits: boolean;
   /** Emit `token_logprobs` [batch, pos]: log p(targets[b, p] | prefix), targets fed as input. */
   tokenLogprobs: boolean;
+  /** TransformerLens's optional hook points (attn_in, q/k/v_input, mlp_in) that this model has. */
+  optional?: OptionalHooks;
 }
 
 export interface BuiltGraph {
@@ -105,13 +107,19 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
   const negInf = b.f32(-Infinity);
   const sqrtDHead = b.f32(Math.sqrt(d_head));
 
-  const layerNorm = (prefix: string, x: string, weights: { w: string; b: string } | null): string => {
+  /** LayerNorm over the last axis of `x` (rank 3, or rank 4 with a head axis); hook names from `prefix`, or none. */
+  const layerNorm = (prefix: string | null, x: string, weights: { w: string; b: string } | null, rank = 3): string => {
+    if (prefix === null) {
+      const wt = weights?.w ?? b.f32Fill(d_model, 1);
+      const bs = weights?.b ?? b.f32Fill(d_model, 0);
+      return b.op('LayerNormalization', [x, wt, bs], { axis: { i: -1 }, epsilon: { f: cfg.eps } });
+    }
     const scaleName = `${prefix}.hook_scale` as HookName;
     const normName = `${prefix}.hook_normalized` as HookName;
     if (!opts.cuts.has(scaleName) && !opts.interventions.has(scaleName)) {
       // onnxruntime's fused LayerNorm; its InvStdDev output gives hook_scale = sqrt(var + eps) when asked for.
       const invStd = b.tmp('inv_std');
-      const normalized = hook(normName, 3, (out) => {
+      const normalized = hook(normName, rank, (out) => {
         const wt = weights?.w ?? b.f32Fill(d_model, 1);
         const bs = weights?.b ?? b.f32Fill(d_model, 0);
         b.opMulti('LayerNormalization', [x, wt, bs], [out, '', opts.observed.has(scaleName) ? invStd : ''], {
@@ -127,11 +135,11 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     }
     // The scale is hooked or intervened on: compute the LayerNorm by hand so the new scale flows on.
     const centred = b.sub(x, b.reduceMean(x, [-1], true));
-    const scale = hook(scaleName, 3, (out) => {
+    const scale = hook(scaleName, rank, (out) => {
       const variance = b.reduceMean(b.mul(centred, centred), [-1], true);
       b.op('Sqrt', [b.add(variance, b.f32(cfg.eps))], undefined, out); // [batch, pos, 1]
     });
-    return hook(normName, 3, (out) => {
+    return hook(normName, rank, (out) => {
       const normalized = b.div(centred, scale);
       if (weights) b.add(b.mul(normalized, weights.w), weights.b, out);
       else b.op('Identity', [normalized], undefined, out);
@@ -144,13 +152,41 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     const p = `blocks.${l}`;
     const W = (name: string, dims: number[]) => w(weightName.block(l, name), dims);
     const residPre = hook(`${p}.hook_resid_pre` as HookName, 3, (out) => b.op('Identity', [resid], undefined, out));
-    const x1 = layerNorm(`${p}.ln1`, residPre, lnWeights(`${p}.ln1`));
+    const optional = opts.optional ?? {};
+    const perHead = optional.useAttnIn || optional.useSplitQkvInput;
+    const repeatHeads = (x: string, out: string) => // [batch, pos, d_model] -> [batch, pos, head, d_model]
+      b.op('Expand', [b.unsqueeze(x, [2]), b.i64([1, 1, n_heads, 1])], undefined, out);
+    const ln1 = lnWeights(`${p}.ln1`);
+    // The LayerNormed inputs of q, k and v: [batch, pos, d_model], or per head [batch, pos, head, d_model].
+    let inputs: { Q: string; K: string; V: string };
+    const attnIn = optional.useAttnIn
+      ? hook(`${p}.hook_attn_in` as HookName, 4, (out) => repeatHeads(residPre, out))
+      : null;
+    if (optional.useSplitQkvInput) {
+      const qIn = hook(`${p}.hook_q_input` as HookName, 4, (out) => repeatHeads(residPre, out));
+      const kIn = hook(`${p}.hook_k_input` as HookName, 4, (out) => repeatHeads(residPre, out));
+      const vIn = hook(`${p}.hook_v_input` as HookName, 4, (out) => repeatHeads(residPre, out));
+      // TransformerLens applies ln1 to each input; its cache keeps the last call's (the value input's).
+      inputs = { Q: layerNorm(null, qIn, ln1), K: layerNorm(null, kIn, ln1), V: layerNorm(`${p}.ln1`, vIn, ln1, 4) };
+    } else {
+      const x1 = layerNorm(`${p}.ln1`, attnIn ?? residPre, ln1, perHead ? 4 : 3);
+      inputs = { Q: x1, K: x1, V: x1 };
+    }
 
     // q, k, v: [batch, pos, head, d_head]
     const project = (which: 'Q' | 'K' | 'V') =>
       hook(`${p}.attn.hook_${which.toLowerCase()}` as HookName, 4, (out) => {
-        const flat = b.add(b.matmul(x1, W(`W_${which}`, [d_model, H])), W(`b_${which}`, [H])); // [batch, pos, H]
-        b.reshape(flat, [0, 0, n_heads, d_head], out);
+        const weight = W(`W_${which}`, [d_model, H]);
+        const bias = W(`b_${which}`, [H]);
+        if (!perHead) {
+          const flat = b.add(b.matmul(inputs[which], weight), bias); // [batch, pos, H]
+          b.reshape(flat, [0, 0, n_heads, d_head], out);
+          return;
+        }
+        const perHeadW = b.transpose(b.reshape(weight, [d_model, n_heads, d_head]), [1, 0, 2]); // [head, d_model, d_head]
+        const x5 = b.unsqueeze(inputs[which], [3]); // [batch, pos, head, 1, d_model]
+        const projected = b.squeeze(b.matmul(x5, perHeadW), [3]); // [batch, pos, head, d_head]
+        b.add(projected, b.reshape(bias, [n_heads, d_head]), out);
       });
     const q = project('Q');
     const k = project('K');
@@ -190,7 +226,10 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
           );
         })();
     const residMid = hook(`${p}.hook_resid_mid` as HookName, 3, (out) => b.add(residPre, attnOut, out));
-    const x2 = layerNorm(`${p}.ln2`, residMid, lnWeights(`${p}.ln2`));
+    const mlpIn = optional.useHookMlpIn
+      ? hook(`${p}.hook_mlp_in` as HookName, 3, (out) => b.op('Identity', [residMid], undefined, out))
+      : residMid;
+    const x2 = layerNorm(`${p}.ln2`, mlpIn, lnWeights(`${p}.ln2`));
     const pre = hook(`${p}.mlp.hook_pre` as HookName, 3, (out) =>
       b.add(b.matmul(x2, W('W_in', [d_model, d_mlp])), W('b_in', [d_mlp]), out),
     );

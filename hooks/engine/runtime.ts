@@ -5,6 +5,10 @@
 import * as ort from 'onnxruntime-node';
 import { encodeModel, externalFileName } from '../onnx/proto.ts';
 
+// onnxruntime reports failures as exceptions too; its own log would print a scary line to stderr
+// every time 'auto' probes for a CUDA provider that is not installed.
+ort.env.logLevel = 'fatal';
+
 export type Device = 'cpu' | 'cuda' | 'webgpu' | 'auto';
 export type ResolvedDevice = 'cpu' | 'cuda' | 'webgpu';
 

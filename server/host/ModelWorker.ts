@@ -280,9 +280,11 @@ export class ModelWorker {
   }
 
   private async restart(): Promise<void> {
+    // A thread inside a native onnxruntime call only ends when that call returns: do not wait for it.
     const old = this.worker;
     old.removeAllListeners();
-    await old.terminate();
+    old.on('error', () => {});
+    void old.terminate();
     try {
       Atomics.store(this.flag, 0, 0);
       const spawned = await spawn(this.source, this.options, this.data, () => {});

@@ -24,6 +24,16 @@ export function rowsToBatch(rows: readonly (readonly number[])[], vocab: SeenVoc
   return { batch: B, pos: T, inputs, targets };
 }
 
+/**
+ * Like rowsToBatch, with `scored(row, p)` deciding whether the token row[p + 1] (predicted at input
+ * position p) is scored.
+ */
+export function rowsToBatchWhere(rows: readonly (readonly number[])[], vocab: SeenVocab, padToken: number, scored: (row: number, p: number) => boolean): ClassBatch {
+  const b = rowsToBatch(rows, vocab, padToken);
+  for (let r = 0; r < b.batch; r++) for (let p = 0; p < b.pos; p++) if (b.targets[r * b.pos + p] >= 0 && !scored(r, p)) b.targets[r * b.pos + p] = -1;
+  return b;
+}
+
 /** `rows` windows of `length` consecutive tokens from `stream`, each preceded by `prefix` (e.g. [BOS]). */
 export function randomWindows(rng: Rng, stream: Int32Array, rows: number, length: number, prefix: readonly number[] = []): number[][] {
   if (stream.length < length + 1) throw new Error(`randomWindows: the text has ${stream.length} tokens; need more than ${length}`);

@@ -1,14 +1,14 @@
 /**
  * The data mix of the embedded model: Tiny Shakespeare windows, packed repeated random-token rows
- * (induction), and IOI prompts with their answers plus single-name sentences. One kind per step,
+ * (induction; only the repeats are scored), and IOI prompts with their answers plus single-name sentences. One kind per step,
  * drawn by weight; every batch depends only on (seed, step).
  */
 import { Rng } from '../../hooks/random.ts';
 import type { Gpt2Tokenizer } from '../../hooks/tokenizer.ts';
 import type { ClassBatch } from '../model/forwardBackward.ts';
 import { buildSeenVocab, type SeenVocab } from '../model/vocab.ts';
-import { randomWindows, rowsToBatch, stepSeed } from './batches.ts';
-import { packedInductionRow } from './induction.ts';
+import { randomWindows, rowsToBatch, rowsToBatchWhere, stepSeed } from './batches.ts';
+import { packedInductionRowWithMask } from './induction.ts';
 import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, NAME_SENTENCES, randomIoiPrompt, randomNameSentence } from './ioi.ts';
 import type { TokenizedText } from './text.ts';
 
@@ -26,14 +26,17 @@ export interface MixOptions {
   nameSentenceFraction: number;
   /** Fraction of induction tokens drawn from the name list (the rest uniformly from the seen vocabulary). */
   inductionNameFraction: number;
+  /** Fraction of Shakespeare positions scored (a random subset; the unembedding dominates the cost). */
+  textTargetFraction: number;
 }
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   batch: 16,
   ioiBatch: 64,
-  weights: { text: 0.45, induction: 0.3, ioi: 0.25 },
+  weights: { text: 0.35, induction: 0.35, ioi: 0.3 },
   nameSentenceFraction: 0.2,
   inductionNameFraction: 0.1,
+  textTargetFraction: 0.5,
 };
 
 export interface EmbeddedData {
@@ -89,11 +92,15 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   const batchAt = (step: number): ClassBatch => {
     const rng = new Rng(stepSeed(opts.seed, step));
     const u = rng.next() * total;
-    if (u < wt) return rowsToBatch(randomWindows(rng, text.train, opts.batch, opts.ctx, [BOS]), vocab, BOS);
+    if (u < wt) {
+      const rows = randomWindows(rng, text.train, opts.batch, opts.ctx, [BOS]);
+      const keep = rows.map((r) => r.map(() => rng.next() < opts.textTargetFraction));
+      return rowsToBatchWhere(rows, vocab, BOS, (r, p) => keep[r][p]);
+    }
     if (u < wt + wi) {
-      const rows: number[][] = [];
-      for (let b = 0; b < opts.batch; b++) rows.push(packedInductionRow(rng, inductionPool, opts.ctx + 1, { minSpan: 8, maxSpan: 48 }, [BOS]));
-      return rowsToBatch(rows, vocab, BOS);
+      // only the repeated copies are scored: first copies are unpredictable random tokens
+      const made = Array.from({ length: opts.batch }, () => packedInductionRowWithMask(rng, inductionPool, opts.ctx + 1, { minSpan: 8, maxSpan: 48 }, [BOS]));
+      return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].repeated[p + 1]);
     }
     const rows: number[][] = [];
     for (let b = 0; b < opts.ioiBatch; b++) {

@@ -40,7 +40,20 @@ export function repeatedRandomTokens(rng: Rng, pool: ArrayLike<number>, opts: Re
  * back to back (the last one cut at `length`).
  */
 export function packedInductionRow(rng: Rng, pool: ArrayLike<number>, length: number, opts: RepeatedTokensOptions, prefix: readonly number[] = []): number[] {
-  const row = [...prefix];
-  while (row.length < length) row.push(...repeatedRandomTokens(rng, pool, opts).tokens);
-  return row.slice(0, length);
+  return packedInductionRowWithMask(rng, pool, length, opts, prefix).tokens;
+}
+
+/**
+ * As packedInductionRow, plus `repeated[i]`: true where token i is part of a repeat (predictable
+ * by induction), false for prefix tokens and first copies (unpredictable random tokens).
+ */
+export function packedInductionRowWithMask(rng: Rng, pool: ArrayLike<number>, length: number, opts: RepeatedTokensOptions, prefix: readonly number[] = []): { tokens: number[]; repeated: boolean[] } {
+  const tokens = [...prefix];
+  const repeated: boolean[] = prefix.map(() => false);
+  while (tokens.length < length) {
+    const { tokens: t, span } = repeatedRandomTokens(rng, pool, opts);
+    tokens.push(...t);
+    t.forEach((_, i) => repeated.push(i >= span));
+  }
+  return { tokens: tokens.slice(0, length), repeated: repeated.slice(0, length) };
 }

@@ -30,6 +30,8 @@ export interface ForwardResult {
   /** Per-position loss (0 where ignored): [batch, pos]. */
   perPosition: Float64Array;
   grads?: ParamSet;
+  /** ln_final output [batch·pos, d_model] (with `keepFinal`). */
+  final?: Float32Array;
 }
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -112,6 +114,8 @@ interface BlockCache {
 
 export interface ForwardBackwardOptions {
   backward?: boolean;
+  /** Also return the final LayerNorm's output (the unembedding input) [batch·pos, d_model]. */
+  keepFinal?: boolean;
   /** Accumulates milliseconds per phase (embed, blocks, unembed_loss, backward_unembed, backward_blocks, backward_embed). */
   timings?: Map<string, number>;
 }
@@ -190,9 +194,34 @@ export async function forwardBackward(
   const lnf = layerNorm(x, N, D, P('ln_f.weight'), P('ln_f.bias'), eps);
   const offset = unseenLogitOffset(vocab);
   const uc = vocab.unseenClass;
-  const ul = await mm.unembedLoss({ h: lnf.y, wte, N, D, V, offsetClass: uc, offset, targets: batch.targets }, opts.backward ?? false);
+  // only rows with a target go through the (costly) unembedding: gather them, scatter results back
+  const rowsWithTarget: number[] = [];
+  for (let r = 0; r < N; r++) if (batch.targets[r] >= 0) rowsWithTarget.push(r);
+  if (rowsWithTarget.length === 0) throw new Error('forwardBackward: the batch has no position with a target');
+  const Ns = rowsWithTarget.length;
+  const compact = Ns < N;
+  let hSel = lnf.y;
+  let tSel = batch.targets;
+  if (compact) {
+    hSel = new Float32Array(Ns * D);
+    tSel = new Int32Array(Ns);
+    rowsWithTarget.forEach((r, i) => {
+      hSel.set(lnf.y.subarray(r * D, (r + 1) * D), i * D);
+      tSel[i] = batch.targets[r];
+    });
+  }
+  const ul = await mm.unembedLoss({ h: hSel, wte, N: Ns, D, V, offsetClass: uc, offset, targets: tSel }, opts.backward ?? false);
   lap('unembed_loss');
-  const perPosition = ul.nll;
+  let perPosition = ul.nll;
+  let dhFull = ul.dh;
+  if (compact) {
+    perPosition = new Float64Array(N);
+    rowsWithTarget.forEach((r, i) => { perPosition[r] = ul.nll[i]; });
+    if (ul.dh) {
+      dhFull = new Float32Array(N * D);
+      rowsWithTarget.forEach((r, i) => dhFull!.set(ul.dh!.subarray(i * D, (i + 1) * D), r * D));
+    }
+  }
   let count = 0;
   let lossSum = 0;
   for (let r = 0; r < N; r++) {
@@ -205,13 +234,14 @@ export async function forwardBackward(
     count++;
   }
   const loss = lossSum / count;
-  if (!opts.backward) return { loss, count, perPosition };
+  const final = opts.keepFinal ? lnf.y : undefined;
+  if (!opts.backward) return { loss, count, perPosition, final };
 
   // ---------------- backward ----------------
   const grads = zerosLike(params);
   const G = (name: string) => getParam(grads, name);
   addInto(G('wte.weight'), ul.dwte!);
-  const dhf = ul.dh!;
+  const dhf = dhFull!;
   let dx = layerNormBackward(dhf, lnf.xn, lnf.rstd, N, D, P('ln_f.weight'), G('ln_f.weight'), G('ln_f.bias'));
 
   lap('backward_unembed');
@@ -268,5 +298,21 @@ export async function forwardBackward(
     }
   }
   lap('backward_embed');
-  return { loss, count, perPosition, grads };
+  return { loss, count, perPosition, grads, final };
+}
+
+/**
+ * Full-vocabulary logits [batch, pos, d_vocab] of the trainer's model: ln_final output @ class
+ * embeddingsᵀ, each token reading its class's logit (every unseen token gets u·h, without the
+ * class's log n_unseen, which only the grouped softmax adds).
+ */
+export async function fullVocabLogits(cfg: HookedTransformerConfig, vocab: SeenVocab, params: ParamSet, batch: ClassBatch, mm: Kernels): Promise<Float32Array> {
+  const all: ClassBatch = { ...batch, targets: new Int32Array(batch.inputs.length).fill(0) };
+  const { final } = await forwardBackward(cfg, vocab, params, all, mm, { keepFinal: true });
+  const N = batch.batch * batch.pos;
+  const V = vocab.nClasses;
+  const grouped = await mm.gemm(final!, getParam(params, 'wte.weight'), N, cfg.d_model, V, { transB: true }); // [N, n_classes]
+  const out = new Float32Array(N * cfg.d_vocab);
+  for (let r = 0; r < N; r++) for (let t = 0; t < cfg.d_vocab; t++) out[r * cfg.d_vocab + t] = grouped[r * V + vocab.classOf[t]];
+  return out;
 }

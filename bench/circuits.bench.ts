@@ -1,0 +1,66 @@
+/**
+ * `npx tsx bench/circuits.bench.ts`: circuits from the weights on a GPT-2-small-shaped random model
+ * (12 layers, 12 heads, d_model 768, d_head 64, d_vocab 50257; randomWeights(gpt2Config(), { seed: 1 })),
+ * on this machine's CPU. Times all composition scores (Q, K, V; target < 10 s together), copying scores,
+ * the random baseline, and the SVD of a rank-64 768×768 FactoredMatrix from its factors vs a dense SVD of
+ * the same product. Prints a markdown table. `--quick` skips the dense SVD (the slow reference).
+ */
+import { cpus } from 'node:os';
+import { SingularValueDecomposition, Matrix } from 'ml-matrix';
+import {
+  FactoredMatrix, allCompositionScores, compositionBaseline, copyingScores, type CompositionMode,
+} from '../hooks/circuits/index.ts';
+import { gpt2Config, randomWeights } from '../hooks/init.ts';
+import { Rng } from '../hooks/random.ts';
+import { stackedWeight } from '../hooks/stackedWeights.ts';
+import { Tensor } from '../hooks/tensor.ts';
+
+const quick = process.argv.includes('--quick');
+const cfg = gpt2Config();
+const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+async function time<T>(fn: () => Promise<T> | T): Promise<[T, number]> {
+  const t0 = performance.now();
+  const r = await fn();
+  return [r, performance.now() - t0];
+}
+
+console.log(`Lensboard circuits benchmark — ${cfg.n_layers} layers × ${cfg.n_heads} heads, d_model ${cfg.d_model}, d_head ${cfg.d_head}, d_vocab ${cfg.d_vocab}, CPU (${cpus().length} cores)`);
+const weights = randomWeights(cfg, { seed: 1 });
+// Like HookedTransformer.weight(name): a fresh TransformerLens-shaped copy per call (the copies are timed too).
+const model = { weight: (name: string) => stackedWeight(cfg, weights, name) };
+
+const rows: [string, string, string][] = [];
+let total = 0;
+for (const mode of ['Q', 'K', 'V'] as CompositionMode[]) {
+  const [s, ms] = await time(() => allCompositionScores(model, mode));
+  total += ms;
+  let max = 0;
+  for (const v of s.data) max = Math.max(max, v);
+  rows.push([`allCompositionScores('${mode}') [12, 12, 12, 12]`, fmt(ms), `max score ${max.toFixed(3)}${mode === 'Q' ? ' (includes building the onnxruntime sessions)' : ''}`]);
+}
+rows.push(['all composition scores, Q + K + V', fmt(total), total < 10_000 ? 'target < 10 s: met' : 'target < 10 s: MISSED']);
+
+const [base, msBase] = await time(() => compositionBaseline(model, 'K', { samples: 100, seed: 0 }));
+rows.push(['compositionBaseline (100 random pairs)', fmt(msBase), `mean ${base.mean.toFixed(4)} ± ${base.std.toFixed(4)} (1/√d_model = ${(1 / Math.sqrt(cfg.d_model)).toFixed(4)})`]);
+
+const [cs, msCopy] = await time(() => copyingScores(model));
+rows.push(['copyingScores [12, 12] (incl. W_U W_E, 768×50257×768)', fmt(msCopy), `range ${Math.min(...cs.data).toFixed(3)} … ${Math.max(...cs.data).toFixed(3)}`]);
+
+// SVD of a rank-64 768×768 product: from the factors vs dense.
+const rng = new Rng(2);
+const A = new Tensor(rng.normals(768 * 64), [768, 64]);
+const B = new Tensor(rng.normals(64 * 768), [64, 768]);
+const [svd, msFactored] = await time(() => new FactoredMatrix(A, B).svd());
+rows.push(['FactoredMatrix.svd(), rank 64, 768×768 (from factors)', fmt(msFactored), `S[0] = ${svd.S.data[0].toFixed(3)}, S[63] = ${svd.S.data[63].toFixed(3)}`]);
+if (!quick) {
+  const fm = new FactoredMatrix(A, B);
+  const [dense, msAB] = await time(() => fm.AB);
+  const rowsArr = Array.from({ length: 768 }, (_, i) => Array.from(dense.data.subarray(i * 768, (i + 1) * 768)));
+  const [dsvd, msDense] = await time(() => new SingularValueDecomposition(new Matrix(rowsArr)));
+  let worst = 0;
+  for (let i = 0; i < 64; i++) worst = Math.max(worst, Math.abs(dsvd.diagonal[i] - svd.S.data[i]) / dsvd.diagonal[0]);
+  rows.push(['dense SVD of the same 768×768 (ml-matrix)', fmt(msDense + msAB), `${((msDense + msAB) / msFactored).toFixed(0)}× slower; max |ΔS|/S[0] = ${worst.toExponential(1)}`]);
+}
+
+console.log('\n| what | time | notes |\n|---|---|---|');
+for (const [a, b, c] of rows) console.log(`| ${a} | ${b} | ${c} |`);

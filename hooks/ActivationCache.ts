@@ -321,6 +321,37 @@ export class ActivationCache {
     return this.get(`blocks.${Math.min(layer, cfg.n_layers) - 1}.hook_resid_post`);
   }
 
+  /** TL stack_activation: the activation `name` of every layer before `layer` (-1/null = all), stacked [layer, ...]. */
+  stackActivation(name: string, layer: number | null = -1, sublayerType?: 'ln1' | 'ln2'): Tensor {
+    const cfg = this.requireModel('stackActivation').cfg;
+    const upTo = this.layerArg('stackActivation', layer, cfg);
+    if (upTo === 0) throw new Error('ActivationCache.stackActivation: layer 0 stacks nothing; give a layer ≥ 1');
+    return Tensor.stack(Array.from({ length: upTo }, (_, l) => this.get(name, l, sublayerType)), 0);
+  }
+
+  /**
+   * TL get_neuron_results: each neuron's contribution post[..., n] · W_out[n] of one layer,
+   * [batch, pos, neurons, d_model] (not cached).
+   */
+  getNeuronResults(layer: number, neuronSlice?: SliceInput, posSlice?: SliceInput): Tensor {
+    const model = this.requireModel('getNeuronResults');
+    const { n_layers, d_mlp, d_model } = model.cfg;
+    if (!Number.isInteger(layer) || layer < 0 || layer >= n_layers) throw new Error(`ActivationCache.getNeuronResults: layer ${layer} is out of range; allowed 0…${n_layers - 1}`);
+    const neurons = sliceIndices(typeof neuronSlice === 'number' ? [neuronSlice] : neuronSlice, d_mlp, 'neuronSlice');
+    const post = applySlice(this.get(`blocks.${layer}.mlp.hook_post`), posSlice, -2, 'posSlice'); // [...rest, d_mlp]
+    const rows = post.size / d_mlp;
+    const W_out = model.rawWeights.blocks[layer].W_out; // [d_mlp, d_model]
+    const out = new Float32Array(rows * neurons.length * d_model);
+    for (let r = 0; r < rows; r++) {
+      neurons.forEach((n, j) => {
+        const a = post.data[r * d_mlp + n];
+        const o = (r * neurons.length + j) * d_model;
+        for (let d = 0; d < d_model; d++) out[o + d] = a * W_out[n * d_model + d];
+      });
+    }
+    return new Tensor(out, [...post.shape.slice(0, -1), neurons.length, d_model]);
+  }
+
   /**
    * TL stack_neuron_results: each neuron's output post[..., n] · W_out[n] for the layers before
    * `layer`, stacked [layer·neurons (+1), batch, pos, d_model]; labels `L0N0`, … (and `remainder`).

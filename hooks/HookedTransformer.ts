@@ -15,6 +15,7 @@ import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
 import { processWeights } from './processing.ts';
 import { stackedWeight } from './stackedWeights.ts';
+import { allCompositionScores, OV, QK, type CompositionMode, type FactoredMatrix } from './circuits/index.ts';
 import { Tensor } from './tensor.ts';
 import { Gpt2Tokenizer, type PaddingSide } from './tokenizer.ts';
 import type { TransformerWeights } from './weights.ts';
@@ -41,6 +42,16 @@ export interface ForwardOptions extends InputOptions {
   lossPerToken?: boolean;
   /** Ablations and patches that run inside the graph. */
   interventions?: readonly InterventionSpec[];
+  /**
+   * TransformerLens's start_at_layer: run blocks L… only, from `residual` (resid_pre of block L,
+   * [batch, pos, d_model]); the input still gives the tokens (positions, mask, loss).
+   */
+  startAtLayer?: number;
+  residual?: Tensor;
+  /** TransformerLens's stop_at_layer: run blocks …L-1 and return the residual stream before block L. */
+  stopAtLayer?: number;
+  /** Lensboard: compute logits only at these positions [batch, k]; logits are then [batch, k, d_vocab]. */
+  logitPositions?: readonly (readonly number[])[];
 }
 
 /** A hook's target: a hook name, or a predicate over hook names (TransformerLens's name filter). */
@@ -79,7 +90,7 @@ export interface ModelOptions {
   threads?: number;
   /**
    * How onnxruntime gets the weights. 'auto' (default): for models up to 1 GiB of weights one
-   * prepacked copy serves plain, loss and cached runs, while JS hooks and interventions feed
+   * prepacked copy serves plain forward passes and losses, while cached and hooked runs feed
    * Lensboard's own copy; larger models are fed throughout. 'feed': only Lensboard's copy (least
    * memory). 'embed': a prepacked copy per graph variant (fastest hooks, most memory).
    */
@@ -361,9 +372,21 @@ export class HookedTransformer {
     const needLoss = returnType === 'loss' || returnType === 'both';
     const pos = tokens[0].length;
     if (needLoss && pos < 2) throw new Error('a loss needs at least 2 tokens per prompt');
+    if (needLoss && opts.logitPositions) throw new Error('logitPositions computes some logits only; it cannot give a loss');
     const targets = needLoss ? tokens.map((row) => [...row.slice(1), 0]) : undefined;
-    const graphObserve = new Set([...observe].filter((n) => n !== 'hook_tokens'));
+    const graphObserve = new Set<HookName>([...observe].filter((n) => n !== 'hook_tokens'));
+    const startAt = this.layerEdge('startAtLayer', opts.startAtLayer);
+    if (startAt && !(opts.residual instanceof Tensor)) throw new Error('startAtLayer needs `residual`: the resid_pre of that block, a Tensor [batch, pos, d_model]');
+    if (startAt && opts.residual!.shape.join(',') !== [tokens.length, pos, this.cfg.d_model].join(',')) {
+      throw new Error(`residual must be [${tokens.length}, ${pos}, ${this.cfg.d_model}] (batch, pos, d_model); got [${opts.residual!.shape.join(', ')}]`);
+    }
+    const stopAt = this.layerEdge('stopAtLayer', opts.stopAtLayer);
+    if (stopAt && returnType !== 'logits') throw new Error(`stopAtLayer returns the residual stream; returnType must be 'logits', got '${returnType}'`);
+    if (stopAt) graphObserve.add(stopAt);
     const result = await this.engine.run({
+      startAt: startAt ? { hook: startAt, value: opts.residual! } : undefined,
+      stopAt: stopAt ?? undefined,
+      logitPositions: opts.logitPositions?.map((r) => [...r]),
       tokens,
       attentionMask,
       observe: graphObserve,
@@ -379,10 +402,19 @@ export class HookedTransformer {
     let loss: Loss | undefined;
     if (needLoss) loss = lossFromLogprobs(result.tokenLogprobs!, attentionMask, opts.lossPerToken ?? false);
     let output: unknown;
-    if (returnType === 'logits') output = result.logits;
+    if (stopAt) output = result.activations.get(stopAt);
+    else if (returnType === 'logits') output = result.logits;
     else if (returnType === 'loss') output = loss;
     else if (returnType === 'both') output = { logits: result.logits!, loss: loss! };
     return { output, activations, tokens };
+  }
+
+  /** The hook point where a run starts/stops for TransformerLens's start_at_layer / stop_at_layer = L. */
+  private layerEdge(what: string, layer: number | undefined): HookName | null {
+    if (layer === undefined) return null;
+    const n = this.cfg.n_layers;
+    if (!Number.isInteger(layer) || layer < 0 || layer > n) throw new Error(`${what} must be an integer in 0…${n}; got ${layer}`);
+    return layer < n ? (`blocks.${layer}.hook_resid_pre` as HookName) : (`blocks.${n - 1}.hook_resid_post` as HookName);
   }
 
   /** The forward pass: logits [batch, pos, d_vocab] by default, or the loss, or both. */
@@ -401,7 +433,7 @@ export class HookedTransformer {
       if (tokens.length !== 1) throw new Error(`removeBatchDim needs a batch of one; this batch has ${tokens.length}`);
       for (const [k, v] of activations) activations.set(k, v.squeeze(0));
     }
-    return [output as ForwardOutput<R>, new ActivationCache(activations, !opts.removeBatchDim)];
+    return [output as ForwardOutput<R>, new ActivationCache(activations, !opts.removeBatchDim, this)];
   }
 
   /** TransformerLens's run_with_hooks: a forward pass with these hooks, removed afterwards. */
@@ -447,6 +479,21 @@ export class HookedTransformer {
   get b_out(): Tensor { return this.weight('b_out'); }
   get W_U(): Tensor { return this.weight('W_U'); }
   get b_U(): Tensor { return this.weight('b_U'); }
+
+  /** Every head's QK circuit W_Q W_Kᵀ, factored: [n_layers, n_heads, d_model, d_model]. */
+  get QK(): FactoredMatrix {
+    return QK(this);
+  }
+
+  /** Every head's OV circuit W_V W_O, factored: [n_layers, n_heads, d_model, d_model]. */
+  get OV(): FactoredMatrix {
+    return OV(this);
+  }
+
+  /** The framework's composition scores [n_layers, n_heads, n_layers, n_heads] (masked to later layers). */
+  allCompositionScores(mode: CompositionMode): Promise<Tensor> {
+    return allCompositionScores(this, mode);
+  }
 
   /** The raw weights the engine runs (Lensboard's layout, see weights.ts); do not mutate. */
   get rawWeights(): TransformerWeights {

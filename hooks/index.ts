@@ -22,3 +22,5 @@ export { processWeights } from './processing.ts';
 export { gpt2Config, randomWeights } from './init.ts';
 export { Rng } from './random.ts';
 export { loadGpt2, loadGpt2Checkpoint, resolveModelDir, readSafetensors, writeSafetensors } from './loading/index.ts';
+export * from './analysis/index.ts';
+export * from './circuits/index.ts';

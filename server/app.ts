@@ -21,6 +21,8 @@ export function apiRoutes(config: ServerConfig): RouteDef[] {
 
 export interface AppOptions {
   log?: Logger;
+  /** The built dashboard (ui/dist) to serve at / (index.html for every non-/api GET); none: API only. */
+  staticDir?: string;
 }
 
 export function createApp(config: ServerConfig, host: ModelHost, opts: AppOptions = {}): Express {
@@ -46,6 +48,11 @@ export function createApp(config: ServerConfig, host: ModelHost, opts: AppOption
   });
   mountRoutes(router, routes, { host, config, log });
   app.use(router);
+  if (opts.staticDir) {
+    const dir = opts.staticDir;
+    app.use(express.static(dir, { index: 'index.html' }));
+    app.get(/^(?!\/api\/).*/, (_req, res) => res.sendFile('index.html', { root: dir }));
+  }
   app.use(notFoundHandler);
   app.use(errorHandler(log));
   return app;

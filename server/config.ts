@@ -94,6 +94,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
     throw new Error(`${(e as Error).message}\n${USAGE}`);
   }
   if (values.help) throw new Error(USAGE);
+  env = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')); // an empty variable counts as unset
   const envRoots = env.LENSBOARD_MODELS_DIR ? env.LENSBOARD_MODELS_DIR.split(':').filter(Boolean) : [];
   const offlineEnv = ['1', 'ON', 'YES', 'TRUE'].includes((env.HF_HUB_OFFLINE ?? '').toUpperCase());
   return validateConfig({
@@ -103,8 +104,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
     host: values.host ?? env.LENSBOARD_HOST,
     modelRoots: values['models-dir'] ?? envRoots,
     threads: toInt('--threads', values.threads ?? env.LENSBOARD_THREADS),
-    hfCacheDir: env.HF_HUB_CACHE || undefined,
-    hubEndpoint: env.HF_ENDPOINT || undefined,
+    hfCacheDir: env.HF_HUB_CACHE,
+    hubEndpoint: env.HF_ENDPOINT,
     offline: values.offline ?? offlineEnv,
     logLevel: (values['log-level'] ?? env.LENSBOARD_LOG_LEVEL) as ServerConfigInput['logLevel'],
   });

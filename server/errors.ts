@@ -82,7 +82,11 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       body = { error: `malformed JSON body: ${bp.message}` };
     } else if (bp && typeof bp === 'object' && bp.type === 'entity.too.large') {
       status = 413;
-      body = { error: `request body is ${bp.length ?? 'more than the limit of'} bytes; the limit is ${bp.limit} bytes` };
+      body = {
+        error: bp.length !== undefined
+          ? `request body is ${bp.length} bytes; the limit is ${bp.limit} bytes`
+          : `request body exceeds the limit of ${bp.limit} bytes`,
+      };
     } else if (bp && typeof bp === 'object' && typeof bp.status === 'number' && bp.status >= 400 && bp.status < 500) {
       status = bp.status;
       body = { error: bp.message };

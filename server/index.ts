@@ -3,7 +3,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { DEFAULT_PROCESSING } from '../hooks/config.ts';
+import { ttyProgressBar } from '../hooks/loading/progress.ts';
 import { createApp } from './app.ts';
+import { UI_DIST } from './buildUi.ts';
 import { PACKAGE_MODELS_DIR, parseConfig, type ServerConfig } from './config.ts';
 import { ModelHost } from './host/ModelHost.ts';
 
@@ -33,7 +35,10 @@ const host = await ModelHost.create(config).catch((e: Error) => {
 try {
   const source = await host.resolve(config.model);
   log.info({ model: config.model, source: source.kind, device: config.device }, 'loading model');
-  const info = await host.load(source, { name: config.model, processing: { ...DEFAULT_PROCESSING } });
+  const progress = process.stderr.isTTY
+    ? ttyProgressBar(process.stderr)
+    : (e: { status: string; file?: string }) => e.status === 'done' && log.info({ file: e.file }, 'model file ready');
+  const info = await host.load(source, { name: config.model, processing: { ...DEFAULT_PROCESSING } }, progress);
   log.info({ model: info.name, device: info.device, n_layers: info.config.n_layers, d_model: info.config.d_model }, 'model loaded');
 } catch (e) {
   log.fatal(`cannot load model ${JSON.stringify(config.model)}: ${(e as Error).message}`);
@@ -41,7 +46,8 @@ try {
   process.exit(1);
 }
 
-const app = createApp(config, host, { log });
+const staticDir = existsSync(join(UI_DIST, 'index.html')) ? UI_DIST : undefined;
+const app = createApp(config, host, { log, staticDir });
 const server = app.listen(config.port, config.host, (err?: Error) => {
   if (err) {
     log.fatal(`cannot listen on ${config.host}:${config.port}: ${err.message}`);
@@ -49,7 +55,7 @@ const server = app.listen(config.port, config.host, (err?: Error) => {
   }
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
-  log.info({ url: `http://${config.host}:${port}/`, roots: host.roots }, 'Lensboard API listening');
+  log.info({ url: `http://${config.host}:${port}/`, roots: host.roots, ui: staticDir ?? null }, 'Lensboard API listening');
 });
 
 let stopping = false;

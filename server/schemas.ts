@@ -77,8 +77,7 @@ export const ForwardResponse = z.object({
 });
 export type ForwardResult = z.infer<typeof ForwardResponse>;
 
-export function attentionSchema(limits: Limits) {
-  void limits;
+export function attentionSchema() {
   return z.strictObject({
     prompt: singlePrompt(),
     prependBos: InputOptions.prependBos,

@@ -94,8 +94,9 @@ const f32 = (t: Tensor) => ({ data: t.data, shape: t.shape });
 
 /**
  * TransformerLens's all_composition_scores: [n_layers, n_heads, n_layers, n_heads], entry [l1, h1, l2, h2]
- * the score of head (l1, h1)'s OV into head (l2, h2)'s Q / K / V input, 0 unless l1 < l2.
- * Big products run in float32 on onnxruntime (see ortKernels.ts); async for that reason.
+ * the score of head (l1, h1)'s OV into head (l2, h2)'s Q / K / V input, 0 unless l1 < l2 (and 0 where a head's
+ * matrix is 0, where TransformerLens gives NaN). Big products run in float32 on onnxruntime (see ortKernels.ts),
+ * so this is async; a GPT-2-small-shaped model needs ~30 G multiply-adds per mode (1–2 s of CPU here).
  */
 export async function allCompositionScores(src: CircuitSource, mode: CompositionMode, opts: KernelOptions = {}): Promise<Tensor> {
   checkMode('allCompositionScores', mode);

@@ -22,6 +22,9 @@ export interface F32 {
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
 function session(name: string, threads: number, build: () => Uint8Array): Promise<ort.InferenceSession> {
+  if (!Number.isInteger(threads) || threads < 0) {
+    return Promise.reject(new Error(`circuits: threads must be a non-negative integer (0 = onnxruntime's choice), got ${threads}`));
+  }
   const key = `${name}:${threads}`;
   let s = sessions.get(key);
   if (!s) {

@@ -7,7 +7,7 @@ import type { HookedTransformerConfig } from '../config.ts';
 import type { HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 import type { TransformerWeights } from '../weights.ts';
-import { listHookPoints, type OptionalHooks } from '../hookPoints.ts';
+import type { OptionalHooks } from '../hookPoints.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
 import { encodeModel } from '../onnx/proto.ts';
 import { buildGpt2Graph, interventionFeeds, weightName, type GraphOptions } from './gpt2Graph.ts';
@@ -37,8 +37,14 @@ export interface EngineRequest {
   hooks?: ReadonlyMap<HookName, readonly HookFn[]>;
   interventions?: ReadonlyMap<HookName, Intervention>;
   logits?: boolean;
-  /** Next-token targets [batch, pos]; when given, `tokenLogprobs` is returned. */
+  /** Next-token targets [batch, pos] (or [batch, k] with logitPositions); when given, `tokenLogprobs` is returned. */
   targets?: number[][];
+  /** Start the run after this hook point, with this value there (earlier layers are not run). */
+  startAt?: { hook: HookName; value: Tensor };
+  /** End the run at this hook point (returned among the activations; no logits). */
+  stopAt?: HookName;
+  /** Compute logits only at these positions [batch, k]: logits are then [batch, k, d_vocab]. */
+  logitPositions?: number[][];
 }
 
 export interface EngineResult {
@@ -57,7 +63,7 @@ interface Plan {
     cut: HookName | null;
   }[];
   hookOrder: HookName[];
-  /** The shared main variant: always takes an attention mask, always can produce logits. */
+  /** The shared main variant: no hook outputs, always takes an attention mask, always produces logits. */
   main: boolean;
   /** Runs currently using the plan; an evicted plan is released when this drops to 0. */
   users: number;
@@ -166,33 +172,23 @@ export class Engine {
 
   private weightDims = new Map<string, number[]>();
 
-  /** The standard hook points (every one but attn.hook_result and hook_tokens): the main plan's outputs. */
-  private mainHooks: Set<HookName> | null = null;
-
-  private standardHooks(): Set<HookName> {
-    this.mainHooks ??= new Set(
-      listHookPoints(this.cfg, this.options.optionalHooks)
-        .map((h) => h.name)
-        .filter((n) => n !== 'hook_tokens' && !n.endsWith('attn.hook_result')),
-    );
-    return this.mainHooks;
-  }
-
   /**
-   * Picks the graph variant for a request. In 'auto' mode every request without JS hooks,
-   * interventions or hook_result runs on one "main" variant with prepacked weights whose outputs
-   * are all standard hook points plus the logits; a run fetches only what it asked for.
+   * Picks the graph variant for a request. In 'auto' mode (models up to autoEmbedLimitBytes) and in
+   * 'embed' mode, plain forward passes and losses run on one "main" variant with prepacked weights
+   * and no hook outputs (it always takes an attention mask, so padded and unpadded runs share it);
+   * everything else runs on a variant built for it. A run fetches only the outputs it asked for.
    */
   private variantFor(req: EngineRequest): { key: string; graphOpts: GraphOptions; cuts: HookName[]; embed: boolean; main: boolean } {
     const observe = new Set(req.observe ?? []);
-    const cuts = [...(req.hooks?.keys() ?? [])].filter((h) => h !== 'hook_tokens');
+    const cuts: HookName[] = [...(req.hooks?.keys() ?? [])].filter((h) => h !== 'hook_tokens');
     for (const c of cuts) observe.add(c);
+    for (const edge of [req.startAt?.hook, req.stopAt]) if (edge && !cuts.includes(edge)) cuts.push(edge);
     const interventions = new Set(req.interventions?.keys() ?? []);
     const lnHasWeights = this.cfg.normalization_type === 'LN';
-    const standard = this.standardHooks();
-    if (this.useMainVariant() && cuts.length === 0 && interventions.size === 0 && [...observe].every((h) => standard.has(h))) {
+    const logitPositions = req.logitPositions !== undefined;
+    if (this.useMainVariant() && cuts.length === 0 && interventions.size === 0 && observe.size === 0 && !logitPositions) {
       const graphOpts: GraphOptions = {
-        observed: standard,
+        observed: new Set(),
         interventions: new Set(),
         cuts: new Set(),
         hasAttentionMask: true,
@@ -209,11 +205,13 @@ export class Engine {
       cuts: new Set(cuts),
       hasAttentionMask: req.attentionMask !== undefined,
       lnHasWeights,
-      logits: req.logits ?? true,
-      tokenLogprobs: req.targets !== undefined,
+      logits: (req.logits ?? true) && !req.stopAt,
+      tokenLogprobs: req.targets !== undefined && !req.stopAt,
       optional: this.options.optionalHooks,
+      logitPositions,
     };
     const key = JSON.stringify({
+      p: logitPositions,
       o: [...observe].sort(),
       i: [...interventions].sort(),
       c: [...cuts].sort(),
@@ -303,18 +301,35 @@ export class Engine {
     if (req.attentionMask) values.set('attention_mask', toInt64(req.attentionMask, 'attentionMask'));
     else if (plan.main) values.set('attention_mask', toInt64(req.tokens.map((r) => r.map(() => 1)), 'attentionMask'));
     if (req.targets) values.set('targets', toInt64(req.targets, 'targets'));
+    if (req.logitPositions) {
+      const pos = req.tokens[0].length;
+      req.logitPositions.forEach((row, b) => row.forEach((p) => {
+        if (!Number.isInteger(p) || p < 0 || p >= pos) throw new Error(`logitPositions[${b}] has ${p}; allowed: integers 0…${pos - 1}`);
+      }));
+      values.set('logit_positions', toInt64(req.logitPositions, 'logitPositions'));
+    }
+    let first = 0;
+    if (req.startAt) {
+      const at = plan.segments.findIndex((s) => s.cut === req.startAt!.hook);
+      first = at + 1;
+      const v = req.startAt.value;
+      values.set(req.startAt.hook, new ort.Tensor('float32', v.data, v.shape));
+    }
     for (const [hook, iv] of req.interventions ?? []) {
       const feeds = interventionFeeds(hook);
       values.set(feeds.mask, new ort.Tensor('bool', iv.mask.data, iv.mask.shape));
       values.set(feeds.value, new ort.Tensor('float32', iv.value.data, iv.value.shape));
     }
 
-    for (const seg of plan.segments) {
+    for (const seg of plan.segments.slice(first)) {
       if (seg.outputs.length === 0) continue; // nothing after the last cut is needed (no logits asked for)
       const feeds: Record<string, ort.Tensor> = {};
       for (const name of seg.inputs) {
         const v = values.get(name);
-        if (!v) throw new Error(`internal: value '${name}' is needed but was not produced`);
+        if (!v) {
+          if (req.startAt) throw new Error(`cannot start the run at '${req.startAt.hook}': the rest of the model also reads '${name}', computed before it`);
+          throw new Error(`internal: value '${name}' is needed but was not produced`);
+        }
         feeds[name] = v;
       }
       const fetches = seg.outputs.filter((o) => seg.passOn.has(o) || o === seg.cut || wanted.has(o));
@@ -337,13 +352,14 @@ export class Engine {
           }
         }
         values.set(name, new ort.Tensor('float32', act.data, act.shape));
+        if (name === req.stopAt) break;
       }
     }
 
     const activations = new Map<HookName, Tensor>();
     for (const name of plan.hookOrder) {
-      if (!req.observe?.has(name)) continue;
-      const v = values.get(name)!;
+      const v = values.get(name);
+      if (!req.observe?.has(name) || !v) continue;
       activations.set(name, new Tensor(v.data as Float32Array, v.dims as number[]));
     }
     const result: EngineResult = { activations };

@@ -24,6 +24,8 @@ export interface GraphOptions {
   tokenLogprobs: boolean;
   /** TransformerLens's optional hook points (attn_in, q/k/v_input, mlp_in) that this model has. */
   optional?: OptionalHooks;
+  /** Compute logits only at fed `logit_positions` [batch, k] (logits [batch, k, d_vocab]). */
+  logitPositions?: boolean;
 }
 
 export interface BuiltGraph {
@@ -247,9 +249,15 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
   }
 
   const finalOutputs: string[] = [];
-  const xf = layerNorm('ln_final', resid, lnWeights('ln_final'));
+  let xf = layerNorm('ln_final', resid, lnWeights('ln_final'));
   if (opts.logits || opts.tokenLogprobs) {
-    const logits = b.add(b.matmul(xf, w('W_U', [d_model, d_vocab])), w('b_U', [d_vocab]), 'logits'); // [batch, pos, d_vocab]
+    if (opts.logitPositions) {
+      // Only the rows at logit_positions [batch, k]: [batch, pos, d_model] -> [batch, k, d_model].
+      const at = b.input('logit_positions', 'int64', ['batch', 'k']);
+      const index = b.op('Expand', [b.unsqueeze(at, [2]), b.op('Concat', [b.op('Shape', [at]), b.i64([d_model])], { axis: { i: 0 } })]);
+      xf = b.op('GatherElements', [xf, index], { axis: { i: 1 } });
+    }
+    const logits = b.add(b.matmul(xf, w('W_U', [d_model, d_vocab])), w('b_U', [d_vocab]), 'logits'); // [batch, pos | k, d_vocab]
     if (opts.logits) finalOutputs.push(logits);
     if (opts.tokenLogprobs) {
       const targets = b.input('targets', 'int64', ['batch', 'pos']);

@@ -78,24 +78,47 @@ export function partitionGraph(
   const passOnOf = bounds.map(() => new Set<string>());
   const inputsOf = bounds.map(() => new Set<string>());
   const constantsOf = bounds.map(() => new Set<string>());
+  /** Structural nodes (shapes, positions, masks) copied into each later segment that needs them. */
+  const copiedOf = bounds.map(() => new Set<number>());
+
+  // A node is structural when it makes only integer/boolean values from graph inputs, constants
+  // and other structural values: cheap to recompute, so segments never pass such values on (and a
+  // run may start at a later segment).
+  const structural = new Set<number>();
+  b.nodes.forEach((n, i) => {
+    const intOut = n.outputs.every((o) => o === '' || types.get(o) !== 'float32');
+    const fromStructure = n.inputs.every((x) => {
+      if (x === '') return true;
+      const from = producer.get(x);
+      return from === undefined ? !(b.inputs.get(x)?.elemType === 'float32') : structural.has(from);
+    });
+    if (intOut && fromStructure) structural.add(i);
+  });
+
+  /** Makes `value` available in segment `seg`, which reads it. */
+  const need = (seg: number, value: string): void => {
+    const from = producer.get(value);
+    if (from === undefined) {
+      if (b.constants.has(value)) constantsOf[seg].add(value);
+      else inputsOf[seg].add(value);
+      return;
+    }
+    const fromSeg = segmentOf(from);
+    if (fromSeg === seg) return;
+    if (structural.has(from)) {
+      if (copiedOf[seg].has(from)) return;
+      copiedOf[seg].add(from);
+      for (const x of b.nodes[from].inputs) if (x !== '') need(seg, x);
+      return;
+    }
+    inputsOf[seg].add(value);
+    outputsOf[fromSeg].add(value);
+    passOnOf[fromSeg].add(value);
+  };
 
   b.nodes.forEach((n, i) => {
     const seg = segmentOf(i);
-    for (const input of n.inputs) {
-      if (input === '') continue;
-      const from = producer.get(input);
-      if (from === undefined) {
-        if (b.constants.has(input)) constantsOf[seg].add(input);
-        else inputsOf[seg].add(input);
-      } else {
-        const fromSeg = segmentOf(from);
-        if (fromSeg !== seg) {
-          inputsOf[seg].add(input);
-          outputsOf[fromSeg].add(input);
-          passOnOf[fromSeg].add(input);
-        }
-      }
-    }
+    for (const input of n.inputs) if (input !== '') need(seg, input);
     for (const o of n.outputs) if (keep.has(o)) outputsOf[seg].add(o);
   });
   bounds.forEach((s, i) => {
@@ -103,7 +126,8 @@ export function partitionGraph(
   });
 
   return bounds.map((s, i) => {
-    const nodes: OnnxNode[] = b.nodes.slice(s.start, s.end);
+    const copied = [...copiedOf[i]].sort((x, y) => x - y).map((k) => b.nodes[k]);
+    const nodes: OnnxNode[] = [...copied, ...b.nodes.slice(s.start, s.end)];
     const info = (name: string): ValueInfo =>
       b.inputs.get(name) ?? { name, elemType: types.get(name) ?? 'float32', dims: null };
     const inputs = [...inputsOf[i]].filter((name) => !embedded.has(name));

@@ -162,6 +162,7 @@ export class ModelWorker {
       resolve = res;
       reject = rej;
     });
+    result.catch(() => {}); // a job nobody awaits any more (its client left) must not become an unhandled rejection
     const job: Job = {
       id: randomUUID(), seq: ++this.seq, kind, payload, state: 'queued', createdAt: new Date(), startedAt: null,
       progress: null, listeners: [], resolve, reject,

@@ -72,7 +72,7 @@ export function inferenceRoutes(limits: Limits): RouteDef[] {
     defineRoute({
       method: 'post', path: '/api/attention', formats: ['json', 'csv', 'sse'],
       summary: 'Attention patterns (and optionally scores) for chosen layers and heads',
-      body: attentionSchema(limits), response: AttentionResponse,
+      body: attentionSchema(), response: AttentionResponse,
       handler: (ctx) => runJob(ctx, 'attention', ctx.body, attentionTable),
     }),
     defineRoute({

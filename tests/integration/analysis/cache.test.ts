@@ -1,6 +1,6 @@
 /** ActivationCache's TL decomposition methods on tiny random models: stacks sum to the residual stream, head results equal hook_result, logit attributions sum to the logit difference. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ActivationCache } from '../../../hooks/ActivationCache.ts';
+import { ActivationCache, type CacheModel } from '../../../hooks/ActivationCache.ts';
 import { withModel } from '../../../hooks/analysis/cache.ts';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
@@ -151,6 +151,18 @@ describe('stackHeadResults and stackNeuronResults', () => {
     const [withRem] = cache.stackNeuronResults({ layer: 1, inclRemainder: true, returnLabels: true });
     expectClose(sumStack(withRem), cache.get('blocks.0.hook_resid_post'), 1e-4, 'neurons + remainder');
   });
+
+  it('getNeuronResults and stackActivation', () => {
+    const nr = cache.getNeuronResults(1, [3, 7], 4); // [batch, 2, d_model]
+    expect(nr.shape).toEqual([2, 2, cfg.d_model]);
+    expectClose(nr.index(1, 0), cache.stackNeuronResults({ layer: 2, neuronSlice: 3, posSlice: 4 }).index(0, 1), 0, 'L1N3');
+    const all = cache.getNeuronResults(0); // [batch, pos, d_mlp, d_model]
+    expectClose(all.sum(2).add(new Tensor(raw.rawWeights.blocks[0].b_out, [cfg.d_model])), cache.get('blocks.0.hook_mlp_out'), 1e-5, 'Σ neurons + b_out');
+    const pats = cache.stackActivation('pattern');
+    expect(pats.shape).toEqual([2, 2, cfg.n_heads, 6, 6]);
+    expectClose(pats.index(0, 1), cache.get('blocks.1.attn.hook_pattern'), 0, 'pattern 1');
+    expectClose(cache.stackActivation('scale', 1, 'ln2').index(0, 0), cache.get('blocks.0.ln2.hook_scale'), 0, 'ln2 scale');
+  });
 });
 
 describe('logitAttrs', () => {
@@ -192,6 +204,13 @@ describe('batchless caches and errors', () => {
     expect(c.hasBatchDim).toBe(false);
     expectClose(sumStack(c.getFullResidDecomposition()), c.get('blocks.1.hook_resid_post'), 1e-4, 'batchless full decomposition');
     expectClose(c.decomposeResid({ posSlice: 2 }).index(0, 0), cache.get('hook_embed').index(0, 0).index(0, 2), 0, 'embed at pos 2');
+  });
+
+  it('a HookedTransformer is a CacheModel (what runWithCache passes as the third argument)', () => {
+    const asModel: CacheModel = raw;
+    const c = new ActivationCache(new Map(cache.entries()), true, asModel);
+    expect(c.model).toBe(raw);
+    expect(withModel(c, folded)).toBe(c); // a cache that knows its model is kept
   });
 
   it('without a model, or with a bad layer, the methods say what is wrong', async () => {

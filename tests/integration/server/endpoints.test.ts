@@ -1,10 +1,12 @@
 /** Every endpoint of the API server, against the library called directly on the same checkpoint (values within 1e-5). */
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
+import { createApp } from '../../../server/app.ts';
 import { decodeNumber } from '../../../server/nonFinite.ts';
 import { HealthResponse, JobsResponse } from '../../../server/routes/system.ts';
 import { ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
@@ -281,5 +283,31 @@ describe('POST /api/activations', () => {
     const csv = parseCsv((await fetch(api('/api/activations?format=csv'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt, hook: 'blocks.0.attn.hook_z', select: { batch: 0, pos: -1, head: [2] } }) }).then((x) => x.text())));
     expect(csv[0]).toEqual(['head', 'd_head', 'value']);
     expect(csv.slice(1).map((row) => Number(row[2]))).toEqual(r.body.values.flat());
+  });
+});
+
+describe('the dashboard hook point', () => {
+  it('with staticDir, / and client-side routes serve index.html; /api stays JSON', async () => {
+    const dir = join(srv.tmp, 'ui-dist');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'index.html'), '<!doctype html><title>Lensboard</title>');
+    await writeFile(join(dir, 'app.js'), 'console.log(1)');
+    const app = createApp(srv.config, srv.host, { staticDir: dir });
+    const server = await new Promise<import('node:http').Server>((resolve) => {
+      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    });
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      expect(await (await fetch(`${base}/`)).text()).toContain('<title>Lensboard</title>');
+      expect(await (await fetch(`${base}/heads/3`)).text()).toContain('<title>Lensboard</title>');
+      expect(await (await fetch(`${base}/app.js`)).text()).toBe('console.log(1)');
+      const missing = await fetch(`${base}/api/nope`);
+      expect(missing.status).toBe(404);
+      expect((await missing.json()).error).toContain('no route GET /api/nope');
+      expect((await (await fetch(`${base}/api/health`)).json()).status).toBe('ok');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });

@@ -37,20 +37,25 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Starts the real app on 127.0.0.1:0 with `tiny` (a random checkpoint) loaded from a temporary package-models root. */
-export async function startServer(input: Partial<ServerConfigInput> = {}): Promise<TestServer> {
+/**
+ * Starts the real app on 127.0.0.1:0 with `tiny` (a random checkpoint) loaded from a temporary package-models root;
+ * with `packageRoot`, that root is used as is and `input.model` is loaded from it.
+ */
+export async function startServer(input: Partial<ServerConfigInput> = {}, opts: { packageRoot?: string } = {}): Promise<TestServer> {
   const tmp = await mkdtemp(join(tmpdir(), 'lensboard-server-'));
-  const packageRoot = join(tmp, 'models');
+  const packageRoot = opts.packageRoot ?? join(tmp, 'models');
   const extraRoot = join(tmp, 'extra');
-  await mkdir(packageRoot, { recursive: true });
   await mkdir(extraRoot, { recursive: true });
-  await writeTinyModel(join(packageRoot, 'tiny'), 1);
+  if (!opts.packageRoot) {
+    await mkdir(packageRoot, { recursive: true });
+    await writeTinyModel(join(packageRoot, 'tiny'), 1);
+  }
   const config = validateConfig({
     model: 'tiny', port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'),
     ...input, modelRoots: [extraRoot, ...(input.modelRoots ?? [])],
   });
   const host = await ModelHost.create(config, packageRoot);
-  await host.load(await host.resolve('tiny'), { name: 'tiny', processing: { foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true } });
+  await host.load(await host.resolve(config.model), { name: config.model, processing: { foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true } });
   const app = createApp(config, host, { log: pino({ level: 'silent' }) });
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));

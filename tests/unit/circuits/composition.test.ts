@@ -73,6 +73,31 @@ describe('allCompositionScores', () => {
     expect(maxDiff(q.data, k.data)).toBeGreaterThan(1e-3);
   });
 
+  it('handles rank-deficient heads (dependent W_V columns) and zero heads (score 0, not NaN)', async () => {
+    const W_V = model.W_V;
+    const W_O = model.W_O;
+    const W_Q = model.W_Q;
+    const W_K = model.W_K;
+    // Head (0, 1): W_V's last two columns copy the first two (rank 2 of d_head 4). Head (1, 2): W_O = 0.
+    const off = (0 * H + 1) * 16 * 4;
+    for (let i = 0; i < 16; i++) for (const j of [2, 3]) W_V.data[off + i * 4 + j] = W_V.data[off + i * 4 + j - 2];
+    W_O.data.fill(0, (1 * H + 2) * 4 * 16, (1 * H + 3) * 4 * 16);
+    const src = { W_Q, W_K, W_V, W_O };
+    const ovd = (i: number) => mm(mat(W_V, i), mat(W_O, i));
+    for (const mode of ['K', 'V'] as const) {
+      const s = await allCompositionScores(src, mode, { threads: 1 });
+      const r = (j: number) => (mode === 'K' ? tr(qk[j]) : ovd(j));
+      for (const [a, b] of [[1, 1 * H + 0], [1, 2 * H + 3], [0 * H + 2, 1 * H + 1]]) {
+        const got = s.data[a * L * H + b];
+        expect(Math.abs(got - score(ovd(a), r(b)))).toBeLessThan(1e-4);
+      }
+      // The zero head as the earlier head: 0 (and as the later head in V mode).
+      for (let b = 2 * H; b < 3 * H; b++) expect(s.data[(1 * H + 2) * L * H + b]).toBe(0);
+      if (mode === 'V') expect(s.data[(0 * H + 0) * L * H + 1 * H + 2]).toBe(0);
+      expect(s.data.every((v) => Number.isFinite(v))).toBe(true);
+    }
+  });
+
   it('rejects an unknown mode', async () => {
     await expect(allCompositionScores(model, 'X' as 'Q')).rejects.toThrow(/mode must be 'Q', 'K' or 'V'/);
   });

@@ -1,0 +1,115 @@
+/** Data generators (IOI, induction), batching and the grouped vocabulary. */
+import { describe, expect, it } from 'vitest';
+import { Rng } from '../../../hooks/random.ts';
+import { Gpt2Tokenizer } from '../../../hooks/tokenizer.ts';
+import { rowsToBatch, rowsToBatchWhere, stepSeed } from '../../../training/data/batches.ts';
+import { packedInductionRowWithMask, repeatedRandomTokens } from '../../../training/data/induction.ts';
+import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../training/data/ioi.ts';
+import { splitTokens } from '../../../training/data/text.ts';
+import { buildSeenVocab, unseenLogitOffset } from '../../../training/model/vocab.ts';
+
+const tok = await Gpt2Tokenizer.default();
+
+describe('IOI data', () => {
+  it('uses names that are single GPT-2 tokens with a leading space; training and held-out names are disjoint', () => {
+    for (const n of [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES]) expect(tok.encode(` ${n}`), n).toHaveLength(1);
+    for (const w of [...IOI_PLACES, ...IOI_OBJECTS]) expect(tok.encode(` ${w}`), w).toHaveLength(1);
+    expect(IOI_TRAIN_NAMES.filter((n) => IOI_HELDOUT_NAMES.includes(n))).toEqual([]);
+    expect(new Set(IOI_TRAIN_NAMES).size).toBe(IOI_TRAIN_NAMES.length);
+  });
+
+  it('fills ABBA and BABA templates', () => {
+    const abba = fillIoiTemplate(0, 'Mary', 'John', 'ABBA', 'store', 'drink');
+    expect(abba.prompt).toBe('When Mary and John went to the store, John gave a drink to');
+    expect(abba.answer).toBe(' Mary');
+    const baba = fillIoiTemplate(0, 'Mary', 'John', 'BABA', 'store', 'drink');
+    expect(baba.prompt).toBe('When John and Mary went to the store, John gave a drink to');
+    expect(() => fillIoiTemplate(99, 'A', 'B', 'ABBA', 'x', 'y')).toThrow(/template 99/);
+    expect(() => fillIoiTemplate(0, 'A', 'A', 'ABBA', 'x', 'y')).toThrow(/two different names/);
+  });
+
+  it('random prompts name S twice and IO once; swapping the repeated name flips the answer', () => {
+    const rng = new Rng(4);
+    for (let i = 0; i < 50; i++) {
+      const p = randomIoiPrompt(rng, { names: IOI_HELDOUT_NAMES });
+      const words = p.prompt.split(/[ ,.]+/);
+      expect(words.filter((w) => w === p.s)).toHaveLength(2);
+      expect(words.filter((w) => w === p.io)).toHaveLength(1);
+      expect(IOI_HELDOUT_NAMES).toContain(p.io);
+      const q = swapRepeatedName(p);
+      expect(q.answer).toBe(` ${p.s}`);
+      // the first clause (before the repeated name) is unchanged
+      const clause = IOI_TEMPLATES[p.template].split('[S]')[0].length;
+      expect(q.prompt.slice(0, clause - 10)).toBe(p.prompt.slice(0, clause - 10));
+    }
+  });
+});
+
+describe('induction data', () => {
+  it('repeats a span exactly, span length in range, tokens from the pool', () => {
+    const rng = new Rng(1);
+    const pool = [5, 9, 11, 40];
+    for (let i = 0; i < 20; i++) {
+      const { tokens, span } = repeatedRandomTokens(rng, pool, { minSpan: 3, maxSpan: 6 });
+      expect(span).toBeGreaterThanOrEqual(3);
+      expect(span).toBeLessThanOrEqual(6);
+      expect(tokens.slice(span)).toEqual(tokens.slice(0, span));
+      expect(tokens.every((t) => pool.includes(t))).toBe(true);
+    }
+  });
+
+  it('packs spans with a mask marking the repeats', () => {
+    const rng = new Rng(2);
+    const { tokens, repeated } = packedInductionRowWithMask(rng, Array.from({ length: 1000 }, (_, i) => i), 50, { minSpan: 4, maxSpan: 8 }, [50256]);
+    expect(tokens).toHaveLength(50);
+    expect(tokens[0]).toBe(50256);
+    expect(repeated[0]).toBe(false);
+    // every repeated token equals the token one span earlier
+    let checked = 0;
+    for (let i = 1; i < 50; i++) {
+      if (!repeated[i]) continue;
+      let span = 0;
+      while (repeated[i - span]) span++; // back to the first copy's end
+      // with distinct pool draws this finds the matching earlier token
+      expect(tokens.slice(1, i)).toContain(tokens[i]);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(10);
+    expect(() => repeatedRandomTokens(rng, [], { minSpan: 1, maxSpan: 2 })).toThrow(/empty/);
+  });
+});
+
+describe('batches and vocabulary', () => {
+  const vocab = buildSeenVocab([3, 7, 7, 9, 50256], 50257);
+  it('maps seen tokens to classes and the rest to the shared class', () => {
+    expect(Array.from(vocab.seen)).toEqual([3, 7, 9, 50256]);
+    expect(vocab.classOf[7]).toBe(1);
+    expect(vocab.classOf[8]).toBe(4);
+    expect(vocab.nUnseen).toBe(50257 - 4);
+    expect(unseenLogitOffset(vocab)).toBeCloseTo(Math.log(50253), 12);
+    expect(() => buildSeenVocab([60000], 50257)).toThrow(/not an integer in/);
+  });
+
+  it('pads rows and masks targets', () => {
+    const b = rowsToBatch([[50256, 3, 7, 9], [50256, 9]], vocab, 50256);
+    expect(b.pos).toBe(3);
+    expect(Array.from(b.inputs)).toEqual([3, 0, 1, 3, 3, 3]); // padding input = class of the pad token
+    expect(Array.from(b.targets)).toEqual([0, 1, 2, 2, -1, -1]);
+    const w = rowsToBatchWhere([[50256, 3, 7, 9]], vocab, 50256, (_r, p) => p === 1);
+    expect(Array.from(w.targets)).toEqual([-1, 1, -1]);
+    const unseen = rowsToBatch([[50256, 123, 3]], vocab, 50256);
+    expect(Array.from(unseen.targets)).toEqual([4, 0]);
+  });
+
+  it('holds out the last 10 % of the tokens; step seeds differ by step and seed', () => {
+    const text = 'To be, or not to be, that is the question. '.repeat(20);
+    const { train, heldOut } = splitTokens(tok, text);
+    const all = tok.encode(text);
+    expect(train.length + heldOut.length).toBe(all.length);
+    expect(heldOut.length).toBe(all.length - Math.floor(all.length * 0.9));
+    expect(Array.from(heldOut)).toEqual(all.slice(train.length));
+    expect(stepSeed(1, 2)).not.toBe(stepSeed(1, 3));
+    expect(stepSeed(1, 2)).not.toBe(stepSeed(2, 2));
+    expect(stepSeed(1, 2)).toBe(stepSeed(1, 2));
+  });
+});

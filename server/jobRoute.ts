@@ -3,7 +3,7 @@
  * `Accept: text/event-stream` (or ?stream=1) the answer is SSE — `job` {id}, `progress` {done, total}, then
  * `result` or `error` / `cancelled` — otherwise the result as JSON or CSV once the job is done.
  */
-import type { Table } from './csv.ts';
+import { resultFormat, type Table } from './csv.ts';
 import { CancelledError, HttpError } from './errors.ts';
 import type { RouteContext } from './routeTable.ts';
 import { SseStream, wantsStream } from './sse.ts';
@@ -17,10 +17,7 @@ export async function runJob<K extends JobKind>(
 ): Promise<void> {
   const { req, res, host } = ctx;
   const stream = wantsStream(req);
-  // A bad ?format= is refused before the job is queued.
-  if (!stream && req.query.format !== undefined && req.query.format !== 'json' && req.query.format !== 'csv') {
-    throw new HttpError(400, `query parameter format must be 'json' or 'csv'; got ${JSON.stringify(req.query.format)}`);
-  }
+  if (!stream) resultFormat(req); // a bad ?format= is refused before the job is queued
   const job = host.require().submit(kind, payload);
   res.setHeader('X-Job-Id', job.id);
   res.on('close', () => {

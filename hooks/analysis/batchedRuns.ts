@@ -35,6 +35,29 @@ export interface BatchOptions {
   signal?: AbortSignal;
   /** [batch, pos] 0/1 attention mask of the prompts (padded batches). */
   attentionMask?: readonly (readonly number[])[];
+  /**
+   * Compute logits only at these positions of each prompt ([batch, k]); the metric then gets logits
+   * [batch, k, d_vocab]. Most metrics read one position per prompt, and the unembedding is a large
+   * share of a pass at short prompts.
+   */
+  logitPositions?: readonly (readonly number[])[];
+  /**
+   * Start each pass at the first block its variants edit, from the clean run's resid_pre there
+   * (earlier blocks are the same in every variant). Default true.
+   */
+  skipUnchangedLayers?: boolean;
+}
+
+/** The block a variant's passes can start at: the first block it edits (0 = run everything). */
+function startLayerOf(variant: Variant): number {
+  let start = Infinity;
+  for (const e of variant) {
+    const m = /^blocks\.(\d+)\.(.*)$/.exec(e.hook);
+    if (!m) return 0; // an edit before the blocks (embeddings)
+    // Starting AT block L feeds its resid_pre directly, so an edit of resid_pre L must start one block earlier.
+    start = Math.min(start, Number(m[1]) - (m[2] === 'hook_resid_pre' ? 1 : 0));
+  }
+  return Number.isFinite(start) ? Math.max(0, start) : 0;
 }
 
 const DEFAULT_MAX_ROWS = 32;
@@ -140,10 +163,29 @@ export async function runVariants(
     if (rowFree && vals.every((v) => v === first)) shared.set(hook, first);
   }
 
+  // Passes are grouped by the block they can start at; each group starts from the clean resid_pre there.
+  const skip = opts.skipUnchangedLayers ?? true;
+  const startOf = variants.map((v) => (skip ? startLayerOf(v) : 0));
+  const starts = [...new Set(startOf)].filter((l) => l > 0);
+  let clean: Map<number, Tensor> = new Map();
+  if (starts.length > 0) {
+    const [, cache] = await model.runWithCache(tokens as number[][], {
+      namesFilter: starts.map((l) => `blocks.${l}.hook_resid_pre` as HookName),
+      returnType: 'none',
+      ...(opts.attentionMask ? { attentionMask: opts.attentionMask } : {}),
+    });
+    clean = new Map(starts.map((l) => [l, cache.get(`blocks.${l}.hook_resid_pre`)]));
+  }
+  const passes: { layer: number; indices: number[] }[] = [];
+  for (const layer of [...new Set(startOf)]) {
+    const indices = startOf.flatMap((l, i) => (l === layer ? [i] : []));
+    for (let k = 0; k < indices.length; k += chunk) passes.push({ layer, indices: indices.slice(k, k + chunk) });
+  }
+
   let done = 0;
-  for (let start = 0; start < total; start += chunk) {
+  for (const pass of passes) {
     throwIfAborted(opts.signal);
-    const group = variants.slice(start, start + chunk);
+    const group = pass.indices.map((i) => variants[i]);
     const rows = group.length * batch;
     const specs: InterventionSpec[] = hooks.map((hook) => {
       const shape = hookShape(infos.get(hook)!, model.cfg, rows, pos);
@@ -176,15 +218,24 @@ export async function runVariants(
     });
     const tiledTokens: number[][] = [];
     const tiledMask: number[][] | undefined = opts.attentionMask ? [] : undefined;
+    const tiledPositions: number[][] | undefined = opts.logitPositions ? [] : undefined;
     for (let g = 0; g < group.length; g++) {
       for (let b = 0; b < batch; b++) {
         tiledTokens.push([...tokens[b]]);
         tiledMask?.push([...opts.attentionMask![b]]);
+        tiledPositions?.push([...opts.logitPositions![b]]);
       }
     }
-    const logits = await model.forward(tiledTokens, { interventions: specs, ...(tiledMask ? { attentionMask: tiledMask } : {}) });
+    const residual = pass.layer > 0 ? Tensor.cat(group.map(() => clean.get(pass.layer)!), 0) : undefined;
+    const logits = await model.forward(tiledTokens, {
+      interventions: specs,
+      ...(tiledMask ? { attentionMask: tiledMask } : {}),
+      ...(tiledPositions ? { logitPositions: tiledPositions } : {}),
+      ...(residual ? { startAtLayer: pass.layer, residual } : {}),
+    });
     group.forEach((_, g) => {
-      out[start + g] = metric(group.length === 1 ? logits : logits.slice(0, g * batch, (g + 1) * batch), start + g);
+      const index = pass.indices[g];
+      out[index] = metric(group.length === 1 ? logits : logits.slice(0, g * batch, (g + 1) * batch), index);
     });
     done += group.length;
     opts.onProgress?.(done, total);

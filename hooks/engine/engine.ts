@@ -162,15 +162,24 @@ export class Engine {
     return m;
   }
 
-  private weightTensorFeeds(dims: Map<string, number[]>): Record<string, ort.Tensor> {
+  /** The graph's weight inputs as onnxruntime tensors over Lensboard's arrays (no copy), shaped as the graph declares them. */
+  private weightTensorFeeds(): Record<string, ort.Tensor> {
     if (this.weightTensors) return this.weightTensors;
+    const { d_model, d_vocab, n_ctx, d_mlp } = this.cfg;
+    const H = this.cfg.n_heads * this.cfg.d_head;
+    const dims: Record<string, number[]> = {
+      W_E: [d_vocab, d_model], W_pos: [n_ctx, d_model], W_U: [d_model, d_vocab], b_U: [d_vocab],
+      W_Q: [d_model, H], W_K: [d_model, H], W_V: [d_model, H], b_Q: [H], b_K: [H], b_V: [H],
+      W_O: [H, d_model], b_O: [d_model], W_in: [d_model, d_mlp], b_in: [d_mlp], W_out: [d_mlp, d_model], b_out: [d_model],
+    };
     const out: Record<string, ort.Tensor> = {};
-    for (const [name, data] of this.weightArrays()) out[name] = new ort.Tensor('float32', data, dims.get(name) ?? [data.length]);
+    for (const [name, data] of this.weightArrays()) {
+      const key = name.split('.').pop()!; // 'blocks.3.W_Q' -> 'W_Q'; 'ln1.w' -> 'w'
+      out[name] = new ort.Tensor('float32', data, dims[key] ?? [data.length]);
+    }
     this.weightTensors = out;
     return out;
   }
-
-  private weightDims = new Map<string, number[]>();
 
   /**
    * Picks the graph variant for a request. In 'auto' mode (models up to autoEmbedLimitBytes) and in
@@ -242,7 +251,6 @@ export class Engine {
     }
     const built = (async (): Promise<Plan> => {
       const graph = buildGpt2Graph(this.cfg, graphOpts);
-      for (const [name, info] of graph.builder.inputs) if (info.dims) this.weightDims.set(name, info.dims as number[]);
       const keep = new Set<string>([...graphOpts.observed, ...graph.finalOutputs]);
       const weights = this.weightArrays();
       const embedded = embed ? new Set(weights.keys()) : new Set<string>();
@@ -296,7 +304,7 @@ export class Engine {
   private async execute(plan: Plan, req: EngineRequest): Promise<EngineResult> {
     const wantLogits = (req.logits ?? true) || (req.targets !== undefined && plan.main);
     const wanted = new Set<string>([...(req.observe ?? []), ...(wantLogits ? ['logits'] : []), 'token_logprobs']);
-    const values = new Map<string, ort.Tensor>(Object.entries(this.weightTensorFeeds(this.weightDims)));
+    const values = new Map<string, ort.Tensor>(Object.entries(this.weightTensorFeeds()));
     values.set('tokens', toInt64(req.tokens, 'tokens'));
     if (req.attentionMask) values.set('attention_mask', toInt64(req.attentionMask, 'attentionMask'));
     else if (plan.main) values.set('attention_mask', toInt64(req.tokens.map((r) => r.map(() => 1)), 'attentionMask'));

@@ -91,7 +91,8 @@ describe('headAblationSweep', () => {
   it('reports progress per pass and stops when aborted', async () => {
     const seen: [number, number][] = [];
     await headAblationSweep(model, tokens, metric, { chunkSize: 3, onProgress: (d, t) => seen.push([d, t]) });
-    expect(seen).toEqual([[3, 8], [6, 8], [8, 8]]);
+    // Passes never mix start layers: layer 0's 4 heads take passes of 3 + 1, then layer 1's the same.
+    expect(seen).toEqual([[3, 8], [4, 8], [7, 8], [8, 8]]);
     const ctl = new AbortController();
     ctl.abort();
     await expect(headAblationSweep(model, tokens, metric, { signal: ctl.signal })).rejects.toThrow(/abort/i);

@@ -105,29 +105,39 @@ export function materializeInterventions(
 }
 
 function specMask(spec: InterventionSpec, info: HookPointInfo, shape: number[]): Uint8Array {
-  const size = shape.reduce((a, b) => a * b, 1);
   if (spec.mask) {
     const m = broadcastTo(spec.mask, shape, spec.hook);
     return Uint8Array.from(m.data, (v) => (v !== 0 ? 1 : 0));
   }
-  // Per-dim selectors; an unnamed dim selects everything.
-  const selectors = info.dims.map((dim, axis) => {
-    const chosen = spec.where?.[dim as SelectDim];
+  return selectionMask(`intervention on '${spec.hook}'`, info.dims, shape, spec.where);
+}
+
+/**
+ * A 0/1 mask over `shape` (row-major) that is 1 where every dim named in `where` is at one of its
+ * listed indices (negative allowed); dims not named are selected whole. `what` opens error messages.
+ */
+export function selectionMask(
+  what: string,
+  dims: readonly Dim[],
+  shape: readonly number[],
+  where: Partial<Record<SelectDim, number | readonly number[]>> | undefined,
+): Uint8Array {
+  for (const key of Object.keys(where ?? {})) {
+    if (!dims.includes(key as Dim)) throw new Error(`${what}: it has no '${key}' dimension; its dims are ${dims.join(', ')}`);
+  }
+  const selectors = dims.map((dim, axis) => {
+    const chosen = where?.[dim as SelectDim];
     const sel = new Uint8Array(shape[axis]);
     if (chosen === undefined) return sel.fill(1);
     for (const raw of asList(chosen)) {
       if (!Number.isInteger(raw) || raw < -shape[axis] || raw >= shape[axis]) {
-        throw new Error(`intervention on '${spec.hook}': ${dim} index ${raw} is out of range; allowed 0…${shape[axis] - 1}`);
+        throw new Error(`${what}: ${dim} index ${raw} is out of range; allowed 0…${shape[axis] - 1}`);
       }
       sel[raw < 0 ? raw + shape[axis] : raw] = 1;
     }
     return sel;
   });
-  for (const key of Object.keys(spec.where ?? {})) {
-    if (!info.dims.includes(key as Dim)) {
-      throw new Error(`intervention on '${spec.hook}': it has no '${key}' dimension; its dims are ${info.dims.join(', ')}`);
-    }
-  }
+  const size = shape.reduce((a, b) => a * b, 1);
   const mask = new Uint8Array(size);
   const idx = new Array<number>(shape.length).fill(0);
   for (let i = 0; i < size; i++) {

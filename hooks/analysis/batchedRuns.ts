@@ -5,7 +5,7 @@
  */
 import type { HookedTransformer } from '../HookedTransformer.ts';
 import { hookShape, listHookPoints, type Dim, type HookName, type HookPointInfo } from '../hookPoints.ts';
-import type { InterventionSpec, SelectDim } from '../interventions.ts';
+import { selectionMask, type InterventionSpec, type SelectDim } from '../interventions.ts';
 import { Tensor } from '../tensor.ts';
 
 /** One edit of a variant: at `hook`, replace the elements `where` selects (every batch row) with `value`. */
@@ -79,36 +79,7 @@ function hookInfo(model: HookedTransformer, hook: HookName, infos: Map<HookName,
 
 /** Per-prompt selection mask over the non-batch dims of a hook (1 = replace). */
 function selection(edit: VariantEdit, info: HookPointInfo, shape: readonly number[]): Uint8Array {
-  const rest = shape.slice(1);
-  const dims = info.dims.slice(1);
-  for (const key of Object.keys(edit.where ?? {})) {
-    if (!dims.includes(key as Dim)) throw new Error(`batched interventions on '${edit.hook}': it has no '${key}' dimension; its dims are ${info.dims.join(', ')}`);
-  }
-  const selectors = dims.map((dim, a) => {
-    const sel = new Uint8Array(rest[a]);
-    const chosen = edit.where?.[dim as Exclude<SelectDim, 'batch'>];
-    if (chosen === undefined) return sel.fill(1);
-    for (const raw of typeof chosen === 'number' ? [chosen] : chosen) {
-      if (!Number.isInteger(raw) || raw < -rest[a] || raw >= rest[a]) {
-        throw new Error(`batched interventions on '${edit.hook}': ${dim} index ${raw} is out of range; allowed 0…${rest[a] - 1}`);
-      }
-      sel[raw < 0 ? raw + rest[a] : raw] = 1;
-    }
-    return sel;
-  });
-  const size = rest.reduce((x, y) => x * y, 1);
-  const out = new Uint8Array(size);
-  const idx = new Array<number>(rest.length).fill(0);
-  for (let i = 0; i < size; i++) {
-    let on = 1;
-    for (let a = 0; a < rest.length && on; a++) on = selectors[a][idx[a]];
-    out[i] = on;
-    for (let a = rest.length - 1; a >= 0; a--) {
-      if (++idx[a] < rest[a]) break;
-      idx[a] = 0;
-    }
-  }
-  return out;
+  return selectionMask(`batched interventions on '${edit.hook}'`, info.dims.slice(1), shape.slice(1), edit.where);
 }
 
 /**

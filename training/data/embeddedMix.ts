@@ -1,6 +1,6 @@
 /**
  * The data mix of the embedded model: Tiny Shakespeare windows, packed repeated random-token rows
- * (induction; only the repeats are scored), and IOI prompts with their answers plus single-name sentences. One kind per step,
+ * (induction; only the repeats are scored), and IOI prompts (scored at the answer) plus single-name sentences. One kind per step,
  * drawn by weight; every batch depends only on (seed, step).
  */
 import { Rng } from '../../hooks/random.ts';
@@ -32,8 +32,8 @@ export interface MixOptions {
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   batch: 16,
-  ioiBatch: 64,
-  weights: { text: 0.35, induction: 0.35, ioi: 0.3 },
+  ioiBatch: 128,
+  weights: { text: 0.2, induction: 0.4, ioi: 0.4 },
   nameSentenceFraction: 0.2,
   inductionNameFraction: 0.1,
   textTargetFraction: 0.5,
@@ -102,15 +102,26 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
       const made = Array.from({ length: opts.batch }, () => packedInductionRowWithMask(rng, inductionPool, opts.ctx + 1, { minSpan: 8, maxSpan: 48 }, [BOS]));
       return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].repeated[p + 1]);
     }
+    // IOI prompts are scored only at the answer (the rest is template text or unpredictable names);
+    // single-name sentences are scored everywhere
     const rows: number[][] = [];
+    const scoreFrom: number[] = [];
+    const scoreTo: number[] = [];
     for (let b = 0; b < opts.ioiBatch; b++) {
-      if (rng.next() < opts.nameSentenceFraction) rows.push([BOS, ...enc(randomNameSentence(rng, allNames))]);
-      else {
+      if (rng.next() < opts.nameSentenceFraction) {
+        const row = [BOS, ...enc(randomNameSentence(rng, allNames))];
+        rows.push(row);
+        scoreFrom.push(0);
+        scoreTo.push(row.length - 2);
+      } else {
         const p = randomIoiPrompt(rng, { names: IOI_TRAIN_NAMES });
-        rows.push([BOS, ...enc(p.prompt), ...enc(p.answer), ...enc('.')]);
+        const row = [BOS, ...enc(p.prompt), ...enc(p.answer)];
+        rows.push(row);
+        scoreFrom.push(row.length - 2);
+        scoreTo.push(row.length - 2);
       }
     }
-    return rowsToBatch(rows, vocab, BOS);
+    return rowsToBatchWhere(rows, vocab, BOS, (r, p) => p >= scoreFrom[r] && p <= scoreTo[r]);
   };
   return { vocab, batchAt, pool, bos: BOS };
 }

@@ -1,6 +1,6 @@
 /** server/index.ts and its config: flags and env validated once, a real start on an ephemeral port, graceful SIGTERM, clear start-up failures. */
 import { spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -64,6 +64,7 @@ describe('server/index.ts', () => {
     const { code, text } = await p.out;
     expect(code).toBe(0);
     expect(text).toContain('"msg":"stopped"');
+    await rm(root, { recursive: true, force: true });
   });
 
   it('refuses to start with a bad flag (exit 2) or a model it cannot find (exit 1), saying why', async () => {

@@ -1,5 +1,5 @@
 /** Test helpers for the API server: a random tiny GPT-2 checkpoint (GPT-2 vocabulary + tokenizer files), a running server on 127.0.0.1:0, HTTP helpers. */
-import { copyFile, mkdtemp, mkdir } from 'node:fs/promises';
+import { copyFile, mkdtemp, mkdir, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -67,6 +67,7 @@ export async function startServer(input: Partial<ServerConfigInput> = {}, opts: 
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await host.close();
+      await rm(tmp, { recursive: true, force: true });
     },
   };
 }

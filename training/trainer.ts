@@ -47,6 +47,8 @@ export interface TrainOptions {
   info?: Record<string, unknown>;
   /** Initial weight std (default cfg.initializer_range). */
   initStd?: number;
+  /** Sinusoidal initial positional embeddings of this amplitude (see params.ts). */
+  sinusoidalPositions?: number;
 }
 
 export interface EvalRecord {
@@ -98,7 +100,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const ownMm = o.kernels === undefined;
   const { cfg, vocab } = o;
 
-  let params = initParams(cfg, vocab.nClasses, { seed: o.seed, std: o.initStd });
+  let params = initParams(cfg, vocab.nClasses, { seed: o.seed, std: o.initStd, sinusoidalPositions: o.sinusoidalPositions });
   let opt = adamWState(params);
   let step = 0;
   let history: { trainLosses: { step: number; loss: number }[]; evals: EvalRecord[]; wallSeconds: number; tokens: number } = { trainLosses: [], evals: [], wallSeconds: 0, tokens: 0 };

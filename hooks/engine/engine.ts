@@ -11,6 +11,7 @@ import type { OptionalHooks } from '../hookPoints.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
 import { encodeModel } from '../onnx/proto.ts';
 import { buildGpt2Graph, interventionFeeds, weightName, type GraphOptions } from './gpt2Graph.ts';
+import { buildDecodeGraph } from './decodeGraph.ts';
 import { createSession, ort, runSession, type SessionConfig } from './runtime.ts';
 import { partitionGraph } from './segments.ts';
 
@@ -383,6 +384,29 @@ export class Engine {
     return result;
   }
 
+  private decodeSession: Promise<{ session: ort.InferenceSession; embedded: boolean }> | null = null;
+
+  /**
+   * Runs the key/value-cache decoding graph (decodeGraph.ts, last position's logits only) on `feeds`
+   * (tokens, attention_mask, past_key.L, past_value.L); the weights are added here, prepacked into
+   * the session when plain runs use the prepacked main variant (see WeightMode), fed otherwise.
+   */
+  async decode(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>> {
+    if (!this.decodeSession) {
+      this.decodeSession = (async () => {
+        const graph = buildDecodeGraph(this.cfg, { lnHasWeights: this.cfg.normalization_type === 'LN', lastLogitsOnly: true });
+        const weights = this.weightArrays();
+        const embedded = this.useMainVariant();
+        const [seg] = partitionGraph(graph.builder, [], new Set(graph.outputs), embedded ? new Set(weights.keys()) : new Set());
+        const session = await createSession(seg.model, this.options, new Map(seg.external.map((n) => [n, weights.get(n)!])));
+        return { session, embedded };
+      })();
+      this.decodeSession.catch(() => (this.decodeSession = null));
+    }
+    const { session, embedded } = await this.decodeSession;
+    return runSession(session, embedded ? feeds : { ...this.weightTensorFeeds(), ...feeds }, fetches);
+  }
+
   private lossHeadSession: Promise<ort.InferenceSession> | null = null;
 
   /** A weightless graph: log p(targets | logits) per position, for variants that only produce logits. */
@@ -414,6 +438,15 @@ export class Engine {
     const head = this.lossHeadSession;
     this.lossHeadSession = null;
     if (head) await (await head).release();
+    const decoder = this.decodeSession;
+    this.decodeSession = null;
+    if (decoder) {
+      try {
+        await (await decoder).session.release();
+      } catch {
+        // a decoder that failed to build holds no session
+      }
+    }
     for (const p of plans) {
       try {
         const plan = await p;

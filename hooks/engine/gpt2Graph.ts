@@ -44,6 +44,87 @@ export const weightName = {
 /** Feed names of an in-graph intervention at a hook point. */
 export const interventionFeeds = (hook: HookName) => ({ mask: `${hook}::mask`, value: `${hook}::value` });
 
+// ---- building blocks shared with the KV-cache decoding graph (decodeGraph.ts) ---------------------
+
+/** Shape of each weight feed by its last name part ('W_Q', 'b_in', 'w' of a LayerNorm, …). */
+export function weightDims(cfg: HookedTransformerConfig, name: string): number[] {
+  const { d_model, d_vocab, n_ctx, d_mlp } = cfg;
+  const H = cfg.n_heads * cfg.d_head;
+  const dims: Record<string, number[]> = {
+    W_E: [d_vocab, d_model], W_pos: [n_ctx, d_model], W_U: [d_model, d_vocab], b_U: [d_vocab],
+    W_Q: [d_model, H], W_K: [d_model, H], W_V: [d_model, H], b_Q: [H], b_K: [H], b_V: [H],
+    W_O: [H, d_model], b_O: [d_model], W_in: [d_model, d_mlp], b_in: [d_mlp], W_out: [d_mlp, d_model], b_out: [d_model],
+    w: [d_model], b: [d_model],
+  };
+  const key = name.split('.').pop()!;
+  const d = dims[key];
+  if (!d) throw new Error(`internal: no weight feed named '${name}'`);
+  return d;
+}
+
+/** TransformerLens's positions under an attention mask: cumsum(mask) - 1, clamped at 0 ([batch, pos] int64). */
+export function maskPositions(b: GraphBuilder, mask: string): string {
+  const cum = b.op('CumSum', [mask, b.i64([1], true)]);
+  return b.op('Max', [b.sub(cum, b.i64([1], true)), b.i64([0], true)]); // [batch, pos]
+}
+
+/** W_pos rows at `positions` [batch, pos], zeroed where `mask` [batch, pos] is 0 (TransformerLens zeroes padding). */
+export function maskedPosEmbed(b: GraphBuilder, W_pos: string, positions: string, mask: string, out?: string): string {
+  const keep = b.unsqueeze(b.op('Cast', [mask], { to: { i: 1 } }), [2]); // [batch, pos, 1]
+  return b.mul(b.gather(W_pos, positions), keep, out); // [batch, pos, d_model]
+}
+
+/** onnxruntime's fused LayerNorm over the last axis (unit scale and zero bias when `weights` is null: LNPre). */
+export function fusedLayerNorm(b: GraphBuilder, cfg: HookedTransformerConfig, x: string, weights: { w: string; b: string } | null, out?: string): string {
+  const wt = weights?.w ?? b.f32Fill(cfg.d_model, 1);
+  const bs = weights?.b ?? b.f32Fill(cfg.d_model, 0);
+  return b.op('LayerNormalization', [x, wt, bs], { axis: { i: -1 }, epsilon: { f: cfg.eps } }, out);
+}
+
+/** x W + bias split into heads: [batch, pos, d_model] -> [batch, pos, head, d_head]. */
+export function headProjection(b: GraphBuilder, cfg: HookedTransformerConfig, x: string, weight: string, bias: string, out?: string): string {
+  const flat = b.add(b.matmul(x, weight), bias); // [batch, pos, H]
+  return b.reshape(flat, [0, 0, cfg.n_heads, cfg.d_head], out);
+}
+
+/** q kᵀ / sqrt(d_head), -inf where not `allowed`: qh [batch, head, q, d_head], kT [batch, head, d_head, k] -> [batch, head, q, k]. */
+export function maskedScores(b: GraphBuilder, cfg: HookedTransformerConfig, qh: string, kT: string, allowed: string, out?: string): string {
+  const raw = b.div(b.matmul(qh, kT), b.f32(Math.sqrt(cfg.d_head)));
+  return b.where(allowed, raw, b.f32(-Infinity), out);
+}
+
+/** Softmax over keys; with a mask, a query row with every key masked (left padding) becomes 0 as in TransformerLens. */
+export function attentionPattern(b: GraphBuilder, scores: string, hasMask: boolean, out?: string): string {
+  const soft = b.op('Softmax', [scores], { axis: { i: -1 } });
+  if (hasMask) return b.where(b.op('IsNaN', [soft]), b.f32(0), soft, out);
+  return b.op('Identity', [soft], undefined, out);
+}
+
+/** pattern [batch, head, q, k] · vh [batch, head, k, d_head] -> z [batch, q, head, d_head]. */
+export function patternTimesValues(b: GraphBuilder, pattern: string, vh: string, out?: string): string {
+  return b.transpose(b.matmul(pattern, vh), [0, 2, 1, 3], out);
+}
+
+/** z [batch, pos, head, d_head] -> attention output [batch, pos, d_model] (all heads through W_O, plus b_O). */
+export function attentionOutput(b: GraphBuilder, cfg: HookedTransformerConfig, z: string, W_O: string, b_O: string, out?: string): string {
+  return b.add(b.matmul(b.reshape(z, [0, 0, cfg.n_heads * cfg.d_head]), W_O), b_O, out);
+}
+
+/** The MLP's activation function (gelu_new/gelu_fast are the tanh approximation). */
+export function activation(b: GraphBuilder, cfg: HookedTransformerConfig, pre: string, out?: string): string {
+  switch (cfg.act_fn) {
+    case 'relu': return b.op('Relu', [pre], undefined, out);
+    case 'gelu': return b.op('Gelu', [pre], undefined, out);
+    default: return b.op('Gelu', [pre], { approximate: { s: 'tanh' } }, out); // gelu_new, gelu_fast
+  }
+}
+
+/** Final LayerNormed residual [batch, pos, d_model] -> logits [batch, pos, d_vocab]. */
+export function unembed(b: GraphBuilder, cfg: HookedTransformerConfig, xf: string, out?: string): string {
+  const { d_model, d_vocab } = cfg;
+  return b.add(b.matmul(xf, b.input('W_U', 'float32', [d_model, d_vocab])), b.input('b_U', 'float32', [d_vocab]), out);
+}
+
 export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions): BuiltGraph {
   const b = new GraphBuilder();
   const { d_model, n_heads, d_head, d_mlp, d_vocab, n_ctx } = cfg;
@@ -84,11 +165,7 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     if (opts.hasAttentionMask) {
       // TransformerLens: positions = cumsum(mask) - 1, clamped at 0, so left padding starts each prompt at 0.
       mask = b.input('attention_mask', 'int64', ['batch', 'pos']);
-      const cum = b.op('CumSum', [mask, b.i64([1], true)]);
-      const positions = b.op('Max', [b.sub(cum, b.i64([1], true)), b.i64([0], true)]); // [batch, pos]
-      // TransformerLens zeroes the positional embedding at padding tokens.
-      const keep = b.unsqueeze(b.op('Cast', [mask], { to: { i: 1 } }), [2]); // [batch, pos, 1]
-      b.mul(b.gather(W_pos, positions), keep, out);
+      maskedPosEmbed(b, W_pos, maskPositions(b, mask), mask, out); // padding gets no positional embedding
     } else {
       const range = b.op('Range', [b.i64([0], true), b.squeeze(posLen, [0]), b.i64([1], true)]); // [pos]
       const rows = b.gather(W_pos, range); // [pos, d_model]
@@ -106,16 +183,10 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     const keyOk = b.unsqueeze(b.op('Cast', [mask], { to: { i: 9 } }), [1, 2]); // [batch, 1, 1, key_pos]
     allowed = b.op('And', [causal, keyOk]); // [batch, 1, query_pos, key_pos]
   }
-  const negInf = b.f32(-Infinity);
-  const sqrtDHead = b.f32(Math.sqrt(d_head));
 
   /** LayerNorm over the last axis of `x` (rank 3, or rank 4 with a head axis); hook names from `prefix`, or none. */
   const layerNorm = (prefix: string | null, x: string, weights: { w: string; b: string } | null, rank = 3): string => {
-    if (prefix === null) {
-      const wt = weights?.w ?? b.f32Fill(d_model, 1);
-      const bs = weights?.b ?? b.f32Fill(d_model, 0);
-      return b.op('LayerNormalization', [x, wt, bs], { axis: { i: -1 }, epsilon: { f: cfg.eps } });
-    }
+    if (prefix === null) return fusedLayerNorm(b, cfg, x, weights);
     const scaleName = `${prefix}.hook_scale` as HookName;
     const normName = `${prefix}.hook_normalized` as HookName;
     if (!opts.cuts.has(scaleName) && !opts.interventions.has(scaleName)) {
@@ -181,8 +252,7 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
         const weight = W(`W_${which}`, [d_model, H]);
         const bias = W(`b_${which}`, [H]);
         if (!perHead) {
-          const flat = b.add(b.matmul(inputs[which], weight), bias); // [batch, pos, H]
-          b.reshape(flat, [0, 0, n_heads, d_head], out);
+          headProjection(b, cfg, inputs[which], weight, bias, out);
           return;
         }
         const perHeadW = b.transpose(b.reshape(weight, [d_model, n_heads, d_head]), [1, 0, 2]); // [head, d_model, d_head]
@@ -197,18 +267,14 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     const scores = hook(`${p}.attn.hook_attn_scores` as HookName, 4, (out) => {
       const qh = b.transpose(q, [0, 2, 1, 3]); // [batch, head, query_pos, d_head]
       const kT = b.transpose(k, [0, 2, 3, 1]); // [batch, head, d_head, key_pos]
-      const raw = b.div(b.matmul(qh, kT), sqrtDHead); // [batch, head, query_pos, key_pos]
-      b.where(allowed, raw, negInf, out);
+      maskedScores(b, cfg, qh, kT, allowed, out); // [batch, head, query_pos, key_pos]
     });
     const pattern = hook(`${p}.attn.hook_pattern` as HookName, 4, (out) => {
-      const soft = b.op('Softmax', [scores], { axis: { i: -1 } });
-      // A query row with every key masked (left padding) is NaN after softmax: TransformerLens sets it to 0.
-      if (opts.hasAttentionMask) b.where(b.op('IsNaN', [soft]), b.f32(0), soft, out);
-      else b.op('Identity', [soft], undefined, out);
+      attentionPattern(b, scores, opts.hasAttentionMask, out);
     });
     const z = hook(`${p}.attn.hook_z` as HookName, 4, (out) => {
       const vh = b.transpose(v, [0, 2, 1, 3]); // [batch, head, key_pos, d_head]
-      b.transpose(b.matmul(pattern, vh), [0, 2, 1, 3], out); // [batch, pos, head, d_head]
+      patternTimesValues(b, pattern, vh, out); // [batch, pos, head, d_head]
     });
     const W_O = W('W_O', [H, d_model]);
     const b_O = W('b_O', [d_model]);
@@ -223,9 +289,7 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
           return hook(`${p}.hook_attn_out` as HookName, 3, (out) => b.add(b.reduceSum(result, [2], false), b_O, out));
         })()
       : (() => {
-          return hook(`${p}.hook_attn_out` as HookName, 3, (out) =>
-            b.add(b.matmul(b.reshape(z, [0, 0, H]), W_O), b_O, out),
-          );
+          return hook(`${p}.hook_attn_out` as HookName, 3, (out) => attentionOutput(b, cfg, z, W_O, b_O, out));
         })();
     const residMid = hook(`${p}.hook_resid_mid` as HookName, 3, (out) => b.add(residPre, attnOut, out));
     const mlpIn = optional.useHookMlpIn
@@ -235,13 +299,7 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     const pre = hook(`${p}.mlp.hook_pre` as HookName, 3, (out) =>
       b.add(b.matmul(x2, W('W_in', [d_model, d_mlp])), W('b_in', [d_mlp]), out),
     );
-    const post = hook(`${p}.mlp.hook_post` as HookName, 3, (out) => {
-      switch (cfg.act_fn) {
-        case 'relu': b.op('Relu', [pre], undefined, out); break;
-        case 'gelu': b.op('Gelu', [pre], undefined, out); break;
-        default: b.op('Gelu', [pre], { approximate: { s: 'tanh' } }, out); // gelu_new, gelu_fast
-      }
-    });
+    const post = hook(`${p}.mlp.hook_post` as HookName, 3, (out) => activation(b, cfg, pre, out));
     const mlpOut = hook(`${p}.hook_mlp_out` as HookName, 3, (out) =>
       b.add(b.matmul(post, W('W_out', [d_mlp, d_model])), W('b_out', [d_model]), out),
     );
@@ -257,7 +315,7 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
       const index = b.op('Expand', [b.unsqueeze(at, [2]), b.op('Concat', [b.op('Shape', [at]), b.i64([d_model])], { axis: { i: 0 } })]);
       xf = b.op('GatherElements', [xf, index], { axis: { i: 1 } });
     }
-    const logits = b.add(b.matmul(xf, w('W_U', [d_model, d_vocab])), w('b_U', [d_vocab]), 'logits'); // [batch, pos | k, d_vocab]
+    const logits = unembed(b, cfg, xf, 'logits'); // [batch, pos | k, d_vocab]
     if (opts.logits) finalOutputs.push(logits);
     if (opts.tokenLogprobs) {
       const targets = b.input('targets', 'int64', ['batch', 'pos']);

@@ -56,6 +56,25 @@ export interface InitOptions {
   std?: number;
   /** Random LayerNorm weights/biases and non-zero biases (for gradient tests). */
   randomAffine?: boolean;
+  /**
+   * Initialise the (learned) positional embeddings with sinusoids of this amplitude (Vaswani et al.
+   * 2017: sin/cos pairs at geometric frequencies) instead of noise, so that dot products between
+   * positions depend on their distance from the start; they are trained like any other weight.
+   */
+  sinusoidalPositions?: number;
+}
+
+/** [n_ctx, d_model] sinusoidal position codes: dims 2i, 2i+1 = a·sin(p·ω_i), a·cos(p·ω_i), ω_i = 10000^(−2i/d_model). */
+export function sinusoids(nCtx: number, D: number, amplitude: number): Float32Array {
+  const out = new Float32Array(nCtx * D);
+  for (let p = 0; p < nCtx; p++) {
+    for (let i = 0; 2 * i < D; i++) {
+      const w = Math.pow(10000, (-2 * i) / D);
+      out[p * D + 2 * i] = amplitude * Math.sin(p * w);
+      if (2 * i + 1 < D) out[p * D + 2 * i + 1] = amplitude * Math.cos(p * w);
+    }
+  }
+  return out;
 }
 
 /**
@@ -74,7 +93,10 @@ export function initParams(cfg: HookedTransformerConfig, nClasses: number, opts:
     let arr: Float32Array;
     if (isLnW) arr = opts.randomAffine ? rng.normals(n, 0.2, 1) : new Float32Array(n).fill(1);
     else if (isBias) arr = opts.randomAffine ? rng.normals(n, 0.1) : new Float32Array(n);
-    else if (s.name === 'wpe.weight') arr = rng.normals(n, std / 2);
+    else if (s.name === 'wpe.weight') {
+      arr = rng.normals(n, std / 2);
+      if (opts.sinusoidalPositions !== undefined) arr = sinusoids(cfg.n_ctx, cfg.d_model, opts.sinusoidalPositions);
+    }
     else if (s.name.endsWith('c_proj.weight')) arr = rng.normals(n, std / Math.sqrt(2 * cfg.n_layers));
     else arr = rng.normals(n, std);
     data.set(s.name, arr);

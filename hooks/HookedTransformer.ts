@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { ActivationCache } from './ActivationCache.ts';
 import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type ProcessingFlags } from './config.ts';
 import { Engine, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
+import { generate, type GenerateOptions, type GenerateOutput, type GenerateReturnType } from './generate.ts';
 import { resolveDevice, type Device, type ResolvedDevice } from './engine/runtime.ts';
 import { listHookPoints, type HookName, type HookPointInfo } from './hookPoints.ts';
 import { materializeInterventions, type InterventionSpec } from './interventions.ts';
@@ -455,6 +456,14 @@ export class HookedTransformer {
       if (!this.hookInfo.has(n)) throw new Error(`namesFilter: unknown hook point '${n}'; see model.hookPoints()`);
     }
     return new Set(list);
+  }
+
+  /**
+   * TransformerLens's generate (see generate.ts for options and defaults): continues the prompts
+   * token by token, sampled or greedy, with a key/value cache unless useKvCache is false.
+   */
+  generate<R extends GenerateReturnType = 'input'>(input: ModelInput, opts: GenerateOptions & { returnType?: R } = {}): Promise<GenerateOutput<R>> {
+    return generate(this, input, opts, { decode: (feeds, fetches) => this.engine.decode(feeds, fetches), hookCount: this.hooks.length });
   }
 
   // ---- weights ------------------------------------------------------------------------------

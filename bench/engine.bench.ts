@@ -12,6 +12,8 @@ import { gpt2Config, randomWeights } from '../hooks/init.ts';
 import { referenceForward } from '../hooks/reference.ts';
 import { Rng } from '../hooks/random.ts';
 import type { TransformerWeights } from '../hooks/weights.ts';
+import { buildFloor } from './floor.ts';
+import { execFileSync } from 'node:child_process';
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
@@ -44,14 +46,15 @@ const weights = randomWeights(cfg, { seed: 1 });
 const wBytes = weightBytes(weights);
 console.log(`weights: ${(wBytes / 2 ** 20).toFixed(0)} MiB fp32; peak RSS after generating them: ${rssMb()} MiB`);
 
-// The lensboard model ('feed': the default on CPU) and the floor (one plain graph with embedded, prepacked weights).
+// Lensboard in its default weight mode ('auto'), in 'feed' mode (one copy of the weights), and the
+// floor: one plain ONNX graph with embedded, prepacked weights and no hook outputs.
 const model = await HookedTransformer.fromWeights(cfg, weights, { device: 'cpu' });
-const floor = await HookedTransformer.fromWeights(cfg, weights, { device: 'cpu', weightMode: 'embed' });
+const feedModel = await HookedTransformer.fromWeights(cfg, weights, { device: 'cpu', weightMode: 'feed' });
+const floor = await buildFloor(cfg, weights);
 const rng = new Rng(7);
 const shapes: [number, number][] = [[1, 64], [8, 128]];
 const rows: string[][] = [];
 const ratios: string[] = [];
-let peakAfterModels = 0;
 for (const [batch, pos] of shapes) {
   const tokens = Array.from({ length: batch }, () => Array.from({ length: pos }, () => rng.int(0, cfg.d_vocab)));
   const runs = batch * pos > 256 ? 5 : 10;
@@ -63,33 +66,41 @@ for (const [batch, pos] of shapes) {
     () => model.runWithHooks(tokens, { fwdHooks: [[`blocks.${mid}.attn.hook_pattern`, (a) => a.mul(1)]] }),
     runs,
   );
-  const tEmbedCache = await median(() => floor.runWithCache(tokens), runs);
+  const tFeed = await median(() => feedModel.forward(tokens), runs);
   let tRef = NaN;
   if (batch * pos <= 64 || args.has('--full-reference')) {
     const t0 = performance.now();
     referenceForward(cfg, weights, tokens);
     tRef = performance.now() - t0;
   }
-  peakAfterModels = Number(rssMb());
-  rows.push([`[${batch}, ${pos}]`, fmt(tFloor), fmt(tPlain), fmt(tCache), fmt(tHook), fmt(tEmbedCache), Number.isNaN(tRef) ? 'not run' : fmt(tRef)]);
+  rows.push([`[${batch}, ${pos}]`, fmt(tFloor), fmt(tPlain), fmt(tFeed), fmt(tCache), fmt(tHook), Number.isNaN(tRef) ? 'not run' : fmt(tRef)]);
   ratios.push(
     `[${batch}, ${pos}]: plain/floor ${(tPlain / tFloor).toFixed(2)} (target ≤ 1.2); ` +
       `cache(all hooks)/plain ${(tCache / tPlain).toFixed(2)} (target ≤ 1.6); ` +
       `one JS hook/plain ${(tHook / tPlain).toFixed(2)}; ` +
-      `embed-mode cache/floor ${(tEmbedCache / tFloor).toFixed(2)}` +
+      `feed-mode forward/floor ${(tFeed / tFloor).toFixed(2)}` +
       (Number.isNaN(tRef) ? '' : `; reference/plain ${(tRef / tPlain).toFixed(0)}× (target ≥ 20)`),
   );
 }
 console.log();
-const header = ['tokens', 'floor', 'forward', 'runWithCache (all)', 'one JS hook', 'cache, embed mode', 'reference'];
+const header = ['tokens', 'floor', 'forward', "forward ('feed')", 'runWithCache (all)', 'one JS hook', 'reference'];
 console.log(`| ${header.join(' | ')} |`);
 console.log(`|${header.map(() => '---').join('|')}|`);
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
 console.log();
 for (const r of ratios) console.log(r);
-console.log(
-  `peak RSS ${peakAfterModels} MiB = ${(peakAfterModels / (wBytes / 2 ** 20)).toFixed(2)} × the weights (${(wBytes / 2 ** 20).toFixed(0)} MiB) — ` +
-    `includes the floor model's own prepacked copy (the 'embed' mode); target < 2×`,
-);
 await model.dispose();
-await floor.dispose();
+await feedModel.dispose();
+await floor.release();
+
+// Peak memory, each weight mode in a process of its own (bench/rss.ts).
+console.log();
+console.log('| weight mode | weights | after load | peak, forward [8, 128] | peak, runWithCache(all) [8, 128] (cache size) |');
+console.log('|---|---|---|---|---|');
+for (const mode of ['auto', 'feed'] as const) {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', new URL('./rss.ts', import.meta.url).pathname, String(cfg.n_layers), mode], { encoding: 'utf8' });
+  const r = JSON.parse(out.trim().split('\n').pop()!);
+  const x = (v: number) => `${v.toFixed(0)} MiB (${(v / r.weightsMiB).toFixed(2)}×)`;
+  console.log(`| ${mode} | ${r.weightsMiB.toFixed(0)} MiB | ${x(r.loadedMiB)} | ${x(r.forwardPeakMiB)} | ${x(r.cachePeakMiB)} (${r.cacheMiB.toFixed(0)} MiB) |`);
+}
+console.log('Peak RSS includes Node and onnxruntime themselves (about 125 MiB) and, at [8, 128], the logits (206 MiB, twice while onnxruntime hands them over).');

@@ -8,6 +8,7 @@ import type { ModelHost } from './host/ModelHost.ts';
 import { nonFiniteReplacer } from './nonFinite.ts';
 import { openApiDocument } from './openapi.ts';
 import { defineRoute, mountRoutes, type RouteDef } from './routeTable.ts';
+import { analysisRoutes } from './routes/analysis.ts';
 import { inferenceRoutes } from './routes/inference.ts';
 import { modelRoutes } from './routes/models.ts';
 import { systemRoutes } from './routes/system.ts';
@@ -16,7 +17,7 @@ export const API_VERSION = '0.1.0';
 
 /** Every route of the API, in documentation order (the analysis routes join this list). */
 export function apiRoutes(config: ServerConfig): RouteDef[] {
-  return [...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits)];
+  return [...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits), ...analysisRoutes(config.limits)];
 }
 
 export interface AppOptions {

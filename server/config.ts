@@ -22,6 +22,10 @@ export const LimitsSchema = z.strictObject({
   tokensPerStep: z.number().int().min(1).default(256),
   /** How long a cancelled job may keep running before its worker is terminated and the model reloaded (ms). */
   cancelGraceMs: z.number().int().min(10).default(1000),
+  /** Largest sweep (/api/ablate/sweep, /api/patch): forward-pass variants × prompt tokens. */
+  maxSweepTokens: z.number().int().min(1).default(1_000_000),
+  /** Most prompts in one /api/ioi request (generated or given). */
+  maxIoiPrompts: z.number().int().min(1).default(256),
 });
 export type Limits = z.infer<typeof LimitsSchema>;
 

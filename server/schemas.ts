@@ -129,3 +129,312 @@ export const ActivationsResponse = z.object({
   values: z.unknown().describe('nested arrays of numbers of the given shape (a number when every dim was indexed)'),
 });
 export type ActivationsResult = { hook: string; fullShape: number[]; dims: string[]; shape: number[]; indices: number[][]; values: unknown };
+
+// ───────────────────────────── Analysis endpoints (server/routes/analysis.ts) ─────────────────────────────
+// Grids are plain nested arrays, row-major, with their axis labels alongside (layers, heads, positions, labels).
+
+/** A token given as a single-token string (" Mary") or a token id. */
+const TokenSpec = z.union([z.string().min(1), TokenId], {
+  error: 'a token is a string that is exactly one token (e.g. " Mary", with its leading space) or a token id (integer ≥ 0)',
+});
+const TokenIdOut = z.number().int();
+const Grid2 = z.array(z.array(JsonNumber));
+const Grid3 = z.array(z.array(z.array(JsonNumber)));
+
+/** The metric of an ablation or a sweep, read from the run's logits. */
+const AblationMetric = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('logit_diff'),
+    correct: TokenSpec.describe('the token whose logit counts positively'),
+    incorrect: TokenSpec.describe('the token whose logit is subtracted'),
+    position: Index.optional().describe('position read (negative counts from the end; default -1, the last)'),
+  }),
+  z.strictObject({ kind: z.literal('loss').describe('mean next-token cross-entropy loss over the prompt') }),
+  z.strictObject({
+    kind: z.literal('prob'),
+    token: TokenSpec.describe('the token whose probability is read'),
+    position: Index.optional().describe('position read (negative counts from the end; default -1, the last)'),
+  }),
+], { error: "metric must be {kind: 'logit_diff', correct, incorrect, position?}, {kind: 'loss'} or {kind: 'prob', token, position?}" });
+export type AblationMetricSpec = z.infer<typeof AblationMetric>;
+
+const AblationMode = z.enum(['zero', 'mean', 'resample']).default('zero')
+  .describe("zero; mean (the mean activation over the reference prompts, and over positions); resample (a reference prompt's activation)");
+
+function referencePrompts(limits: Limits) {
+  return z.array(z.string().min(1)).min(1).max(limits.maxBatch).optional()
+    .describe(`reference prompts for mean / resample (1..${limits.maxBatch}; default the prompt itself). resample needs the prompt's token length`);
+}
+
+const Ablation = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('head'), layer: Index, head: Index }),
+  z.strictObject({ kind: z.literal('neuron'), layer: Index, neuron: Index }),
+  z.strictObject({ kind: z.literal('position').describe('the residual stream (resid_pre of layer) at one position'), layer: Index, position: Index }),
+], { error: "an ablation is {kind: 'head', layer, head}, {kind: 'neuron', layer, neuron} or {kind: 'position', layer, position}" });
+
+const MetricEcho = z.object({
+  kind: z.enum(['logit_diff', 'loss', 'prob']),
+  label: z.string().describe('e.g. "logit( Mary) − logit( John) @ pos 14"'),
+  tokens: z.array(TokenIdOut).describe('the token ids the metric reads (correct, incorrect / token; none for loss)'),
+  position: z.number().int().nullable().describe('the position read (resolved; null for loss)'),
+});
+
+const PromptTokens = {
+  tokens: z.array(TokenIdOut).describe('the prompt\'s token ids'),
+  strTokens: z.array(z.string()).nullable().describe('each token as a string (null without a tokenizer)'),
+};
+
+// POST /api/logit-lens
+export function logitLensSchema(limits: Limits) {
+  return z.strictObject({
+    prompt: singlePrompt(),
+    prependBos: InputOptions.prependBos,
+    inclMid: z.boolean().default(false).describe('also read resid_mid of every layer'),
+    applyLn: z.boolean().default(true).describe("apply ln_final to each layer's residual (TL accumulated_resid(apply_ln=True))"),
+    topK: z.number().int().min(1).max(limits.maxTopK).default(5).describe(`top-k tokens per layer and position (1..${limits.maxTopK})`),
+    targets: z.array(TokenSpec).min(1).max(20).optional().describe('tokens to track (single-token strings or ids, at most 20)'),
+  });
+}
+export type LogitLensRequest = z.infer<ReturnType<typeof logitLensSchema>>;
+
+export const LogitLensResponse = z.object({
+  ...PromptTokens,
+  labels: z.array(z.string()).describe('row axis: 0_pre, (0_mid,) 1_pre, …, final_post'),
+  positions: z.array(z.number().int()).describe('column axis: the positions read'),
+  top: z.array(z.array(z.array(z.object({ token: TokenIdOut, str: z.string().nullable(), prob: JsonNumber }))))
+    .describe('[label][pos][k] most probable tokens of the lens, most probable first'),
+  targets: z.array(z.object({
+    token: TokenIdOut,
+    str: z.string().nullable(),
+    prob: Grid2.describe('[label][pos]'),
+    rank: Grid2.describe('[label][pos] 0 = the top token'),
+    logit: Grid2.describe('[label][pos]'),
+  })).describe('one entry per requested target, in request order'),
+});
+export type LogitLensResult = z.infer<typeof LogitLensResponse>;
+
+// POST /api/ablate
+export function ablateSchema(limits: Limits) {
+  return z.strictObject({
+    prompt: singlePrompt(),
+    prependBos: InputOptions.prependBos,
+    ablations: z.array(Ablation).min(1).max(1024).describe('what to ablate together in one run (1..1024)'),
+    mode: AblationMode,
+    reference: referencePrompts(limits),
+    seed: z.number().int().min(0).default(0).describe('resample: seed for drawing the reference prompt'),
+    metric: AblationMetric,
+  });
+}
+export type AblateRequest = z.infer<ReturnType<typeof ablateSchema>>;
+
+export const AblateResponse = z.object({
+  ...PromptTokens,
+  metric: MetricEcho,
+  clean: JsonNumber.describe('the metric without ablation'),
+  ablated: JsonNumber.describe('the metric with every listed ablation'),
+  delta: JsonNumber.describe('ablated − clean'),
+});
+export type AblateResult = z.infer<typeof AblateResponse>;
+
+// POST /api/ablate/sweep
+export function ablateSweepSchema(limits: Limits) {
+  return z.strictObject({
+    prompt: singlePrompt(),
+    prependBos: InputOptions.prependBos,
+    mode: AblationMode,
+    reference: referencePrompts(limits),
+    seed: z.number().int().min(0).default(0).describe('resample: seed for drawing the reference prompt'),
+    metric: AblationMetric,
+    layers: z.array(Index).min(1).max(512).optional().describe('layers to sweep (default all); every head of each is ablated in turn'),
+    chunkSize: z.number().int().min(1).max(256).optional().describe('heads per forward pass (default 32); each pass is one progress event'),
+  });
+}
+export type AblateSweepRequest = z.infer<ReturnType<typeof ablateSweepSchema>>;
+
+export const AblateSweepResponse = z.object({
+  ...PromptTokens,
+  metric: MetricEcho,
+  layers: z.array(z.number().int()).describe('row axis: the layers swept'),
+  heads: z.array(z.number().int()).describe('column axis: 0..n_heads-1'),
+  clean: JsonNumber.describe('the metric without ablation'),
+  values: Grid2.describe('[layer][head] the metric with that head ablated (rows as in layers)'),
+  delta: Grid2.describe('[layer][head] values − clean'),
+});
+export type AblateSweepResult = z.infer<typeof AblateSweepResponse>;
+
+// POST /api/patch
+export const PATCH_KINDS = ['resid_pre', 'attn_out', 'mlp_out', 'head_out_all_pos', 'head_out_by_pos'] as const;
+export type PatchKind = (typeof PATCH_KINDS)[number];
+
+export function patchSchema() {
+  return z.strictObject({
+    clean: singlePrompt().describe('the clean prompt (text or token ids)'),
+    corrupted: singlePrompt().describe('the corrupted prompt; it must have the clean prompt\'s token length'),
+    prependBos: InputOptions.prependBos,
+    metric: z.strictObject({
+      kind: z.literal('logit_diff'),
+      correct: TokenSpec,
+      incorrect: TokenSpec,
+      position: Index.optional().describe('position read (negative counts from the end; default -1)'),
+    }).describe('logit(correct) − logit(incorrect), normalised: clean run = 1, corrupted run = 0'),
+    kinds: z.array(z.enum(PATCH_KINDS)).min(1).max(PATCH_KINDS.length).default([...PATCH_KINDS])
+      .describe('resid_pre, attn_out, mlp_out ([layer][pos]); head_out_all_pos ([layer][head]); head_out_by_pos ([layer][pos][head]); default all'),
+    chunkSize: z.number().int().min(1).max(256).optional().describe('patches per forward pass (default 32)'),
+  });
+}
+export type PatchRequest = z.infer<ReturnType<typeof patchSchema>>;
+
+export const PatchResponse = z.object({
+  cleanTokens: z.array(TokenIdOut),
+  corruptedTokens: z.array(TokenIdOut),
+  cleanStrTokens: z.array(z.string()).nullable(),
+  corruptedStrTokens: z.array(z.string()).nullable(),
+  metric: MetricEcho,
+  clean: JsonNumber.describe('the logit difference of the clean run'),
+  corrupted: JsonNumber.describe('the logit difference of the corrupted run'),
+  results: z.array(z.object({
+    kind: z.enum(PATCH_KINDS),
+    dims: z.array(z.enum(['layer', 'pos', 'head'])).describe('axis names of values, e.g. [layer, pos]'),
+    values: z.union([Grid2, Grid3]).describe('normalised metric with that slice of the clean run patched into the corrupted run'),
+  })).describe('one entry per requested kind, in request order'),
+});
+export type PatchResult = z.infer<typeof PatchResponse>;
+
+// POST /api/heads/detect
+export const DETECT_KINDS = ['previous_token', 'duplicate_token', 'induction'] as const;
+export type DetectKind = (typeof DETECT_KINDS)[number];
+
+export function headsDetectSchema(limits: Limits) {
+  return z.strictObject({
+    prompt: singlePrompt().optional().describe('a prompt to score on (give this or repeated)'),
+    repeated: z.strictObject({
+      seqLen: z.number().int().min(1).max(4096).describe('length of the random span; the sequence is BOS + span + span'),
+      batch: z.number().int().min(1).max(limits.maxBatch).default(1).describe(`sequences (1..${limits.maxBatch}); scores are averaged`),
+      seed: z.number().int().min(0).default(0),
+    }).optional().describe('score on repeated random tokens (TL generate_repeated_tokens)'),
+    prependBos: InputOptions.prependBos,
+    kinds: z.array(z.enum(DETECT_KINDS)).min(1).max(DETECT_KINDS.length).default([...DETECT_KINDS]).describe('default all three'),
+  }).refine((b) => (b.prompt === undefined) !== (b.repeated === undefined), {
+    message: 'give exactly one of prompt and repeated',
+    path: ['prompt'],
+  });
+}
+export type HeadsDetectRequest = z.infer<ReturnType<typeof headsDetectSchema>>;
+
+export const HeadsDetectResponse = z.object({
+  tokens: z.array(z.array(TokenIdOut)).describe('[sequence][pos] the tokens scored on'),
+  strTokens: z.array(z.array(z.string())).nullable(),
+  layers: z.array(z.number().int()).describe('row axis'),
+  heads: z.array(z.number().int()).describe('column axis'),
+  scores: z.array(z.object({ kind: z.enum(DETECT_KINDS), values: Grid2.describe('[layer][head] TL detect_head score (mul)') })),
+  lossByPosition: z.object({
+    loss: z.array(JsonNumber).describe('[pos-1] mean over sequences of the loss predicting token pos+1'),
+    firstRepeat: JsonNumber.describe('mean loss predicting the first copy of the span'),
+    secondRepeat: JsonNumber.describe('mean loss predicting the second copy (induction makes it low)'),
+  }).nullable().describe('repeated tokens only'),
+});
+export type HeadsDetectResult = z.infer<typeof HeadsDetectResponse>;
+
+// POST /api/ioi
+export function ioiSchema(limits: Limits) {
+  return z.strictObject({
+    n: z.number().int().min(1).max(limits.maxIoiPrompts).default(20).describe(`prompts to generate (1..${limits.maxIoiPrompts})`),
+    seed: z.number().int().min(0).default(0),
+    order: z.enum(['ABBA', 'BABA', 'both']).default('both').describe('name order; both alternates'),
+    prependBos: InputOptions.prependBos,
+    prompts: z.array(z.strictObject({
+      text: z.string().min(1).describe('the prompt, ending just before the answer ("… gave a drink to")'),
+      io: z.string().min(1).describe('the indirect object (the answer), without the leading space; " " + io must be one token'),
+      s: z.string().min(1).describe('the subject (the repeated name), without the leading space; " " + s must be one token'),
+    })).min(1).max(limits.maxIoiPrompts).optional().describe('your own prompts instead of generated ones (n, seed and order are then ignored)'),
+  });
+}
+export type IoiRequest = z.infer<ReturnType<typeof ioiSchema>>;
+
+export const IoiResponse = z.object({
+  prompts: z.array(z.object({
+    text: z.string(),
+    io: z.string(),
+    s: z.string(),
+    logitDiff: JsonNumber.describe('logit(" "+io) − logit(" "+s) at the last token'),
+  })),
+  meanLogitDiff: JsonNumber,
+  accuracy: JsonNumber.describe('share of prompts with logitDiff > 0'),
+  layers: z.array(z.number().int()).describe('row axis'),
+  heads: z.array(z.number().int()).describe('column axis'),
+  headAttribution: Grid2.describe('[layer][head] direct logit attribution of the IO − S logit difference, mean over prompts'),
+});
+export type IoiResult = z.infer<typeof IoiResponse>;
+
+// POST /api/circuits/composition, /copying, /positional, /top-copied (from the weights; no prompt)
+export function compositionSchema() {
+  return z.strictObject({
+    mode: z.enum(['Q', 'K', 'V']).describe("the later head's input the earlier head's OV composes into"),
+    baselineSamples: z.number().int().min(1).max(1000).default(100).describe('random matrix pairs for the baseline'),
+    seed: z.number().int().min(0).default(0).describe('seed of the baseline'),
+  });
+}
+export type CompositionRequest = z.infer<ReturnType<typeof compositionSchema>>;
+
+export const CompositionResponse = z.object({
+  mode: z.enum(['Q', 'K', 'V']),
+  layers: z.array(z.number().int()),
+  heads: z.array(z.number().int()),
+  scores: z.array(z.array(z.array(z.array(JsonNumber)))).describe('[l1][h1][l2][h2] ‖W_A W_B‖ / (‖W_A‖ ‖W_B‖), 0 unless l1 < l2'),
+  baseline: z.object({ mean: JsonNumber, std: JsonNumber, samples: z.number().int() }).describe('scores of random matrices of the same shapes'),
+});
+export type CompositionResult = z.infer<typeof CompositionResponse>;
+
+export function copyingSchema() {
+  return z.strictObject({});
+}
+export type CopyingRequest = z.infer<ReturnType<typeof copyingSchema>>;
+
+export const CopyingResponse = z.object({
+  layers: z.array(z.number().int()),
+  heads: z.array(z.number().int()),
+  scores: Grid2.describe('[layer][head] Σ Re λ / Σ |λ| of the full OV circuit W_E W_V W_O W_U (1 = copying)'),
+});
+export type CopyingResult = z.infer<typeof CopyingResponse>;
+
+export function positionalSchema() {
+  return z.strictObject({
+    layer: Index,
+    head: Index,
+    nPos: z.number().int().min(2).max(4096).optional().describe('positions (2..n_ctx; default min(n_ctx, 64))'),
+    normalize: z.boolean().default(false).describe('LayerNorm-like W_pos rows before the QK circuit'),
+  });
+}
+export type PositionalRequest = z.infer<ReturnType<typeof positionalSchema>>;
+
+export const PositionalResponse = z.object({
+  layer: z.number().int(),
+  head: z.number().int(),
+  nPos: z.number().int(),
+  pattern: Grid2.describe('[query_pos][key_pos] causal softmax of W_pos W_Q W_Kᵀ W_posᵀ / √d_head'),
+  previousTokenScore: JsonNumber.describe('mean pattern mass on the previous position'),
+  previousTokenScores: Grid2.describe('[layer][head] the same score for every head'),
+});
+export type PositionalResult = z.infer<typeof PositionalResponse>;
+
+export function topCopiedSchema(limits: Limits) {
+  return z.strictObject({
+    layer: Index,
+    head: Index,
+    tokens: z.array(TokenSpec).min(1).max(limits.maxBatch).describe(`source tokens (1..${limits.maxBatch})`),
+    k: z.number().int().min(1).max(limits.maxTopK).default(10).describe(`top tokens per source token (1..${limits.maxTopK})`),
+  });
+}
+export type TopCopiedRequest = z.infer<ReturnType<typeof topCopiedSchema>>;
+
+export const TopCopiedResponse = z.object({
+  layer: z.number().int(),
+  head: z.number().int(),
+  rows: z.array(z.object({
+    token: TokenIdOut,
+    str: z.string().nullable(),
+    top: z.array(z.object({ token: TokenIdOut, str: z.string().nullable(), value: JsonNumber }))
+      .describe("the k tokens whose logits the head's OV circuit raises most for this source token, largest first"),
+  })),
+});
+export type TopCopiedResult = z.infer<typeof TopCopiedResponse>;

@@ -25,11 +25,11 @@ const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers:
 
 async function main(): Promise<void> {
   const args = new Args(process.argv.slice(2), { steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number' });
-  const steps = args.number('steps', 800, { integer: true, min: 1 });
+  const steps = args.number('steps', 1400, { integer: true, min: 1 });
   const seed = args.number('seed', 1234, { integer: true, min: 0 });
   const out = args.string('out', join(ROOT, 'models', 'embedded'));
   const work = args.string('work', join(ROOT, '.cache', 'embedded-run'));
-  const lr = args.number('lr', 3e-3, { min: 0 });
+  const lr = args.number('lr', 4e-3, { min: 0 });
   const cfg = EMBEDDED_CONFIG;
   const tok = await Gpt2Tokenizer.default();
   const text = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
@@ -64,16 +64,16 @@ async function main(): Promise<void> {
   const log = (l: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${l}`);
   log(`embedded model: ${cfg.n_layers} layers, d_model ${cfg.d_model}, ${cfg.n_heads} heads, n_ctx ${cfg.n_ctx}; ${vocab.seen.length} seen tokens (${vocab.nUnseen} unseen share one row)`);
   const res = await train({
-    cfg, vocab, batchAt: data.batchAt, steps, seed, lr, warmupSteps: 60, minLrRatio: 0.1,
+    cfg, vocab, batchAt: data.batchAt, steps, seed, lr, warmupSteps: 100, minLrRatio: 0.1, sinusoidalPositions: 0.05,
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 200, logEvery: 20,
     outDir: work, checkpointEvery: 200, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype: 'F32' }, log, info: { mix },
+    exportOptions: { dtype: 'F32' }, log, info: { mix, inductionPool: Array.from(data.pool) },
   });
 
   await rm(out, { recursive: true, force: true });
   await mkdir(out, { recursive: true });
   await exportHfCheckpoint(out, cfg, vocab, res.params, { dtype: 'F32', metadata: { producer: 'lensboard training/embedded.ts', steps: String(res.step), seed: String(seed) } });
-  await writeFile(join(out, 'training_vocab.json'), JSON.stringify({ seen_tokens: Array.from(vocab.seen) }) + '\n');
+  await writeFile(join(out, 'training_vocab.json'), JSON.stringify({ seen_tokens: Array.from(vocab.seen), induction_pool: Array.from(data.pool) }) + '\n');
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {

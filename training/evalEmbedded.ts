@@ -16,15 +16,13 @@ import { ablationOf, headScores, ioiMetrics, logitLensAccuracy, repeatedTokenLos
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** The seen-token pool (training_vocab.json, or trainer/state.json of a run directory), BOS excluded. */
+/** The induction-row token pool (training_vocab.json, or trainer/state.json of a run directory). */
 export async function seenPool(dir: string): Promise<number[]> {
-  let seen: number[];
   try {
-    seen = (JSON.parse(await readFile(join(dir, 'training_vocab.json'), 'utf8')) as { seen_tokens: number[] }).seen_tokens;
+    return (JSON.parse(await readFile(join(dir, 'training_vocab.json'), 'utf8')) as { induction_pool: number[] }).induction_pool;
   } catch {
-    seen = (JSON.parse(await readFile(join(dir, 'trainer', 'state.json'), 'utf8')) as { seenTokens: number[] }).seenTokens;
+    return (JSON.parse(await readFile(join(dir, 'trainer', 'state.json'), 'utf8')) as { info: { inductionPool: number[] } }).info.inductionPool;
   }
-  return seen.filter((t) => t !== 50256);
 }
 
 async function main(): Promise<void> {

@@ -1,5 +1,6 @@
 /** The job kinds a model worker runs, by name. To add one: write a JobHandler and list it here (see server/API.md, "Adding an endpoint"). */
 import type { JobHandler } from './context.ts';
+import { ablate, ablateSweep, composition, copying, headsDetect, ioi, logitLens, patch, positional, topCopied } from './analysis.ts';
 import { activations, attention, forward, tokenize } from './inference.ts';
 
 export const JOBS = {
@@ -7,6 +8,16 @@ export const JOBS = {
   forward,
   attention,
   activations,
+  logitLens,
+  ablate,
+  ablateSweep,
+  patch,
+  headsDetect,
+  ioi,
+  composition,
+  copying,
+  positional,
+  topCopied,
 } satisfies Record<string, JobHandler<never, unknown>>;
 
 export type JobKind = keyof typeof JOBS;

@@ -28,6 +28,11 @@ export interface MixOptions {
   inductionNameFraction: number;
   /** Fraction of Shakespeare positions scored (a random subset; the unembedding dominates the cost). */
   textTargetFraction: number;
+  /**
+   * Random tokens for induction rows come from the this many most frequent training-text tokens
+   * (rare tokens' embeddings stay near their tiny initial values and cannot be copied reliably).
+   */
+  inductionPoolSize: number;
 }
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
@@ -37,14 +42,24 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   nameSentenceFraction: 0.2,
   inductionNameFraction: 0.1,
   textTargetFraction: 0.5,
+  inductionPoolSize: 3000,
 };
 
 export interface EmbeddedData {
   vocab: SeenVocab;
   batchAt: (step: number) => ClassBatch;
-  /** Seen tokens other than BOS: the pool for random-token sequences. */
+  /** The random-token pool of the induction rows: the most frequent training tokens (BOS excluded), ascending ids. */
   pool: Int32Array;
   bos: number;
+}
+
+/** The `n` most frequent tokens of `stream` (ties broken by smaller id), excluding `exclude`, in ascending id order. */
+export function mostFrequentTokens(stream: Int32Array, n: number, exclude: readonly number[] = []): Int32Array {
+  const counts = new Map<number, number>();
+  for (const t of stream) counts.set(t, (counts.get(t) ?? 0) + 1);
+  for (const t of exclude) counts.delete(t);
+  const top = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, n).map(([t]) => t);
+  return Int32Array.from(top.sort((a, b) => a - b));
 }
 
 const BOS = 50256;
@@ -69,7 +84,7 @@ export function generatorTokens(tok: Gpt2Tokenizer): number[] {
 
 export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts: MixOptions): EmbeddedData {
   const vocab = buildSeenVocab([...text.train, ...generatorTokens(tok), BOS], 50257);
-  const pool = vocab.seen.filter((t) => t !== BOS);
+  const pool = mostFrequentTokens(text.train, opts.inductionPoolSize, [BOS]);
   const nameIds = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES].map((n) => tok.encode(` ${n}`)[0]);
   const allNames = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES];
   const { text: wt, induction: wi, ioi: wo } = opts.weights;
@@ -83,7 +98,7 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
     }
     return e;
   };
-  // pool for induction: every seen token once, plus copies of the names so that they make up
+  // pool for induction: every frequent token once, plus copies of the names so that they make up
   // `inductionNameFraction` of the draws (names then get copying practice, held-out names included)
   const copies = Math.max(0, Math.round((opts.inductionNameFraction * pool.length) / ((1 - opts.inductionNameFraction) * nameIds.length)));
   const inductionPool = new Int32Array(pool.length + copies * nameIds.length);

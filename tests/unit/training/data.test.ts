@@ -113,3 +113,23 @@ describe('batches and vocabulary', () => {
     expect(stepSeed(1, 2)).toBe(stepSeed(1, 2));
   });
 });
+
+describe('embedded mix helpers', () => {
+  it('picks the most frequent tokens (ties by id), excluding BOS, in id order', async () => {
+    const { mostFrequentTokens } = await import('../../../training/data/embeddedMix.ts');
+    const stream = Int32Array.from([5, 5, 5, 9, 9, 50256, 50256, 50256, 50256, 2, 7, 7]);
+    expect(Array.from(mostFrequentTokens(stream, 3, [50256]))).toEqual([5, 7, 9]);
+    expect(Array.from(mostFrequentTokens(stream, 4, [50256]))).toEqual([2, 5, 7, 9]);
+  });
+
+  it('sinusoidal position codes: sin/cos pairs with distance-only dot products', async () => {
+    const { sinusoids } = await import('../../../training/model/params.ts');
+    const s = sinusoids(10, 8, 0.5);
+    expect(s[0]).toBe(0); // sin(0)
+    expect(s[1]).toBeCloseTo(0.5, 7); // cos(0)
+    expect(s[3 * 8 + 0]).toBeCloseTo(0.5 * Math.sin(3), 6);
+    expect(s[3 * 8 + 2]).toBeCloseTo(0.5 * Math.sin(3 * Math.pow(10000, -2 / 8)), 6);
+    const dot = (i: number, j: number) => { let d = 0; for (let k = 0; k < 8; k++) d += s[i * 8 + k] * s[j * 8 + k]; return d; };
+    expect(dot(2, 5)).toBeCloseTo(dot(4, 7), 5);
+  });
+});

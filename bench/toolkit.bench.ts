@@ -1,0 +1,81 @@
+/**
+ * `npx tsx bench/toolkit.bench.ts` (part of `npm run bench`): the toolkit on a GPT-2-small-shaped
+ * random model (randomWeights(gpt2Config(), { seed: 1 })) at 20 tokens on this machine's CPU:
+ *   - the 144-head zero-ablation sweep, batched (headAblationSweep) vs sequential (one forward pass
+ *     per head with the same ablation as an in-graph intervention, as TransformerLens loops); target ≥ 5×;
+ *   - greedy generation of 100 tokens with vs without the key/value cache; target ≥ 5×.
+ * The sequential sweep is timed on a subset of heads (3 per layer) and extrapolated to 144 unless
+ * `--full` is given. Prints a markdown table and the ratios.
+ */
+import { cpus, loadavg } from 'node:os';
+import { headAblationSweep } from '../hooks/analysis/ablation.ts';
+import { HookedTransformer } from '../hooks/HookedTransformer.ts';
+import { gpt2Config, randomWeights } from '../hooks/init.ts';
+import { ablateHeads } from '../hooks/interventions.ts';
+import { Rng } from '../hooks/random.ts';
+import type { Tensor } from '../hooks/tensor.ts';
+
+const full = process.argv.includes('--full');
+const POS = 20;
+const NEW_TOKENS = 100;
+const cfg = gpt2Config();
+const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+async function time<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const r = await fn();
+  return [r, performance.now() - t0];
+}
+
+console.log(`load average at start: ${loadavg().map((x) => x.toFixed(1)).join(', ')} (other processes share these cores: wall times include waiting for them)`);
+console.log(`Lensboard toolkit benchmark — ${cfg.n_layers} layers × ${cfg.n_heads} heads, d_model ${cfg.d_model}, d_vocab ${cfg.d_vocab}, ${POS} tokens, CPU (${cpus().length} cores)`);
+const model = await HookedTransformer.fromWeights(cfg, randomWeights(cfg, { seed: 1 }), { device: 'cpu' });
+const rng = new Rng(7);
+const tokens = [Array.from({ length: POS }, () => rng.int(0, cfg.d_vocab))];
+const [A, B] = [rng.int(0, cfg.d_vocab), rng.int(0, cfg.d_vocab)];
+/** Logit difference A − B at the last position of the (only) prompt; logits [1, pos | k, d_vocab]. */
+const metric = (logits: Tensor) => {
+  const at = logits.shape[1] - 1;
+  return logits.get(0, at, A) - logits.get(0, at, B);
+};
+const rows: string[][] = [];
+const ratios: string[] = [];
+
+// ---- head ablation sweep ----------------------------------------------------------------------
+await model.forward(tokens, { interventions: [ablateHeads(0, 0)] }); // build the intervention variant once
+const [batched, tBatched] = await time(() => headAblationSweep(model, tokens, metric));
+const [batchedLast, tBatchedLast] = await time(() => headAblationSweep(model, tokens, metric, { logitPositions: [[POS - 1]] }));
+const heads = Array.from({ length: cfg.n_layers * cfg.n_heads }, (_, i) => ({ layer: Math.floor(i / cfg.n_heads), head: i % cfg.n_heads }))
+  .filter((h) => full || h.head % 4 === 0); // 3 per layer unless --full
+let worst = 0;
+const [, tSeqSubset] = await time(async () => {
+  for (const h of heads) {
+    const logits = await model.forward(tokens, { interventions: [ablateHeads(h.layer, h.head)] });
+    worst = Math.max(worst, Math.abs(metric(logits) - batched.get(h.layer, h.head)), Math.abs(metric(logits) - batchedLast.get(h.layer, h.head)));
+  }
+});
+const tSeq = (tSeqSubset / heads.length) * 144;
+const seqLabel = full ? 'sequential, 144 passes' : `sequential, ${heads.length} of 144 passes timed, extrapolated ×${(144 / heads.length).toFixed(0)}`;
+rows.push(['144-head zero-ablation sweep', 'batched (headAblationSweep defaults)', fmt(tBatched)]);
+rows.push(['', 'batched, logitPositions = last', fmt(tBatchedLast)]);
+rows.push(['', seqLabel, fmt(tSeq)]);
+ratios.push(`ablation sweep: sequential / batched ${(tSeq / tBatched).toFixed(1)}× (target ≥ 5); with logitPositions ${(tSeq / tBatchedLast).toFixed(1)}×; ` +
+  `max |metric difference| batched vs sequential over the ${heads.length} heads compared: ${worst.toExponential(1)}`);
+
+// ---- generation ---------------------------------------------------------------------------------
+const greedy = { maxNewTokens: NEW_TOKENS, doSample: false, stopAtEos: false, returnType: 'tokens' } as const;
+const [, tBuild] = await time(() => model.generate(tokens, { ...greedy, maxNewTokens: 2 })); // builds the decoding session
+const [withCache, tKv] = await time(() => model.generate(tokens, greedy));
+const [withoutCache, tNoKv] = await time(() => model.generate(tokens, { ...greedy, useKvCache: false }));
+const same = JSON.stringify(withCache) === JSON.stringify(withoutCache);
+rows.push([`greedy generation, ${POS} + ${NEW_TOKENS} tokens`, 'with the KV cache', fmt(tKv)]);
+rows.push(['', 'without (forward on the whole sequence per step)', fmt(tNoKv)]);
+ratios.push(`generation: without / with the KV cache ${(tNoKv / tKv).toFixed(1)}× (target ≥ 5); same tokens: ${same}; ` +
+  `first call (builds the decoding session, 2 tokens): ${fmt(tBuild)}`);
+
+console.log();
+console.log('| task | run | time |');
+console.log('|---|---|---|');
+for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+console.log();
+for (const r of ratios) console.log(r);
+await model.dispose();

@@ -1,0 +1,190 @@
+/** Attention figures from POST /api/attention: one head large (query × key, upper triangle greyed), all heads as a grid, the token-to-token lines view. */
+import { colorbar, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, MASKED_COLOUR, positionLabels, SEQUENTIAL, tokenLabel } from './common.ts';
+import type { Cell, FigureSpec, Layout, Trace } from './types.ts';
+
+/** The parts of the /api/attention answer these figures read. */
+export interface AttentionData {
+  strTokens: string[] | null;
+  tokens: number[];
+  layers: number[];
+  heads: number[];
+  /** [layer][head][query_pos][key_pos] */
+  patterns: (number | string)[][][][];
+}
+
+function labelsOf(a: AttentionData): string[] {
+  return a.strTokens ?? a.tokens.map(String);
+}
+
+/** Index of `layer` / `head` in the answer's lists, with a clear error when it was not returned. */
+export function headIndex(a: AttentionData, layer: number, head: number): { li: number; hi: number } {
+  const li = a.layers.indexOf(layer);
+  const hi = a.heads.indexOf(head);
+  if (li < 0) throw new Error(`attention: layer ${layer} is not in the answer (layers ${a.layers.join(', ')})`);
+  if (hi < 0) throw new Error(`attention: head ${head} is not in the answer (heads ${a.heads.join(', ')})`);
+  return { li, hi };
+}
+
+/** One head's pattern [query][key] with the masked (future) entries as null. */
+export function headPattern(a: AttentionData, layer: number, head: number): (number | null)[][] {
+  const { li, hi } = headIndex(a, layer, head);
+  return a.patterns[li][hi].map((row, q) => row.map((v, k) => (k > q ? null : finiteOrNull(v))));
+}
+
+/** The long table of patterns: layer, head, query_pos, key_pos, query_token, key_token, pattern (causal entries only). */
+function patternRows(a: AttentionData, pairs: { layer: number; head: number }[]): Cell[][] {
+  const toks = labelsOf(a);
+  const rows: Cell[][] = [];
+  for (const { layer, head } of pairs) {
+    const p = headPattern(a, layer, head);
+    for (let q = 0; q < p.length; q++) for (let k = 0; k <= q; k++) rows.push([layer, head, q, k, toks[q], toks[k], p[q][k]]);
+  }
+  return rows;
+}
+const PATTERN_COLUMNS = ['layer', 'head', 'query_pos', 'key_pos', 'query_token', 'key_token', 'pattern'];
+
+export interface HeadFigureOptions {
+  /** Outline this token's row (what it attends to) and column (what attends to it). */
+  focus?: number | null;
+}
+
+/** One head large: y = query (destination) position, x = key (source) position, token labels, upper triangle greyed. */
+export function attentionHeadFigure(a: AttentionData, layer: number, head: number, opts: HeadFigureOptions = {}): FigureSpec {
+  const z = headPattern(a, layer, head);
+  const labels = positionLabels(labelsOf(a));
+  const n = labels.length;
+  const text = z.map((row, q) => row.map((v, k) => `query ${labels[q]}<br>key ${labels[k]}<br>${v === null ? 'masked (future)' : fmt(v)}`));
+  const shapes: Record<string, unknown>[] = [];
+  const f = opts.focus;
+  if (f !== null && f !== undefined && f >= 0 && f < n) {
+    const line = { color: '#e6550d', width: 2 };
+    shapes.push({ type: 'rect', xref: 'x', yref: 'y', x0: -0.5, x1: f + 0.5, y0: f - 0.5, y1: f + 0.5, line });
+    shapes.push({ type: 'rect', xref: 'x', yref: 'y', x0: f - 0.5, x1: f + 0.5, y0: f - 0.5, y1: n - 0.5, line: { ...line, dash: 'dot' } });
+  }
+  const data: Trace[] = [{
+    type: 'heatmap', z, zmin: 0, zmax: 1, colorscale: SEQUENTIAL, colorbar: colorbar('attention'),
+    text, hovertemplate: '%{text}<extra></extra>', hoverongaps: false, xgap: n > 40 ? 0 : 1, ygap: n > 40 ? 0 : 1,
+  }];
+  const layout = heatmapLayout(`Attention pattern ${headLabel(layer, head)}`, {
+    xaxis: { ...indexAxis(labels, 'key (source) position'), side: 'bottom', constrain: 'domain' },
+    yaxis: { ...indexAxis(labels, 'query (destination) position', { reversed: true }), scaleanchor: 'x', constrain: 'domain' },
+    plot_bgcolor: MASKED_COLOUR,
+    shapes,
+  });
+  return { name: `attention-${headLabel(layer, head)}`, data, layout, table: { columns: PATTERN_COLUMNS, rows: patternRows(a, [{ layer, head }]) } };
+}
+
+/**
+ * All heads as a grid of small heatmaps (rows = layers, columns = heads), one colour scale (0..1).
+ * Trace i is the head at layers[floor(i / heads.length)], heads[i % heads.length] (see gridHeadAt).
+ */
+export function attentionGridFigure(a: AttentionData, opts: { selected?: { layer: number; head: number } | null } = {}): FigureSpec {
+  const nl = a.layers.length;
+  const nh = a.heads.length;
+  const labels = positionLabels(labelsOf(a));
+  const data: Trace[] = [];
+  const layout: Layout = heatmapLayout('All heads (hover to preview, click to lock)', {
+    grid: { rows: nl, columns: nh, pattern: 'independent', xgap: 0.08, ygap: 0.12 },
+    margin: { l: 50, r: 20, t: 40, b: 20 },
+    annotations: [] as unknown[],
+    shapes: [] as unknown[],
+  });
+  const pairs: { layer: number; head: number }[] = [];
+  for (let li = 0; li < nl; li++) {
+    for (let hi = 0; hi < nh; hi++) {
+      const i = li * nh + hi;
+      const layer = a.layers[li];
+      const head = a.heads[hi];
+      pairs.push({ layer, head });
+      const ax = i === 0 ? '' : String(i + 1);
+      const z = headPattern(a, layer, head);
+      data.push({
+        type: 'heatmap', z, zmin: 0, zmax: 1, colorscale: SEQUENTIAL, xaxis: `x${ax}`, yaxis: `y${ax}`,
+        showscale: i === 0, ...(i === 0 ? { colorbar: colorbar('attention') } : {}),
+        customdata: z.map((row, q) => row.map((_v, k) => `${headLabel(layer, head)}<br>query ${labels[q]}<br>key ${labels[k]}`)),
+        hovertemplate: '%{customdata}<br>%{z:.3f}<extra></extra>', hoverongaps: false,
+      });
+      const hidden = { showticklabels: false, ticks: '', showgrid: false, zeroline: false };
+      layout[`xaxis${ax}`] = { ...hidden, range: [-0.5, labels.length - 0.5] };
+      layout[`yaxis${ax}`] = {
+        ...hidden, range: [labels.length - 0.5, -0.5], scaleanchor: `x${ax}`,
+        ...(hi === 0 ? { title: { text: `L${layer}`, standoff: 2 } } : {}),
+      };
+      (layout.annotations as unknown[]).push({
+        text: headLabel(layer, head), showarrow: false, xref: `x${ax} domain`, yref: `y${ax} domain`, x: 0.5, y: 1, yanchor: 'bottom', font: { size: 10 },
+      });
+      if (opts.selected && opts.selected.layer === layer && opts.selected.head === head) {
+        (layout.shapes as unknown[]).push({
+          type: 'rect', xref: `x${ax} domain`, yref: `y${ax} domain`, x0: -0.04, x1: 1.04, y0: -0.04, y1: 1.04, line: { color: '#e6550d', width: 3 },
+        });
+      }
+    }
+  }
+  return { name: 'attention-grid', data, layout, table: { columns: PATTERN_COLUMNS, rows: patternRows(a, pairs) } };
+}
+
+/** The (layer, head) drawn by trace `curveNumber` of attentionGridFigure. */
+export function gridHeadAt(a: AttentionData, curveNumber: number): { layer: number; head: number } {
+  const nh = a.heads.length;
+  return { layer: a.layers[Math.floor(curveNumber / nh)], head: a.heads[curveNumber % nh] };
+}
+
+/** What token `pos` attends to most and what attends to it most: the top-k (position, weight) pairs each way. */
+export function attentionFocus(pattern: (number | null)[][], pos: number, k = 3): { attendsTo: [number, number][]; attendedBy: [number, number][] } {
+  const top = (pairs: [number, number][]) => pairs.filter(([, w]) => w > 0).sort((x, y) => y[1] - x[1]).slice(0, k);
+  const row = pattern[pos] ?? [];
+  const attendsTo = top(row.map((v, j) => [j, v ?? 0]));
+  const attendedBy = top(pattern.map((r, q) => [q, r[pos] ?? 0]));
+  return { attendsTo, attendedBy };
+}
+
+/**
+ * Token-to-token lines: source tokens on the left, destination tokens on the right, a line for each weight
+ * ≥ minWeight (darker and thicker for larger weights). With `focus`, only lines into or out of that token.
+ */
+export function attentionLinesFigure(a: AttentionData, layer: number, head: number, opts: { focus?: number | null; minWeight?: number } = {}): FigureSpec {
+  const z = headPattern(a, layer, head);
+  const toks = labelsOf(a).map(tokenLabel);
+  const n = toks.length;
+  const minW = opts.minWeight ?? 0.05;
+  const buckets = [0.2, 0.4, 0.6, 0.8, 1.0001];
+  const edges: [number, number, number][][] = buckets.map(() => []);
+  for (let q = 0; q < n; q++) {
+    for (let k = 0; k <= q; k++) {
+      const w = z[q][k] ?? 0;
+      if (w < minW) continue;
+      if (opts.focus !== null && opts.focus !== undefined && q !== opts.focus && k !== opts.focus) continue;
+      edges[buckets.findIndex((b) => w < b)].push([k, q, w]);
+    }
+  }
+  const data: Trace[] = edges.map((es, b) => {
+    const x: (number | null)[] = [];
+    const y: (number | null)[] = [];
+    for (const [k, q] of es) x.push(0, 1, null), y.push(k, q, null);
+    return {
+      type: 'scatter', mode: 'lines', x, y, hoverinfo: 'skip', showlegend: false,
+      line: { color: `rgba(33, 102, 172, ${0.25 + 0.18 * b})`, width: 1 + 1.5 * b },
+    };
+  });
+  const ys = toks.map((_t, i) => i);
+  const side = (x: number, pos: 'left' | 'right'): Trace => ({
+    type: 'scatter', mode: 'text+markers', x: ys.map(() => x), y: ys, text: toks.map((t, i) => `${i}: ${t}`),
+    textposition: pos === 'left' ? 'middle left' : 'middle right', marker: { size: 6, color: '#444' }, showlegend: false,
+    hovertemplate: `${pos === 'left' ? 'source' : 'destination'} %{text}<extra></extra>`,
+  });
+  data.push(side(0, 'left'), side(1, 'right'));
+  const rows: Cell[][] = [];
+  edges.flat().forEach(([k, q, w]) => rows.push([layer, head, q, k, w]));
+  rows.sort((r1, r2) => (r1[2] as number) - (r2[2] as number) || (r1[3] as number) - (r2[3] as number));
+  const layout: Layout = {
+    ...heatmapLayout(`Token-to-token attention ${headLabel(layer, head)} (weights ≥ ${minW})`),
+    plot_bgcolor: '#ffffff',
+    xaxis: { visible: false, range: [-0.8, 1.8] },
+    yaxis: { visible: false, range: [n - 0.5, -0.5] },
+    annotations: [
+      { text: 'source (key)', x: 0, y: -0.5, xref: 'x', yref: 'y', yanchor: 'bottom', showarrow: false, font: { size: 11 } },
+      { text: 'destination (query)', x: 1, y: -0.5, xref: 'x', yref: 'y', yanchor: 'bottom', showarrow: false, font: { size: 11 } },
+    ],
+  };
+  return { name: `attention-lines-${headLabel(layer, head)}`, data, layout, table: { columns: ['layer', 'head', 'query_pos', 'key_pos', 'pattern'], rows } };
+}

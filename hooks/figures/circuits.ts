@@ -1,0 +1,151 @@
+/** Circuits figures from the /api/circuits/* endpoints: composition scores (Q, K, V), copying scores, positional QK, top copied tokens. */
+import { colorbar, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, MASKED_COLOUR, num, SEQUENTIAL, tokenLabel } from './common.ts';
+import type { Cell, FigureSpec, Trace } from './types.ts';
+
+export interface CompositionData {
+  mode: 'Q' | 'K' | 'V';
+  layers: number[];
+  heads: number[];
+  /** [l1][h1][l2][h2] */
+  scores: (number | string)[][][][];
+  baseline: { mean: number | string; std: number | string; samples: number };
+}
+
+/** Rows = earlier head (writing), columns = later head (reading through Q, K or V); entries with l1 ≥ l2 are greyed. */
+export function compositionFigure(r: CompositionData): FigureSpec {
+  const heads: { layer: number; head: number }[] = [];
+  r.layers.forEach((l) => r.heads.forEach((h) => heads.push({ layer: l, head: h })));
+  const nh = r.heads.length;
+  const labels = heads.map((x) => headLabel(x.layer, x.head));
+  const z: (number | null)[][] = [];
+  const hover: string[][] = [];
+  const table: Cell[][] = [];
+  heads.forEach((a, i) => {
+    const li = Math.floor(i / nh);
+    const hi = i % nh;
+    z.push(heads.map((b, j) => (a.layer < b.layer ? finiteOrNull(r.scores[li][hi][Math.floor(j / nh)][j % nh]) : null)));
+    hover.push(heads.map((b) => `${headLabel(a.layer, a.head)} → ${headLabel(b.layer, b.head)}`));
+    heads.forEach((b, j) => {
+      if (a.layer < b.layer) table.push([r.mode, a.layer, a.head, b.layer, b.head, z[i][j]]);
+    });
+  });
+  const trace: Trace = {
+    type: 'heatmap', z, colorscale: SEQUENTIAL, zmin: 0, colorbar: colorbar(`${r.mode}-composition`),
+    customdata: hover, hovertemplate: `%{customdata}<br>${r.mode}-composition %{z:.4f}<extra></extra>`, hoverongaps: false,
+    xgap: heads.length > 48 ? 0 : 1, ygap: heads.length > 48 ? 0 : 1,
+  };
+  const shapes = r.layers.slice(1).map((_l, k) => {
+    const at = (k + 1) * nh - 0.5;
+    return [
+      { type: 'line', xref: 'x', yref: 'paper', x0: at, x1: at, y0: 0, y1: 1, line: { color: '#fff', width: 1 } },
+      { type: 'line', yref: 'y', xref: 'paper', y0: at, y1: at, x0: 0, x1: 1, line: { color: '#fff', width: 1 } },
+    ];
+  }).flat();
+  return {
+    name: `composition-${r.mode}`,
+    data: [trace],
+    layout: heatmapLayout(`${r.mode}-composition scores (random baseline ${fmt(num(r.baseline.mean))} ± ${fmt(num(r.baseline.std))})`, {
+      xaxis: indexAxis(labels, `later head (reads through ${r.mode})`),
+      yaxis: indexAxis(labels, 'earlier head (writes)', { reversed: true }),
+      plot_bgcolor: MASKED_COLOUR,
+      shapes,
+    }),
+    table: { columns: ['mode', 'layer_from', 'head_from', 'layer_to', 'head_to', 'score'], rows: table },
+  };
+}
+
+export interface CopyingData {
+  layers: number[];
+  heads: number[];
+  scores: (number | string)[][];
+}
+
+/** One bar per head (L{l}H{h}), the copying score Σλ / Σ|λ| of its full OV circuit, with the 0.7 line. */
+export function copyingFigure(r: CopyingData): FigureSpec {
+  const labels: string[] = [];
+  const y: (number | null)[] = [];
+  const table: Cell[][] = [];
+  r.layers.forEach((l, li) => r.heads.forEach((h, hi) => {
+    const v = finiteOrNull(r.scores[li][hi]);
+    labels.push(headLabel(l, h));
+    y.push(v);
+    table.push([l, h, v]);
+  }));
+  const trace: Trace = {
+    type: 'bar', x: labels.map((_s, i) => i), y, customdata: labels,
+    marker: { color: y.map((v) => v ?? 0), colorscale: [[0, '#b2182b'], [0.5, '#f7f7f7'], [1, '#2166ac']], cmin: -1, cmax: 1, colorbar: colorbar('copying score') },
+    hovertemplate: '%{customdata}: %{y:.3f}<extra></extra>',
+  };
+  return {
+    name: 'copying-scores',
+    data: [trace],
+    layout: {
+      title: { text: 'Copying score per head (positive eigenvalues of W_E W_OV W_U)', font: { size: 14 }, x: 0, xanchor: 'left' },
+      margin: { l: 60, r: 20, t: 40, b: 60 },
+      font: { size: 11 },
+      xaxis: { ...indexAxis(labels, 'head', { maxTicks: 48 }) },
+      yaxis: { title: { text: 'Σλ / Σ|λ|' }, range: [-1.05, 1.05], zeroline: true, automargin: true },
+      shapes: [{ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: 0.7, y1: 0.7, line: { color: '#555', dash: 'dot', width: 1 } }],
+    },
+    table: { columns: ['layer', 'head', 'copying_score'], rows: table },
+  };
+}
+
+export interface PositionalData {
+  layer: number;
+  head: number;
+  nPos: number;
+  pattern: (number | string)[][];
+  previousTokenScore: number | string;
+}
+
+/** The positional QK pattern of one head: causal softmax of W_pos W_QK W_posᵀ (previous-token heads show a sub-diagonal). */
+export function positionalFigure(r: PositionalData): FigureSpec {
+  const z = r.pattern.map((row, q) => row.map((v, k) => (k > q ? null : finiteOrNull(v))));
+  const idx = z.map((_r, i) => String(i));
+  const table: Cell[][] = [];
+  z.forEach((row, q) => row.forEach((v, k) => {
+    if (k <= q) table.push([r.layer, r.head, q, k, v]);
+  }));
+  return {
+    name: `positional-${headLabel(r.layer, r.head)}`,
+    data: [{
+      type: 'heatmap', z, zmin: 0, zmax: 1, colorscale: SEQUENTIAL, colorbar: colorbar('attention'), hoverongaps: false,
+      hovertemplate: 'query %{y} → key %{x}: %{z:.3f}<extra></extra>',
+    }],
+    layout: heatmapLayout(`Positional QK pattern of ${headLabel(r.layer, r.head)} (previous-token score ${fmt(num(r.previousTokenScore))})`, {
+      xaxis: { ...indexAxis(idx, 'key position', { maxTicks: 16 }), constrain: 'domain' },
+      yaxis: { ...indexAxis(idx, 'query position', { reversed: true, maxTicks: 16 }), scaleanchor: 'x', constrain: 'domain' },
+    }),
+    table: { columns: ['layer', 'head', 'query_pos', 'key_pos', 'pattern'], rows: table },
+  };
+}
+
+export interface TopCopiedData {
+  layer: number;
+  head: number;
+  rows: { token: number; str: string | null; top: { token: number; str: string | null; value: number | string }[] }[];
+}
+
+/** "What does this head copy": for each source token, the tokens its OV circuit raises most (a Plotly table). */
+export function topCopiedFigure(r: TopCopiedData): FigureSpec {
+  const k = Math.max(0, ...r.rows.map((x) => x.top.length));
+  const header = ['source token', ...Array.from({ length: k }, (_v, i) => `#${i + 1}`)];
+  const columns: string[][] = [r.rows.map((x) => tokenLabel(x.str ?? String(x.token)))];
+  for (let i = 0; i < k; i++) columns.push(r.rows.map((x) => (x.top[i] ? `${tokenLabel(x.top[i].str ?? String(x.top[i].token))} (${fmt(num(x.top[i].value), 2)})` : '')));
+  const table: Cell[][] = [];
+  r.rows.forEach((x) => x.top.forEach((t, i) => table.push([r.layer, r.head, x.token, x.str, i + 1, t.token, t.str, num(t.value)])));
+  return {
+    name: `top-copied-${headLabel(r.layer, r.head)}`,
+    data: [{
+      type: 'table',
+      header: { values: header, align: 'left', fill: { color: '#eef1f5' }, font: { size: 11 } },
+      cells: { values: columns, align: 'left', font: { family: 'ui-monospace, "DejaVu Sans Mono", monospace', size: 11 }, height: 22 },
+    }],
+    layout: {
+      title: { text: `What ${headLabel(r.layer, r.head)} copies: top tokens of its OV circuit`, font: { size: 14 }, x: 0, xanchor: 'left' },
+      margin: { l: 10, r: 10, t: 40, b: 10 },
+    },
+    table: { columns: ['layer', 'head', 'source_id', 'source_str', 'rank', 'token_id', 'token_str', 'value'], rows: table },
+  };
+}

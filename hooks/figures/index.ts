@@ -1,0 +1,18 @@
+/** Figure builders: API results → Plotly figure specs {data, layout} plus their tables (no DOM; shared by the dashboard and the CLI). */
+export type { Cell, FigureSpec, Layout, Table, Trace } from './types.ts';
+export { tableToCsv, tableToJson } from './csv.ts';
+export { DIVERGING, SEQUENTIAL, MASKED_COLOUR, tokenLabel, positionLabels, headLabel, num, finiteOrNull } from './common.ts';
+export { logitLensFigure, lensRowLabel } from './logitLens.ts';
+export type { LogitLensData, LensMetric, LogitLensOptions } from './logitLens.ts';
+export { attentionHeadFigure, attentionGridFigure, attentionLinesFigure, attentionFocus, gridHeadAt, headPattern } from './attention.ts';
+export type { AttentionData } from './attention.ts';
+export { headGridFigure, rankHeads } from './heads.ts';
+export type { HeadGrid, HeadGridOptions } from './heads.ts';
+export { ablationSweepFigure, ablationResultFigure } from './ablation.ts';
+export type { AblateSweepData, AblateData } from './ablation.ts';
+export { headScoreFigure, lossByPositionFigure, scoresOf } from './induction.ts';
+export type { HeadsDetectData, DetectKindName } from './induction.ts';
+export { ioiLogitDiffFigure, ioiAttributionFigure, patchingFigure } from './ioi.ts';
+export type { IoiData, PatchData } from './ioi.ts';
+export { compositionFigure, copyingFigure, positionalFigure, topCopiedFigure } from './circuits.ts';
+export type { CompositionData, CopyingData, PositionalData, TopCopiedData } from './circuits.ts';

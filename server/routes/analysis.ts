@@ -1,0 +1,164 @@
+/** POST /api/logit-lens, /api/ablate, /api/ablate/sweep, /api/patch, /api/heads/detect, /api/ioi, /api/circuits/*: the analysis toolkit as model jobs, each also as CSV. */
+import type { Limits } from '../config.ts';
+import type { Cell, Table } from '../csv.ts';
+import { runJob } from '../jobRoute.ts';
+import { defineRoute, type RouteDef } from '../routeTable.ts';
+import {
+  AblateResponse, AblateSweepResponse, CompositionResponse, CopyingResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
+  PositionalResponse, TopCopiedResponse, ablateSchema, ablateSweepSchema, compositionSchema, copyingSchema, headsDetectSchema, ioiSchema,
+  logitLensSchema, patchSchema, positionalSchema, topCopiedSchema,
+  type AblateResult, type AblateSweepResult, type CompositionResult, type CopyingResult, type HeadsDetectResult, type IoiResult,
+  type LogitLensResult, type PatchResult, type PositionalResult, type TopCopiedResult,
+} from '../schemas.ts';
+
+type N = number | string; // JsonNumber as typed by zod (non-finite markers only appear after serialisation)
+const num = (v: N): number => v as number;
+
+/** Rows: per label and position, the top-k tokens (kind 'top', rank = k) then each target (kind 'target', its rank). */
+export function logitLensTable(r: LogitLensResult): Table {
+  const rows: Cell[][] = [];
+  r.labels.forEach((label, l) =>
+    r.positions.forEach((p, q) => {
+      const tok = r.tokens[p];
+      const str = r.strTokens?.[p] ?? null;
+      r.top[l][q].forEach((c, k) => rows.push([label, p, tok, str, 'top', k, c.token, c.str, num(c.prob), null]));
+      for (const t of r.targets) rows.push([label, p, tok, str, 'target', num(t.rank[l][q]), t.token, t.str, num(t.prob[l][q]), num(t.logit[l][q])]);
+    }),
+  );
+  return { columns: ['label', 'position', 'token', 'str', 'kind', 'rank', 'candidate', 'candidate_str', 'prob', 'logit'], rows };
+}
+
+export function ablateTable(r: AblateResult): Table {
+  return { columns: ['metric', 'clean', 'ablated', 'delta'], rows: [[r.metric.label, num(r.clean), num(r.ablated), num(r.delta)]] };
+}
+
+export function ablateSweepTable(r: AblateSweepResult): Table {
+  const rows: Cell[][] = [];
+  r.layers.forEach((l, i) => r.heads.forEach((h, j) => rows.push([l, h, num(r.values[i][j]), num(r.delta[i][j])])));
+  return { columns: ['layer', 'head', 'value', 'delta'], rows };
+}
+
+/** Rows: kind, then layer, pos and head (empty where the kind has no such axis), then the normalised metric. */
+export function patchTable(r: PatchResult): Table {
+  const rows: Cell[][] = [];
+  for (const res of r.results) {
+    const walk = (v: unknown, d: number, idx: Record<string, number>): void => {
+      if (d === res.dims.length) {
+        rows.push([res.kind, idx.layer ?? null, idx.pos ?? null, idx.head ?? null, v as number]);
+        return;
+      }
+      (v as unknown[]).forEach((x, i) => walk(x, d + 1, { ...idx, [res.dims[d]]: i }));
+    };
+    walk(res.values, 0, {});
+  }
+  return { columns: ['kind', 'layer', 'pos', 'head', 'value'], rows };
+}
+
+/** Rows: a score per kind, layer and head; with repeated tokens also kind 'loss' per position (the loss predicting token position + 1). */
+export function headsDetectTable(r: HeadsDetectResult): Table {
+  const rows: Cell[][] = [];
+  for (const s of r.scores) r.layers.forEach((l) => r.heads.forEach((h) => rows.push([s.kind, l, h, null, num(s.values[l][h])])));
+  r.lossByPosition?.loss.forEach((v, p) => rows.push(['loss', null, null, p, num(v)]));
+  return { columns: ['kind', 'layer', 'head', 'position', 'value'], rows };
+}
+
+/** Rows: kind 'prompt' (index, text, io, s, logit difference), then kind 'head' (layer, head, mean attribution). */
+export function ioiTable(r: IoiResult): Table {
+  const rows: Cell[][] = [];
+  r.prompts.forEach((p, i) => rows.push(['prompt', i, p.text, p.io, p.s, null, null, num(p.logitDiff)]));
+  r.layers.forEach((l) => r.heads.forEach((h) => rows.push(['head', null, null, null, null, l, h, num(r.headAttribution[l][h])])));
+  return { columns: ['kind', 'index', 'text', 'io', 's', 'layer', 'head', 'value'], rows };
+}
+
+export function compositionTable(r: CompositionResult): Table {
+  const rows: Cell[][] = [];
+  r.layers.forEach((l1) => r.heads.forEach((h1) => r.layers.forEach((l2) => r.heads.forEach((h2) => rows.push([l1, h1, l2, h2, num(r.scores[l1][h1][l2][h2])])))));
+  return { columns: ['layer1', 'head1', 'layer2', 'head2', 'score'], rows };
+}
+
+export function copyingTable(r: CopyingResult): Table {
+  const rows: Cell[][] = [];
+  r.layers.forEach((l) => r.heads.forEach((h) => rows.push([l, h, num(r.scores[l][h])])));
+  return { columns: ['layer', 'head', 'score'], rows };
+}
+
+export function positionalTable(r: PositionalResult): Table {
+  const rows: Cell[][] = [];
+  r.pattern.forEach((row, q) => row.forEach((v, k) => rows.push([q, k, num(v)])));
+  return { columns: ['query_pos', 'key_pos', 'pattern'], rows };
+}
+
+export function topCopiedTable(r: TopCopiedResult): Table {
+  const rows: Cell[][] = [];
+  for (const row of r.rows) row.top.forEach((t, k) => rows.push([row.token, row.str, k, t.token, t.str, num(t.value)]));
+  return { columns: ['source_token', 'source_str', 'rank', 'token', 'str', 'value'], rows };
+}
+
+export function analysisRoutes(limits: Limits): RouteDef[] {
+  const f: ('json' | 'csv' | 'sse')[] = ['json', 'csv', 'sse'];
+  return [
+    defineRoute({
+      method: 'post', path: '/api/logit-lens', formats: f,
+      summary: 'Logit lens: top-k tokens and target tokens\' prob / rank / logit per layer and position',
+      description: 'Each resid_pre (and resid_mid with inclMid) and the final residual through ln_final (applyLn) and the unembedding (TL accumulated_resid).',
+      body: logitLensSchema(limits), response: LogitLensResponse,
+      handler: (ctx) => runJob(ctx, 'logitLens', ctx.body, logitLensTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/ablate', formats: f,
+      summary: 'A run with heads, neurons or residual positions ablated (zero / mean / resample): the metric clean and ablated',
+      body: ablateSchema(limits), response: AblateResponse,
+      handler: (ctx) => runJob(ctx, 'ablate', ctx.body, ablateTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/ablate/sweep', formats: f,
+      summary: 'Each head ablated in turn: the metric as a [layer][head] grid (progress per forward pass; cancellable)',
+      description: `At most ${limits.maxSweepTokens} token positions (heads × prompt tokens; maxSweepTokens).`,
+      body: ablateSweepSchema(limits), response: AblateSweepResponse,
+      handler: (ctx) => runJob(ctx, 'ablateSweep', ctx.body, ablateSweepTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/patch', formats: f,
+      summary: 'Activation patching clean → corrupted, normalised as TransformerLens (clean = 1, corrupted = 0)',
+      description: `At most ${limits.maxSweepTokens} token positions (patches × prompt tokens; maxSweepTokens).`,
+      body: patchSchema(), response: PatchResponse,
+      handler: (ctx) => runJob(ctx, 'patch', ctx.body, patchTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/heads/detect', formats: f,
+      summary: 'Previous-token, duplicate-token and induction scores of every head (TL detect_head), on a prompt or repeated random tokens',
+      body: headsDetectSchema(limits), response: HeadsDetectResponse,
+      handler: (ctx) => runJob(ctx, 'headsDetect', ctx.body, headsDetectTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/ioi', formats: f,
+      summary: 'Indirect object identification: logit difference per prompt, accuracy, per-head direct logit attribution',
+      body: ioiSchema(limits), response: IoiResponse,
+      handler: (ctx) => runJob(ctx, 'ioi', ctx.body, ioiTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/circuits/composition', formats: f,
+      summary: 'Q-, K- or V-composition scores of every pair of heads, [l1][h1][l2][h2], with a random baseline',
+      body: compositionSchema(), response: CompositionResponse,
+      handler: (ctx) => runJob(ctx, 'composition', ctx.body, compositionTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/circuits/copying', formats: f,
+      summary: 'Copying score of every head (eigenvalues of its full OV circuit), [layer][head]',
+      body: copyingSchema(), response: CopyingResponse,
+      handler: (ctx) => runJob(ctx, 'copying', ctx.body, copyingTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/circuits/positional', formats: f,
+      summary: 'Positional QK pattern of one head and the previous-token score from the weights',
+      body: positionalSchema(), response: PositionalResponse,
+      handler: (ctx) => runJob(ctx, 'positional', ctx.body, positionalTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/circuits/top-copied', formats: f,
+      summary: 'What a head copies: for each source token, the top-k tokens its OV circuit raises',
+      body: topCopiedSchema(limits), response: TopCopiedResponse,
+      handler: (ctx) => runJob(ctx, 'topCopied', ctx.body, topCopiedTable),
+    }),
+  ];
+}

@@ -1,0 +1,457 @@
+/** Job handlers of the analysis endpoints: logit lens, ablations and head sweeps, activation patching, head detection, IOI, circuits from the weights. */
+import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
+import type { HookName } from '../../hooks/hookPoints.ts';
+import { lmCrossEntropyLoss } from '../../hooks/loss.ts';
+import type { Tensor } from '../../hooks/tensor.ts';
+import {
+  ablationSpecs, detectHead, directLogitAttribution, generateRepeatedTokens, getActPatchAttnHeadOutAllPos, getActPatchAttnHeadOutByPos,
+  getActPatchAttnOut, getActPatchMlpOut, getActPatchResidPre, headAblationSweep, ioiDataset, ioiHeadAttribution, logitDiff, logitLensFromCache,
+  lossByPosition, normalisedMetric, withModel, type AblationTargets, type HeadName, type LogitLensResult as LibLogitLens,
+} from '../../hooks/analysis/index.ts';
+import {
+  allCompositionScores, compositionBaseline, copyingScores, positionalPattern, previousTokenScoreFromWeights, previousTokenScoresFromWeights,
+  topCopiedTokens,
+} from '../../hooks/circuits/index.ts';
+import type {
+  AblateRequest, AblateResult, AblateSweepRequest, AblateSweepResult, AblationMetricSpec, CompositionRequest, CompositionResult, CopyingRequest,
+  CopyingResult, HeadsDetectRequest, HeadsDetectResult, IoiRequest, IoiResult, LogitLensRequest, LogitLensResult, PatchKind, PatchRequest,
+  PatchResult, PositionalRequest, PositionalResult, TopCopiedRequest, TopCopiedResult,
+} from '../schemas.ts';
+import { UserError, type JobContext, type JobHandler } from './context.ts';
+import { preparePrompt } from './inference.ts';
+import { nest, range } from './select.ts';
+
+type Grid = number[][];
+const grid = (t: Tensor): Grid => nest(t.data, t.shape) as Grid;
+
+/** Runs a library call whose errors are caused by the request field `field` (→ 400 naming it). */
+function userCall<T>(field: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new UserError(`${field}: ${(e as Error).message}`);
+  }
+}
+
+function strOf(model: HookedTransformer, id: number): string | null {
+  return model.tokenizer ? model.tokenizer.decode([id]) : null;
+}
+
+function strTokens(model: HookedTransformer, tokens: readonly number[]): string[] | null {
+  return model.tokenizer ? model.tokenizer.toStrTokens(tokens) : null;
+}
+
+/** A token given as a single-token string or an id → its id. */
+function tokenId(model: HookedTransformer, field: string, spec: string | number): number {
+  const V = model.cfg.d_vocab;
+  if (typeof spec === 'number') {
+    if (spec >= V) throw new UserError(`${field}: token id ${spec} is out of range; this model has d_vocab = ${V} (allowed 0..${V - 1})`);
+    return spec;
+  }
+  if (!model.tokenizer) throw new UserError(`${field}: this model was loaded without tokenizer files; give a token id instead of '${spec}'`);
+  return userCall(field, () => model.tokenizer!.toSingleToken(spec));
+}
+
+function checkIndex(field: string, i: number, n: number, what: string): void {
+  if (i < 0 || i >= n) throw new UserError(`${field}: ${i} is out of range; this model has ${what} = ${n} (allowed 0..${n - 1})`);
+}
+
+/** A position (negative counts from the end) → its index in 0..pos-1. */
+function resolvePos(field: string, p: number, pos: number): number {
+  const q = p < 0 ? p + pos : p;
+  if (q < 0 || q >= pos) throw new UserError(`${field}: position ${p} is out of range for a prompt of ${pos} tokens (allowed ${-pos}..${pos - 1})`);
+  return q;
+}
+
+function checkSize(count: number, ctx: JobContext, hint: string): void {
+  if (count > ctx.limits.maxElements) {
+    throw new UserError(`the answer would hold ${count} numbers; the limit is ${ctx.limits.maxElements} (maxElements): ${hint}`);
+  }
+}
+
+function checkSweep(variants: number, pos: number, ctx: JobContext, hint: string): void {
+  const work = variants * pos;
+  if (work > ctx.limits.maxSweepTokens) {
+    throw new UserError(
+      `the sweep is too large: ${variants} runs × ${pos} tokens = ${work} token positions; the limit is ${ctx.limits.maxSweepTokens} (maxSweepTokens): ${hint}`,
+    );
+  }
+}
+
+/** progress + cancel check for the library's onProgress (called after each batched forward pass). */
+function passProgress(ctx: JobContext, offset = 0, total?: number, message?: string) {
+  return (done: number, t: number) => {
+    ctx.progress(offset + done, total ?? t, message);
+    ctx.checkCancelled();
+  };
+}
+
+interface Metric {
+  fn: (logits: Tensor) => number; // logits [1, pos, d_vocab]
+  echo: AblateResult['metric'];
+}
+
+/** The request's metric of a run's logits, with its resolved tokens and position. */
+function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: number[][]): Metric {
+  const pos = tokens[0].length;
+  const s = (id: number) => JSON.stringify(strOf(model, id) ?? `#${id}`);
+  if (m.kind === 'logit_diff') {
+    const correct = tokenId(model, 'metric.correct', m.correct);
+    const incorrect = tokenId(model, 'metric.incorrect', m.incorrect);
+    const at = resolvePos('metric.position', m.position ?? -1, pos);
+    return {
+      fn: (logits) => logitDiff(logits, { correct, incorrect, positions: at }),
+      echo: { kind: 'logit_diff', label: `logit(${s(correct)}) − logit(${s(incorrect)}) @ pos ${at}`, tokens: [correct, incorrect], position: at },
+    };
+  }
+  if (m.kind === 'prob') {
+    const token = tokenId(model, 'metric.token', m.token);
+    const at = resolvePos('metric.position', m.position ?? -1, pos);
+    return {
+      fn: (logits) => {
+        const V = logits.shape[2];
+        const row = logits.data.subarray(at * V, (at + 1) * V);
+        let max = -Infinity;
+        for (let i = 0; i < V; i++) max = Math.max(max, row[i]);
+        let z = 0;
+        for (let i = 0; i < V; i++) z += Math.exp(row[i] - max);
+        return Math.exp(row[token] - max) / z;
+      },
+      echo: { kind: 'prob', label: `P(${s(token)}) @ pos ${at}`, tokens: [token], position: at },
+    };
+  }
+  if (pos < 2) throw new UserError('metric: the loss needs a prompt of at least 2 tokens');
+  return {
+    fn: (logits) => lmCrossEntropyLoss(logits, tokens),
+    echo: { kind: 'loss', label: 'mean next-token loss', tokens: [], position: null },
+  };
+}
+
+/** The ablation source of a request; resample's reference prompts must have the prompt's token length. */
+function ablationSource(model: HookedTransformer, p: { mode: 'zero' | 'mean' | 'resample'; reference?: string[]; seed: number }, pos: number) {
+  if (p.reference && p.mode !== 'zero') {
+    const ref = userCall('reference', () => model.prepareInput(p.reference!));
+    const lengths = ref.attentionMask ? ref.attentionMask.map((r) => r.reduce((a, b) => a + b, 0)) : ref.tokens.map((r) => r.length);
+    if (p.mode === 'resample' && lengths.some((n) => n !== pos)) {
+      throw new UserError(`reference: resample needs reference prompts of the prompt's length (${pos} tokens); got ${lengths.join(', ')}`);
+    }
+  }
+  return { kind: p.mode, ...(p.reference ? { reference: p.reference } : {}), seed: p.seed };
+}
+
+// ───────────────────────────── POST /api/logit-lens ─────────────────────────────
+
+export const logitLens: JobHandler<LogitLensRequest, LogitLensResult> = async (model, p, ctx) => {
+  const { n_layers } = model.cfg;
+  const { tokens } = preparePrompt(model, p.prompt, p);
+  const targets = (p.targets ?? []).map((t, i) => tokenId(model, `targets[${i}]`, t));
+  const pos = tokens[0].length;
+  const L = n_layers * (p.inclMid ? 2 : 1) + 1;
+  const k = Math.min(p.topK, model.cfg.d_vocab);
+  checkSize(L * pos * (k * 2 + targets.length * 3), ctx, 'use a shorter prompt, a smaller topK or fewer targets');
+  const names: HookName[] = [];
+  for (let l = 0; l < n_layers; l++) {
+    names.push(`blocks.${l}.hook_resid_pre` as HookName);
+    if (p.inclMid) names.push(`blocks.${l}.hook_resid_mid` as HookName);
+  }
+  names.push(`blocks.${n_layers - 1}.hook_resid_post` as HookName, 'ln_final.hook_scale');
+  ctx.checkCancelled();
+  const [, raw] = await model.runWithCache(tokens, { namesFilter: names, returnType: 'none' });
+  const cache = withModel(raw, model);
+  const steps = Math.max(1, targets.length);
+  const opts = { inclMid: p.inclMid, applyLn: p.applyLn };
+  let first: LibLogitLens | null = null;
+  const tracked: LogitLensResult['targets'] = [];
+  for (let i = 0; i < steps; i++) {
+    ctx.checkCancelled();
+    const r = await logitLensFromCache(cache, tokens, { ...opts, topK: i === 0 ? k : 1, ...(targets.length ? { target: targets[i] } : {}) });
+    first ??= r;
+    if (r.target) {
+      const plane = (t: Tensor) => grid(t.reshape([t.shape[0], t.shape[2]])); // [label, 1, pos] → [label][pos]
+      tracked.push({ token: targets[i], str: strOf(model, targets[i]), prob: plane(r.target.prob), rank: plane(r.target.rank), logit: plane(r.target.logit) });
+    }
+    ctx.progress(i + 1, steps, 'targets');
+  }
+  const lens = first!;
+  const nL = lens.labels.length;
+  const top: LogitLensResult['top'] = [];
+  for (let l = 0; l < nL; l++) {
+    const row: LogitLensResult['top'][number] = [];
+    for (let q = 0; q < lens.positions.length; q++) {
+      const cands = [];
+      for (let j = 0; j < k; j++) {
+        const at = (l * lens.positions.length + q) * k + j;
+        const token = lens.topTokens.data[at];
+        cands.push({ token, str: strOf(model, token), prob: lens.topProbs.data[at] });
+      }
+      row.push(cands);
+    }
+    top.push(row);
+  }
+  return { tokens: tokens[0], strTokens: strTokens(model, tokens[0]), labels: lens.labels, positions: lens.positions, top, targets: tracked };
+};
+
+// ───────────────────────────── POST /api/ablate, /api/ablate/sweep ─────────────────────────────
+
+export const ablate: JobHandler<AblateRequest, AblateResult> = async (model, p, ctx) => {
+  const { n_layers, n_heads, d_mlp } = model.cfg;
+  const { tokens } = preparePrompt(model, p.prompt, p);
+  const pos = tokens[0].length;
+  const metric = buildMetric(model, p.metric, tokens);
+  const targets = {
+    heads: [] as { layer: number; head: number }[],
+    neurons: [] as { layer: number; neuron: number }[],
+    positions: [] as { layer: number; pos: number }[],
+  } satisfies AblationTargets;
+  p.ablations.forEach((a, i) => {
+    const f = `ablations[${i}]`;
+    checkIndex(`${f}.layer`, a.layer, n_layers, 'n_layers');
+    if (a.kind === 'head') {
+      checkIndex(`${f}.head`, a.head, n_heads, 'n_heads');
+      targets.heads.push({ layer: a.layer, head: a.head });
+    } else if (a.kind === 'neuron') {
+      checkIndex(`${f}.neuron`, a.neuron, d_mlp, 'd_mlp');
+      targets.neurons.push({ layer: a.layer, neuron: a.neuron });
+    } else {
+      targets.positions.push({ layer: a.layer, pos: resolvePos(`${f}.position`, a.position, pos) });
+    }
+  });
+  const source = ablationSource(model, p, pos);
+  ctx.checkCancelled();
+  const specs = await ablationSpecs(model, tokens, targets, source);
+  ctx.progress(1, 3, 'runs');
+  ctx.checkCancelled();
+  const clean = metric.fn(await model.forward(tokens));
+  ctx.progress(2, 3, 'runs');
+  ctx.checkCancelled();
+  const ablated = metric.fn(await model.forward(tokens, { interventions: specs }));
+  ctx.progress(3, 3, 'runs');
+  return { tokens: tokens[0], strTokens: strTokens(model, tokens[0]), metric: metric.echo, clean, ablated, delta: ablated - clean };
+};
+
+export const ablateSweep: JobHandler<AblateSweepRequest, AblateSweepResult> = async (model, p, ctx) => {
+  const { n_layers, n_heads } = model.cfg;
+  const { tokens } = preparePrompt(model, p.prompt, p);
+  const pos = tokens[0].length;
+  const metric = buildMetric(model, p.metric, tokens);
+  const layers = p.layers ?? range(n_layers);
+  layers.forEach((l, i) => checkIndex(`layers[${i}]`, l, n_layers, 'n_layers'));
+  if (new Set(layers).size !== layers.length) throw new UserError('layers: each layer may be listed once');
+  const heads = layers.flatMap((layer) => range(n_heads).map((head) => ({ layer, head })));
+  checkSweep(heads.length, pos, ctx, 'sweep fewer layers or use a shorter prompt');
+  const source = ablationSource(model, p, pos);
+  ctx.checkCancelled();
+  const clean = metric.fn(await model.forward(tokens));
+  ctx.checkCancelled();
+  const scores = await headAblationSweep(model, tokens, (logits) => metric.fn(logits), {
+    ...source, heads, ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}), onProgress: passProgress(ctx, 0, undefined, 'heads'),
+  });
+  const values = layers.map((l) => range(n_heads).map((h) => scores.get(l, h)));
+  return {
+    tokens: tokens[0], strTokens: strTokens(model, tokens[0]), metric: metric.echo, layers, heads: range(n_heads), clean,
+    values, delta: values.map((row) => row.map((v) => v - clean)),
+  };
+};
+
+// ───────────────────────────── POST /api/patch ─────────────────────────────
+
+const PATCHERS = {
+  resid_pre: { fn: getActPatchResidPre, act: 'hook_resid_pre', dims: ['layer', 'pos'] },
+  attn_out: { fn: getActPatchAttnOut, act: 'hook_attn_out', dims: ['layer', 'pos'] },
+  mlp_out: { fn: getActPatchMlpOut, act: 'hook_mlp_out', dims: ['layer', 'pos'] },
+  head_out_all_pos: { fn: getActPatchAttnHeadOutAllPos, act: 'attn.hook_z', dims: ['layer', 'head'] },
+  head_out_by_pos: { fn: getActPatchAttnHeadOutByPos, act: 'attn.hook_z', dims: ['layer', 'pos', 'head'] },
+} as const satisfies Record<PatchKind, { fn: unknown; act: string; dims: readonly ('layer' | 'pos' | 'head')[] }>;
+
+export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx) => {
+  const { n_layers, n_heads } = model.cfg;
+  const clean = userCall('clean', () => model.prepareInput(p.clean as never, { prependBos: p.prependBos })).tokens;
+  const corrupted = userCall('corrupted', () => model.prepareInput(p.corrupted as never, { prependBos: p.prependBos })).tokens;
+  const pos = clean[0].length;
+  if (corrupted[0].length !== pos) {
+    throw new UserError(`corrupted: the clean prompt has ${pos} tokens and the corrupted prompt ${corrupted[0].length}; they must have the same token length`);
+  }
+  const kinds = [...new Set(p.kinds)];
+  const sizes: Record<PatchKind, number> = {
+    resid_pre: n_layers * pos, attn_out: n_layers * pos, mlp_out: n_layers * pos, head_out_all_pos: n_layers * n_heads, head_out_by_pos: n_layers * pos * n_heads,
+  };
+  const total = kinds.reduce((a, k) => a + sizes[k], 0);
+  checkSweep(total, pos, ctx, 'ask for fewer kinds (head_out_by_pos is the largest) or use shorter prompts');
+  checkSize(total, ctx, 'ask for fewer kinds or use shorter prompts');
+  const metric = buildMetric(model, p.metric, clean);
+  const names = [...new Set(kinds.flatMap((k) => range(n_layers).map((l) => `blocks.${l}.${PATCHERS[k].act}` as HookName)))];
+  ctx.checkCancelled();
+  const [cleanLogits, cache] = await model.runWithCache(clean, { namesFilter: names });
+  const cleanValue = metric.fn(cleanLogits);
+  ctx.checkCancelled();
+  const corruptedValue = metric.fn(await model.forward(corrupted));
+  if (!(Number.isFinite(cleanValue) && Number.isFinite(corruptedValue)) || cleanValue === corruptedValue) {
+    throw new UserError(
+      `metric: the clean and corrupted runs give logit differences ${cleanValue} and ${corruptedValue}; the normalised metric needs them to differ (choose other prompts or tokens)`,
+    );
+  }
+  const normalised = normalisedMetric(metric.fn, cleanValue, corruptedValue);
+  const results: PatchResult['results'] = [];
+  let done = 0;
+  for (const kind of kinds) {
+    ctx.checkCancelled();
+    const t = await PATCHERS[kind].fn(model, corrupted, cache, (logits) => normalised(logits), {
+      ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}), onProgress: passProgress(ctx, done, total, kind),
+    });
+    done += sizes[kind];
+    results.push({ kind, dims: [...PATCHERS[kind].dims], values: nest(t.data, t.shape) as number[][] | number[][][] });
+  }
+  return {
+    cleanTokens: clean[0], corruptedTokens: corrupted[0], cleanStrTokens: strTokens(model, clean[0]), corruptedStrTokens: strTokens(model, corrupted[0]),
+    metric: metric.echo, clean: cleanValue, corrupted: corruptedValue, results,
+  };
+};
+
+// ───────────────────────────── POST /api/heads/detect ─────────────────────────────
+
+export const headsDetect: JobHandler<HeadsDetectRequest, HeadsDetectResult> = async (model, p, ctx) => {
+  const { n_layers, n_heads, n_ctx } = model.cfg;
+  let tokens: number[][];
+  if (p.repeated) {
+    const r = p.repeated;
+    tokens = userCall('repeated.seqLen', () => generateRepeatedTokens(model.cfg, { seqLen: r.seqLen, batch: r.batch, seed: r.seed }));
+  } else {
+    tokens = preparePrompt(model, p.prompt!, p).tokens;
+  }
+  const n = tokens[0].length;
+  if (n < 2 || n >= n_ctx) {
+    throw new UserError(`${p.repeated ? 'repeated.seqLen' : 'prompt'}: head detection needs 2..${n_ctx - 1} tokens (fewer than n_ctx = ${n_ctx}); got ${n}`);
+  }
+  const kinds = [...new Set(p.kinds)];
+  const steps = kinds.length + (p.repeated ? 1 : 0);
+  const patterns = range(n_layers).map((l) => `blocks.${l}.attn.hook_pattern` as HookName);
+  ctx.checkCancelled();
+  // One sequence: one run, its cache shared by every kind. Several: detectHead averages over them.
+  const cache = tokens.length === 1 ? (await model.runWithCache(tokens, { namesFilter: patterns, returnType: 'none' }))[1] : undefined;
+  const scores: HeadsDetectResult['scores'] = [];
+  for (const kind of kinds) {
+    ctx.checkCancelled();
+    const name = `${kind}_head` as HeadName;
+    const t = tokens.length === 1 ? await detectHead(model, tokens[0], name, { cache }) : await detectHead(model, tokens, name);
+    scores.push({ kind, values: grid(t) });
+    ctx.progress(scores.length, steps, kind);
+  }
+  let loss: HeadsDetectResult['lossByPosition'] = null;
+  if (p.repeated) {
+    ctx.checkCancelled();
+    const seqLen = p.repeated.seqLen;
+    const perPos = Array.from((await lossByPosition(model, tokens)).data); // [pos - 1]; entry q predicts token q + 1 (BOS at 0)
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    loss = { loss: perPos, firstRepeat: mean(perPos.slice(0, seqLen)), secondRepeat: mean(perPos.slice(seqLen, 2 * seqLen)) };
+    ctx.progress(steps, steps, 'loss');
+  }
+  return {
+    tokens,
+    strTokens: model.tokenizer ? tokens.map((row) => model.tokenizer!.toStrTokens(row)) : null,
+    layers: range(n_layers),
+    heads: range(n_heads),
+    scores,
+    lossByPosition: loss,
+  };
+};
+
+// ───────────────────────────── POST /api/ioi ─────────────────────────────
+
+export const ioi: JobHandler<IoiRequest, IoiResult> = async (model, p, ctx) => {
+  const { n_layers, n_heads, n_ctx } = model.cfg;
+  const tok = model.tokenizer;
+  if (!tok) throw new UserError('this model was loaded without tokenizer files; /api/ioi needs a tokenizer');
+  const prependBos = p.prependBos ?? model.cfg.default_prepend_bos;
+  let prompts: { text: string; io: string; s: string }[];
+  let dla;
+  ctx.checkCancelled();
+  if (p.prompts) {
+    prompts = p.prompts;
+    const one = (field: string, w: string) => {
+      const ids = tok.encode(` ${w}`);
+      if (ids.length !== 1) throw new UserError(`${field}: ' ${w}' is ${ids.length} tokens; IOI names must be single tokens with a leading space`);
+      return ids[0];
+    };
+    const ioTokens = prompts.map((q, i) => one(`prompts[${i}].io`, q.io));
+    const sTokens = prompts.map((q, i) => one(`prompts[${i}].s`, q.s));
+    const { tokens, attentionMask } = tok.toTokens(prompts.map((q) => q.text), { prependBos, paddingSide: 'right' });
+    if (tokens[0].length > n_ctx) throw new UserError(`prompts: the longest prompt has ${tokens[0].length} tokens; the model's context is n_ctx = ${n_ctx}`);
+    const endPos = attentionMask.map((row) => row.reduce((a, b) => a + b, 0) - 1);
+    const padded = attentionMask.some((r) => r.some((m) => m === 0));
+    // What ioiHeadAttribution does for a generated dataset, on the given prompts.
+    dla = await directLogitAttribution(model, tokens, { correct: ioTokens, incorrect: sTokens, positions: endPos, ...(padded ? { attentionMask } : {}) });
+  } else {
+    const ds = userCall('n', () => ioiDataset(tok, { n: p.n, seed: p.seed, order: p.order === 'both' ? 'mixed' : p.order, prependBos }));
+    prompts = ds.prompts.map((q) => ({ text: q.prompt, io: q.io, s: q.s }));
+    dla = await ioiHeadAttribution(model, ds);
+  }
+  ctx.progress(1, 1, 'prompts');
+  const diffs = Array.from(dla.logitDiff.data);
+  return {
+    prompts: prompts.map((q, i) => ({ text: q.text, io: q.io, s: q.s, logitDiff: diffs[i] })),
+    meanLogitDiff: dla.mean.logitDiff,
+    accuracy: diffs.filter((d) => d > 0).length / diffs.length,
+    layers: range(n_layers),
+    heads: range(n_heads),
+    headAttribution: grid(dla.mean.heads),
+  };
+};
+
+// ───────────────────────────── POST /api/circuits/* ─────────────────────────────
+
+function checkHead(model: HookedTransformer, layer: number, head: number): void {
+  checkIndex('layer', layer, model.cfg.n_layers, 'n_layers');
+  checkIndex('head', head, model.cfg.n_heads, 'n_heads');
+}
+
+export const composition: JobHandler<CompositionRequest, CompositionResult> = async (model, p, ctx) => {
+  const { n_layers, n_heads } = model.cfg;
+  ctx.checkCancelled();
+  const scores = await allCompositionScores(model, p.mode);
+  ctx.progress(1, 2, 'scores');
+  ctx.checkCancelled();
+  const b = compositionBaseline(model, p.mode, { samples: p.baselineSamples, seed: p.seed });
+  ctx.progress(2, 2, 'baseline');
+  return {
+    mode: p.mode, layers: range(n_layers), heads: range(n_heads),
+    scores: nest(scores.data, scores.shape) as number[][][][],
+    baseline: { mean: b.mean, std: b.std, samples: b.scores.length },
+  };
+};
+
+export const copying: JobHandler<CopyingRequest, CopyingResult> = async (model, _p, ctx) => {
+  ctx.checkCancelled();
+  const scores = await copyingScores(model);
+  return { layers: range(model.cfg.n_layers), heads: range(model.cfg.n_heads), scores: grid(scores) };
+};
+
+export const positional: JobHandler<PositionalRequest, PositionalResult> = async (model, p, ctx) => {
+  checkHead(model, p.layer, p.head);
+  const { n_ctx } = model.cfg;
+  const nPos = p.nPos ?? Math.min(n_ctx, 64);
+  if (nPos > n_ctx) throw new UserError(`nPos: ${nPos} exceeds the model's context n_ctx = ${n_ctx} (allowed 2..${n_ctx})`);
+  const opts = { nPos, normalize: p.normalize };
+  ctx.checkCancelled();
+  const pattern = positionalPattern(model, p.layer, p.head, opts);
+  const all = previousTokenScoresFromWeights(model, opts);
+  return {
+    layer: p.layer, head: p.head, nPos, pattern: grid(pattern),
+    previousTokenScore: previousTokenScoreFromWeights(model, p.layer, p.head, opts),
+    previousTokenScores: grid(all),
+  };
+};
+
+export const topCopied: JobHandler<TopCopiedRequest, TopCopiedResult> = async (model, p, ctx) => {
+  checkHead(model, p.layer, p.head);
+  const ids = p.tokens.map((t, i) => tokenId(model, `tokens[${i}]`, t));
+  ctx.checkCancelled();
+  const rows = topCopiedTokens(model, p.layer, p.head, ids, Math.min(p.k, model.cfg.d_vocab));
+  return {
+    layer: p.layer,
+    head: p.head,
+    rows: rows.map((r) => ({
+      token: r.token, str: strOf(model, r.token),
+      top: r.ids.map((id, j) => ({ token: id, str: strOf(model, id), value: r.values[j] })),
+    })),
+  };
+};

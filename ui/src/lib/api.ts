@@ -1,0 +1,223 @@
+/**
+ * The one API client of the dashboard. Request and response types come from the server's zod schemas (z.input /
+ * z.infer on the imported schemas, type-only imports: no server code is bundled). Job endpoints are read as
+ * Server-Sent Events so long runs report progress and can be cancelled (DELETE /api/jobs/:id and abort).
+ */
+import type { z } from 'zod';
+import type { ProgressEvent } from '../../../hooks/loading/progress.ts';
+import type { LoadBody, ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
+import type {
+  AblateResponse, ablateSchema, AblateSweepResponse, ablateSweepSchema, AttentionResponse, attentionSchema,
+  CompositionResponse, compositionSchema, CopyingResponse, copyingSchema, ForwardResponse, forwardSchema,
+  HeadsDetectResponse, headsDetectSchema, IoiResponse, ioiSchema, LogitLensResponse, logitLensSchema, PatchResponse,
+  patchSchema, PositionalResponse, positionalSchema, TokenizeResponse, tokenizeSchema, TopCopiedResponse, topCopiedSchema,
+} from '../../../server/schemas.ts';
+
+export type Models = z.infer<typeof ModelsResponse>;
+export type ModelInfo = z.infer<typeof ModelResponse>;
+export type LoadRequest = z.input<typeof LoadBody>;
+export type TokenizeRequest = z.input<ReturnType<typeof tokenizeSchema>>;
+export type TokenizeResult = z.infer<typeof TokenizeResponse>;
+export type ForwardRequest = z.input<ReturnType<typeof forwardSchema>>;
+export type ForwardResult = z.infer<typeof ForwardResponse>;
+export type AttentionRequest = z.input<ReturnType<typeof attentionSchema>>;
+export type AttentionResult = z.infer<typeof AttentionResponse>;
+export type LogitLensRequest = z.input<ReturnType<typeof logitLensSchema>>;
+export type LogitLensResult = z.infer<typeof LogitLensResponse>;
+export type AblateRequest = z.input<ReturnType<typeof ablateSchema>>;
+export type AblateResult = z.infer<typeof AblateResponse>;
+export type AblateSweepRequest = z.input<ReturnType<typeof ablateSweepSchema>>;
+export type AblateSweepResult = z.infer<typeof AblateSweepResponse>;
+export type AblationMetric = AblateRequest['metric'];
+export type Ablation = AblateRequest['ablations'][number];
+export type PatchRequest = z.input<ReturnType<typeof patchSchema>>;
+export type PatchResult = z.infer<typeof PatchResponse>;
+export type HeadsDetectRequest = z.input<ReturnType<typeof headsDetectSchema>>;
+export type HeadsDetectResult = z.infer<typeof HeadsDetectResponse>;
+export type IoiRequest = z.input<ReturnType<typeof ioiSchema>>;
+export type IoiResult = z.infer<typeof IoiResponse>;
+export type CompositionRequest = z.input<ReturnType<typeof compositionSchema>>;
+export type CompositionResult = z.infer<typeof CompositionResponse>;
+export type CopyingRequest = z.input<ReturnType<typeof copyingSchema>>;
+export type CopyingResult = z.infer<typeof CopyingResponse>;
+export type PositionalRequest = z.input<ReturnType<typeof positionalSchema>>;
+export type PositionalResult = z.infer<typeof PositionalResponse>;
+export type TopCopiedRequest = z.input<ReturnType<typeof topCopiedSchema>>;
+export type TopCopiedResult = z.infer<typeof TopCopiedResponse>;
+export type LoadProgress = ProgressEvent;
+
+/** An error answer of the server: its HTTP status and its message (shown as is). */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly details?: { path: string; message: string }[],
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** A run stopped by the user (not an error to display as one). */
+export class CancelledError extends Error {
+  constructor() {
+    super('cancelled');
+    this.name = 'CancelledError';
+  }
+}
+
+async function errorOf(res: Response): Promise<ApiError> {
+  const text = await res.text();
+  try {
+    const body = JSON.parse(text) as { error?: string; details?: { path: string; message: string }[] };
+    return new ApiError(res.status, body.error ?? text, body.details);
+  } catch {
+    return new ApiError(res.status, text || res.statusText);
+  }
+}
+
+async function call<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const res = await fetch(path, {
+    method,
+    headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal,
+  });
+  if (!res.ok) throw await errorOf(res);
+  return (await res.json()) as T;
+}
+
+/** Reads an SSE response incrementally, calling `on(event, data)` per frame. */
+async function readEvents(res: Response, on: (event: string, data: unknown) => void): Promise<void> {
+  if (!res.body) throw new ApiError(res.status, 'the server sent an empty stream');
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    let cut: number;
+    while ((cut = buf.indexOf('\n\n')) >= 0) {
+      const frame = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let event = 'message';
+      const data: string[] = [];
+      for (const line of frame.split('\n')) {
+        if (line.startsWith('event: ')) event = line.slice(7);
+        else if (line.startsWith('data: ')) data.push(line.slice(6));
+      }
+      if (data.length) on(event, JSON.parse(data.join('\n')));
+    }
+  }
+}
+
+export interface JobProgress {
+  done: number;
+  total: number;
+  message?: string;
+}
+
+/** A running job: its result, its id once the server named it, and a cancel that stops it on the server. */
+export interface Job<T> {
+  readonly result: Promise<T>;
+  readonly id: string | null;
+  cancel(): Promise<void>;
+}
+
+/** POSTs `body` to a job endpoint as SSE; `onProgress` gets the server's progress events. */
+export function startJob<T>(path: string, body: unknown, onProgress?: (p: JobProgress) => void): Job<T> {
+  const abort = new AbortController();
+  let id: string | null = null;
+  let cancelled = false;
+  const result = (async (): Promise<T> => {
+    let res: Response;
+    try {
+      res = await fetch(path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify(body),
+        signal: abort.signal,
+      });
+    } catch (e) {
+      if (cancelled) throw new CancelledError();
+      throw e;
+    }
+    if (!res.ok) throw await errorOf(res);
+    if (!(res.headers.get('content-type') ?? '').includes('text/event-stream')) return (await res.json()) as T;
+    let out: { ok: true; value: T } | { ok: false; error: Error } | null = null;
+    try {
+      await readEvents(res, (event, data) => {
+        if (event === 'job') id = (data as { id: string }).id;
+        else if (event === 'progress') onProgress?.(data as JobProgress);
+        else if (event === 'result') out = { ok: true, value: data as T };
+        else if (event === 'error') {
+          const e = data as { status: number; error: string };
+          out = { ok: false, error: new ApiError(e.status, e.error) };
+        } else if (event === 'cancelled') out = { ok: false, error: new CancelledError() };
+      });
+    } catch (e) {
+      if (cancelled) throw new CancelledError();
+      throw e;
+    }
+    const o = out as typeof out;
+    if (o === null) throw cancelled ? new CancelledError() : new ApiError(0, 'the server closed the stream without a result');
+    if (!o.ok) throw o.error;
+    return o.value;
+  })();
+  return {
+    result,
+    get id() {
+      return id;
+    },
+    async cancel() {
+      cancelled = true;
+      if (id !== null) {
+        try {
+          await call('DELETE', `/api/jobs/${encodeURIComponent(id)}`);
+        } catch {
+          // the job may have finished in between; the abort below ends the stream either way
+        }
+      }
+      abort.abort();
+    },
+  };
+}
+
+/** Loads a model (SSE): download progress events, then the model's summary. */
+export async function loadModel(body: LoadRequest, onProgress: (e: LoadProgress) => void, signal?: AbortSignal): Promise<ModelInfo> {
+  const res = await fetch('/api/models/load', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+    body: JSON.stringify(body),
+    signal,
+  });
+  if (!res.ok) throw await errorOf(res);
+  let info: ModelInfo | null = null;
+  let error: ApiError | null = null;
+  await readEvents(res, (event, data) => {
+    if (event === 'progress') onProgress(data as LoadProgress);
+    else if (event === 'loaded') info = data as ModelInfo;
+    else if (event === 'error') error = new ApiError((data as { status: number }).status, (data as { error: string }).error);
+  });
+  if (error) throw error;
+  if (!info) throw new ApiError(0, 'the model load ended without an answer');
+  return info;
+}
+
+export const api = {
+  models: (signal?: AbortSignal) => call<Models>('GET', '/api/models', undefined, signal),
+  model: (signal?: AbortSignal) => call<ModelInfo>('GET', '/api/model', undefined, signal),
+  tokenize: (body: TokenizeRequest, signal?: AbortSignal) => call<TokenizeResult>('POST', '/api/tokenize', body, signal),
+  forward: (body: ForwardRequest, onProgress?: (p: JobProgress) => void) => startJob<ForwardResult>('/api/forward', body, onProgress),
+  attention: (body: AttentionRequest, onProgress?: (p: JobProgress) => void) => startJob<AttentionResult>('/api/attention', body, onProgress),
+  logitLens: (body: LogitLensRequest, onProgress?: (p: JobProgress) => void) => startJob<LogitLensResult>('/api/logit-lens', body, onProgress),
+  ablate: (body: AblateRequest, onProgress?: (p: JobProgress) => void) => startJob<AblateResult>('/api/ablate', body, onProgress),
+  ablateSweep: (body: AblateSweepRequest, onProgress?: (p: JobProgress) => void) => startJob<AblateSweepResult>('/api/ablate/sweep', body, onProgress),
+  patch: (body: PatchRequest, onProgress?: (p: JobProgress) => void) => startJob<PatchResult>('/api/patch', body, onProgress),
+  detectHeads: (body: HeadsDetectRequest, onProgress?: (p: JobProgress) => void) => startJob<HeadsDetectResult>('/api/heads/detect', body, onProgress),
+  ioi: (body: IoiRequest, onProgress?: (p: JobProgress) => void) => startJob<IoiResult>('/api/ioi', body, onProgress),
+  composition: (body: CompositionRequest, onProgress?: (p: JobProgress) => void) => startJob<CompositionResult>('/api/circuits/composition', body, onProgress),
+  copying: (body: CopyingRequest, onProgress?: (p: JobProgress) => void) => startJob<CopyingResult>('/api/circuits/copying', body, onProgress),
+  positional: (body: PositionalRequest, onProgress?: (p: JobProgress) => void) => startJob<PositionalResult>('/api/circuits/positional', body, onProgress),
+  topCopied: (body: TopCopiedRequest, onProgress?: (p: JobProgress) => void) => startJob<TopCopiedResult>('/api/circuits/top-copied', body, onProgress),
+};

@@ -48,6 +48,8 @@ function parseBody(schema: z.ZodType, req: Request): unknown {
   if (req.body === undefined) {
     throw new HttpError(415, 'the request body must be JSON: send it with Content-Type: application/json');
   }
+  // express.json reads a zero-byte body as {}, which would run an endpoint whose fields all have defaults.
+  if (req.get('content-length') === '0') throw new HttpError(400, 'the request body is empty; send a JSON object ({} for all defaults)');
   const r = schema.safeParse(req.body);
   if (!r.success) throw validationError(r.error);
   return r.data;

@@ -2,7 +2,8 @@
 import type { Limits } from '../config.ts';
 import type { Cell, Table } from '../csv.ts';
 import { runJob } from '../jobRoute.ts';
-import { defineRoute, type RouteDef } from '../routeTable.ts';
+import { defineRoute, type RouteContext, type RouteDef } from '../routeTable.ts';
+import type { JobKind, JobPayload, JobResult } from '../worker/jobs.ts';
 import {
   AblateResponse, AblateSweepResponse, CompositionResponse, CopyingResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
   PositionalResponse, TopCopiedResponse, ablateSchema, ablateSweepSchema, compositionSchema, copyingSchema, headsDetectSchema, ioiSchema,
@@ -94,6 +95,10 @@ export function topCopiedTable(r: TopCopiedResult): Table {
   return { columns: ['source_token', 'source_str', 'rank', 'token', 'str', 'value'], rows };
 }
 
+function job<K extends JobKind>(ctx: RouteContext<unknown>, kind: K, table: (r: JobResult<K>) => Table): Promise<void> {
+  return runJob(ctx, kind, ctx.body as JobPayload<K>, table);
+}
+
 export function analysisRoutes(limits: Limits): RouteDef[] {
   const f: ('json' | 'csv' | 'sse')[] = ['json', 'csv', 'sse'];
   return [
@@ -102,63 +107,63 @@ export function analysisRoutes(limits: Limits): RouteDef[] {
       summary: 'Logit lens: top-k tokens and target tokens\' prob / rank / logit per layer and position',
       description: 'Each resid_pre (and resid_mid with inclMid) and the final residual through ln_final (applyLn) and the unembedding (TL accumulated_resid).',
       body: logitLensSchema(limits), response: LogitLensResponse,
-      handler: (ctx) => runJob(ctx, 'logitLens', ctx.body, logitLensTable),
+      handler: (ctx) => job(ctx, 'logitLens', logitLensTable),
     }),
     defineRoute({
       method: 'post', path: '/api/ablate', formats: f,
       summary: 'A run with heads, neurons or residual positions ablated (zero / mean / resample): the metric clean and ablated',
       body: ablateSchema(limits), response: AblateResponse,
-      handler: (ctx) => runJob(ctx, 'ablate', ctx.body, ablateTable),
+      handler: (ctx) => job(ctx, 'ablate', ablateTable),
     }),
     defineRoute({
       method: 'post', path: '/api/ablate/sweep', formats: f,
       summary: 'Each head ablated in turn: the metric as a [layer][head] grid (progress per forward pass; cancellable)',
       description: `At most ${limits.maxSweepTokens} token positions (heads × prompt tokens; maxSweepTokens).`,
       body: ablateSweepSchema(limits), response: AblateSweepResponse,
-      handler: (ctx) => runJob(ctx, 'ablateSweep', ctx.body, ablateSweepTable),
+      handler: (ctx) => job(ctx, 'ablateSweep', ablateSweepTable),
     }),
     defineRoute({
       method: 'post', path: '/api/patch', formats: f,
       summary: 'Activation patching clean → corrupted, normalised as TransformerLens (clean = 1, corrupted = 0)',
       description: `At most ${limits.maxSweepTokens} token positions (patches × prompt tokens; maxSweepTokens).`,
       body: patchSchema(), response: PatchResponse,
-      handler: (ctx) => runJob(ctx, 'patch', ctx.body, patchTable),
+      handler: (ctx) => job(ctx, 'patch', patchTable),
     }),
     defineRoute({
       method: 'post', path: '/api/heads/detect', formats: f,
       summary: 'Previous-token, duplicate-token and induction scores of every head (TL detect_head), on a prompt or repeated random tokens',
       body: headsDetectSchema(limits), response: HeadsDetectResponse,
-      handler: (ctx) => runJob(ctx, 'headsDetect', ctx.body, headsDetectTable),
+      handler: (ctx) => job(ctx, 'headsDetect', headsDetectTable),
     }),
     defineRoute({
       method: 'post', path: '/api/ioi', formats: f,
       summary: 'Indirect object identification: logit difference per prompt, accuracy, per-head direct logit attribution',
       body: ioiSchema(limits), response: IoiResponse,
-      handler: (ctx) => runJob(ctx, 'ioi', ctx.body, ioiTable),
+      handler: (ctx) => job(ctx, 'ioi', ioiTable),
     }),
     defineRoute({
       method: 'post', path: '/api/circuits/composition', formats: f,
       summary: 'Q-, K- or V-composition scores of every pair of heads, [l1][h1][l2][h2], with a random baseline',
       body: compositionSchema(), response: CompositionResponse,
-      handler: (ctx) => runJob(ctx, 'composition', ctx.body, compositionTable),
+      handler: (ctx) => job(ctx, 'composition', compositionTable),
     }),
     defineRoute({
       method: 'post', path: '/api/circuits/copying', formats: f,
       summary: 'Copying score of every head (eigenvalues of its full OV circuit), [layer][head]',
       body: copyingSchema(), response: CopyingResponse,
-      handler: (ctx) => runJob(ctx, 'copying', ctx.body, copyingTable),
+      handler: (ctx) => job(ctx, 'copying', copyingTable),
     }),
     defineRoute({
       method: 'post', path: '/api/circuits/positional', formats: f,
       summary: 'Positional QK pattern of one head and the previous-token score from the weights',
       body: positionalSchema(), response: PositionalResponse,
-      handler: (ctx) => runJob(ctx, 'positional', ctx.body, positionalTable),
+      handler: (ctx) => job(ctx, 'positional', positionalTable),
     }),
     defineRoute({
       method: 'post', path: '/api/circuits/top-copied', formats: f,
       summary: 'What a head copies: for each source token, the top-k tokens its OV circuit raises',
       body: topCopiedSchema(limits), response: TopCopiedResponse,
-      handler: (ctx) => runJob(ctx, 'topCopied', ctx.body, topCopiedTable),
+      handler: (ctx) => job(ctx, 'topCopied', topCopiedTable),
     }),
   ];
 }

@@ -88,7 +88,14 @@ function passProgress(ctx: JobContext, offset = 0, total?: number, message?: str
 
 interface Metric {
   fn: (logits: Tensor) => number; // logits [1, pos, d_vocab]
+  /** With a position: the same metric of logits computed at that position only ([1, 1, d_vocab]; batched runs' logitPositions). */
+  atOnly?: { positions: number[][]; fn: (logits: Tensor) => number };
   echo: AblateResult['metric'];
+}
+
+/** Batched-run options for a metric: logits at its position only when it reads one (the unembedding is much of a pass). */
+function metricRun(metric: Metric): { fn: (logits: Tensor) => number; logitPositions?: number[][] } {
+  return metric.atOnly ? { fn: metric.atOnly.fn, logitPositions: metric.atOnly.positions } : { fn: metric.fn };
 }
 
 /** The request's metric of a run's logits, with its resolved tokens and position. */
@@ -101,22 +108,26 @@ function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: nu
     const at = resolvePos('metric.position', m.position ?? -1, pos);
     return {
       fn: (logits) => logitDiff(logits, { correct, incorrect, positions: at }),
+      atOnly: { positions: [[at]], fn: (logits) => logitDiff(logits, { correct, incorrect, positions: 0 }) },
       echo: { kind: 'logit_diff', label: `logit(${s(correct)}) − logit(${s(incorrect)}) @ pos ${at}`, tokens: [correct, incorrect], position: at },
     };
   }
   if (m.kind === 'prob') {
     const token = tokenId(model, 'metric.token', m.token);
     const at = resolvePos('metric.position', m.position ?? -1, pos);
+    /** softmax(logits[0, q])[token] */
+    const prob = (logits: Tensor, q: number) => {
+      const V = logits.shape[2];
+      const row = logits.data.subarray(q * V, (q + 1) * V);
+      let max = -Infinity;
+      for (let i = 0; i < V; i++) max = Math.max(max, row[i]);
+      let z = 0;
+      for (let i = 0; i < V; i++) z += Math.exp(row[i] - max);
+      return Math.exp(row[token] - max) / z;
+    };
     return {
-      fn: (logits) => {
-        const V = logits.shape[2];
-        const row = logits.data.subarray(at * V, (at + 1) * V);
-        let max = -Infinity;
-        for (let i = 0; i < V; i++) max = Math.max(max, row[i]);
-        let z = 0;
-        for (let i = 0; i < V; i++) z += Math.exp(row[i] - max);
-        return Math.exp(row[token] - max) / z;
-      },
+      fn: (logits) => prob(logits, at),
+      atOnly: { positions: [[at]], fn: (logits) => prob(logits, 0) },
       echo: { kind: 'prob', label: `P(${s(token)}) @ pos ${at}`, tokens: [token], position: at },
     };
   }
@@ -243,8 +254,10 @@ export const ablateSweep: JobHandler<AblateSweepRequest, AblateSweepResult> = as
   ctx.checkCancelled();
   const clean = metric.fn(await model.forward(tokens));
   ctx.checkCancelled();
-  const scores = await headAblationSweep(model, tokens, (logits) => metric.fn(logits), {
-    ...source, heads, ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}), onProgress: passProgress(ctx, 0, undefined, 'heads'),
+  const run = metricRun(metric);
+  const scores = await headAblationSweep(model, tokens, (logits) => run.fn(logits), {
+    ...source, heads, ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}), ...(run.logitPositions ? { logitPositions: run.logitPositions } : {}),
+    onProgress: passProgress(ctx, 0, undefined, 'heads'),
   });
   const values = layers.map((l) => range(n_heads).map((h) => scores.get(l, h)));
   return {
@@ -290,13 +303,15 @@ export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx
       `metric: the clean and corrupted runs give logit differences ${cleanValue} and ${corruptedValue}; the normalised metric needs them to differ (choose other prompts or tokens)`,
     );
   }
-  const normalised = normalisedMetric(metric.fn, cleanValue, corruptedValue);
+  const run = metricRun(metric);
+  const normalised = normalisedMetric(run.fn, cleanValue, corruptedValue);
   const results: PatchResult['results'] = [];
   let done = 0;
   for (const kind of kinds) {
     ctx.checkCancelled();
     const t = await PATCHERS[kind].fn(model, corrupted, cache, (logits) => normalised(logits), {
-      ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}), onProgress: passProgress(ctx, done, total, kind),
+      ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}), ...(run.logitPositions ? { logitPositions: run.logitPositions } : {}),
+      onProgress: passProgress(ctx, done, total, kind),
     });
     done += sizes[kind];
     results.push({ kind, dims: [...PATCHERS[kind].dims], values: nest(t.data, t.shape) as number[][] | number[][][] });

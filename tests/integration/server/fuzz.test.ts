@@ -1,5 +1,5 @@
 /**
- * Fuzz: random malformed bodies to every POST endpoint of the OpenAPI document (250 each, 1,250 in all by default;
+ * Fuzz: random malformed bodies to every POST endpoint of the OpenAPI document (250 each, 3,750 in all by default;
  * LENSBOARD_FUZZ_PER_ENDPOINT=1000 for the long run) — every answer a JSON 4xx, no 5xx, no crash.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -59,7 +59,7 @@ function junkBody(rng: Rng, fields: string[]): string {
   return JSON.stringify(body);
 }
 
-it(`${PER_ENDPOINT} random malformed bodies per POST endpoint (${5 * PER_ENDPOINT} in all): every answer is a JSON 4xx, the server keeps serving`, async () => {
+it(`${PER_ENDPOINT} random malformed bodies per POST endpoint (${15 * PER_ENDPOINT} in all): every answer is a JSON 4xx, the server keeps serving`, async () => {
   const doc = (await get(`${srv.url}/api/openapi.json`)).body;
   const endpoints: { path: string; fields: string[] }[] = [];
   for (const [path, ops] of Object.entries<any>(doc.paths)) {
@@ -67,7 +67,11 @@ it(`${PER_ENDPOINT} random malformed bodies per POST endpoint (${5 * PER_ENDPOIN
     const schema = ops.post.requestBody.content['application/json'].schema;
     endpoints.push({ path, fields: Object.keys(schema.properties) });
   }
-  expect(endpoints.map((e) => e.path).sort()).toEqual(['/api/activations', '/api/attention', '/api/forward', '/api/models/load', '/api/tokenize']);
+  expect(endpoints.map((e) => e.path).sort()).toEqual([
+    '/api/ablate', '/api/ablate/sweep', '/api/activations', '/api/attention', '/api/circuits/composition', '/api/circuits/copying',
+    '/api/circuits/positional', '/api/circuits/top-copied', '/api/forward', '/api/heads/detect', '/api/ioi', '/api/logit-lens', '/api/models/load',
+    '/api/patch', '/api/tokenize',
+  ]);
 
   const rng = new Rng(20261129);
   const statuses = new Map<number, number>();

@@ -4,7 +4,7 @@ export type {
   ModelInput, ReturnType, InputOptions, ForwardOptions, RunWithCacheOptions, RunWithHooksOptions, FwdHook, HookTarget,
   NamesFilter, ModelOptions, FromPretrainedOptions, ForwardOutput, Loss, HookFn, HookPoint,
 } from './HookedTransformer.ts';
-export { generate, sampleLogits, type GenerateOptions, type GenerateOutput, type GenerateReturnType, type GenerateStep } from './generate.ts';
+export { sampleLogits, type GenerateOptions, type GenerateOutput, type GenerateReturnType, type GenerateStep } from './generate.ts';
 export { ActivationCache } from './ActivationCache.ts';
 export { Tensor } from './tensor.ts';
 export { listHookPoints, hookShape, getActName } from './hookPoints.ts';

@@ -79,6 +79,24 @@ describe('greedy generation', () => {
     }
   });
 
+  it('fed weights (weightMode feed) and folded LayerNorms (LNPre): KV-cache logits = forward within 1e-4', async () => {
+    const processed = await HookedTransformer.fromWeights(cfg, randomWeights(cfg, { seed: 11, randomAffine: true, std: 0.5 }), {
+      weightMode: 'feed', foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true,
+    });
+    try {
+      expect(processed.cfg.normalization_type).toBe('LNPre');
+      const kv: Tensor[] = [];
+      const full: Tensor[] = [];
+      const greedy: GenerateOptions = { maxNewTokens: 8, doSample: false, stopAtEos: false, returnType: 'tokens' };
+      const a = await processed.generate(PROMPTS, { ...greedy, onStep: (s) => void kv.push(s.logits) });
+      const b = await processed.generate(PROMPTS, { ...greedy, useKvCache: false, onStep: (s) => void full.push(s.logits) });
+      expect(a).toEqual(b);
+      kv.forEach((l, s) => expect(maxDiff(l, full[s]), `step ${s}`).toBeLessThanOrEqual(ATOL));
+    } finally {
+      await processed.dispose();
+    }
+  });
+
   it('temperature 0 and topK 1 with sampling on both equal greedy', async () => {
     const base: GenerateOptions = { maxNewTokens: 8, stopAtEos: false };
     const greedy = await run(PROMPTS, { ...base, doSample: false });

@@ -21,6 +21,16 @@ function newest(dir: string): number {
   return t;
 }
 
+/** The dashboard's sources: ui/ itself and the figure builders it bundles from hooks/figures/. */
+const UI_SOURCES = [UI_DIR, fileURLToPath(new URL('../hooks/figures/', import.meta.url))];
+
+/** Whether ui/dist is missing or older than any of the dashboard's sources. */
+export function uiIsStale(): boolean {
+  const index = join(UI_DIST, 'index.html');
+  const built = existsSync(index) ? statSync(index).mtimeMs : 0;
+  return built === 0 || built < Math.max(...UI_SOURCES.map(newest));
+}
+
 function main(): void {
   const pkgPath = join(UI_DIR, 'package.json');
   if (!existsSync(pkgPath)) {
@@ -32,8 +42,7 @@ function main(): void {
     console.log('prestart: ui/package.json has no build script — skipping the UI build');
     return;
   }
-  const built = existsSync(join(UI_DIST, 'index.html')) ? statSync(join(UI_DIST, 'index.html')).mtimeMs : 0;
-  if (built > 0 && built >= newest(UI_DIR)) {
+  if (!uiIsStale()) {
     console.log('prestart: ui/dist is up to date');
     return;
   }

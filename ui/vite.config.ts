@@ -8,7 +8,7 @@ const api = process.env.LENSBOARD_API ?? 'http://127.0.0.1:7860';
 export default defineConfig({
   root: fileURLToPath(new URL('.', import.meta.url)),
   base: './',
-  plugins: [svelte()],
+  plugins: [svelte({ configFile: false })],
   server: {
     host: '127.0.0.1',
     port: 5173,

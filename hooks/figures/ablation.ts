@@ -1,5 +1,5 @@
 /** Ablation figures from POST /api/ablate/sweep (layers × heads change of the metric) and POST /api/ablate (clean vs ablated). */
-import { fmt, num, tokenLabel } from './common.ts';
+import { fmt, num, titleOf, tokenLabel } from './common.ts';
 import { headGridFigure } from './heads.ts';
 import type { FigureSpec, Trace } from './types.ts';
 
@@ -44,12 +44,13 @@ export function ablationResultFigure(r: AblateData, setLabel: string): FigureSpe
     type: 'bar', orientation: 'h', y: ['clean', 'ablated'], x: [clean, ablated], marker: { color: ['#4d4d4d', '#d6604d'] },
     text: [fmt(clean), fmt(ablated)], textposition: 'auto', hovertemplate: '%{y}: %{x:.4g}<extra></extra>',
   };
+  const title = titleOf(`${tokenLabel(r.metric.label)} with ${tokenLabel(setLabel)} ablated: Δ ${fmt(num(r.delta))}`, 13);
   return {
     name: `ablation-${r.metric.kind}`,
     data: [trace],
     layout: {
-      title: { text: `${tokenLabel(r.metric.label)} with ${tokenLabel(setLabel)} ablated: Δ ${fmt(num(r.delta))}`, font: { size: 13 }, x: 0, xanchor: 'left' },
-      margin: { l: 70, r: 20, t: 40, b: 40 },
+      title: title.title,
+      margin: { l: 70, r: 20, t: title.top, b: 40 },
       xaxis: { title: { text: tokenLabel(r.metric.label) }, zeroline: true, automargin: true },
       yaxis: { autorange: 'reversed', automargin: true },
       font: { size: 11 },

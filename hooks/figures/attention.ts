@@ -46,6 +46,8 @@ const PATTERN_COLUMNS = ['layer', 'head', 'query_pos', 'key_pos', 'query_token',
 export interface HeadFigureOptions {
   /** Outline this token's row (what it attends to) and column (what attends to it). */
   focus?: number | null;
+  /** At most this many tick labels per axis (default 40; small plots want fewer). */
+  maxTicks?: number;
 }
 
 /** One head large: y = query (destination) position, x = key (source) position, token labels, upper triangle greyed. */
@@ -66,8 +68,8 @@ export function attentionHeadFigure(a: AttentionData, layer: number, head: numbe
     text, hovertemplate: '%{text}<extra></extra>', hoverongaps: false, xgap: n > 40 ? 0 : 1, ygap: n > 40 ? 0 : 1,
   }];
   const layout = heatmapLayout(`Attention pattern ${headLabel(layer, head)}`, {
-    xaxis: { ...indexAxis(labels, 'key (source) position'), side: 'bottom', constrain: 'domain' },
-    yaxis: { ...indexAxis(labels, 'query (destination) position', { reversed: true }), scaleanchor: 'x', constrain: 'domain' },
+    xaxis: { ...indexAxis(labels, 'key (source) position', { maxTicks: opts.maxTicks }), side: 'bottom', constrain: 'domain' },
+    yaxis: { ...indexAxis(labels, 'query (destination) position', { reversed: true, maxTicks: opts.maxTicks }), scaleanchor: 'x', constrain: 'domain' },
     plot_bgcolor: MASKED_COLOUR,
     shapes,
   });
@@ -105,17 +107,22 @@ export function attentionGridFigure(a: AttentionData, opts: { selected?: { layer
         hovertemplate: '%{customdata}<br>%{z:.3f}<extra></extra>', hoverongaps: false,
       });
       const hidden = { showticklabels: false, ticks: '', showgrid: false, zeroline: false };
-      layout[`xaxis${ax}`] = { ...hidden, range: [-0.5, labels.length - 0.5] };
+      // square cells: the subplot shrinks to a square inside its grid slot (constrain: domain) instead of padding its range
+      layout[`xaxis${ax}`] = { ...hidden, range: [-0.5, labels.length - 0.5], constrain: 'domain' };
       layout[`yaxis${ax}`] = {
-        ...hidden, range: [labels.length - 0.5, -0.5], scaleanchor: `x${ax}`,
+        ...hidden, range: [labels.length - 0.5, -0.5], scaleanchor: `x${ax}`, constrain: 'domain',
         ...(hi === 0 ? { title: { text: `L${layer}`, standoff: 2 } } : {}),
       };
-      (layout.annotations as unknown[]).push({
-        text: headLabel(layer, head), showarrow: false, xref: `x${ax} domain`, yref: `y${ax} domain`, x: 0.5, y: 1, yanchor: 'bottom', font: { size: 10 },
-      });
+      // Up to 8 heads a row each subplot is labelled L{l}H{h}; wider grids label only the top row (H{h}) so labels never collide.
+      if (nh <= 8 || li === 0) {
+        (layout.annotations as unknown[]).push({
+          text: nh <= 8 ? headLabel(layer, head) : `H${head}`, showarrow: false, xref: `x${ax} domain`, yref: `y${ax} domain`,
+          x: 0.5, y: 1, yanchor: 'bottom', yshift: 2, font: { size: 10 },
+        });
+      }
       if (opts.selected && opts.selected.layer === layer && opts.selected.head === head) {
         (layout.shapes as unknown[]).push({
-          type: 'rect', xref: `x${ax} domain`, yref: `y${ax} domain`, x0: -0.04, x1: 1.04, y0: -0.04, y1: 1.04, line: { color: '#e6550d', width: 3 },
+          type: 'rect', xref: `x${ax} domain`, yref: `y${ax} domain`, x0: -0.03, x1: 1.03, y0: -0.03, y1: 1.0, line: { color: '#e6550d', width: 3 },
         });
       }
     }

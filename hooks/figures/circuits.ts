@@ -1,5 +1,5 @@
 /** Circuits figures from the /api/circuits/* endpoints: composition scores (Q, K, V), copying scores, positional QK, top copied tokens. */
-import { colorbar, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, MASKED_COLOUR, num, SEQUENTIAL, tokenLabel } from './common.ts';
+import { colorbar, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, MASKED_COLOUR, headTicks, num, SEQUENTIAL, titleOf, tokenLabel } from './common.ts';
 import type { Cell, FigureSpec, Trace } from './types.ts';
 
 export interface CompositionData {
@@ -45,8 +45,8 @@ export function compositionFigure(r: CompositionData): FigureSpec {
     name: `composition-${r.mode}`,
     data: [trace],
     layout: heatmapLayout(`${r.mode}-composition scores (random baseline ${fmt(num(r.baseline.mean))} ± ${fmt(num(r.baseline.std))})`, {
-      xaxis: indexAxis(labels, `later head (reads through ${r.mode})`),
-      yaxis: indexAxis(labels, 'earlier head (writes)', { reversed: true }),
+      xaxis: { ...indexAxis(labels, `later head (reads through ${r.mode})`), ...headTicks(r.layers, r.heads), tickangle: 0 },
+      yaxis: { ...indexAxis(labels, 'earlier head (writes)', { reversed: true }), ...headTicks(r.layers, r.heads) },
       plot_bgcolor: MASKED_COLOUR,
       shapes,
     }),
@@ -73,17 +73,21 @@ export function copyingFigure(r: CopyingData): FigureSpec {
   }));
   const trace: Trace = {
     type: 'bar', x: labels.map((_s, i) => i), y, customdata: labels,
-    marker: { color: y.map((v) => v ?? 0), colorscale: [[0, '#b2182b'], [0.5, '#f7f7f7'], [1, '#2166ac']], cmin: -1, cmax: 1, colorbar: colorbar('copying score') },
+    marker: {
+      color: y.map((v) => v ?? 0), colorscale: [[0, '#b2182b'], [0.5, '#f7f7f7'], [1, '#2166ac']], cmin: -1, cmax: 1,
+      colorbar: colorbar('copying score'), line: { color: '#777', width: 0.5 },
+    },
     hovertemplate: '%{customdata}: %{y:.3f}<extra></extra>',
   };
+  const title = titleOf('Copying score per head (positive eigenvalues of W_E W_OV W_U)');
   return {
     name: 'copying-scores',
     data: [trace],
     layout: {
-      title: { text: 'Copying score per head (positive eigenvalues of W_E W_OV W_U)', font: { size: 14 }, x: 0, xanchor: 'left' },
-      margin: { l: 60, r: 20, t: 40, b: 60 },
+      title: title.title,
+      margin: { l: 60, r: 20, t: title.top, b: 60 },
       font: { size: 11 },
-      xaxis: { ...indexAxis(labels, 'head', { maxTicks: 48 }) },
+      xaxis: { ...indexAxis(labels, 'head'), ...headTicks(r.layers, r.heads), tickangle: labels.length > 24 ? 0 : -45 },
       yaxis: { title: { text: 'Σλ / Σ|λ|' }, range: [-1.05, 1.05], zeroline: true, automargin: true },
       shapes: [{ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: 0.7, y1: 0.7, line: { color: '#555', dash: 'dot', width: 1 } }],
     },
@@ -140,10 +144,11 @@ export function topCopiedFigure(r: TopCopiedData): FigureSpec {
     data: [{
       type: 'table',
       header: { values: header, align: 'left', fill: { color: '#eef1f5' }, font: { size: 11 } },
-      cells: { values: columns, align: 'left', font: { family: 'ui-monospace, "DejaVu Sans Mono", monospace', size: 11 }, height: 22 },
+      columnwidth: [1, ...Array.from({ length: k }, () => 1.4)],
+      cells: { values: columns, align: 'left', font: { family: 'ui-monospace, "DejaVu Sans Mono", monospace', size: 11 }, height: 24 },
     }],
     layout: {
-      title: { text: `What ${headLabel(r.layer, r.head)} copies: top tokens of its OV circuit`, font: { size: 14 }, x: 0, xanchor: 'left' },
+      title: titleOf(`What ${headLabel(r.layer, r.head)} copies: top tokens of its OV circuit`).title,
       margin: { l: 10, r: 10, t: 40, b: 10 },
     },
     table: { columns: ['layer', 'head', 'source_id', 'source_str', 'rank', 'token_id', 'token_str', 'value'], rows: table },

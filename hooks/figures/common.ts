@@ -29,13 +29,18 @@ export function headLabel(layer: number, head: number): string {
   return `L${layer}H${head}`;
 }
 
-/** A categorical axis over 0..n-1 with explicit tick text (numeric positions, so repeated labels stay distinct). */
-export function indexAxis(labels: readonly string[], title: string, opts: { reversed?: boolean; maxTicks?: number } = {}): Layout {
+/**
+ * A categorical axis over 0..n-1 with explicit tick text (numeric positions, so repeated labels stay distinct).
+ * `reversed` puts index 0 at the top (a y axis); x axes with long or many labels get slanted ticks, y axes never.
+ */
+export function indexAxis(labels: readonly string[], title: string, opts: { reversed?: boolean; maxTicks?: number; y?: boolean } = {}): Layout {
   const n = labels.length;
   const step = Math.max(1, Math.ceil(n / (opts.maxTicks ?? 40)));
   const tickvals: number[] = [];
   for (let i = 0; i < n; i += step) tickvals.push(i);
-  const longest = labels.reduce((m, s) => Math.max(m, s.length), 0);
+  const longest = tickvals.reduce((m, i) => Math.max(m, labels[i].replace(/&[a-z]+;/g, 'x').length), 0);
+  // Slant x tick labels when they would not fit side by side (~6.5 px per character in 600 px); upright when many.
+  const crowded = !opts.y && !opts.reversed && tickvals.length * longest * 6.5 > 600;
   return {
     title: { text: title },
     tickmode: 'array',
@@ -45,20 +50,58 @@ export function indexAxis(labels: readonly string[], title: string, opts: { reve
     showgrid: false,
     zeroline: false,
     automargin: true,
-    ...(longest * Math.min(n, 40) > 60 ? { tickangle: -45 } : {}),
+    tickangle: crowded ? (tickvals.length > 16 ? -90 : -45) : 0,
   };
+}
+
+/** A long title broken at a space into lines of at most `width` characters (Plotly never wraps titles itself). */
+export function wrapTitle(text: string, width = 72): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join('<br>');
+}
+
+/** A figure title (wrapped) and the top margin it needs. */
+export function titleOf(text: string, size = 14): { title: Layout; top: number } {
+  const wrapped = wrapTitle(text);
+  const lines = wrapped.split('<br>').length;
+  return { title: { text: wrapped, font: { size }, x: 0, xanchor: 'left' }, top: 22 + lines * (size + 6) };
+}
+
+/**
+ * Ticks for an axis of all heads in order (L0H0, L0H1, …): one per head up to 24 heads, else one per layer at the
+ * centre of its heads ("L3"), so labels never crowd (hovers still name each head).
+ */
+export function headTicks(layers: readonly number[], heads: readonly number[]): { tickvals: number[]; ticktext: string[] } {
+  const nh = heads.length;
+  if (layers.length * nh <= 24) {
+    const tickvals: number[] = [];
+    const ticktext: string[] = [];
+    layers.forEach((l, li) => heads.forEach((h, hi) => (tickvals.push(li * nh + hi), ticktext.push(headLabel(l, h)))));
+    return { tickvals, ticktext };
+  }
+  return { tickvals: layers.map((_l, li) => li * nh + (nh - 1) / 2), ticktext: layers.map((l) => `L${l}`) };
 }
 
 /** The layout every heatmap starts from. */
 export function heatmapLayout(title: string, extra: Layout = {}): Layout {
+  const t = titleOf(title);
+  const margin = { l: 60, r: 20, t: t.top, b: 50, ...((extra.margin as Layout | undefined) ?? {}) };
   return {
-    title: { text: title, font: { size: 14 }, x: 0, xanchor: 'left' },
-    margin: { l: 60, r: 20, t: 40, b: 50 },
+    title: t.title,
     font: { family: 'system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif', size: 11 },
     paper_bgcolor: '#ffffff',
     plot_bgcolor: MASKED_COLOUR,
     hoverlabel: { font: { family: 'ui-monospace, "DejaVu Sans Mono", monospace', size: 11 } },
     ...extra,
+    margin: { ...margin, t: Math.max(t.top, Number(margin.t)) },
   };
 }
 

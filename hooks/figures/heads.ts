@@ -1,5 +1,5 @@
 /** Layers × heads heatmaps (ablation sweeps, head-detector scores, direct logit attribution, patching per head) and head rankings. */
-import { colorbar, DIVERGING, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, maxAbs, SEQUENTIAL } from './common.ts';
+import { colorbar, DIVERGING, finiteOrNull, headLabel, heatmapLayout, indexAxis, maxAbs, SEQUENTIAL } from './common.ts';
 import type { Cell, FigureSpec, Layout, Trace } from './types.ts';
 
 export interface HeadGrid {
@@ -26,6 +26,12 @@ export interface HeadGridOptions {
   extra?: { column: string; values: (number | string)[][] }[];
 }
 
+/** A cell's value in at most 5 characters (-0.00 … 99.99, then whole numbers), so it stays inside its cell. */
+export function cellText(v: number | null): string {
+  if (v === null || !Number.isFinite(v)) return '';
+  return Math.abs(v) < 99.995 ? v.toFixed(2) : Math.abs(v) < 1e5 ? String(Math.round(v)) : v.toExponential(0);
+}
+
 export function headGridFigure(g: HeadGrid, o: HeadGridOptions): FigureSpec {
   const z = g.values.map((row) => row.map(finiteOrNull));
   const hover = g.layers.map((l) => g.heads.map((h) => headLabel(l, h)));
@@ -37,14 +43,14 @@ export function headGridFigure(g: HeadGrid, o: HeadGridOptions): FigureSpec {
   const trace: Trace = {
     type: 'heatmap', z, x: g.heads, y: g.layers, ...scale, colorbar: colorbar(o.valueName),
     customdata: hover, hovertemplate: `%{customdata}<br>${o.valueName}: %{z:.4g}<extra></extra>`, xgap: 1, ygap: 1,
-    ...(showText ? { text: z.map((row) => row.map((v) => (v === null ? '' : fmt(v, 2)))), texttemplate: '%{text}', textfont: { size: 9 } } : {}),
+    ...(showText ? { text: z.map((row) => row.map(cellText)), texttemplate: '%{text}', textfont: { size: 9 } } : {}),
   };
   const shapes = (o.selected ?? []).map(({ layer, head }) => ({
     type: 'rect', xref: 'x', yref: 'y', x0: head - 0.5, x1: head + 0.5, y0: layer - 0.5, y1: layer + 0.5, line: { color: '#111', width: 3 },
   }));
   const layout: Layout = heatmapLayout(o.title, {
     xaxis: { ...indexAxis(g.heads.map(String), 'head'), tickvals: g.heads, ticktext: g.heads.map(String), range: [Math.min(...g.heads) - 0.5, Math.max(...g.heads) + 0.5] },
-    yaxis: { ...indexAxis(g.layers.map(String), 'layer'), tickvals: g.layers, ticktext: g.layers.map(String), range: [Math.max(...g.layers) + 0.5, Math.min(...g.layers) - 0.5] },
+    yaxis: { ...indexAxis(g.layers.map(String), 'layer', { y: true }), tickvals: g.layers, ticktext: g.layers.map(String), range: [Math.max(...g.layers) + 0.5, Math.min(...g.layers) - 0.5] },
     shapes,
   });
   const rows: Cell[][] = [];

@@ -1,5 +1,5 @@
 /** Induction figures from POST /api/heads/detect: head-detector score heatmaps, loss by position on repeated tokens. */
-import { num } from './common.ts';
+import { num, titleOf } from './common.ts';
 import { headGridFigure } from './heads.ts';
 import type { FigureSpec, Trace } from './types.ts';
 
@@ -50,6 +50,7 @@ export function lossByPositionFigure(r: HeadsDetectData): FigureSpec {
   const mean = (name: string, v: number, x0: number, x1: number, color: string): Trace => ({
     type: 'scatter', mode: 'lines', name, x: [x0, x1], y: [v, v], line: { color, dash: 'dash', width: 1 }, hovertemplate: `${name}: %{y:.3f}<extra></extra>`,
   });
+  const title = titleOf('Loss by position on repeated random tokens', 14);
   return {
     name: 'loss-by-position',
     data: [
@@ -59,8 +60,8 @@ export function lossByPositionFigure(r: HeadsDetectData): FigureSpec {
       mean(`mean second ${num(lp.secondRepeat).toFixed(2)}`, num(lp.secondRepeat), seqLen + 1, loss.length, '#2166ac'),
     ],
     layout: {
-      title: { text: 'Loss by position on repeated random tokens', font: { size: 14 }, x: 0, xanchor: 'left' },
-      margin: { l: 60, r: 20, t: 40, b: 50 },
+      title: title.title,
+      margin: { l: 60, r: 20, t: title.top, b: 50 },
       font: { size: 11 },
       xaxis: { title: { text: 'position of the predicted token' }, automargin: true },
       yaxis: { title: { text: 'loss (nats)' }, rangemode: 'tozero', automargin: true },

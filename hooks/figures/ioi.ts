@@ -1,5 +1,5 @@
 /** IOI figures from POST /api/ioi (logit difference per prompt, per-head direct logit attribution) and POST /api/patch (activation patching). */
-import { colorbar, DIVERGING, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, maxAbs, num, positionLabels, tokenLabel } from './common.ts';
+import { colorbar, DIVERGING, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, maxAbs, num, positionLabels, titleOf, tokenLabel } from './common.ts';
 import { headGridFigure } from './heads.ts';
 import type { Cell, FigureSpec, Trace } from './types.ts';
 
@@ -20,12 +20,13 @@ export function ioiLogitDiffFigure(r: IoiData): FigureSpec {
     customdata: r.prompts.map((p) => `${tokenLabel(p.text)}<br>IO ${tokenLabel(p.io)} · S ${tokenLabel(p.s)}`),
     hovertemplate: '%{customdata}<br>logit diff %{y:.3f}<extra>prompt %{x}</extra>',
   };
+  const title = titleOf(`IO − S logit difference per prompt (mean ${fmt(num(r.meanLogitDiff))}, accuracy ${(num(r.accuracy) * 100).toFixed(0)}%)`, 13);
   return {
     name: 'ioi-logit-diff',
     data: [trace],
     layout: {
-      title: { text: `IO − S logit difference per prompt (mean ${fmt(num(r.meanLogitDiff))}, accuracy ${(num(r.accuracy) * 100).toFixed(0)}%)`, font: { size: 13 }, x: 0, xanchor: 'left' },
-      margin: { l: 60, r: 20, t: 40, b: 50 },
+      title: title.title,
+      margin: { l: 60, r: 20, t: title.top, b: 50 },
       font: { size: 11 },
       xaxis: { title: { text: 'prompt' }, tickmode: 'linear', dtick: r.prompts.length > 30 ? 5 : 1, automargin: true },
       yaxis: { title: { text: 'logit(IO) − logit(S)' }, zeroline: true, automargin: true },

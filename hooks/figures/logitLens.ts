@@ -78,7 +78,7 @@ export function logitLensFigure(r: LogitLensData, opts: LogitLensOptions = {}): 
     data: [trace],
     layout: heatmapLayout(`Logit lens: ${metricName} of the ${whose}`, {
       xaxis: indexAxis(xLabels, 'position'),
-      yaxis: indexAxis(rows, 'residual stream'),
+      yaxis: indexAxis(rows, 'residual stream', { y: true }),
       margin: { l: 110, r: 20, t: 40, b: 60 },
     }),
     table: { columns: ['component', 'pos', 'token', 'top1_id', 'top1_str', 'top1_prob', metric === 'rank' ? 'rank' : 'prob'], rows: table },

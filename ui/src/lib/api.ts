@@ -144,22 +144,22 @@ export function startJob<T>(path: string, body: unknown, onProgress?: (p: JobPro
     }
     if (!res.ok) throw await errorOf(res);
     if (!(res.headers.get('content-type') ?? '').includes('text/event-stream')) return (await res.json()) as T;
-    let out: { ok: true; value: T } | { ok: false; error: Error } | null = null;
+    const box: { out: { ok: true; value: T } | { ok: false; error: Error } | null } = { out: null };
     try {
       await readEvents(res, (event, data) => {
         if (event === 'job') id = (data as { id: string }).id;
         else if (event === 'progress') onProgress?.(data as JobProgress);
-        else if (event === 'result') out = { ok: true, value: data as T };
+        else if (event === 'result') box.out = { ok: true, value: data as T };
         else if (event === 'error') {
           const e = data as { status: number; error: string };
-          out = { ok: false, error: new ApiError(e.status, e.error) };
-        } else if (event === 'cancelled') out = { ok: false, error: new CancelledError() };
+          box.out = { ok: false, error: new ApiError(e.status, e.error) };
+        } else if (event === 'cancelled') box.out = { ok: false, error: new CancelledError() };
       });
     } catch (e) {
       if (cancelled) throw new CancelledError();
       throw e;
     }
-    const o = out as typeof out;
+    const o = box.out;
     if (o === null) throw cancelled ? new CancelledError() : new ApiError(0, 'the server closed the stream without a result');
     if (!o.ok) throw o.error;
     return o.value;

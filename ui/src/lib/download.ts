@@ -31,3 +31,27 @@ export function dataUrlToBlob(url: string): Blob {
   }
   return new Blob([decodeURIComponent(payload)], { type });
 }
+
+/**
+ * Renders an SVG data: URL to a PNG Blob at `scale` × its size, through an <img> and a canvas. Plotly's own PNG export loads
+ * its SVG from a blob: URL, which the server's Content-Security-Policy (img-src 'self' data:) refuses; a data: URL is allowed.
+ */
+export async function svgToPng(svgDataUrl: string, width: number, height: number, scale: number): Promise<Blob> {
+  const img = new Image();
+  img.width = width;
+  img.height = height;
+  await new Promise<void>((resolve, reject) => {
+    img.onload = () => resolve();
+    img.onerror = () => reject(new Error('the SVG could not be drawn'));
+    img.src = svgDataUrl;
+  });
+  const canvas = document.createElement('canvas');
+  canvas.width = Math.round(width * scale);
+  canvas.height = Math.round(height * scale);
+  const ctx = canvas.getContext('2d');
+  if (!ctx) throw new Error('no 2D canvas');
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+  return new Promise<Blob>((resolve, reject) => canvas.toBlob((b) => (b ? resolve(b) : reject(new Error('PNG encoding failed'))), 'image/png'));
+}

@@ -31,7 +31,7 @@ export class JobState<T> {
     return p && p.total > 0 ? p.done / p.total : null;
   }
 
-  /** Starts `start(onProgress)`, cancelling a run still going; keeps the previous result until the new one lands. */
+  /** Starts `start(onProgress)`, cancelling a run still going; keeps the previous result until the new one lands (or fails). */
   async run(start: (onProgress: (p: JobProgress) => void) => Job<T>): Promise<T | null> {
     if (this.#job) void this.#job.cancel();
     const seq = ++this.#seq;
@@ -51,7 +51,11 @@ export class JobState<T> {
     } catch (e) {
       if (seq !== this.#seq) return null;
       if (e instanceof CancelledError) this.#cancelled = true;
-      else this.#error = e instanceof ApiError ? e.message : `request failed: ${(e as Error).message}`;
+      else {
+        // an error answer replaces the figure: an old result would look like the answer to this request
+        this.#result = null;
+        this.#error = e instanceof ApiError ? e.message : `request failed: ${(e as Error).message}`;
+      }
       return null;
     } finally {
       if (seq === this.#seq) {

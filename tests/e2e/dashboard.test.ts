@@ -1,0 +1,288 @@
+/**
+ * The dashboard end to end: the real server (createApp, 127.0.0.1:0, a random GPT-2-vocabulary checkpoint) serving the built
+ * ui/, driven in Debian's Chromium through playwright-core at 1280×800. Figures are read back from Plotly's own data on the
+ * page and compared with the API's answers for the same request; exports are checked byte by byte; screenshots of every
+ * view go to tests/.artifacts/screenshots/.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Download, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCsv } from '../integration/server/helpers.ts';
+import { ensureUiBuilt, openBrowser, plotOf, SCREENSHOTS, startDashboard, type Browser, type DashboardServer } from './helpers.ts';
+
+let srv: DashboardServer;
+let br: Browser;
+let page: Page;
+const PROMPT = 'The cat sat on the mat because it was warm';
+
+async function api<T = any>(path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${srv.url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+/** Waits until the figure card `id` holds a plot whose data and layout satisfy `pred` (polled from here: the page's CSP forbids eval). */
+async function waitPlot(id: string, pred: (data: any[], layout: any) => boolean = () => true, timeout = 60_000, on: Page = page): Promise<{ data: any[]; layout: any }> {
+  const until = Date.now() + timeout;
+  let last: unknown = null;
+  for (;;) {
+    try {
+      const f = await plotOf(on, id);
+      if (f.data.length > 0 && pred(f.data, f.layout)) return f;
+      last = f.layout?.title?.text;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`figure ${id} did not reach the expected state in ${timeout} ms (last: ${String(last)})`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+async function download(click: () => Promise<void>): Promise<{ name: string; bytes: Buffer }> {
+  const [d] = await Promise.all([page.waitForEvent('download') as Promise<Download>, click()]);
+  const path = await d.path();
+  return { name: d.suggestedFilename(), bytes: readFileSync(path) };
+}
+
+async function shot(name: string): Promise<void> {
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Clicks the centre of cell (row, col) of a heatmap with rows top→bottom and cols left→right in an nRows × nCols grid. */
+async function clickCell(id: string, row: number, col: number, nRows: number, nCols: number, subplot = 'xy'): Promise<void> {
+  const box = await page.locator(`[data-testid="${id}"] .nsewdrag[data-subplot="${subplot}"]`).boundingBox();
+  if (!box) throw new Error(`no drag box in ${id}`);
+  await page.mouse.click(box.x + ((col + 0.5) / nCols) * box.width, box.y + ((row + 0.5) / nRows) * box.height);
+}
+
+async function tokensOf(text: string): Promise<string[]> {
+  return (await api('/api/tokenize', { text })).body.strTokens[0];
+}
+
+beforeAll(async () => {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  await ensureUiBuilt();
+  srv = await startDashboard();
+  br = await openBrowser();
+  page = br.page;
+});
+
+afterAll(async () => {
+  await br?.close();
+  await srv?.close();
+});
+
+describe('dashboard', () => {
+  it('loads with the model, and shows the prompt\'s tokens as chips with indices, BOS first', async () => {
+    await page.goto(srv.url);
+    await expect.poll(() => page.locator('[data-testid="model-info"]').textContent(), { timeout: 30_000 }).toContain('tiny on cpu · 3 layers × 4 heads');
+    await page.locator('[data-testid="chips"] .chip').first().waitFor();
+    const chips = await page.locator('[data-testid="chips"] .chip').allTextContents();
+    const tokens = await tokensOf('When Mary and John went to the store, John gave a drink to');
+    expect(chips).toHaveLength(tokens.length);
+    expect(chips[0]).toBe('0<|endoftext|>');
+    expect(chips[2]).toBe('2␣Mary');
+  });
+
+  it('a typed prompt (Enter) gives a logit lens heatmap: one row per layer plus final, one column per token, the API\'s values', async () => {
+    await page.locator('[data-testid="prompt"]').fill(PROMPT);
+    await page.locator('[data-testid="prompt"]').press('Enter');
+    const tokens = await tokensOf(PROMPT);
+    const n = tokens.length;
+    const { data, layout } = await waitPlot('fig-lens', (d) => d[0].z[0].length === n);
+    const z = data[0].z as number[][];
+    expect(z).toHaveLength(srv.cfg.n_layers + 1);
+    expect(layout.yaxis.ticktext).toEqual(['L0 resid_pre', 'L1 resid_pre', 'L2 resid_pre', 'final']);
+    expect(layout.xaxis.ticktext[0]).toBe('0: &lt;|endoftext|&gt;');
+    expect(data[0].colorbar.title.text).toBe('probability');
+    const ref = await api('/api/logit-lens', { prompt: PROMPT, topK: 5, targets: [' Mary', ' John'] });
+    expect(ref.status).toBe(200);
+    for (let l = 0; l <= srv.cfg.n_layers; l++) for (let p = 0; p < n; p++) expect(Math.abs(z[l][p] - ref.body.top[l][p][0].prob)).toBeLessThan(1e-6);
+    expect(data[0].text[srv.cfg.n_layers][n - 1]).toBe(ref.body.top[srv.cfg.n_layers][n - 1][0].str.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;'));
+    await shot('logit-lens');
+  });
+
+  it('exports the figure as PNG, SVG, CSV and JSON', async () => {
+    const card = page.locator('[data-testid="fig-lens"]');
+    const png = await download(() => card.getByRole('button', { name: 'PNG' }).click());
+    expect(png.name).toBe('logit-lens-prob.png');
+    expect([...png.bytes.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    expect(png.bytes.readUInt32BE(16)).toBeGreaterThan(400); // IHDR width (2× scale)
+    const svg = await download(() => card.getByRole('button', { name: 'SVG' }).click());
+    const text = svg.bytes.toString('utf8');
+    expect(text.trimStart()).toMatch(/^<svg[\s>]/);
+    expect(text.trimEnd()).toMatch(/<\/svg>$/);
+    expect(text).toContain('Logit lens: probability of the top-1 token');
+    const csv = await download(() => card.getByRole('button', { name: 'CSV' }).click());
+    const rows = parseCsv(csv.bytes.toString('utf8'));
+    const n = (await tokensOf(PROMPT)).length;
+    expect(rows[0]).toEqual(['component', 'pos', 'token', 'top1_id', 'top1_str', 'top1_prob', 'prob']);
+    expect(rows).toHaveLength(1 + (srv.cfg.n_layers + 1) * n);
+    expect(rows[1].slice(0, 3)).toEqual(['0_pre', '0', '<|endoftext|>']);
+    const json = await download(() => card.getByRole('button', { name: 'JSON' }).click());
+    const parsed = JSON.parse(json.bytes.toString('utf8'));
+    expect(parsed).toHaveLength((srv.cfg.n_layers + 1) * n);
+    expect(Number(rows[5][5])).toBeCloseTo(parsed[4].top1_prob, 12);
+  });
+
+  it('a permalink reopens the same figure', async () => {
+    await page.locator('[data-testid="lens-metric"]').selectOption('logprob');
+    await page.locator('[data-testid="lens-of"]').selectOption('target');
+    const before = await waitPlot('fig-lens', (d, l) => d[0].colorbar.title.text === 'log-probability' && l.title.text.includes('target'));
+    const link = await page.locator('[data-testid="permalink"]').getAttribute('href');
+    expect(link).toContain('lens.metric=logprob');
+    expect(link).toContain('prompt=The+cat');
+    const other = await br.context.newPage();
+    try {
+      await other.goto(link!);
+      const after = await waitPlot('fig-lens', (_d, l) => l.title.text.includes('target'), 60_000, other);
+      expect(after.layout.title.text).toBe(before.layout.title.text);
+      expect(after.data[0].z).toEqual(before.data[0].z);
+      expect(after.layout.xaxis.ticktext).toEqual(before.layout.xaxis.ticktext);
+      expect(await other.locator('[data-testid="prompt"]').inputValue()).toBe(PROMPT);
+    } finally {
+      await other.close();
+    }
+    await page.locator('[data-testid="lens-metric"]').selectOption('prob');
+    await page.locator('[data-testid="lens-of"]').selectOption('top');
+  });
+
+  it('attention: hovering a head previews it, clicking locks it large with token labels and the upper triangle greyed', async () => {
+    await page.locator('[data-testid="tab-attention"]').click();
+    const n = (await tokensOf(PROMPT)).length;
+    await waitPlot('fig-attention-grid', (d) => d.length === 12);
+    // L1H1 is trace 5 → subplot x6y6
+    const cell = page.locator('[data-testid="fig-attention-grid"] .nsewdrag[data-subplot="x6y6"]');
+    await cell.hover();
+    await waitPlot('fig-attention-head', (_d, l) => l.title.text === 'Attention pattern L1H1');
+    await cell.click();
+    await expect.poll(() => page.locator('[data-testid="locked-head"]').textContent()).toBe('L1H1');
+    expect(page.url()).toContain('att.l=1');
+    await page.locator('[data-testid="tab-lens"]').hover(); // leave the grid: the locked head stays
+    const { data, layout } = await waitPlot('fig-attention-head', (_d, l) => l.title.text === 'Attention pattern L1H1');
+    const z = data[0].z as (number | null)[][];
+    expect(z).toHaveLength(n);
+    expect(layout.xaxis.ticktext).toHaveLength(n);
+    const ref = await api('/api/attention', { prompt: PROMPT, layers: [1], heads: [1] });
+    for (let q = 0; q < n; q++) {
+      for (let k = 0; k < n; k++) {
+        if (k > q) expect(z[q][k]).toBeNull();
+        else expect(Math.abs((z[q][k] as number) - ref.body.patterns[0][0][q][k])).toBeLessThan(1e-6);
+      }
+    }
+    // hover token 3: what it attends to / what attends to it
+    await page.locator('[data-testid="focus-tokens"] .tok').nth(3).hover();
+    await expect.poll(() => page.locator('[data-testid="focus-info"]').textContent()).toMatch(/3:.*attends to .* attended to by /);
+    await waitPlot('fig-attention-head', (_d, l) => l.shapes?.length === 2);
+    await shot('attention');
+  });
+
+  let sweepDelta: number[][] = [];
+  it('ablation: the all-heads sweep runs to completion with the API\'s values; a clicked head re-runs alone', async () => {
+    await page.locator('[data-testid="tab-ablation"]').click();
+    await page.locator('[data-testid="run-sweep"]').click();
+    const { data } = await waitPlot('fig-ablation-sweep', (d) => d[0].z.length === 3);
+    const ids = (await api('/api/tokenize', { text: [' Mary', ' John'], prependBos: false })).body.tokens.map((t: number[]) => t[0]);
+    const ref = await api('/api/ablate/sweep', { prompt: PROMPT, metric: { kind: 'logit_diff', correct: ids[0], incorrect: ids[1] }, mode: 'zero' });
+    expect(ref.status).toBe(200);
+    sweepDelta = data[0].z;
+    expect(sweepDelta.map((r) => r.length)).toEqual([4, 4, 4]);
+    for (let l = 0; l < 3; l++) for (let h = 0; h < 4; h++) expect(Math.abs(sweepDelta[l][h] - ref.body.delta[l][h])).toBeLessThan(1e-5);
+    expect(data[0].zmid).toBe(0);
+    await clickCell('fig-ablation-sweep', 0, 1, 3, 4);
+    await expect.poll(() => page.locator('[data-testid="abl-set"]').textContent()).toBe('L0H1');
+    await page.locator('[data-testid="run-set"]').click();
+    const set = await waitPlot('fig-ablation-set');
+    // ablating L0H1 alone equals the sweep's value for L0H1
+    expect(Math.abs(set.data[0].x[1] - ref.body.values[0][1])).toBeLessThan(1e-4);
+    expect(Math.abs(set.data[0].x[0] - ref.body.clean)).toBeLessThan(1e-5);
+    await shot('ablation');
+  });
+
+  it('ablation: a long sweep shows progress and is cancelled on the server', async () => {
+    const long = Array.from({ length: 9 }, (_v, i) => `Sentence number ${i} says that the cat sat on the mat.`).join(' ');
+    expect((await tokensOf(long)).length).toBeLessThanOrEqual(128);
+    await page.locator('[data-testid="prompt"]').fill(long);
+    await page.locator('[data-testid="prompt"]').press('Enter');
+    await page.locator('[data-testid="abl-metric"]').selectOption('loss');
+    await page.locator('[data-testid="run-sweep"]').click();
+    await page.locator('[data-testid="progress"]').first().waitFor();
+    await page.waitForFunction(() => {
+      const p = document.querySelector('[data-testid="progress"]') as HTMLProgressElement | null;
+      return !!p && p.value > 0;
+    }, null, { timeout: 30_000 });
+    const fraction = await page.locator('[data-testid="progress"]').first().evaluate((p) => (p as HTMLProgressElement).value);
+    expect(fraction).toBeLessThan(1);
+    await page.locator('[data-testid="cancel"]').first().click();
+    await page.locator('[data-testid="cancelled"]').first().waitFor({ timeout: 10_000 });
+    await expect.poll(async () => (await api('/api/jobs')).body.jobs.length, { timeout: 10_000 }).toBe(0);
+    // the previous sweep stays on screen
+    expect((await plotOf(page, 'fig-ablation-sweep')).data[0].z).toEqual(sweepDelta);
+    await page.locator('[data-testid="abl-metric"]').selectOption('logit_diff');
+  });
+
+  it('induction, IOI and circuits views draw their figures', async () => {
+    await page.locator('[data-testid="prompt"]').fill(PROMPT);
+    await page.locator('[data-testid="prompt"]').press('Enter');
+    await page.locator('[data-testid="tab-induction"]').click();
+    for (const k of ['induction', 'previous_token', 'duplicate_token']) {
+      const f = await waitPlot(`fig-scores-${k}`);
+      expect(f.data[0].z.map((r: number[]) => r.length)).toEqual([4, 4, 4]);
+      expect(f.data[0].colorbar.title.text).toBe('score');
+    }
+    const loss = await waitPlot('fig-loss-by-pos');
+    expect(loss.data[0].x).toHaveLength(40); // BOS + 20 + 20: 40 predicted tokens
+    await page.locator('[data-testid="head-finder"] tbody tr').nth(9).waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid^="fig-attention-L"] .js-plotly-plot').length === 4, null, { timeout: 60_000 });
+    await shot('induction');
+
+    await page.locator('[data-testid="tab-ioi"]').click();
+    const diff = await waitPlot('fig-ioi-logit-diff');
+    expect(diff.data[0].y).toHaveLength(8);
+    const attr = await waitPlot('fig-ioi-attribution');
+    expect(attr.data[0].z).toHaveLength(3);
+    await page.locator('[data-testid="run-patch"]').click();
+    const patch = await waitPlot('fig-patch-resid_pre');
+    const clean = await tokensOf('When Mary and John went to the store, John gave a drink to');
+    expect(patch.data[0].z).toHaveLength(3);
+    expect(patch.data[0].z[0]).toHaveLength(clean.length);
+    await waitPlot('fig-patch-head_out_by_pos');
+    await shot('ioi');
+
+    await page.locator('[data-testid="tab-circuits"]').click();
+    const comp = await waitPlot('fig-composition');
+    expect(comp.data[0].z).toHaveLength(12);
+    expect(comp.data[0].customdata[0][4]).toBe('L0H0 → L1H0');
+    expect(comp.data[0].z[0][0]).toBeNull();
+    const copying = await waitPlot('fig-copying');
+    expect(copying.data[0].y).toHaveLength(12);
+    await waitPlot('fig-positional');
+    await waitPlot('fig-top-copied');
+    await shot('circuits');
+  });
+
+  it('no console errors and no request outside the page\'s own origin so far', () => {
+    expect(br.errors).toEqual([]);
+    const outside = br.requests.filter((u) => !(u.startsWith(`${srv.url}/`) || u.startsWith(`blob:${srv.url}/`) || u.startsWith('data:')));
+    expect(outside).toEqual([]);
+    expect(br.requests.some((u) => u.startsWith(`${srv.url}/api/logit-lens`))).toBe(true);
+  });
+
+  it('an over-long prompt gets a clear message (prompt bar and the server\'s own error inline)', async () => {
+    await page.locator('[data-testid="tab-lens"]').click();
+    const long = Array.from({ length: 40 }, (_v, i) => `word${i} and more`).join(' ');
+    const n = (await tokensOf(long)).length;
+    expect(n).toBeGreaterThan(128);
+    await page.locator('[data-testid="prompt"]').fill(long);
+    await page.locator('[data-testid="prompt"]').press('Enter');
+    await expect.poll(() => page.locator('[data-testid="too-long"]').textContent(), { timeout: 20_000 })
+      .toBe(`The prompt is ${n} tokens long; tiny reads at most n_ctx = 128 tokens. Shorten the prompt by ${n - 128} tokens.`);
+    const ref = await api('/api/logit-lens', { prompt: long, topK: 5, targets: [' Mary', ' John'] });
+    expect(ref.status).toBe(400);
+    await expect.poll(() => page.locator('[data-testid="error"]').first().textContent(), { timeout: 20_000 }).toBe((ref.body as any).error);
+    await shot('too-long');
+    // the only console errors are the browser's notes on the 400 answers
+    expect(br.errors.every((e) => /status of 400/.test(e))).toBe(true);
+  });
+});

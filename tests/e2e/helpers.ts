@@ -1,0 +1,141 @@
+/**
+ * End-to-end helpers: build the dashboard when ui/dist is stale, start the real server (createApp on 127.0.0.1:0) with a
+ * random GPT-2-vocabulary checkpoint serving ui/dist, and drive Debian's Chromium through playwright-core.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { HookedTransformerConfig } from '../../hooks/config.ts';
+import { createApp } from '../../server/app.ts';
+import { uiIsStale } from '../../server/buildUi.ts';
+import { validateConfig } from '../../server/config.ts';
+import { ModelHost } from '../../server/host/ModelHost.ts';
+import { writeTinyModel } from '../integration/server/helpers.ts';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const UI_DIR = join(ROOT, 'ui');
+export const UI_DIST = join(UI_DIR, 'dist');
+export const ARTIFACTS = join(ROOT, 'tests', '.artifacts');
+export const SCREENSHOTS = join(ARTIFACTS, 'screenshots');
+export const CHROMIUM = process.env.LENSBOARD_CHROMIUM ?? '/usr/bin/chromium';
+
+/** The e2e model: GPT-2's vocabulary (text prompts tokenize), 3 layers × 4 heads, n_ctx 128. */
+export const E2E_MODEL: Partial<HookedTransformerConfig> = { n_layers: 3, d_model: 32, n_heads: 4, d_vocab: 50257, n_ctx: 128 };
+
+/** Builds ui/ (vite build) when ui/dist is missing or older than the UI's sources or the figure builders; a lock keeps parallel test files from building twice. */
+export async function ensureUiBuilt(): Promise<void> {
+  const lock = join(tmpdir(), 'lensboard-ui-build.lock');
+  for (let i = 0; ; i++) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (i > 600) rmSync(lock, { recursive: true, force: true }); // a stale lock (a killed run) after 2 minutes
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    if (!uiIsStale()) return;
+    const vite = join(ROOT, 'node_modules', '.bin', 'vite');
+    const r = spawnSync(vite, ['build', '--logLevel', 'warn'], { cwd: UI_DIR, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`building the UI failed (vite build in ui/):\n${r.stdout}\n${r.stderr}`);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+export interface DashboardServer {
+  url: string;
+  cfg: HookedTransformerConfig;
+  close(): Promise<void>;
+}
+
+/** The real app on 127.0.0.1:0 with the e2e model ('tiny') loaded and ui/dist served at /. */
+export async function startDashboard(): Promise<DashboardServer> {
+  const tmp = await mkdtemp(join(tmpdir(), 'lensboard-e2e-'));
+  const packageRoot = join(tmp, 'models');
+  await mkdir(join(tmp, 'extra'), { recursive: true });
+  const cfg = await writeTinyModel(join(packageRoot, 'tiny'), 7, E2E_MODEL);
+  const config = validateConfig({
+    model: 'tiny', port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), modelRoots: [join(tmp, 'extra')],
+  });
+  const host = await ModelHost.create(config, packageRoot);
+  await host.load(await host.resolve('tiny'), { name: 'tiny', processing: { foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true } });
+  const app = createApp(config, host, { log: pino({ level: 'silent' }), staticDir: UI_DIST });
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    cfg,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await host.close();
+      await rm(tmp, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The flags a root, offline machine needs (playwright adds --headless and the user data dir). */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run',
+];
+
+export interface Browser {
+  context: BrowserContext;
+  page: Page;
+  /** Every URL the page requested. */
+  requests: string[];
+  /** Console errors and uncaught page errors. */
+  errors: string[];
+  close(): Promise<void>;
+}
+
+/** Chromium at 1280×800 with a fresh profile, recording requests and console errors. */
+export async function openBrowser(): Promise<Browser> {
+  const profile = await mkdtemp(join(tmpdir(), 'lensboard-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1280, height: 800 },
+    acceptDownloads: true,
+  });
+  const requests: string[] = [];
+  const errors: string[] = [];
+  context.on('request', (r) => requests.push(r.url()));
+  const watch = (page: Page) => {
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
+    page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  };
+  context.on('page', watch);
+  const page = context.pages()[0] ?? (await context.newPage());
+  watch(page);
+  return {
+    context, page, requests, errors,
+    close: async () => {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The data and layout Plotly holds for the figure card `id` (its first plot). */
+export async function plotOf(page: Page, id: string): Promise<{ data: any[]; layout: any }> {
+  return page.evaluate((sel) => {
+    const el = document.querySelector(`[data-testid="${sel}"] .js-plotly-plot`) as any;
+    if (!el || !el.data) throw new Error(`no plot in ${sel}`);
+    return { data: JSON.parse(JSON.stringify(el.data)), layout: JSON.parse(JSON.stringify(el.layout)) };
+  }, id);
+}

@@ -1,13 +1,13 @@
 /**
- * Fuzz: random malformed bodies to every POST endpoint of the OpenAPI document (250 each, 3,750 in all by default;
- * LENSBOARD_FUZZ_PER_ENDPOINT=1000 for the long run) — every answer a JSON 4xx, no 5xx, no crash.
+ * Fuzz: random malformed bodies to every POST endpoint of the OpenAPI document (1,000 each by default,
+ * LENSBOARD_FUZZ_PER_ENDPOINT overrides) — every answer a JSON 4xx, no 5xx, no crash.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Rng } from '../../../hooks/random.ts';
 import { get, post, startServer, type TestServer } from './helpers.ts';
 
 let srv: TestServer;
-const PER_ENDPOINT = Number(process.env.LENSBOARD_FUZZ_PER_ENDPOINT ?? 250);
+const PER_ENDPOINT = Number(process.env.LENSBOARD_FUZZ_PER_ENDPOINT ?? 1000);
 const IN_FLIGHT = 8;
 
 beforeAll(async () => {

@@ -1,0 +1,224 @@
+/** The CLI's experiments: flags, request schema (the server's, so a config file reads like an API body), and the run → result + figures. */
+import { z } from 'zod';
+import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
+import {
+  ablationSweepFigure, compositionFigure, copyingFigure, headScoreFigure, ioiAttributionFigure, ioiLogitDiffFigure, logitLensFigure,
+  lossByPositionFigure, patchingFigure, positionalFigure, topCopiedFigure, type FigureSpec,
+} from '../hooks/figures/index.ts';
+import { LimitsSchema, type Limits } from '../server/config.ts';
+import {
+  ablateSweepSchema, compositionSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, positionalSchema, topCopiedSchema,
+} from '../server/schemas.ts';
+import { ablateSweep, composition, copying, headsDetect, ioi, logitLens, patch, positional, topCopied } from '../server/worker/analysis.ts';
+import type { JobContext } from '../server/worker/context.ts';
+import { UsageError } from './errors.ts';
+import type { FlagDef } from './flags.ts';
+
+/** The server's limits guard a shared service; a local run may be as large as the user likes. */
+export const CLI_LIMITS: Limits = LimitsSchema.parse({
+  maxBatch: 4096, maxTopK: 50_257, maxElements: 2_000_000_000, maxSweepTokens: 1e12, maxIoiPrompts: 100_000,
+});
+
+export interface Experiment {
+  /** The analysis result (the server's answer for the same request). */
+  result: unknown;
+  figures: FigureSpec[];
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  flags: FlagDef[];
+  schema: z.ZodType;
+  /** Fills fields the flags imply (e.g. the metric kind from --correct/--incorrect) before validation. */
+  prepare?: (req: Record<string, unknown>) => void;
+  run: (model: HookedTransformer, req: never, ctx: JobContext) => Promise<Experiment>;
+}
+
+const prependBos: FlagDef = { flag: 'no-prepend-bos', type: 'bool', negate: true, path: 'prependBos', help: 'do not prepend <|endoftext|> to text prompts' };
+const seed: FlagDef = { flag: 'seed', type: 'int', path: 'seed', help: 'random seed (default 0)' };
+const chunk: FlagDef = { flag: 'chunk-size', type: 'int', path: 'chunkSize', help: 'variants per batched forward pass (default 32)' };
+const metricFlags = (kinds: string): FlagDef[] => [
+  { flag: 'correct', type: 'token', path: 'metric.correct', help: 'logit_diff: the token counted positively (e.g. " Mary", or an id)' },
+  { flag: 'incorrect', type: 'token', path: 'metric.incorrect', help: 'logit_diff: the token subtracted' },
+  { flag: 'position', type: 'int', path: 'metric.position', help: `position the metric reads (${kinds}; negative counts from the end; default -1)` },
+];
+
+/** Metric kind from the flags given: --correct/--incorrect → logit_diff, --token → prob, nothing → loss. */
+function inferMetric(req: Record<string, unknown>, fallback: 'loss' | null): void {
+  const m = req.metric as Record<string, unknown> | undefined;
+  if (m === undefined) {
+    if (fallback) req.metric = { kind: fallback };
+    return;
+  }
+  if (m.kind !== undefined) return;
+  if ('correct' in m || 'incorrect' in m) m.kind = 'logit_diff';
+  else if ('token' in m) m.kind = 'prob';
+}
+
+const circuitsSchema = z.strictObject({
+  modes: z.array(z.enum(['Q', 'K', 'V'])).min(1).max(3).default(['Q', 'K', 'V']).describe('composition scores to compute'),
+  baselineSamples: compositionSchema().shape.baselineSamples,
+  seed: compositionSchema().shape.seed,
+  copying: z.boolean().default(true).describe('copying scores of every head'),
+  heads: z.array(z.strictObject({ layer: positionalSchema().shape.layer, head: positionalSchema().shape.head })).max(64).default([])
+    .describe('heads whose positional QK pattern (and, with tokens, top copied tokens) to show'),
+  tokens: topCopiedSchema(CLI_LIMITS).shape.tokens.optional().describe('source tokens for "what does this head copy"'),
+  k: topCopiedSchema(CLI_LIMITS).shape.k,
+  nPos: positionalSchema().shape.nPos,
+  normalize: positionalSchema().shape.normalize,
+});
+type CircuitsRequest = z.infer<typeof circuitsSchema>;
+
+/** "1.2", "1:2" or "L1H2" → {layer, head}. */
+function parseHead(s: string): { layer: number; head: number } {
+  const m = /^(\d+)[.:H](\d+)$/.exec(s.trim().replace(/^L/, ''));
+  if (!m) throw new UsageError(`--head: '${s}' is not a head; write it as LAYER.HEAD (e.g. 1.2) or L1H2`);
+  return { layer: Number(m[1]), head: Number(m[2]) };
+}
+
+export const COMMANDS: Record<string, Command> = {
+  'logit-lens': {
+    name: 'logit-lens',
+    summary: 'the logit lens of a prompt: the top token (and tracked targets) read from the residual stream after each layer',
+    flags: [
+      { flag: 'prompt', type: 'string', path: 'prompt', help: 'the prompt (text)' },
+      { flag: 'target', type: 'token', path: 'targets', multiple: true, help: 'a token to track (single-token text or an id)' },
+      { flag: 'top-k', type: 'int', path: 'topK', help: 'top tokens per layer and position (default 5)' },
+      { flag: 'incl-mid', type: 'bool', path: 'inclMid', help: 'also read resid_mid of every layer' },
+      { flag: 'no-apply-ln', type: 'bool', negate: true, path: 'applyLn', help: "do not apply ln_final to each layer's residual" },
+      prependBos,
+    ],
+    schema: logitLensSchema(CLI_LIMITS),
+    run: async (model, req: z.infer<ReturnType<typeof logitLensSchema>>, ctx) => {
+      const r = await logitLens(model, req, ctx);
+      const figures = [logitLensFigure(r)];
+      r.targets.forEach((_t, i) => {
+        const f = logitLensFigure(r, { of: i });
+        figures.push({ ...f, name: `logit-lens-target-${i}` });
+      });
+      return { result: r, figures };
+    },
+  },
+  heads: {
+    name: 'heads',
+    summary: 'head detection: previous-token, duplicate-token and induction scores of every head (on a prompt or repeated random tokens)',
+    flags: [
+      { flag: 'prompt', type: 'string', path: 'prompt', help: 'score on this prompt (give this or --repeated)' },
+      { flag: 'repeated', type: 'int', path: 'repeated.seqLen', help: 'score on BOS + span + span, a random span of N tokens' },
+      { flag: 'batch', type: 'int', path: 'repeated.batch', help: 'repeated sequences to average over (default 1)' },
+      { flag: 'seed', type: 'int', path: 'repeated.seed', help: 'seed of the random spans (default 0)' },
+      { flag: 'kinds', type: 'list', path: 'kinds', help: 'previous_token,duplicate_token,induction (default all)' },
+      prependBos,
+    ],
+    schema: headsDetectSchema(CLI_LIMITS),
+    run: async (model, req: z.infer<ReturnType<typeof headsDetectSchema>>, ctx) => {
+      const r = await headsDetect(model, req, ctx);
+      const figures = r.scores.map((s) => headScoreFigure(r, s.kind));
+      if (r.lossByPosition) figures.push(lossByPositionFigure(r));
+      return { result: r, figures };
+    },
+  },
+  sweep: {
+    name: 'sweep',
+    summary: 'ablation sweep: the metric with each head ablated alone, in batched forward passes',
+    flags: [
+      { flag: 'prompt', type: 'string', path: 'prompt', help: 'the prompt (text)' },
+      { flag: 'metric', type: 'string', path: 'metric.kind', help: 'logit_diff | prob | loss (default: from the flags given; loss without any)' },
+      ...metricFlags('logit_diff, prob'),
+      { flag: 'token', type: 'token', path: 'metric.token', help: 'prob: the token whose probability is read' },
+      { flag: 'mode', type: 'string', path: 'mode', help: 'zero | mean | resample (default zero)' },
+      { flag: 'reference', type: 'string', path: 'reference', multiple: true, help: 'a reference prompt for mean / resample' },
+      { flag: 'layers', type: 'intList', path: 'layers', help: 'layers to sweep (default all)' },
+      seed, chunk, prependBos,
+    ],
+    schema: ablateSweepSchema(CLI_LIMITS),
+    prepare: (req) => inferMetric(req, 'loss'),
+    run: async (model, req: z.infer<ReturnType<typeof ablateSweepSchema>>, ctx) => {
+      const r = await ablateSweep(model, req, ctx);
+      return { result: r, figures: [ablationSweepFigure(r, { mode: req.mode })] };
+    },
+  },
+  patch: {
+    name: 'patch',
+    summary: 'activation patching: the normalised logit difference with each slice of the clean run patched into the corrupted run',
+    flags: [
+      { flag: 'clean', type: 'string', path: 'clean', help: 'the clean prompt' },
+      { flag: 'corrupted', type: 'string', path: 'corrupted', help: "the corrupted prompt (the clean prompt's token length)" },
+      ...metricFlags('logit_diff'),
+      { flag: 'kinds', type: 'list', path: 'kinds', help: 'resid_pre,attn_out,mlp_out,head_out_all_pos,head_out_by_pos (default all)' },
+      chunk, prependBos,
+    ],
+    schema: patchSchema(),
+    prepare: (req) => inferMetric(req, null),
+    run: async (model, req: z.infer<ReturnType<typeof patchSchema>>, ctx) => {
+      const r = await patch(model, req, ctx);
+      return { result: r, figures: r.results.map((_x, i) => patchingFigure(r, i)) };
+    },
+  },
+  ioi: {
+    name: 'ioi',
+    summary: 'indirect object identification: IO − S logit difference per prompt and its direct attribution to each head',
+    flags: [
+      { flag: 'n', type: 'int', path: 'n', help: 'prompts to generate (default 20)' },
+      seed,
+      { flag: 'order', type: 'string', path: 'order', help: 'ABBA | BABA | both (default both)' },
+      prependBos,
+    ],
+    schema: ioiSchema(CLI_LIMITS),
+    run: async (model, req: z.infer<ReturnType<typeof ioiSchema>>, ctx) => {
+      const r = await ioi(model, req, ctx);
+      return { result: r, figures: [ioiLogitDiffFigure(r), ioiAttributionFigure(r)] };
+    },
+  },
+  circuits: {
+    name: 'circuits',
+    summary: 'circuits from the weights: Q/K/V composition scores, copying scores, positional QK and top copied tokens of chosen heads',
+    flags: [
+      { flag: 'modes', type: 'list', path: 'modes', help: 'composition modes Q,K,V (default all three)' },
+      { flag: 'baseline-samples', type: 'int', path: 'baselineSamples', help: 'random matrix pairs for the baseline (default 100)' },
+      seed,
+      { flag: 'no-copying', type: 'bool', negate: true, path: 'copying', help: 'skip the copying scores' },
+      { flag: 'head', type: 'string', path: 'heads', multiple: true, help: 'a head L.H for the positional pattern and top copied tokens' },
+      { flag: 'copy-token', type: 'token', path: 'tokens', multiple: true, help: 'a source token for "what does this head copy"' },
+      { flag: 'k', type: 'int', path: 'k', help: 'top copied tokens per source token (default 10)' },
+      { flag: 'n-pos', type: 'int', path: 'nPos', help: 'positions of the positional pattern (default min(n_ctx, 64))' },
+    ],
+    schema: circuitsSchema,
+    prepare: (req) => {
+      if (Array.isArray(req.heads)) req.heads = req.heads.map((h) => (typeof h === 'string' ? parseHead(h) : h));
+    },
+    run: async (model, req: CircuitsRequest, ctx) => {
+      const steps = req.modes.length + (req.copying ? 1 : 0) + req.heads.length;
+      let done = 0;
+      const step = (message: string) => ctx.progress(++done, steps, message);
+      const silent: JobContext = { ...ctx, progress: () => {} };
+      const figures: FigureSpec[] = [];
+      const result: Record<string, unknown> = { composition: [], copying: null, positional: [], topCopied: [] };
+      for (const mode of req.modes) {
+        const r = await composition(model, { mode, baselineSamples: req.baselineSamples, seed: req.seed }, silent);
+        (result.composition as unknown[]).push(r);
+        figures.push(compositionFigure(r));
+        step(`${mode}-composition`);
+      }
+      if (req.copying) {
+        const r = await copying(model, {}, silent);
+        result.copying = r;
+        figures.push(copyingFigure(r));
+        step('copying');
+      }
+      for (const { layer, head } of req.heads) {
+        const p = await positional(model, { layer, head, normalize: req.normalize, ...(req.nPos ? { nPos: req.nPos } : {}) }, silent);
+        (result.positional as unknown[]).push(p);
+        figures.push(positionalFigure(p));
+        if (req.tokens) {
+          const t = await topCopied(model, { layer, head, tokens: req.tokens, k: req.k }, silent);
+          (result.topCopied as unknown[]).push(t);
+          figures.push(topCopiedFigure(t));
+        }
+        step(`L${layer}H${head}`);
+      }
+      return { result, figures };
+    },
+  },
+};

@@ -1,0 +1,148 @@
+/** Notebook 04 (source of 04-circuits-from-weights.ipynb): QK/OV circuits, composition and copying scores read from the weights alone. */
+// %% [markdown]
+// # 04 · Circuits from the weights
+//
+// Notebooks 02 and 03 watched the model *run*. "A Mathematical Framework for Transformer Circuits" (Elhage et al., 2021)
+// reads much of the same story from the **weights alone**. Each attention head splits into two low-rank circuits:
+//
+// - the **QK circuit** `W_Q W_Kᵀ` (`d_model × d_model`): which residual-stream directions attend to which — *where the head looks*;
+// - the **OV circuit** `W_V W_O` (`d_model × d_model`): what the head writes, given what it attends to — *what the head moves*.
+//
+// Both have rank at most `d_head`, so Lensboard keeps them **factored** (`FactoredMatrix`, as TransformerLens): products,
+// norms, SVDs and eigenvalues come from the small factors, never from the dense `d_model × d_model` matrix.
+
+// %%
+import { detectHead, generateRepeatedTokens } from '../hooks/analysis/index.ts';
+import { allCompositionScores, compositionBaseline, copyingScores, positionalPattern, previousTokenScoresFromWeights, topCopiedTokens } from '../hooks/circuits/index.ts';
+import {
+  compositionFigure, copyingFigure, headGridFigure, positionalFigure, rankHeads, topCopiedFigure, type CompositionData,
+} from '../hooks/figures/index.ts';
+import { headGrid } from './lib/data.ts';
+import { plot, setupPlotly, table } from './lib/display.ts';
+import { describeModel, inductionPool, loadNotebookModel } from './lib/model.ts';
+
+const model = await loadNotebookModel();
+console.log(describeModel(model));
+
+// %%
+// Loads plotly.js into the page once (inline, no CDN) for the HTML figures below.
+await setupPlotly();
+
+// %% [markdown]
+// ## QK and OV as factored matrices
+//
+// `model.QK` and `model.OV` hold every head at once: shape `[n_layers, n_heads, d_model, d_model]`, stored as the factors
+// `A = W_V [.., d_model, d_head]` and `B = W_O [.., d_head, d_model]`. Index one head and take its SVD: at most `d_head`
+// singular values are non-zero.
+
+// %%
+const OV = model.OV;
+const QK = model.QK;
+console.log(`OV: shape [${OV.shape.join(', ')}], factors A [${OV.A.shape.join(', ')}] and B [${OV.B.shape.join(', ')}]`);
+const ov00 = OV.index(0, 0);
+const S = ov00.svd().S; // [d_head]
+console.log(`OV of L0H0: ${S.data.filter((v) => v > 1e-6 * S.data[0]).length} non-zero singular values (d_head = ${model.cfg.d_head}); the largest:`);
+await table(['i', 'singular value of OV of L0H0'], Array.from(S.data.slice(0, 8)).map((v, i) => [i, v]));
+
+// %%
+const norms = OV.norm(); // [n_layers, n_heads] Frobenius norms, from the factors
+await plot(headGridFigure(headGrid(norms), { title: 'Frobenius norm of each head\'s OV circuit', valueName: '‖W_V W_O‖_F', scale: 'sequential', name: 'ov-norms' }));
+
+// %% [markdown]
+// ## Which heads copy?
+//
+// The **full OV circuit** `W_E W_V W_O W_U` (`d_vocab × d_vocab`) says which output token each input token raises when
+// the head attends to it. A head that *copies* — raises the very token it attends to — has a full OV circuit with mostly
+// positive eigenvalues. The framework's summary is `Σλ / Σ|λ|`: near 1 for a copying head, near −1 for an anti-copying one.
+// The eigenvalues come from the `d_head × d_head` product of the factors, so the 50257 × 50257 matrix is never formed.
+
+// %%
+const copying = await copyingScores(model); // [n_layers, n_heads]
+const copyingGrid = headGrid(copying);
+await plot(copyingFigure({ layers: copyingGrid.layers, heads: copyingGrid.heads, scores: copyingGrid.values }));
+
+// %% [markdown]
+// ## Composition: how heads build on each other
+//
+// A later head can read what an earlier head wrote through its **queries** (Q-composition), **keys** (K-composition) or
+// **values** (V-composition). The score is `‖W_A W_B‖_F / (‖W_A‖_F ‖W_B‖_F)` with `W_A` the earlier head's OV circuit and
+// `W_B` the later head's QK (or OV) circuit: how much of the earlier head's output lands in the later head's input space.
+// Random matrices of the same shapes give a baseline: only scores clearly above it mean something.
+//
+// Induction heads are the textbook case of **K-composition**: their keys read the previous-token head's output.
+// First we find the heads from activations (as in notebook 02), then check the weights.
+
+// %%
+const seqLen = Math.min(20, Math.floor((model.cfg.n_ctx - 1) / 2));
+const repeated = generateRepeatedTokens(model.cfg, { seqLen, batch: 4, seed: 0, pool: inductionPool() });
+const induction = rankHeads(headGrid(await detectHead(model, repeated, 'induction_head')), 1)[0];
+const previous = rankHeads(headGrid(await detectHead(model, repeated, 'previous_token_head')), 1)[0];
+console.log(`from activations: induction head ${induction.label} (${induction.value.toFixed(3)}), previous-token head ${previous.label} (${previous.value.toFixed(3)})`);
+
+// %%
+const kScores = await allCompositionScores(model, 'K'); // [n_layers, n_heads, n_layers, n_heads], 0 unless layer1 < layer2
+const kBaseline = compositionBaseline(model, 'K', { samples: 100, seed: 0 });
+const kData: CompositionData = {
+  mode: 'K',
+  layers: headGrid(norms).layers,
+  heads: headGrid(norms).heads,
+  scores: kScores.toArray() as number[][][][],
+  baseline: { mean: kBaseline.mean, std: kBaseline.std, samples: kBaseline.scores.length },
+};
+await plot(compositionFigure(kData), { height: 560 });
+
+// %% [markdown]
+// Read the column of the induction head: which earlier head does it K-compose with most? If the circuit is the classic
+// one, the answer is the previous-token head, far above the random baseline.
+
+// %%
+const into = [];
+for (let l = 0; l < induction.layer; l++) {
+  for (let h = 0; h < model.cfg.n_heads; h++) into.push({ head: `L${l}H${h}`, score: kScores.get(l, h, induction.layer, induction.head) });
+}
+into.sort((a, b) => b.score - a.score);
+if (into.length === 0) console.log(`${induction.label} is in layer 0: no earlier head can compose with it (an induction head needs one).`);
+await table(['earlier head', `K-composition into ${induction.label}`, 'baseline mean + 2 std'], into.slice(0, 5).map((r) => [
+  r.head, r.score, kBaseline.mean + 2 * kBaseline.std,
+]));
+
+// %% [markdown]
+// ## Previous-token heads from positional QK
+//
+// A previous-token head attends by **position**, so its QK circuit restricted to the positional embeddings,
+// `W_pos W_Q W_Kᵀ W_posᵀ`, already shows the pattern: under a causal softmax each query position puts its weight on the
+// position just before it. `previousTokenScoresFromWeights` scores that for every head.
+
+// %%
+const posScores = previousTokenScoresFromWeights(model); // [n_layers, n_heads]
+const bestPos = rankHeads(headGrid(posScores), 1)[0];
+await plot(headGridFigure(headGrid(posScores), {
+  title: 'Previous-token score from the weights (positional QK)', valueName: 'score', scale: 'sequential', zmin: 0, zmax: 1, name: 'previous-token-from-weights',
+  selected: [{ layer: bestPos.layer, head: bestPos.head }],
+}));
+
+// %%
+const nPos = Math.min(model.cfg.n_ctx, 32);
+const pattern = positionalPattern(model, bestPos.layer, bestPos.head, { nPos }); // [nPos, nPos]
+await plot(positionalFigure({
+  layer: bestPos.layer, head: bestPos.head, nPos, pattern: pattern.toArray() as number[][], previousTokenScore: bestPos.value,
+}), { height: 560 });
+
+// %% [markdown]
+// ## What does the induction head copy?
+//
+// For a few source tokens, the tokens whose logits the head's full OV circuit raises most. A copying head maps a
+// token to itself (and to close variants: other casings, with or without a leading space).
+
+// %%
+const sources = [' Mary', ' store', ' the', ' cat', ' London'].map((w) => model.tokenizer!.toSingleToken(w));
+const rows = topCopiedTokens(model, induction.layer, induction.head, sources, 5);
+const dec = (id: number) => model.tokenizer!.decode([id]);
+await plot(topCopiedFigure({
+  layer: induction.layer, head: induction.head,
+  rows: rows.map((r) => ({ token: r.token, str: dec(r.token), top: r.ids.map((id, j) => ({ token: id, str: dec(id), value: r.values[j] })) })),
+}), { height: 320 });
+
+// %%
+console.log(`${induction.label}: copying score ${copying.get(induction.layer, induction.head).toFixed(3)}; QK of all heads: [${QK.shape.join(', ')}]`);
+await model.dispose();

@@ -27,6 +27,8 @@ export interface TrainOptions {
   lr: number;
   warmupSteps?: number;
   minLrRatio?: number;
+  /** A custom learning-rate schedule (step → lr), replacing warmup + cosine. */
+  lrAt?: (step: number) => number;
   adamw?: Partial<Omit<AdamWConfig, 'lr'>>;
   /** Clip the global gradient norm to this (default 1; 0 = off). */
   clipNorm?: number;
@@ -134,7 +136,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const { loss, grads } = await forwardBackward(cfg, vocab, params, batch, mm, { backward: true });
     if (!Number.isFinite(loss)) throw new Error(`train: loss became ${loss} at step ${step}; lower the learning rate`);
     const norm = clipGradNorm(grads!, o.clipNorm ?? 1);
-    const lr = learningRate(schedule, step);
+    const lr = o.lrAt ? o.lrAt(step) : learningRate(schedule, step);
     adamWStep(params, grads!, opt, adamCfg, lr);
     step++;
     const ntok = batch.batch * batch.pos;

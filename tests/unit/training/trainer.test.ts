@@ -134,7 +134,7 @@ describe('train command', () => {
     await writeFile(data, readFileSync(new URL('../../../data/tinyshakespeare.txt', import.meta.url), 'utf8').slice(0, 4000));
     const out = join(dir, 'model');
     const lines: string[] = [];
-    const res = await runTrainCli(['--data', data, '--out', out, '--layers', '1', '--d-model', '16', '--heads', '2', '--ctx', '16', '--steps', '4', '--batch', '2', '--lr', '3e-3', '--threads', '1'], (l) => lines.push(l));
+    const res = await runTrainCli(['--data', data, '--out', out, '--layers', '1', '--d-model', '16', '--heads', '2', '--ctx', '16', '--steps', '4', '--batch', '2', '--lr', '3e-3', '--threads', '1', '--init-std', '0.05'], (l) => lines.push(l));
     expect(res.step).toBe(4);
     expect(lines.some((l) => /step 4\/4 {2}loss \d+\.\d+ .* tok\/s .* ETA/.test(l))).toBe(true);
     expect(lines.some((l) => l.startsWith('eval step 4: held_out'))).toBe(true);

@@ -3,6 +3,7 @@
  * model.safetensors in HF Conv1D layout, GPT-2 tokenizer files), expanding the grouped vocabulary:
  * each seen token gets its own embedding row and every unseen token gets the shared row u.
  */
+import { hookedToHfConfig } from '../hooks/loading/hfConfig.ts';
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HookedTransformerConfig } from '../hooks/config.ts';
@@ -26,31 +27,8 @@ export function expandEmbedding(cfg: HookedTransformerConfig, vocab: SeenVocab, 
   return out;
 }
 
-/** The config.json Hugging Face writes for a GPT-2 with this config (dropout fields are unused by inference). */
-export function hfConfig(cfg: HookedTransformerConfig): Record<string, unknown> {
-  return {
-    architectures: ['GPT2LMHeadModel'],
-    model_type: 'gpt2',
-    activation_function: cfg.act_fn,
-    n_layer: cfg.n_layers,
-    n_embd: cfg.d_model,
-    n_head: cfg.n_heads,
-    n_inner: cfg.d_mlp === 4 * cfg.d_model ? null : cfg.d_mlp,
-    vocab_size: cfg.d_vocab,
-    n_positions: cfg.n_ctx,
-    n_ctx: cfg.n_ctx,
-    layer_norm_epsilon: cfg.eps,
-    initializer_range: cfg.initializer_range,
-    bos_token_id: cfg.bos_token_id,
-    eos_token_id: cfg.eos_token_id,
-    attn_pdrop: 0.1,
-    embd_pdrop: 0.1,
-    resid_pdrop: 0.1,
-    scale_attn_weights: true,
-    tie_word_embeddings: true,
-    use_cache: true,
-  };
-}
+/** The config.json Hugging Face writes for a GPT-2 with this config. */
+export const hfConfig = hookedToHfConfig;
 
 /** HF tensor name → [shape, data], with the token embedding expanded to d_vocab rows (no lm_head: tied). */
 export function hfTensorsFromParams(cfg: HookedTransformerConfig, vocab: SeenVocab, params: ParamSet): Map<string, [number[], Float32Array]> {

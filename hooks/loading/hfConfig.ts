@@ -1,4 +1,4 @@
-/** Hugging Face GPT-2 config.json → TransformerLens-named HookedTransformerConfig. */
+/** Hugging Face GPT-2 config.json ↔ TransformerLens-named HookedTransformerConfig. */
 import type { ActFn, HookedTransformerConfig } from '../config.ts';
 
 export const SUPPORTED_ARCHITECTURES = ['GPT2LMHeadModel', 'GPT2Model'] as const;
@@ -102,5 +102,31 @@ export function hfConfigToHooked(configJson: unknown, modelName: string): Hooked
     eos_token_id: tokenId(c, 'eos_token_id'),
     default_prepend_bos: true,
     initializer_range: initRange,
+  };
+}
+
+/** The config.json Hugging Face writes for a GPT-2 with this config (the inverse of hfConfigToHooked; dropout fields are unused by inference). */
+export function hookedToHfConfig(cfg: HookedTransformerConfig): Record<string, unknown> {
+  return {
+    architectures: ['GPT2LMHeadModel'],
+    model_type: 'gpt2',
+    activation_function: cfg.act_fn,
+    n_layer: cfg.n_layers,
+    n_embd: cfg.d_model,
+    n_head: cfg.n_heads,
+    n_inner: cfg.d_mlp === 4 * cfg.d_model ? null : cfg.d_mlp,
+    vocab_size: cfg.d_vocab,
+    n_positions: cfg.n_ctx,
+    n_ctx: cfg.n_ctx,
+    layer_norm_epsilon: cfg.eps,
+    initializer_range: cfg.initializer_range,
+    bos_token_id: cfg.bos_token_id,
+    eos_token_id: cfg.eos_token_id,
+    attn_pdrop: 0.1,
+    embd_pdrop: 0.1,
+    resid_pdrop: 0.1,
+    scale_attn_weights: true,
+    tie_word_embeddings: true,
+    use_cache: true,
   };
 }

@@ -2,7 +2,7 @@
 export { readSafetensors, writeSafetensors, SafetensorsFile, SUPPORTED_DTYPES } from './safetensors.ts';
 export type { SafetensorsDtype, SafetensorsEntry, SafetensorsTensor } from './safetensors.ts';
 export { roundToF16, roundToBf16 } from './halfFloat.ts';
-export { hfConfigToHooked, SUPPORTED_ARCHITECTURES } from './hfConfig.ts';
+export { hfConfigToHooked, hookedToHfConfig, SUPPORTED_ARCHITECTURES } from './hfConfig.ts';
 export { loadGpt2Checkpoint, modelNameFromDir } from './gpt2Checkpoint.ts';
 export type { LoadedCheckpoint, LoadCheckpointOptions } from './gpt2Checkpoint.ts';
 export { OFFICIAL_MODELS, resolveModelName, officialModel, isHubRepoId, knownModelNames } from './modelNames.ts';

@@ -1,4 +1,5 @@
 /** Test helper: write Lensboard weights as a Hugging Face GPT-2 checkpoint (config.json + safetensors, HF Conv1D layout). */
+import { hookedToHfConfig } from '../../hooks/loading/hfConfig.ts';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
@@ -21,29 +22,7 @@ export interface HfCheckpointOptions {
 }
 
 /** The config.json Hugging Face writes for a GPT-2 with this config. */
-export function hfConfigJson(cfg: HookedTransformerConfig): Record<string, unknown> {
-  return {
-    architectures: ['GPT2LMHeadModel'],
-    model_type: 'gpt2',
-    activation_function: cfg.act_fn,
-    n_layer: cfg.n_layers,
-    n_embd: cfg.d_model,
-    n_head: cfg.n_heads,
-    n_inner: cfg.d_mlp === 4 * cfg.d_model ? null : cfg.d_mlp,
-    vocab_size: cfg.d_vocab,
-    n_positions: cfg.n_ctx,
-    n_ctx: cfg.n_ctx,
-    layer_norm_epsilon: cfg.eps,
-    initializer_range: cfg.initializer_range,
-    bos_token_id: cfg.bos_token_id,
-    eos_token_id: cfg.eos_token_id,
-    attn_pdrop: 0.1,
-    embd_pdrop: 0.1,
-    resid_pdrop: 0.1,
-    scale_attn_weights: true,
-    use_cache: true,
-  };
-}
+export const hfConfigJson = hookedToHfConfig;
 
 /** HF tensor name → [shape, data] for the weights, in HF layout (c_attn = [W_Q | W_K | W_V] per row). */
 export function hfTensors(cfg: HookedTransformerConfig, w: TransformerWeights, opts: HfCheckpointOptions): Map<string, [number[], Float32Array]> {

@@ -8,8 +8,8 @@ import type { HookName } from '../hooks/hookPoints.ts';
 import { ablateHeads } from '../hooks/interventions.ts';
 import type { InterventionSpec } from '../hooks/interventions.ts';
 import { Rng } from '../hooks/random.ts';
-import { randomTokens } from './data/induction.ts';
-import { randomIoiPrompt, swapRepeatedName, type IoiPrompt } from './data/ioi.ts';
+import { randomTokens } from '../hooks/datasets/induction.ts';
+import { randomIoiPrompt, swapRepeatedName, type IoiPrompt } from '../hooks/datasets/ioi.ts';
 import { OrtMatmul } from './ops/matmul.ts';
 
 export interface RepeatLosses {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import { Gpt2Tokenizer } from '../hooks/tokenizer.ts';
 import { consecutiveWindows } from './data/batches.ts';
-import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES } from './data/ioi.ts';
+import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES } from '../hooks/datasets/ioi.ts';
 import { readTokenizedText } from './data/text.ts';
 import { ablationOf, headScores, ioiMetrics, logitLensAccuracy, repeatedTokenLosses } from './circuits.ts';
 

@@ -1,5 +1,5 @@
 /** Repeated random tokens (the induction task), induction loss and loss by position (TransformerLens's evals / demo helpers). */
-import { randomTokens } from '../../training/data/induction.ts';
+import { randomTokens } from '../datasets/induction.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
 import { Rng } from '../random.ts';
 import { Tensor } from '../tensor.ts';

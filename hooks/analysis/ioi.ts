@@ -11,7 +11,7 @@ import {
   fillIoiTemplate,
   type IoiOrder,
   type IoiPrompt,
-} from '../../training/data/ioi.ts';
+} from '../datasets/ioi.ts';
 import type { HookedTransformer } from '../HookedTransformer.ts';
 import { Rng } from '../random.ts';
 import { Tensor } from '../tensor.ts';

@@ -8,8 +8,8 @@ import type { Gpt2Tokenizer } from '../../hooks/tokenizer.ts';
 import type { ClassBatch } from '../model/forwardBackward.ts';
 import { buildSeenVocab, type SeenVocab } from '../model/vocab.ts';
 import { randomWindows, rowsToBatch, rowsToBatchWhere, stepSeed } from './batches.ts';
-import { packedInductionRowWithMask } from './induction.ts';
-import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, NAME_SENTENCES, randomIoiPrompt, randomNameSentence } from './ioi.ts';
+import { packedInductionRowWithMask } from '../../hooks/datasets/induction.ts';
+import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, NAME_SENTENCES, randomIoiPrompt, randomNameSentence } from '../../hooks/datasets/ioi.ts';
 import type { TokenizedText } from './text.ts';
 
 export interface MixOptions {

@@ -10,7 +10,7 @@ import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import { Gpt2Tokenizer } from '../../../hooks/tokenizer.ts';
 import { ioiMetrics, logitLensAccuracy, repeatedTokenLosses } from '../../../training/circuits.ts';
 import { consecutiveWindows } from '../../../training/data/batches.ts';
-import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES } from '../../../training/data/ioi.ts';
+import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES } from '../../../hooks/datasets/ioi.ts';
 import { readTokenizedText } from '../../../training/data/text.ts';
 import { seenPool } from '../../../training/evalEmbedded.ts';
 

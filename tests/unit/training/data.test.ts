@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../../../hooks/random.ts';
 import { Gpt2Tokenizer } from '../../../hooks/tokenizer.ts';
 import { rowsToBatch, rowsToBatchWhere, stepSeed } from '../../../training/data/batches.ts';
-import { packedInductionRowWithMask, repeatedRandomTokens } from '../../../training/data/induction.ts';
-import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../training/data/ioi.ts';
+import { packedInductionRowWithMask, repeatedRandomTokens } from '../../../hooks/datasets/induction.ts';
+import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../hooks/datasets/ioi.ts';
 import { splitTokens } from '../../../training/data/text.ts';
 import { buildSeenVocab, unseenLogitOffset } from '../../../training/model/vocab.ts';
 

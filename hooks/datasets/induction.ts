@@ -2,7 +2,7 @@
  * Repeated random-token sequences, the classic induction task: a span of random tokens followed by
  * the same span again, so that the second copy is predictable only by looking back ("[A][B] … [A] → [B]").
  */
-import type { Rng } from '../../hooks/random.ts';
+import type { Rng } from '../random.ts';
 
 export interface RepeatedTokensOptions {
   /** Span length is uniform in [minSpan, maxSpan]. */

@@ -4,7 +4,7 @@
  * first) and BABA (S named first) orders, several templates, places and objects, and names that are
  * single GPT-2 tokens with a leading space, split into training names and held-out names.
  */
-import { Rng } from '../../hooks/random.ts';
+import { Rng } from '../random.ts';
 
 /** Names used in IOI training prompts (each ' ' + name is one GPT-2 token). */
 export const IOI_TRAIN_NAMES: readonly string[] = [

@@ -7,7 +7,7 @@
  * Cache root: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub (via @huggingface/hub's
  * getHFHubCachePath, which reads the same variables as Python, legacy HUGGINGFACE_HUB_CACHE and XDG_CACHE_HOME too).
  */
-import { copyFile, mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { getHFHubCachePath, getRepoFolderName } from '@huggingface/hub';
 
@@ -83,12 +83,19 @@ export async function linkSnapshotFile(repoDir: string, commit: string, file: st
   const pointer = join(snapshotDir(repoDir, commit), file);
   const blob = blobPath(repoDir, etag);
   await mkdir(dirname(pointer), { recursive: true });
-  await rm(pointer, { force: true });
+  // Made under a temporary name and renamed over the pointer (atomic), so a concurrent load of the
+  // same commit never sees the file missing.
+  const temp = `${pointer}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   try {
-    await symlink(relative(dirname(pointer), blob), pointer);
+    await symlink(relative(dirname(pointer), blob), temp);
+  } catch {
+    await copyFile(blob, temp);
+  }
+  try {
+    await rename(temp, pointer);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return pointer; // a concurrent load linked it
-    await copyFile(blob, pointer);
+    await rm(temp, { force: true });
+    throw err;
   }
   return pointer;
 }

@@ -1,6 +1,6 @@
 /** The TypeScript notebooks: each .ipynb matches its percent-format .ts source, and each runs top to bottom headless (nbconvert --execute, Deno kernel) with Plotly figures in its outputs. */
 import { execFile } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,11 +11,8 @@ import { buildNotebook, notebookSources, notebookText } from '../../../notebooks
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const NOTEBOOKS = join(ROOT, 'notebooks');
 const EXPECTED = ['01-logit-lens', '02-induction-heads', '03-ioi-ablations-and-patching', '04-circuits-from-weights'];
-const EMBEDDED_CONFIG = join(ROOT, 'models', 'embedded', 'config.json');
 /** A developer may run the notebooks on another checkpoint (e.g. a random tiny one) by setting this. */
 const MODEL_OVERRIDE = process.env.LENSBOARD_NOTEBOOK_MODEL;
-const CAN_RUN = MODEL_OVERRIDE !== undefined || existsSync(EMBEDDED_CONFIG);
-const SKIP_REASON = `models/embedded/config.json is absent: the notebooks run on the embedded model (npm run train:embedded), or set LENSBOARD_NOTEBOOK_MODEL to a checkpoint directory`;
 
 interface NbOutput { output_type: string; data?: Record<string, unknown>; ename?: string; evalue?: string }
 interface NbCell { cell_type: string; id: string; source: string[]; outputs?: NbOutput[] }
@@ -47,7 +44,7 @@ describe('notebook sources', () => {
   });
 });
 
-describe.skipIf(!CAN_RUN)('notebooks run headless (jupyter nbconvert --execute, Deno kernel)', () => {
+describe('notebooks run headless (jupyter nbconvert --execute, Deno kernel)', () => {
   let work: string;
   const env: NodeJS.ProcessEnv = { ...process.env };
 
@@ -95,7 +92,3 @@ describe.skipIf(!CAN_RUN)('notebooks run headless (jupyter nbconvert --execute, 
   });
 });
 
-describe.skipIf(CAN_RUN)('notebooks run headless', () => {
-  it.skip(`skipped: ${SKIP_REASON}`, () => {});
-});
-if (!CAN_RUN) console.warn(`notebook execution tests skipped: ${SKIP_REASON}`);

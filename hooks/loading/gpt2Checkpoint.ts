@@ -69,6 +69,27 @@ export function expectedHfShapes(cfg: HookedTransformerConfig): Map<string, numb
 /** Where each tensor lives: canonical name (no `transformer.`) → file and stored key. */
 type TensorIndex = Map<string, { file: SafetensorsFile; key: string }>;
 
+/** A sharded checkpoint's model.safetensors.index.json: tensor name → shard file, and the distinct shard files. */
+export async function readShardIndex(indexPath: string): Promise<{ weightMap: Record<string, string>; shards: string[] }> {
+  let index: unknown;
+  try {
+    index = JSON.parse(await readFile(indexPath, 'utf8'));
+  } catch (err) {
+    throw new Error(`Invalid JSON in ${indexPath}: ${(err as Error).message}`);
+  }
+  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new Error(`${indexPath} has no "weight_map" object mapping tensor names to shard files`);
+  }
+  const shards = [...new Set(Object.values(weightMap as Record<string, unknown>))];
+  for (const shard of shards) {
+    if (typeof shard !== 'string' || shard.includes('..') || shard.startsWith('/')) {
+      throw new Error(`${indexPath} names an invalid shard file ${JSON.stringify(shard)}`);
+    }
+  }
+  return { weightMap: weightMap as Record<string, string>, shards: shards as string[] };
+}
+
 async function openWeightFiles(dir: string): Promise<SafetensorsFile[]> {
   const single = join(dir, WEIGHTS_FILE);
   const indexPath = join(dir, WEIGHTS_INDEX_FILE);
@@ -80,28 +101,15 @@ async function openWeightFiles(dir: string): Promise<SafetensorsFile[]> {
         (hasBin ? '; the directory has pytorch_model.bin, but only safetensors weights are supported' : ''),
     );
   }
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(indexPath, 'utf8'));
-  } catch (err) {
-    throw new Error(`Invalid JSON in ${indexPath}: ${(err as Error).message}`);
-  }
-  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
-    throw new Error(`${indexPath} has no "weight_map" object mapping tensor names to shard files`);
-  }
-  const shardNames = [...new Set(Object.values(weightMap as Record<string, unknown>))];
+  const { weightMap, shards: shardNames } = await readShardIndex(indexPath);
   const files: SafetensorsFile[] = [];
   try {
     for (const shard of shardNames) {
-      if (typeof shard !== 'string' || shard.includes('..') || shard.startsWith('/')) {
-        throw new Error(`${indexPath} names an invalid shard file ${JSON.stringify(shard)}`);
-      }
       const shardPath = join(dir, shard);
       if (!(await isFile(shardPath))) throw new Error(`Missing shard ${shardPath} (listed in ${indexPath})`);
       files.push(await SafetensorsFile.open(shardPath));
     }
-    for (const [name, shard] of Object.entries(weightMap as Record<string, string>)) {
+    for (const [name, shard] of Object.entries(weightMap)) {
       const f = files[shardNames.indexOf(shard)];
       if (!f.entries.has(name)) throw new Error(`${indexPath} places tensor '${name}' in ${f.path}, which does not contain it`);
     }

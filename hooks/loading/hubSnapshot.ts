@@ -5,6 +5,7 @@
  */
 import { mkdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readShardIndex } from './gpt2Checkpoint.ts';
 import { assertGpt2Architecture } from './hfConfig.ts';
 import {
   COMMIT_HASH,
@@ -155,19 +156,7 @@ function offlineMissing(ctx: Ctx, file: string): Error {
 }
 
 async function shardFiles(indexPath: string): Promise<string[]> {
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(indexPath, 'utf8'));
-  } catch (err) {
-    throw new Error(`Invalid JSON in ${indexPath}: ${(err as Error).message}`);
-  }
-  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
-  if (typeof weightMap !== 'object' || weightMap === null) throw new Error(`${indexPath} has no "weight_map" object`);
-  const shards = [...new Set(Object.values(weightMap as Record<string, unknown>))];
-  for (const s of shards) {
-    if (typeof s !== 'string' || s.includes('..') || s.startsWith('/')) throw new Error(`${indexPath} names an invalid shard ${JSON.stringify(s)}`);
-  }
-  return shards as string[];
+  return (await readShardIndex(indexPath)).shards;
 }
 
 /**

@@ -106,8 +106,10 @@ export function materializeInterventions(
 
 function specMask(spec: InterventionSpec, info: HookPointInfo, shape: number[]): Uint8Array {
   if (spec.mask) {
-    const m = broadcastTo(spec.mask, shape, spec.hook);
-    return Uint8Array.from(m.data, (v) => (v !== 0 ? 1 : 0));
+    const m = broadcastTo(spec.mask, shape, spec.hook).data;
+    const out = new Uint8Array(m.length);
+    for (let i = 0; i < m.length; i++) out[i] = m[i] !== 0 ? 1 : 0;
+    return out;
   }
   return selectionMask(`intervention on '${spec.hook}'`, info.dims, shape, spec.where);
 }

@@ -158,13 +158,15 @@ export async function runVariants(
     throwIfAborted(opts.signal);
     const group = pass.indices.map((i) => variants[i]);
     const rows = group.length * batch;
-    const specs: InterventionSpec[] = hooks.map((hook) => {
+    // only the hook points this pass's variants edit (a pass starting at block L cannot edit earlier ones)
+    const passHooks = hooks.filter((hook) => group.some((v) => v.some((e) => e.hook === hook)));
+    const specs: InterventionSpec[] = passHooks.map((hook) => {
       const shape = hookShape(infos.get(hook)!, model.cfg, rows, pos);
       return { hook, mask: Tensor.zeros(shape), value: shared.get(hook) ?? Tensor.zeros(shape) };
     });
     group.forEach((variant, g) => {
       for (const edit of variant) {
-        const spec = specs[hooks.indexOf(edit.hook)];
+        const spec = specs[passHooks.indexOf(edit.hook)];
         const shape = spec.mask!.shape;
         const S = shape.slice(1).reduce((x, y) => x * y, 1);
         const key = `${edit.hook}|${JSON.stringify(edit.where ?? {})}`;

@@ -17,6 +17,7 @@ import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
 import { processWeights } from './processing.ts';
 import { stackedWeight } from './stackedWeights.ts';
+import { adoptWeights, lensboardView, type FeatureMajorWeights } from './engine/featureMajor.ts';
 import { allCompositionScores, OV, QK, type CompositionMode, type FactoredMatrix } from './circuits/index.ts';
 import { Tensor } from './tensor.ts';
 import { Gpt2Tokenizer, type PaddingSide } from './tokenizer.ts';
@@ -91,10 +92,10 @@ export interface ModelOptions {
   /** onnxruntime intra-op threads (0 = one per physical core). */
   threads?: number;
   /**
-   * How onnxruntime gets the weights. 'auto' (default): for models up to 1 GiB of weights one
-   * prepacked copy serves plain forward passes and losses, while cached and hooked runs feed
-   * Lensboard's own copy; larger models are fed throughout. 'feed': only Lensboard's copy (least
-   * memory). 'embed': a prepacked copy per graph variant (fastest hooks, most memory).
+   * How onnxruntime gets the weights. 'auto' (default): on the CPU, the model's one copy is fed
+   * to every run ('feed'); on a GPU, for models up to 1 GiB of weights, one prepacked copy serves
+   * plain forward passes and losses while hooked and cached runs are fed. 'feed': only the
+   * model's copy (least memory). 'embed': a prepacked copy per graph variant (most memory).
    */
   weightMode?: WeightMode;
   /** TransformerLens's optional hook points: `hook_tokens`. */
@@ -142,12 +143,14 @@ export class HookedTransformer {
   /** The execution provider that really runs the model. */
   readonly device: ResolvedDevice;
   private readonly engine: Engine;
+  /** The model's one copy of the weights, in the engine's feature-major layout (featureMajor.ts). */
+  private readonly weights: FeatureMajorWeights;
   private readonly hooks: RegisteredHook[] = [];
   private readonly hookInfo: Map<HookName, HookPointInfo>;
 
   private constructor(
     readonly cfg: HookedTransformerConfig,
-    private readonly weights: TransformerWeights,
+    weights: TransformerWeights,
     readonly tokenizer: Gpt2Tokenizer | null,
     readonly processing: ProcessingFlags,
     device: ResolvedDevice,
@@ -160,7 +163,8 @@ export class HookedTransformer {
       useSplitQkvInput: options.useSplitQkvInput,
       useHookMlpIn: options.useHookMlpIn,
     };
-    this.engine = new Engine(cfg, weights, {
+    this.weights = adoptWeights(cfg, weights);
+    this.engine = new Engine(cfg, this.weights, {
       device,
       threads: options.threads ?? 0,
       weightMode: options.weightMode ?? 'auto',
@@ -196,8 +200,11 @@ export class HookedTransformer {
   }
 
   /**
-   * A model from weights in memory (a trainer's, a test's). Processing flags default to none here;
-   * processing MUTATES `weights` in place.
+   * A model from weights in memory (a trainer's, a test's). Processing flags default to none here.
+   * The model takes `weights` over without copying them: processing MUTATES them in place, and
+   * the matrices are then transposed in place into the engine's layout, their fields on `weights`
+   * becoming views that hand out Lensboard-layout copies when read (featureMajor.ts's
+   * adoptWeights). Clone the weights first to keep using your own arrays.
    */
   static async fromWeights(
     cfg: HookedTransformerConfig,
@@ -531,9 +538,14 @@ export class HookedTransformer {
     return allCompositionScores(this, mode);
   }
 
-  /** The raw weights the engine runs (Lensboard's layout, see weights.ts); do not mutate. */
+  /**
+   * The weights in Lensboard's layout (weights.ts), as a fresh view of the model's one copy:
+   * vectors are the model's own arrays (do not mutate them); each matrix is transposed from the
+   * engine's feature-major copy when first read from the returned object, which keeps it. Hold
+   * on to the object while you use it rather than calling this again.
+   */
   get rawWeights(): TransformerWeights {
-    return this.weights;
+    return lensboardView(this.cfg, this.weights);
   }
 
   /** Releases onnxruntime's sessions. */

@@ -6,7 +6,7 @@
 import type { HookedTransformerConfig } from '../config.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
 import {
-  activation, attentionOutput, attentionPattern, fusedLayerNorm, headProjection, maskedPosEmbed, maskedScores,
+  activation, attentionOutput, attentionPattern, fusedLayerNorm, headProjection, linear, maskedPosEmbed, maskedScores,
   maskPositions, patternTimesValues, unembed, weightDims, weightName,
 } from './gpt2Graph.ts';
 
@@ -15,6 +15,8 @@ export interface DecodeGraphOptions {
   lnHasWeights: boolean;
   /** Emit logits for the last new position only ([batch, 1, d_vocab]) instead of every new one. */
   lastLogitsOnly: boolean;
+  /** The matrix weights are feature-major, [out, in] (featureMajor.ts; see gpt2Graph.ts's linear()). */
+  featureMajor?: boolean;
 }
 
 /** Feed and output names of the cache: past_* are fed [batch, head, past, d_head], present_* come out [batch, head, past + new, d_head]. */
@@ -40,7 +42,8 @@ export interface BuiltDecodeGraph {
 export function buildDecodeGraph(cfg: HookedTransformerConfig, opts: DecodeGraphOptions): BuiltDecodeGraph {
   const b = new GraphBuilder();
   const { n_heads, d_head } = cfg;
-  const w = (name: string) => b.input(name, 'float32', weightDims(cfg, name));
+  const fm = opts.featureMajor ?? false;
+  const w = (name: string) => b.input(name, 'float32', weightDims(cfg, name, fm));
   const tokens = b.input('tokens', 'int64', ['batch', 'new']);
   const mask = b.input('attention_mask', 'int64', ['batch', 'total']);
   const pastKeys = Array.from({ length: cfg.n_layers }, (_, l) => b.input(kvNames.pastKey(l), 'float32', ['batch', n_heads, 'past', d_head]));
@@ -66,20 +69,20 @@ export function buildDecodeGraph(cfg: HookedTransformerConfig, opts: DecodeGraph
   for (let l = 0; l < cfg.n_layers; l++) {
     const W = (name: string) => w(weightName.block(l, name));
     const x1 = fusedLayerNorm(b, cfg, resid, lnWeights(`blocks.${l}.ln1`));
-    const heads = (which: 'Q' | 'K' | 'V') => b.transpose(headProjection(b, cfg, x1, W(`W_${which}`), W(`b_${which}`)), [0, 2, 1, 3]); // [batch, head, new, d_head]
+    const heads = (which: 'Q' | 'K' | 'V') => b.transpose(headProjection(b, cfg, x1, W(`W_${which}`), W(`b_${which}`), fm), [0, 2, 1, 3]); // [batch, head, new, d_head]
     const qh = heads('Q');
     const keys = b.op('Concat', [pastKeys[l], heads('K')], { axis: { i: 2 } }, kvNames.presentKey(l)); // [batch, head, total, d_head]
     const values = b.op('Concat', [pastValues[l], heads('V')], { axis: { i: 2 } }, kvNames.presentValue(l));
     outputs.push(keys, values);
     const scores = maskedScores(b, cfg, qh, b.transpose(keys, [0, 1, 3, 2]), allowed); // [batch, head, new, total]
     const z = patternTimesValues(b, attentionPattern(b, scores, true), values); // [batch, new, head, d_head]
-    const residMid = b.add(resid, attentionOutput(b, cfg, z, W('W_O'), W('b_O')));
+    const residMid = b.add(resid, attentionOutput(b, cfg, z, W('W_O'), W('b_O'), fm));
     const x2 = fusedLayerNorm(b, cfg, residMid, lnWeights(`blocks.${l}.ln2`));
-    const post = activation(b, cfg, b.add(b.matmul(x2, W('W_in')), W('b_in')));
-    resid = b.add(residMid, b.add(b.matmul(post, W('W_out')), W('b_out'))); // [batch, new, d_model]
+    const post = activation(b, cfg, linear(b, x2, W('W_in'), W('b_in'), fm));
+    resid = b.add(residMid, linear(b, post, W('W_out'), W('b_out'), fm)); // [batch, new, d_model]
   }
   let xf = fusedLayerNorm(b, cfg, resid, lnWeights('ln_final'));
   if (opts.lastLogitsOnly) xf = b.op('Slice', [xf, b.i64([-1]), b.i64([2 ** 62]), b.i64([1])]); // [batch, 1, d_model]
-  unembed(b, cfg, xf, 'logits'); // [batch, new | 1, d_vocab]
+  unembed(b, cfg, xf, fm, 'logits'); // [batch, new | 1, d_vocab]
   return { builder: b, outputs };
 }

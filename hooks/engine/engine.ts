@@ -6,14 +6,13 @@
 import type { HookedTransformerConfig } from '../config.ts';
 import type { HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
-import type { TransformerWeights } from '../weights.ts';
 import type { OptionalHooks } from '../hookPoints.ts';
-import { GraphBuilder } from '../onnx/builder.ts';
-import { encodeModel } from '../onnx/proto.ts';
-import { buildGpt2Graph, interventionFeeds, weightName, type GraphOptions } from './gpt2Graph.ts';
+import type { FeatureMajorWeights } from './featureMajor.ts';
+import { buildGpt2Graph, interventionFeeds, weightDims, type GraphOptions } from './gpt2Graph.ts';
 import { buildDecodeGraph } from './decodeGraph.ts';
 import { createSession, ort, runSession, type SessionConfig } from './runtime.ts';
 import { partitionGraph } from './segments.ts';
+import { UnembedHead } from './unembedHead.ts';
 
 /** What a hook function gets as its second argument (TransformerLens's HookPoint). */
 export interface HookPoint {
@@ -56,7 +55,8 @@ export interface EngineResult {
 
 interface Plan {
   segments: {
-    session: ort.InferenceSession;
+    /** Null for a segment with nothing to compute (e.g. after a cut at the head input). */
+    session: ort.InferenceSession | null;
     inputs: string[];
     outputs: string[];
     /** Outputs later segments read. */
@@ -64,7 +64,9 @@ interface Plan {
     cut: HookName | null;
   }[];
   hookOrder: HookName[];
-  /** The shared main variant: no hook outputs, always takes an attention mask, always produces logits. */
+  /** The value the unembedding head reads (the final LayerNormed rows), or null when nothing needs it. */
+  headInput: string | null;
+  /** The shared main variant: no hook outputs, always takes an attention mask, always produces the head input. */
   main: boolean;
   /** Runs currently using the plan; an evicted plan is released when this drops to 0. */
   users: number;
@@ -72,33 +74,52 @@ interface Plan {
 }
 
 async function releasePlan(plan: Plan): Promise<void> {
-  await Promise.all(plan.segments.map((s) => s.session.release()));
+  await Promise.all(plan.segments.map((s) => s.session?.release()));
 }
 
 export type WeightMode = 'auto' | 'feed' | 'embed';
 
 /**
- * 'auto' prepacks (a second and third copy of the weights inside onnxruntime) only for models up
- * to this size; larger ones (gpt2-medium and up) are fed, so they keep a single copy.
+ * Fed variants compute up to this many logits (32 MiB) in the graph; beyond, the graph stops at
+ * the final LayerNorm and the chunked unembedding head (unembedHead.ts) makes the logits.
+ */
+export const IN_GRAPH_LOGITS = 2 ** 23;
+
+/**
+ * A run that caches more than this many bytes of activations is cut after every block, so that
+ * onnxruntime's outputs (which it hands over as copies) exist twice one block at a time, not all at once.
+ */
+export const SEGMENT_CACHE_BYTES = 64 * 2 ** 20;
+
+/**
+ * On a GPU, 'auto' prepacks (a second and third copy of the weights inside onnxruntime) only for
+ * models up to this size; larger ones (gpt2-medium and up) are fed, so they keep a single copy.
  */
 export const AUTO_EMBED_LIMIT_BYTES = 1024 * 2 ** 20;
 
 export interface EngineOptions extends SessionConfig {
   /**
-   * 'feed': weights are fed to every run from Lensboard's arrays (one copy shared by all graph
-   * variants; instant graph building). 'embed': each variant gets its own prepacked copy (fastest
-   * matmuls, more memory, slower to build a new variant). 'auto': for models up to
-   * autoEmbedLimitBytes, one main variant with prepacked weights serves every plain, loss and
-   * cached run, and JS hooks, interventions and hook_result run on fed variants; larger models
-   * are fed throughout.
+   * 'feed': weights are fed to every run from the engine's feature-major arrays (one copy shared
+   * by all graph variants; instant graph building; on the CPU within a few % of prepacked
+   * weights). 'embed': each variant gets its own prepacked copy (more memory, slower to build a
+   * new variant). 'auto': 'feed' on the CPU; on a GPU, for models up to autoEmbedLimitBytes, one
+   * main variant with prepacked weights serves every plain and loss run (fed weights would be
+   * copied to the device at every run), and hooked and cached runs are fed.
    */
   weightMode: WeightMode;
   /** TransformerLens's optional hook points this model has (attn_in, q/k/v_input, mlp_in). */
   optionalHooks?: OptionalHooks;
-  /** Largest model (bytes of fp32 weights) that 'auto' prepacks; default AUTO_EMBED_LIMIT_BYTES (1 GiB). */
+  /** Largest model (bytes of fp32 weights) that 'auto' prepacks on a GPU; default AUTO_EMBED_LIMIT_BYTES (1 GiB). */
   autoEmbedLimitBytes?: number;
   /** How many graph variants (hook configurations) to keep built. */
   maxPlans?: number;
+  /** Most logits a fed variant computes in its graph; default IN_GRAPH_LOGITS. */
+  inGraphLogits?: number;
+  /** Cached activations above which a run is cut after every block; default SEGMENT_CACHE_BYTES. */
+  segmentCacheBytes?: number;
+  /** The unembedding head's rows per block and vocabulary entries per slice (unembedHead.ts's defaults: 16 MiB of logits per run). */
+  unembedBlockRows?: number;
+  unembedVocabSlice?: number;
 }
 
 function layerOf(name: HookName): number | null {
@@ -119,80 +140,72 @@ function toInt64(rows: number[][], what: string): ort.Tensor {
 
 export class Engine {
   private readonly plans = new Map<string, Promise<Plan>>();
-  private weightFeeds: Map<string, Float32Array> | null = null;
   private weightTensors: Record<string, ort.Tensor> | null = null;
+  private head: UnembedHead | null = null;
 
+  /** `weights`: the model's one copy, feature-major (featureMajor.ts's adoptWeights). */
   constructor(
     readonly cfg: HookedTransformerConfig,
-    private weights: TransformerWeights,
+    private weights: FeatureMajorWeights,
     readonly options: EngineOptions,
   ) {}
 
-  /** Swap in new weights (e.g. after processing); built graph variants are dropped. */
-  async setWeights(weights: TransformerWeights): Promise<void> {
+  /** Swap in new weights; built graph variants are dropped. */
+  async setWeights(weights: FeatureMajorWeights): Promise<void> {
     await this.dispose();
     this.weights = weights;
   }
 
-  private weightArrays(): Map<string, Float32Array> {
-    if (this.weightFeeds) return this.weightFeeds;
-    const w = this.weights;
-    const m = new Map<string, Float32Array>([
-      ['W_E', w.W_E],
-      ['W_pos', w.W_pos],
-      ['W_U', w.W_U],
-      ['b_U', w.b_U],
-    ]);
-    if (w.ln_final) {
-      m.set('ln_final.w', w.ln_final.w);
-      m.set('ln_final.b', w.ln_final.b);
-    }
-    w.blocks.forEach((blk, l) => {
-      for (const key of ['W_Q', 'b_Q', 'W_K', 'b_K', 'W_V', 'b_V', 'W_O', 'b_O', 'W_in', 'b_in', 'W_out', 'b_out'] as const) {
-        m.set(weightName.block(l, key), blk[key]);
-      }
-      for (const ln of ['ln1', 'ln2'] as const) {
-        const lnw = blk[ln];
-        if (lnw) {
-          m.set(`blocks.${l}.${ln}.w`, lnw.w);
-          m.set(`blocks.${l}.${ln}.b`, lnw.b);
-        }
-      }
-    });
-    this.weightFeeds = m;
-    return m;
+  private weightArrays(): ReadonlyMap<string, Float32Array> {
+    return this.weights.arrays;
   }
 
-  /** The graph's weight inputs as onnxruntime tensors over Lensboard's arrays (no copy), shaped as the graph declares them. */
+  /** The graph's weight inputs as onnxruntime tensors over the engine's arrays (no copy), shaped as the graph declares them. */
   private weightTensorFeeds(): Record<string, ort.Tensor> {
     if (this.weightTensors) return this.weightTensors;
-    const { d_model, d_vocab, n_ctx, d_mlp } = this.cfg;
-    const H = this.cfg.n_heads * this.cfg.d_head;
-    const dims: Record<string, number[]> = {
-      W_E: [d_vocab, d_model], W_pos: [n_ctx, d_model], W_U: [d_model, d_vocab], b_U: [d_vocab],
-      W_Q: [d_model, H], W_K: [d_model, H], W_V: [d_model, H], b_Q: [H], b_K: [H], b_V: [H],
-      W_O: [H, d_model], b_O: [d_model], W_in: [d_model, d_mlp], b_in: [d_mlp], W_out: [d_mlp, d_model], b_out: [d_model],
-    };
     const out: Record<string, ort.Tensor> = {};
-    for (const [name, data] of this.weightArrays()) {
-      const key = name.split('.').pop()!; // 'blocks.3.W_Q' -> 'W_Q'; 'ln1.w' -> 'w'
-      out[name] = new ort.Tensor('float32', data, dims[key] ?? [data.length]);
-    }
+    for (const [name, data] of this.weightArrays()) out[name] = new ort.Tensor('float32', data, weightDims(this.cfg, name, true));
     this.weightTensors = out;
     return out;
   }
 
+  /** The unembedding (logits and token log-probs) in chunks of rows; W_U prepacked when plain runs are. */
+  private unembedHead(): UnembedHead {
+    if (!this.head) {
+      const a = this.weightArrays();
+      this.head = new UnembedHead(this.cfg, a.get('W_U')!, a.get('b_U')!, {
+        device: this.options.device,
+        threads: this.options.threads,
+        memArena: this.options.memArena ?? true,
+        spin: this.options.spin ?? false, // the head's runs follow the body's, and embedded slices are a session each
+        embed: this.useMainVariant(),
+        blockRows: this.options.unembedBlockRows,
+        vocabSlice: this.options.unembedVocabSlice,
+      });
+    }
+    return this.head;
+  }
+
   /**
-   * Picks the graph variant for a request. In 'auto' mode (models up to autoEmbedLimitBytes) and in
-   * 'embed' mode, plain forward passes and losses run on one "main" variant with prepacked weights
-   * and no hook outputs (it always takes an attention mask, so padded and unpadded runs share it);
-   * everything else runs on a variant built for it. A run fetches only the outputs it asked for.
+   * Picks the graph variant for a request. In 'embed' mode (and 'auto' on a GPU, for models up to
+   * autoEmbedLimitBytes), plain forward passes and losses run on one "main" variant with
+   * prepacked weights and no hook outputs (it always takes an attention mask, so padded and
+   * unpadded runs share it, and leaves the unembedding to the head); everything else runs on a
+   * variant built for it. A run fetches only the outputs it asked for.
    */
-  private variantFor(req: EngineRequest): { key: string; graphOpts: GraphOptions; cuts: HookName[]; embed: boolean; main: boolean } {
+  private variantFor(req: EngineRequest): { key: string; graphOpts: GraphOptions; cuts: HookName[]; embed: boolean; main: boolean; arena: boolean } {
+    const batch = req.tokens.length;
+    const rows = batch * (req.logitPositions?.[0]?.length ?? req.tokens[0]?.length ?? 0);
     const observe = new Set(req.observe ?? []);
     const cuts: HookName[] = [...(req.hooks?.keys() ?? [])].filter((h) => h !== 'hook_tokens');
     for (const c of cuts) observe.add(c);
     for (const edge of [req.startAt?.hook, req.stopAt]) if (edge && !cuts.includes(edge)) cuts.push(edge);
+    if (this.observedBytes(req) > (this.options.segmentCacheBytes ?? SEGMENT_CACHE_BYTES)) {
+      for (let l = 0; l < this.cfg.n_layers; l++) {
+        const edge = `blocks.${l}.hook_resid_post` as HookName;
+        if (!cuts.includes(edge) && !req.interventions?.has(edge)) cuts.push(edge);
+      }
+    }
     const interventions = new Set(req.interventions?.keys() ?? []);
     const lnHasWeights = this.cfg.normalization_type === 'LN';
     const logitPositions = req.logitPositions !== undefined;
@@ -203,11 +216,13 @@ export class Engine {
         cuts: new Set(),
         hasAttentionMask: true,
         lnHasWeights,
-        logits: true,
+        logits: false,
         tokenLogprobs: false,
+        headInput: true,
+        featureMajor: true,
         optional: this.options.optionalHooks,
       };
-      return { key: 'main', graphOpts, cuts: [], embed: true, main: true };
+      return { key: 'main', graphOpts, cuts: [], embed: true, main: true, arena: this.options.memArena ?? true };
     }
     const graphOpts: GraphOptions = {
       observed: observe,
@@ -215,34 +230,73 @@ export class Engine {
       cuts: new Set(cuts),
       hasAttentionMask: req.attentionMask !== undefined,
       lnHasWeights,
-      logits: (req.logits ?? true) && !req.stopAt,
-      tokenLogprobs: req.targets !== undefined && !req.stopAt,
+      logits: false,
+      tokenLogprobs: false,
+      featureMajor: true,
       optional: this.options.optionalHooks,
       logitPositions,
     };
+    // Up to IN_GRAPH_LOGITS of logits are computed in the graph itself (no second run); more, by the
+    // chunked head, so that the full logits never exist twice.
+    if (this.needsHead(req)) {
+      if (rows * this.cfg.d_vocab <= (this.options.inGraphLogits ?? IN_GRAPH_LOGITS)) {
+        graphOpts.logits = req.logits ?? true;
+        graphOpts.tokenLogprobs = req.targets !== undefined;
+      } else {
+        graphOpts.headInput = true;
+      }
+    }
     const key = JSON.stringify({
       p: logitPositions,
       o: [...observe].sort(),
       i: [...interventions].sort(),
       c: [...cuts].sort(),
       m: graphOpts.hasAttentionMask,
+      h: graphOpts.headInput ?? false,
       l: graphOpts.logits,
       t: graphOpts.tokenLogprobs,
     });
-    return { key, graphOpts, cuts, embed: this.options.weightMode === 'embed', main: false };
+    // onnxruntime's arena keeps a session's peak working memory, but spares large runs the malloc
+    // fragmentation that raises their peak (~0.2 × GPT-2's weights at [8, 128]); variants that
+    // cache activations would keep the whole cache's worth, so they run without it.
+    const arena = this.options.memArena ?? [...observe].every((h) => cuts.includes(h));
+    return { key, graphOpts, cuts, embed: this.options.weightMode === 'embed', main: false, arena };
   }
 
-  /** Whether plain, loss and cached runs go to the prepacked main variant (see WeightMode). */
+  /** Roughly how many bytes of activations the run caches (float32, by hook point shape). */
+  private observedBytes(req: EngineRequest): number {
+    const { n_heads, d_head, d_model, d_mlp } = this.cfg;
+    const rows = req.tokens.length * (req.tokens[0]?.length ?? 0);
+    const pos = req.tokens[0]?.length ?? 0;
+    let floats = 0;
+    for (const name of req.observe ?? []) {
+      if (/hook_(attn_scores|pattern)$/.test(name)) floats += rows * n_heads * pos;
+      else if (/mlp\.hook_(pre|post)$/.test(name)) floats += rows * d_mlp;
+      else if (/attn\.hook_[qkvz]$/.test(name)) floats += rows * n_heads * d_head;
+      else if (/hook_(result|attn_in|[qkv]_input)$/.test(name)) floats += rows * n_heads * d_model;
+      else if (/hook_scale$/.test(name)) floats += rows;
+      else floats += rows * d_model;
+    }
+    return 4 * floats;
+  }
+
+  /** Whether the run needs the unembedding (logits or token log-probs). */
+  private needsHead(req: EngineRequest): boolean {
+    return ((req.logits ?? true) || req.targets !== undefined) && !req.stopAt;
+  }
+
+  /** Whether plain and loss runs go to the prepacked main variant (see WeightMode). */
   private useMainVariant(): boolean {
     if (this.options.weightMode === 'feed') return false;
     if (this.options.weightMode === 'embed') return true;
+    if (this.options.device === 'cpu') return false;
     let bytes = 0;
     for (const a of this.weightArrays().values()) bytes += a.byteLength;
     return bytes <= (this.options.autoEmbedLimitBytes ?? AUTO_EMBED_LIMIT_BYTES);
   }
 
   private plan(req: EngineRequest): Promise<Plan> {
-    const { key, graphOpts, cuts, embed, main } = this.variantFor(req);
+    const { key, graphOpts, cuts, embed, main, arena } = this.variantFor(req);
     const cached = this.plans.get(key);
     if (cached) {
       // LRU: move to the end.
@@ -256,20 +310,20 @@ export class Engine {
       const weights = this.weightArrays();
       const embedded = embed ? new Set(weights.keys()) : new Set<string>();
       const parts = partitionGraph(graph.builder, cuts, keep, embedded);
+      // A run through several sessions in turn would compete with their threads' spinning.
+      const spin = this.options.spin ?? parts.filter((p) => p.outputs.length > 0).length === 1;
       const segments = await Promise.all(
         parts.map(async (p) => ({
-          session: await createSession(
-            p.model,
-            this.options,
-            new Map(p.external.map((n) => [n, weights.get(n)!])),
-          ),
+          session: p.outputs.length === 0
+            ? null
+            : await createSession(p.model, { ...this.options, memArena: arena, spin }, new Map(p.external.map((n) => [n, weights.get(n)!]))),
           inputs: p.inputs,
           outputs: p.outputs,
           passOn: new Set(p.passOn),
           cut: p.cut,
         })),
       );
-      return { segments, hookOrder: graph.hookOrder, users: 0, evicted: false, main };
+      return { segments, hookOrder: graph.hookOrder, headInput: graph.headInput, users: 0, evicted: false, main };
     })();
     this.plans.set(key, built);
     built.catch(() => this.plans.delete(key));
@@ -303,13 +357,13 @@ export class Engine {
   }
 
   private async execute(plan: Plan, req: EngineRequest): Promise<EngineResult> {
-    const wantLogits = (req.logits ?? true) || (req.targets !== undefined && plan.main);
-    const wanted = new Set<string>([...(req.observe ?? []), ...(wantLogits ? ['logits'] : []), 'token_logprobs']);
+    const head = this.needsHead(req) ? plan.headInput : null;
+    const wanted = new Set<string>([...(req.observe ?? []), ...(head ? [head] : []), 'logits', 'token_logprobs']);
     const values = new Map<string, ort.Tensor>(Object.entries(this.weightTensorFeeds()));
     values.set('tokens', toInt64(req.tokens, 'tokens'));
+    if (req.targets && !head) values.set('targets', toInt64(req.targets, 'targets'));
     if (req.attentionMask) values.set('attention_mask', toInt64(req.attentionMask, 'attentionMask'));
     else if (plan.main) values.set('attention_mask', toInt64(req.tokens.map((r) => r.map(() => 1)), 'attentionMask'));
-    if (req.targets) values.set('targets', toInt64(req.targets, 'targets'));
     if (req.logitPositions) {
       const pos = req.tokens[0].length;
       req.logitPositions.forEach((row, b) => row.forEach((p) => {
@@ -331,7 +385,7 @@ export class Engine {
     }
 
     for (const seg of plan.segments.slice(first)) {
-      if (seg.outputs.length === 0) continue; // nothing after the last cut is needed (no logits asked for)
+      if (!seg.session) continue; // nothing after the last cut is needed (no logits asked for)
       const feeds: Record<string, ort.Tensor> = {};
       for (const name of seg.inputs) {
         const v = values.get(name);
@@ -373,14 +427,23 @@ export class Engine {
     }
     const result: EngineResult = { activations };
     const logits = values.get('logits');
-    if ((req.logits ?? true) && logits) result.logits = new Tensor(logits.data as Float32Array, logits.dims as number[]);
-    if (req.targets && !values.has('token_logprobs')) {
-      const targets = toInt64(req.targets, 'targets');
-      const head = await this.lossHead();
-      values.set('token_logprobs', (await runSession(head, { logits: logits!, targets }))['token_logprobs']);
-    }
+    if (logits) result.logits = new Tensor(logits.data as Float32Array, logits.dims as number[]);
     const lp = values.get('token_logprobs');
     if (lp) result.tokenLogprobs = new Tensor(lp.data as Float32Array, lp.dims as number[]);
+    const x = head ? values.get(head) : undefined;
+    if (x) {
+      // The unembedding, in chunks of rows (unembedHead.ts): x [batch, pos | k, d_model].
+      const [batch, k] = x.dims as number[];
+      values.clear(); // let go of what the segments produced before the logits are made
+      const targets = req.targets ? toInt64(req.targets, 'targets') : undefined;
+      if (targets && targets.dims.join(',') !== `${batch},${k}`) {
+        throw new Error(`targets must be [${batch}, ${k}] (one per position whose logits are computed); got [${targets.dims.join(', ')}]`);
+      }
+      const wantLogits = req.logits ?? true;
+      const out = await this.unembedHead().run(x.data as Float32Array, { logits: wantLogits, targets: targets?.data as BigInt64Array | undefined });
+      if (out.logits) result.logits = new Tensor(out.logits, [batch, k, this.cfg.d_vocab]);
+      if (out.tokenLogprobs) result.tokenLogprobs = new Tensor(out.tokenLogprobs, [batch, k]);
+    }
     return result;
   }
 
@@ -394,7 +457,7 @@ export class Engine {
   async decode(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>> {
     if (!this.decodeSession) {
       this.decodeSession = (async () => {
-        const graph = buildDecodeGraph(this.cfg, { lnHasWeights: this.cfg.normalization_type === 'LN', lastLogitsOnly: true });
+        const graph = buildDecodeGraph(this.cfg, { lnHasWeights: this.cfg.normalization_type === 'LN', lastLogitsOnly: true, featureMajor: true });
         const weights = this.weightArrays();
         const embedded = this.useMainVariant();
         const [seg] = partitionGraph(graph.builder, [], new Set(graph.outputs), embedded ? new Set(weights.keys()) : new Set());
@@ -407,37 +470,14 @@ export class Engine {
     return runSession(session, embedded ? feeds : { ...this.weightTensorFeeds(), ...feeds }, fetches);
   }
 
-  private lossHeadSession: Promise<ort.InferenceSession> | null = null;
-
-  /** A weightless graph: log p(targets | logits) per position, for variants that only produce logits. */
-  private lossHead(): Promise<ort.InferenceSession> {
-    if (!this.lossHeadSession) {
-      const b = new GraphBuilder();
-      const logits = b.input('logits', 'float32', ['batch', 'pos', this.cfg.d_vocab]);
-      const targets = b.input('targets', 'int64', ['batch', 'pos']);
-      const lse = b.op('ReduceLogSumExp', [logits, b.i64([-1])], { keepdims: { i: 0 } }); // [batch, pos]
-      const picked = b.squeeze(b.op('GatherElements', [logits, b.unsqueeze(targets, [2])], { axis: { i: 2 } }), [2]);
-      b.sub(picked, lse, 'token_logprobs');
-      const model = encodeModel({
-        nodes: b.nodes,
-        inputs: [...b.inputs.values()],
-        outputs: [{ name: 'token_logprobs', elemType: 'float32', dims: ['batch', 'pos'] }],
-        initializers: [...b.constants].map(([name, c]) => ({ name, ...c })),
-      });
-      this.lossHeadSession = createSession(model, this.options);
-    }
-    return this.lossHeadSession;
-  }
-
   /** Releases every onnxruntime session. */
   async dispose(): Promise<void> {
     const plans = [...this.plans.values()];
     this.plans.clear();
-    this.weightFeeds = null;
     this.weightTensors = null;
-    const head = this.lossHeadSession;
-    this.lossHeadSession = null;
-    if (head) await (await head).release();
+    const head = this.head;
+    this.head = null;
+    if (head) await head.release();
     const decoder = this.decodeSession;
     this.decodeSession = null;
     if (decoder) {

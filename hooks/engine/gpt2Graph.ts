@@ -1,11 +1,13 @@
 /**
  * Builds GPT-2's forward pass as one ONNX graph whose values at every TransformerLens hook point
  * are named after the hook (`blocks.3.attn.hook_pattern`). Weights are graph inputs (fed from
- * Lensboard's own Float32Arrays without copying), so any number of graph variants share one copy.
+ * the model's own Float32Arrays without copying, matrices feature-major: featureMajor.ts), so
+ * any number of graph variants share one copy.
  */
 import type { HookedTransformerConfig } from '../config.ts';
 import type { HookName, OptionalHooks } from '../hookPoints.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
+import { FEATURE_MAJOR } from './featureMajor.ts';
 
 export interface GraphOptions {
   /** Hook points whose values must exist as such (cached, hooked from JS, or read by the caller). */
@@ -26,14 +28,24 @@ export interface GraphOptions {
   optional?: OptionalHooks;
   /** Compute logits only at fed `logit_positions` [batch, k] (logits [batch, k, d_vocab]). */
   logitPositions?: boolean;
+  /** The matrix weights are feature-major, [out, in] (featureMajor.ts; see linear()). */
+  featureMajor?: boolean;
+  /**
+   * Emit the rows the unembedding reads (ln_final's output, at logit_positions when given;
+   * BuiltGraph.headInput) instead of logits and token log-probs: the engine unembeds them in
+   * chunks (unembedHead.ts).
+   */
+  headInput?: boolean;
 }
 
 export interface BuiltGraph {
   builder: GraphBuilder;
   /** Hook points in forward order (only those that exist in this graph variant). */
   hookOrder: HookName[];
-  /** Names of the final outputs (`logits`, `token_logprobs`). */
+  /** Names of the final outputs (`logits`, `token_logprobs`, or the head input). */
   finalOutputs: string[];
+  /** The value the unembedding reads, [batch, pos | k, d_model], with `headInput`; else null. */
+  headInput: string | null;
 }
 
 /** Graph input names of the weights. */
@@ -46,8 +58,11 @@ export const interventionFeeds = (hook: HookName) => ({ mask: `${hook}::mask`, v
 
 // ---- building blocks shared with the KV-cache decoding graph (decodeGraph.ts) ---------------------
 
-/** Shape of each weight feed by its last name part ('W_Q', 'b_in', 'w' of a LayerNorm, …). */
-export function weightDims(cfg: HookedTransformerConfig, name: string): number[] {
+/**
+ * Shape of each weight feed by its last name part ('W_Q', 'b_in', 'w' of a LayerNorm, …);
+ * with `featureMajor` the matrices in FEATURE_MAJOR are transposed ([out, in], featureMajor.ts).
+ */
+export function weightDims(cfg: HookedTransformerConfig, name: string, featureMajor = false): number[] {
   const { d_model, d_vocab, n_ctx, d_mlp } = cfg;
   const H = cfg.n_heads * cfg.d_head;
   const dims: Record<string, number[]> = {
@@ -59,7 +74,18 @@ export function weightDims(cfg: HookedTransformerConfig, name: string): number[]
   const key = name.split('.').pop()!;
   const d = dims[key];
   if (!d) throw new Error(`internal: no weight feed named '${name}'`);
-  return d;
+  return featureMajor && FEATURE_MAJOR.has(key) ? [d[1], d[0]] : d;
+}
+
+/**
+ * x [..., in] · W + bias -> [..., out]. `weight` is W [in, out], or with `featureMajor` Wᵀ
+ * [out, in], multiplied as MatMul(x, Transpose(Wᵀ)), which onnxruntime fuses into one
+ * FusedMatMul(transB). A fed weight (not prepacked) is packed by every run, and onnxruntime's
+ * MLAS packs a transposed B from whole rows, much faster than the column panels of an [in, out]
+ * one: fed, GPT-2 small runs within ~10-20% of prepacked weights at 64 tokens, ~5% at 1024.
+ */
+export function linear(b: GraphBuilder, x: string, weight: string, bias: string, featureMajor: boolean, out?: string): string {
+  return b.add(b.matmul(x, featureMajor ? b.transpose(weight, [1, 0]) : weight), bias, out);
 }
 
 /** TransformerLens's positions under an attention mask: cumsum(mask) - 1, clamped at 0 ([batch, pos] int64). */
@@ -81,9 +107,9 @@ export function fusedLayerNorm(b: GraphBuilder, cfg: HookedTransformerConfig, x:
   return b.op('LayerNormalization', [x, wt, bs], { axis: { i: -1 }, epsilon: { f: cfg.eps } }, out);
 }
 
-/** x W + bias split into heads: [batch, pos, d_model] -> [batch, pos, head, d_head]. */
-export function headProjection(b: GraphBuilder, cfg: HookedTransformerConfig, x: string, weight: string, bias: string, out?: string): string {
-  const flat = b.add(b.matmul(x, weight), bias); // [batch, pos, H]
+/** x W + bias split into heads: [batch, pos, d_model] -> [batch, pos, head, d_head] (weight as in linear()). */
+export function headProjection(b: GraphBuilder, cfg: HookedTransformerConfig, x: string, weight: string, bias: string, featureMajor: boolean, out?: string): string {
+  const flat = linear(b, x, weight, bias, featureMajor); // [batch, pos, H]
   return b.reshape(flat, [0, 0, cfg.n_heads, cfg.d_head], out);
 }
 
@@ -105,9 +131,9 @@ export function patternTimesValues(b: GraphBuilder, pattern: string, vh: string,
   return b.transpose(b.matmul(pattern, vh), [0, 2, 1, 3], out);
 }
 
-/** z [batch, pos, head, d_head] -> attention output [batch, pos, d_model] (all heads through W_O, plus b_O). */
-export function attentionOutput(b: GraphBuilder, cfg: HookedTransformerConfig, z: string, W_O: string, b_O: string, out?: string): string {
-  return b.add(b.matmul(b.reshape(z, [0, 0, cfg.n_heads * cfg.d_head]), W_O), b_O, out);
+/** z [batch, pos, head, d_head] -> attention output [batch, pos, d_model] (all heads through W_O, plus b_O; W_O as in linear()). */
+export function attentionOutput(b: GraphBuilder, cfg: HookedTransformerConfig, z: string, W_O: string, b_O: string, featureMajor: boolean, out?: string): string {
+  return linear(b, b.reshape(z, [0, 0, cfg.n_heads * cfg.d_head]), W_O, b_O, featureMajor, out);
 }
 
 /** The MLP's activation function (gelu_new/gelu_fast are the tanh approximation). */
@@ -119,17 +145,17 @@ export function activation(b: GraphBuilder, cfg: HookedTransformerConfig, pre: s
   }
 }
 
-/** Final LayerNormed residual [batch, pos, d_model] -> logits [batch, pos, d_vocab]. */
-export function unembed(b: GraphBuilder, cfg: HookedTransformerConfig, xf: string, out?: string): string {
-  const { d_model, d_vocab } = cfg;
-  return b.add(b.matmul(xf, b.input('W_U', 'float32', [d_model, d_vocab])), b.input('b_U', 'float32', [d_vocab]), out);
+/** Final LayerNormed residual [batch, pos, d_model] -> logits [batch, pos, d_vocab] (W_U as in linear()). */
+export function unembed(b: GraphBuilder, cfg: HookedTransformerConfig, xf: string, featureMajor: boolean, out?: string): string {
+  const W_U = b.input('W_U', 'float32', weightDims(cfg, 'W_U', featureMajor));
+  return linear(b, xf, W_U, b.input('b_U', 'float32', [cfg.d_vocab]), featureMajor, out);
 }
 
 export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions): BuiltGraph {
   const b = new GraphBuilder();
-  const { d_model, n_heads, d_head, d_mlp, d_vocab, n_ctx } = cfg;
-  const H = n_heads * d_head;
+  const { d_model, n_heads, d_head, d_vocab, n_ctx } = cfg;
   const hookOrder: HookName[] = [];
+  const fm = opts.featureMajor ?? false;
   const needs = (name: HookName) => opts.observed.has(name) || opts.interventions.has(name);
 
   /**
@@ -223,7 +249,7 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
 
   for (let l = 0; l < cfg.n_layers; l++) {
     const p = `blocks.${l}`;
-    const W = (name: string, dims: number[]) => w(weightName.block(l, name), dims);
+    const W = (name: string) => w(weightName.block(l, name), weightDims(cfg, name, fm));
     const residPre = hook(`${p}.hook_resid_pre` as HookName, 3, (out) => b.op('Identity', [resid], undefined, out));
     const optional = opts.optional ?? {};
     const perHead = optional.useAttnIn || optional.useSplitQkvInput;
@@ -249,13 +275,15 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     // q, k, v: [batch, pos, head, d_head]
     const project = (which: 'Q' | 'K' | 'V') =>
       hook(`${p}.attn.hook_${which.toLowerCase()}` as HookName, 4, (out) => {
-        const weight = W(`W_${which}`, [d_model, H]);
-        const bias = W(`b_${which}`, [H]);
+        const weight = W(`W_${which}`);
+        const bias = W(`b_${which}`);
         if (!perHead) {
-          headProjection(b, cfg, inputs[which], weight, bias, out);
+          headProjection(b, cfg, inputs[which], weight, bias, fm, out);
           return;
         }
-        const perHeadW = b.transpose(b.reshape(weight, [d_model, n_heads, d_head]), [1, 0, 2]); // [head, d_model, d_head]
+        const perHeadW = fm
+          ? b.transpose(b.reshape(weight, [n_heads, d_head, d_model]), [0, 2, 1]) // [H, d_model] -> [head, d_model, d_head]
+          : b.transpose(b.reshape(weight, [d_model, n_heads, d_head]), [1, 0, 2]); // [d_model, H] -> [head, d_model, d_head]
         const x5 = b.unsqueeze(inputs[which], [3]); // [batch, pos, head, 1, d_model]
         const projected = b.squeeze(b.matmul(x5, perHeadW), [3]); // [batch, pos, head, d_head]
         b.add(projected, b.reshape(bias, [n_heads, d_head]), out);
@@ -276,20 +304,22 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
       const vh = b.transpose(v, [0, 2, 1, 3]); // [batch, head, key_pos, d_head]
       patternTimesValues(b, pattern, vh, out); // [batch, pos, head, d_head]
     });
-    const W_O = W('W_O', [H, d_model]);
-    const b_O = W('b_O', [d_model]);
+    const W_O = W('W_O'); // [H, d_model], or [d_model, H] feature-major
+    const b_O = W('b_O');
     const resultName = `${p}.attn.hook_result` as HookName;
     const attnOut = needs(resultName)
       ? (() => {
           const result = hook(resultName, 4, (out) => {
-            const perHead = b.reshape(W_O, [n_heads, d_head, d_model]); // [head, d_head, d_model]
+            const perHead = fm
+              ? b.transpose(b.reshape(W_O, [d_model, n_heads, d_head]), [1, 2, 0]) // [head, d_head, d_model]
+              : b.reshape(W_O, [n_heads, d_head, d_model]); // [head, d_head, d_model]
             const z5 = b.unsqueeze(z, [3]); // [batch, pos, head, 1, d_head]
             b.squeeze(b.matmul(z5, perHead), [3], out); // [batch, pos, head, d_model]
           });
           return hook(`${p}.hook_attn_out` as HookName, 3, (out) => b.add(b.reduceSum(result, [2], false), b_O, out));
         })()
       : (() => {
-          return hook(`${p}.hook_attn_out` as HookName, 3, (out) => attentionOutput(b, cfg, z, W_O, b_O, out));
+          return hook(`${p}.hook_attn_out` as HookName, 3, (out) => attentionOutput(b, cfg, z, W_O, b_O, fm, out));
         })();
     const residMid = hook(`${p}.hook_resid_mid` as HookName, 3, (out) => b.add(residPre, attnOut, out));
     const mlpIn = optional.useHookMlpIn
@@ -297,25 +327,31 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
       : residMid;
     const x2 = layerNorm(`${p}.ln2`, mlpIn, lnWeights(`${p}.ln2`));
     const pre = hook(`${p}.mlp.hook_pre` as HookName, 3, (out) =>
-      b.add(b.matmul(x2, W('W_in', [d_model, d_mlp])), W('b_in', [d_mlp]), out),
+      linear(b, x2, W('W_in'), W('b_in'), fm, out),
     );
     const post = hook(`${p}.mlp.hook_post` as HookName, 3, (out) => activation(b, cfg, pre, out));
     const mlpOut = hook(`${p}.hook_mlp_out` as HookName, 3, (out) =>
-      b.add(b.matmul(post, W('W_out', [d_mlp, d_model])), W('b_out', [d_model]), out),
+      linear(b, post, W('W_out'), W('b_out'), fm, out),
     );
     resid = hook(`${p}.hook_resid_post` as HookName, 3, (out) => b.add(residMid, mlpOut, out));
   }
 
+  /** Only the rows at logit_positions [batch, k]: [batch, pos, d_model] -> [batch, k, d_model]. */
+  const gatherRows = (x: string): string => {
+    const at = b.input('logit_positions', 'int64', ['batch', 'k']);
+    const index = b.op('Expand', [b.unsqueeze(at, [2]), b.op('Concat', [b.op('Shape', [at]), b.i64([d_model])], { axis: { i: 0 } })]);
+    return b.op('GatherElements', [x, index], { axis: { i: 1 } });
+  };
   const finalOutputs: string[] = [];
+  let headInput: string | null = null;
   let xf = layerNorm('ln_final', resid, lnWeights('ln_final'));
-  if (opts.logits || opts.tokenLogprobs) {
-    if (opts.logitPositions) {
-      // Only the rows at logit_positions [batch, k]: [batch, pos, d_model] -> [batch, k, d_model].
-      const at = b.input('logit_positions', 'int64', ['batch', 'k']);
-      const index = b.op('Expand', [b.unsqueeze(at, [2]), b.op('Concat', [b.op('Shape', [at]), b.i64([d_model])], { axis: { i: 0 } })]);
-      xf = b.op('GatherElements', [xf, index], { axis: { i: 1 } });
-    }
-    const logits = unembed(b, cfg, xf, 'logits'); // [batch, pos | k, d_vocab]
+  if (opts.headInput) {
+    if (opts.logitPositions) xf = gatherRows(xf);
+    headInput = xf;
+    finalOutputs.push(xf);
+  } else if (opts.logits || opts.tokenLogprobs) {
+    if (opts.logitPositions) xf = gatherRows(xf);
+    const logits = unembed(b, cfg, xf, fm, 'logits'); // [batch, pos | k, d_vocab]
     if (opts.logits) finalOutputs.push(logits);
     if (opts.tokenLogprobs) {
       const targets = b.input('targets', 'int64', ['batch', 'pos']);
@@ -324,5 +360,5 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
       finalOutputs.push(b.sub(picked, lse, 'token_logprobs'));
     }
   }
-  return { builder: b, hookOrder, finalOutputs };
+  return { builder: b, hookOrder, finalOutputs, headInput };
 }

@@ -201,7 +201,7 @@ describe("weightMode 'embed' = 'feed' = 'auto' (1e-5)", () => {
     }
   });
 
-  it('plain forward, loss and a default cache (the main prepacked variant in auto mode)', async () => {
+  it("plain forward, loss and a default cache ('embed': the main prepacked variant and the unembedding head)", async () => {
     for (const other of [embedModel, feedModel]) {
       expectClose(await model.forward(tokens), await other.forward(tokens), 1e-5, 'logits');
       const [a, b] = [await model.forward(tokens, { returnType: 'loss' }), await other.forward(tokens, { returnType: 'loss' })];

@@ -29,16 +29,26 @@ function weightBytes(w: TransformerWeights): number {
   return n;
 }
 
-async function median(fn: () => Promise<unknown>, runs: number, warmup = 1): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const times: number[] = [];
+/**
+ * Medians of `runs` timed calls of each function, taken in turns (one call of each per round,
+ * after one warm-up call each), so that a change in the machine's load hits every variant alike
+ * and the ratios stay fair. A short pause before each call lets the previous session's
+ * onnxruntime threads stop spinning.
+ */
+async function medians(fns: Record<string, () => Promise<unknown>>, runs: number): Promise<Record<string, number>> {
+  const pause = () => new Promise((r) => setTimeout(r, 20));
+  for (const fn of Object.values(fns)) await fn();
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(fns).map((k) => [k, []]));
   for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await fn();
-    times.push(performance.now() - t0);
+    for (const [k, fn] of Object.entries(fns)) {
+      await pause();
+      const t0 = performance.now();
+      await fn();
+      times[k].push(performance.now() - t0);
+    }
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  const mid = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+  return Object.fromEntries(Object.entries(times).map(([k, t]) => [k, mid(t)]));
 }
 
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
@@ -63,15 +73,18 @@ const ratios: string[] = [];
 for (const [batch, pos] of shapes) {
   const tokens = Array.from({ length: batch }, () => Array.from({ length: pos }, () => rng.int(0, cfg.d_vocab)));
   const runs = batch * pos > 256 ? 5 : 10;
-  const tFloor = await median(() => floor.forward(tokens), runs);
-  const tPlain = await median(() => model.forward(tokens), runs);
-  const tCache = await median(() => model.runWithCache(tokens), runs);
   const mid = Math.floor(cfg.n_layers / 2);
-  const tHook = await median(
-    () => model.runWithHooks(tokens, { fwdHooks: [[`blocks.${mid}.attn.hook_pattern`, (a) => a.mul(1)]] }),
+  const t = await medians(
+    {
+      floor: () => floor.forward(tokens),
+      plain: () => model.forward(tokens),
+      cache: () => model.runWithCache(tokens),
+      hook: () => model.runWithHooks(tokens, { fwdHooks: [[`blocks.${mid}.attn.hook_pattern`, (a) => a.mul(1)]] }),
+      embed: () => embedModel.forward(tokens),
+    },
     runs,
   );
-  const tEmbed = await median(() => embedModel.forward(tokens), runs);
+  const [tFloor, tPlain, tCache, tHook, tEmbed] = [t.floor, t.plain, t.cache, t.hook, t.embed];
   let tRef = NaN;
   if (batch * pos <= 64 || args.has('--full-reference')) {
     const t0 = performance.now();

@@ -63,12 +63,20 @@ export const SCRATCH_FLOATS = 2 ** 22;
 
 /**
  * a [rows, cols] row-major → [cols, rows], in a's own memory, with at most `maxScratch` floats
- * of scratch (GPT-2's W_U is 154 MB): the rows are cut into slabs of h rows (h divides rows, h·cols
- * fits the scratch); each slab [h, cols] is transposed to [cols, h] through the scratch, which
- * makes a [rows/h, cols] matrix of h-float segments; transposing that at segment granularity, in
- * place by following the permutation's cycles, gives [cols, rows/h] of segments = [cols, rows].
+ * of scratch (GPT-2's W_U is 154 MB), taken from `buffer` when it is large enough (reused across
+ * calls, so that transposing many matrices leaves no garbage). The rows are cut into slabs of h
+ * rows (h divides rows, h·cols fits the scratch); each slab [h, cols] is transposed to [cols, h]
+ * through the scratch, which makes a [rows/h, cols] matrix of h-float segments; transposing that
+ * at segment granularity, in place by following the permutation's cycles, gives [cols, rows/h]
+ * of segments = [cols, rows].
  */
-export function transposeInPlace(a: Float32Array, rows: number, cols: number, maxScratch = SCRATCH_FLOATS): Float32Array {
+export function transposeInPlace(
+  a: Float32Array,
+  rows: number,
+  cols: number,
+  maxScratch = SCRATCH_FLOATS,
+  buffer?: Float32Array,
+): Float32Array {
   if (a.length !== rows * cols) throw new Error(`internal: transposeInPlace of ${a.length} floats as [${rows}, ${cols}]`);
   let h = 1;
   for (let d = rows; d >= 1; d--) {
@@ -78,7 +86,7 @@ export function transposeInPlace(a: Float32Array, rows: number, cols: number, ma
     }
   }
   const slab = h * cols;
-  const scratch = new Float32Array(slab);
+  const scratch = buffer && buffer.length >= slab ? buffer.subarray(0, slab) : new Float32Array(slab);
   for (let s0 = 0; s0 < a.length; s0 += slab) {
     const view = a.subarray(s0, s0 + slab);
     scratch.set(view);
@@ -209,11 +217,14 @@ export function adoptWeights(cfg: HookedTransformerConfig, w: TransformerWeights
   const regions = [...arrays].map(([name, a]) => ({ name, buffer: a.buffer, start: a.byteOffset, end: a.byteOffset + a.byteLength }));
   const shared = (name: string, a: Float32Array) =>
     regions.some((r) => r.name !== name && r.buffer === a.buffer && r.start < a.byteOffset + a.byteLength && a.byteOffset < r.end);
+  let largest = 0;
+  for (const [name, a] of arrays) if (isMatrix(name)) largest = Math.max(largest, a.length);
+  const scratch = new Float32Array(Math.min(largest, SCRATCH_FLOATS));
   for (const [name, original] of arrays) {
     if (!isMatrix(name)) continue;
     const a = shared(name, original) ? original.slice() : original;
     const [rows, cols] = lensboardMatrixDims(cfg, name.split('.').pop()!);
-    arrays.set(name, transposeInPlace(a, rows, cols)); // [rows, cols] -> [cols, rows]
+    arrays.set(name, transposeInPlace(a, rows, cols, SCRATCH_FLOATS, scratch)); // [rows, cols] -> [cols, rows]
   }
   const fm: FeatureMajorWeights = { layout: 'feature-major', arrays, n_layers: cfg.n_layers, lnHasWeights };
   installViews(cfg, fm, w, true);

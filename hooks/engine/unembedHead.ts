@@ -1,7 +1,8 @@
 /**
- * The unembedding outside the hooked graph, for runs with many positions: logits = x W_U + b_U
- * (and log p(target) per row) over the final LayerNormed rows, one block of rows × vocabulary
- * slice per onnxruntime run, each block's logits copied into one array made up front.
+ * The unembedding outside the hooked graph (runs with many positions, and the prepacked main
+ * variant): logits = x W_U + b_U (and log p(target) per row) over the final LayerNormed rows,
+ * one block of rows × vocabulary slice per onnxruntime run, each block's logits copied into one
+ * array made up front.
  * onnxruntime hands every output over as a fresh copy, so one run over all rows would hold the
  * logits ([batch, pos, d_vocab], 206 MB for GPT-2 at [8, 128]) twice. Slicing the vocabulary
  * (contiguous rows of the feature-major W_Uᵀ) means each part of W_U is packed once per block of
@@ -23,7 +24,7 @@ export interface UnembedHeadOptions extends SessionConfig {
   embed: boolean;
   /** Rows per block; default UNEMBED_BLOCK_ELEMENTS / vocabSlice. */
   blockRows?: number;
-  /** Vocabulary entries per slice; default UNEMBED_VOCAB_SLICE. */
+  /** Vocabulary entries per slice; default UNEMBED_VOCAB_SLICE fed, the whole vocabulary embedded. */
   vocabSlice?: number;
 }
 
@@ -78,8 +79,9 @@ export class UnembedHead {
     readonly options: UnembedHeadOptions,
   ) {}
 
+  /** Fed, W_U is packed by every run: slices keep that to once per block of rows. Embedded (prepacked), one slice. */
   get vocabSlice(): number {
-    return Math.min(this.options.vocabSlice ?? UNEMBED_VOCAB_SLICE, this.cfg.d_vocab);
+    return Math.min(this.options.vocabSlice ?? (this.options.embed ? this.cfg.d_vocab : UNEMBED_VOCAB_SLICE), this.cfg.d_vocab);
   }
 
   get blockRows(): number {

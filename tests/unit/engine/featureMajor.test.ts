@@ -32,6 +32,17 @@ describe('transposeInPlace', () => {
     }
   });
 
+  it('uses a given scratch buffer when it is large enough, and is right either way', () => {
+    const a = Float32Array.from({ length: 12 * 17 }, (_, i) => i);
+    const want = Array.from(naiveTranspose(a, 12, 17));
+    const buffer = new Float32Array(4 * 17).fill(-1);
+    expect(Array.from(transposeInPlace(a.slice(), 12, 17, 4 * 17, buffer))).toEqual(want);
+    expect(buffer.some((v) => v !== -1)).toBe(true); // the slabs went through it
+    const small = new Float32Array(3).fill(-1);
+    expect(Array.from(transposeInPlace(a.slice(), 12, 17, 4 * 17, small))).toEqual(want);
+    expect(Array.from(small)).toEqual([-1, -1, -1]); // too small: not used
+  });
+
   it('transposeInto equals the plain loop on a shape larger than its tiles', () => {
     const a = Float32Array.from({ length: 70 * 45 }, (_, i) => Math.sin(i));
     expect(Array.from(transposeInto(a, 70, 45, new Float32Array(a.length)))).toEqual(Array.from(naiveTranspose(a, 70, 45)));

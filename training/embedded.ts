@@ -22,37 +22,39 @@ import { train, type EvalSet } from './trainer.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** From this step on, the mix shifts to PHASE2_WEIGHTS (induction heads had not formed under the first mix). */
-const PHASE2_FROM = 800;
-const PHASE2_WEIGHTS = { text: 0.1, induction: 0.6, ioi: 0.3 };
-/** From this step on: mostly induction rows, with a fresh (lower) cosine learning-rate schedule. */
-const PHASE3_FROM = 1500;
-const PHASE3_WEIGHTS = { text: 0.05, induction: 0.8, ioi: 0.15 };
+/**
+ * Phase 1 (steps < PHASE2_FROM): mostly induction rows at a constant learning rate, long enough for the
+ * induction circuit's phase change (pilot runs: ~2,200 induction steps); phase 2: the full mix with a
+ * cosine decay.
+ */
+const PHASE1_WEIGHTS = { text: 0, induction: 0.9, ioi: 0.1 };
+const PHASE2_FROM = 2800;
+const PHASE2_WEIGHTS = { text: 0.3, induction: 0.3, ioi: 0.4 };
+const STEPS = 3500;
+/** Induction rows: copies of earlier spans (6–20 tokens) among random tokens from the 512 most frequent text tokens + names. */
+const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20, inductionAlternatingFraction: 0.25 };
 
 const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
 
 async function main(): Promise<void> {
   const args = new Args(process.argv.slice(2), { steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number' });
-  const steps = args.number('steps', 1900, { integer: true, min: 1 });
+  const steps = args.number('steps', STEPS, { integer: true, min: 1 });
   const seed = args.number('seed', 1234, { integer: true, min: 0 });
   const out = args.string('out', join(ROOT, 'models', 'embedded'));
   const work = args.string('work', join(ROOT, '.cache', 'embedded-run'));
-  const lr = args.number('lr', 4e-3, { min: 0 });
+  const lr = args.number('lr', 3e-3, { min: 0 });
   const cfg = EMBEDDED_CONFIG;
   const tok = await Gpt2Tokenizer.default();
   const text = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
-  // phase 1 (steps < PHASE2_FROM): the default mix; phase 2: more induction, less Shakespeare
-  const mix = { ...DEFAULT_MIX, seed, ctx: cfg.n_ctx };
-  const mix2 = { ...mix, weights: PHASE2_WEIGHTS };
-  const data = buildEmbeddedData(tok, text, mix);
-  const data2 = buildEmbeddedData(tok, text, mix2);
-  const data3 = buildEmbeddedData(tok, text, { ...mix, weights: PHASE3_WEIGHTS });
-  const batchAt = (step: number) => (step < PHASE2_FROM ? data.batchAt(step) : step < PHASE3_FROM ? data2.batchAt(step) : data3.batchAt(step));
-  // phases 1–2: warmup 100 + cosine from lr to lr/10 at PHASE3_FROM; phase 3: cosine from lr/2 to lr/20
+  const mix = { ...DEFAULT_MIX, ...INDUCTION, seed, ctx: cfg.n_ctx };
+  const data = buildEmbeddedData(tok, text, { ...mix, weights: PHASE1_WEIGHTS });
+  const data2 = buildEmbeddedData(tok, text, { ...mix, weights: PHASE2_WEIGHTS });
+  const batchAt = (step: number) => (step < PHASE2_FROM ? data.batchAt(step) : data2.batchAt(step));
+  // phase 1: warmup 100, then constant lr; phase 2: cosine from lr to lr/10
   const lrAt = (step: number) =>
-    step < PHASE3_FROM
-      ? learningRate({ lr, warmupSteps: 100, totalSteps: PHASE3_FROM, minRatio: 0.1 }, step)
-      : learningRate({ lr: lr / 2, warmupSteps: 0, totalSteps: Math.max(1, steps - PHASE3_FROM), minRatio: 0.1 }, step - PHASE3_FROM);
+    step < PHASE2_FROM
+      ? lr * Math.min(1, (step + 1) / 100)
+      : learningRate({ lr, warmupSteps: 0, totalSteps: Math.max(1, steps - PHASE2_FROM), minRatio: 0.1 }, step - PHASE2_FROM);
   const { vocab } = data;
 
   // fixed held-out evaluation sets
@@ -83,9 +85,9 @@ async function main(): Promise<void> {
   log(`embedded model: ${cfg.n_layers} layers, d_model ${cfg.d_model}, ${cfg.n_heads} heads, n_ctx ${cfg.n_ctx}; ${vocab.seen.length} seen tokens (${vocab.nUnseen} unseen share one row)`);
   const res = await train({
     cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1,
-    adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 200, logEvery: 20,
-    outDir: work, checkpointEvery: 200, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype: 'F32' }, log, info: { mix, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
+    adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 250, logEvery: 50,
+    outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
+    exportOptions: { dtype: 'F32' }, log, info: { mix, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, inductionPool: Array.from(data.pool) },
   });
 
   await rm(out, { recursive: true, force: true });
@@ -95,7 +97,7 @@ async function main(): Promise<void> {
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {
-    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
+    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS },
     tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
     final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
     final_eval: last?.losses, evals: res.evals,

@@ -57,3 +57,50 @@ export function packedInductionRowWithMask(rng: Rng, pool: ArrayLike<number>, le
   }
   return { tokens: tokens.slice(0, length), repeated: repeated.slice(0, length) };
 }
+
+export interface CopiedSpansOptions {
+  /** Copied spans have a length uniform in [minSpan, maxSpan]. */
+  minSpan: number;
+  maxSpan: number;
+  /** Probability that the next segment is a copy (once the row has `minSpan` tokens); else a run of random tokens. */
+  copyProbability?: number;
+  /** Random runs have a length uniform in [1, maxRun] (default 12). */
+  maxRun?: number;
+}
+
+/**
+ * A training row of exactly `length` tokens where spans of earlier tokens recur at random places:
+ * `prefix`, then segments that are either runs of random tokens from `pool` or copies of a span that
+ * starts at a random earlier position. `copied[i]` is true for every copied token except the first of
+ * its copy (the only tokens predictable by induction: the copy's start is random). Unlike
+ * packedInductionRow, nothing about positions tells where a copy starts or what it repeats, so a model
+ * can only predict copies by matching content ("[A][B] … [A] → [B]").
+ */
+export function copiedSpansRowWithMask(rng: Rng, pool: ArrayLike<number>, length: number, opts: CopiedSpansOptions, prefix: readonly number[] = []): { tokens: number[]; copied: boolean[] } {
+  checkPool(pool);
+  const { minSpan, maxSpan, copyProbability = 0.5, maxRun = 12 } = opts;
+  if (!(Number.isInteger(minSpan) && Number.isInteger(maxSpan) && minSpan >= 2 && maxSpan >= minSpan)) {
+    throw new Error(`induction: copied spans need integers 2 ≤ minSpan ≤ maxSpan; got ${minSpan}, ${maxSpan}`);
+  }
+  if (!(Number.isInteger(maxRun) && maxRun >= 1)) throw new Error(`induction: maxRun must be an integer ≥ 1; got ${maxRun}`);
+  const tokens = [...prefix];
+  const copied: boolean[] = prefix.map(() => false);
+  const start = prefix.length;
+  while (tokens.length < length) {
+    if (tokens.length - start >= minSpan && rng.next() < copyProbability) {
+      const span = rng.int(minSpan, maxSpan + 1);
+      const from = rng.int(start, tokens.length - 1); // the source may run into the copy itself (a periodic continuation)
+      for (let k = 0; k < span; k++) {
+        tokens.push(tokens[from + k]);
+        copied.push(k > 0);
+      }
+    } else {
+      const run = rng.int(1, maxRun + 1);
+      for (let k = 0; k < run; k++) {
+        tokens.push(pool[rng.int(0, pool.length)]);
+        copied.push(false);
+      }
+    }
+  }
+  return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
+}

@@ -1,6 +1,6 @@
 /**
- * The data mix of the embedded model: Tiny Shakespeare windows, packed repeated random-token rows
- * (induction; only the repeats are scored), and IOI prompts (scored at the answer) plus single-name sentences. One kind per step,
+ * The data mix of the embedded model: Tiny Shakespeare windows, random-token rows with copies of earlier
+ * spans (induction; only the copies are scored), and IOI prompts (scored at the answer) plus single-name sentences. One kind per step,
  * drawn by weight; every batch depends only on (seed, step).
  */
 import { Rng } from '../../hooks/random.ts';
@@ -8,7 +8,7 @@ import type { Gpt2Tokenizer } from '../../hooks/tokenizer.ts';
 import type { ClassBatch } from '../model/forwardBackward.ts';
 import { buildSeenVocab, type SeenVocab } from '../model/vocab.ts';
 import { randomWindows, rowsToBatch, rowsToBatchWhere, stepSeed } from './batches.ts';
-import { packedInductionRowWithMask } from '../../hooks/datasets/induction.ts';
+import { copiedSpansRowWithMask } from '../../hooks/datasets/induction.ts';
 import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, NAME_SENTENCES, randomIoiPrompt, randomNameSentence } from '../../hooks/datasets/ioi.ts';
 import type { TokenizedText } from './text.ts';
 
@@ -33,6 +33,15 @@ export interface MixOptions {
    * (rare tokens' embeddings stay near their tiny initial values and cannot be copied reliably).
    */
   inductionPoolSize: number;
+  /** Lengths of the copied spans in induction rows. */
+  inductionMinSpan: number;
+  inductionMaxSpan: number;
+  /**
+   * Fraction of induction rows that are alternating pairs instead (A B A B …, each pair a fresh draw):
+   * predictable from the token two back, they reward attending to the previous token, the first half of
+   * an induction circuit (pilots without them stayed on the "bag of context" plateau).
+   */
+  inductionAlternatingFraction: number;
 }
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
@@ -43,6 +52,9 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   inductionNameFraction: 0.1,
   textTargetFraction: 0.5,
   inductionPoolSize: 3000,
+  inductionMinSpan: 6,
+  inductionMaxSpan: 40,
+  inductionAlternatingFraction: 0.25,
 };
 
 export interface EmbeddedData {
@@ -63,6 +75,25 @@ export function mostFrequentTokens(stream: Int32Array, n: number, exclude: reado
 }
 
 const BOS = 50256;
+
+/**
+ * A row of `prefix` then runs of alternating pairs (A B A B …, 4–16 tokens, a fresh A and B from `pool`
+ * per run); `copied[i]` marks tokens predictable from the token two back (all but a run's first two).
+ */
+export function alternatingPairsRowWithMask(rng: Rng, pool: ArrayLike<number>, length: number, prefix: readonly number[] = []): { tokens: number[]; copied: boolean[] } {
+  const tokens = [...prefix];
+  const copied: boolean[] = prefix.map(() => false);
+  while (tokens.length < length) {
+    const a = pool[rng.int(0, pool.length)];
+    const b = pool[rng.int(0, pool.length)];
+    const run = rng.int(4, 17);
+    for (let i = 0; i < run; i++) {
+      tokens.push(i % 2 === 0 ? a : b);
+      copied.push(i >= 2);
+    }
+  }
+  return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
+}
 
 /** Every token the generators can emit (templates, names, places, objects, sentences). */
 export function generatorTokens(tok: Gpt2Tokenizer): number[] {
@@ -113,9 +144,15 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
       return rowsToBatchWhere(rows, vocab, BOS, (r, p) => keep[r][p]);
     }
     if (u < wt + wi) {
-      // only the repeated copies are scored: first copies are unpredictable random tokens
-      const made = Array.from({ length: opts.batch }, () => packedInductionRowWithMask(rng, inductionPool, opts.ctx + 1, { minSpan: 8, maxSpan: 48 }, [BOS]));
-      return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].repeated[p + 1]);
+      // random tokens with copies of earlier spans at random places; only copied tokens (after a copy's
+      // first) are scored. Back-to-back repeats of one span at fixed places (packedInductionRow) let pilot
+      // models learn positional shortcuts instead of induction heads (see the model card).
+      const made = Array.from({ length: opts.batch }, () =>
+        rng.next() < opts.inductionAlternatingFraction
+          ? alternatingPairsRowWithMask(rng, inductionPool, opts.ctx + 1, [BOS])
+          : copiedSpansRowWithMask(rng, inductionPool, opts.ctx + 1, { minSpan: opts.inductionMinSpan, maxSpan: opts.inductionMaxSpan }, [BOS]),
+      );
+      return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].copied[p + 1]);
     }
     // IOI prompts are scored only at the answer (the rest is template text or unpredictable names);
     // single-name sentences are scored everywhere

@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../../../hooks/random.ts';
 import { Gpt2Tokenizer } from '../../../hooks/tokenizer.ts';
 import { rowsToBatch, rowsToBatchWhere, stepSeed } from '../../../training/data/batches.ts';
-import { packedInductionRowWithMask, repeatedRandomTokens } from '../../../hooks/datasets/induction.ts';
+import { copiedSpansRowWithMask, packedInductionRowWithMask, repeatedRandomTokens } from '../../../hooks/datasets/induction.ts';
 import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../hooks/datasets/ioi.ts';
 import { splitTokens } from '../../../training/data/text.ts';
+import { alternatingPairsRowWithMask } from '../../../training/data/embeddedMix.ts';
 import { buildSeenVocab, unseenLogitOffset } from '../../../training/model/vocab.ts';
 
 const tok = await Gpt2Tokenizer.default();
@@ -76,6 +77,47 @@ describe('induction data', () => {
     }
     expect(checked).toBeGreaterThan(10);
     expect(() => repeatedRandomTokens(rng, [], { minSpan: 1, maxSpan: 2 })).toThrow(/empty/);
+  });
+
+  it('alternating-pair rows: every scored token equals the token two back', () => {
+    const rng = new Rng(4);
+    const { tokens, copied } = alternatingPairsRowWithMask(rng, Array.from({ length: 5000 }, (_, i) => i), 100, [50256]);
+    expect(tokens).toHaveLength(100);
+    expect(tokens[0]).toBe(50256);
+    let n = 0;
+    for (let i = 0; i < 100; i++) if (copied[i]) { expect(tokens[i]).toBe(tokens[i - 2]); n++; }
+    // runs of 4–16 tokens, all but the first two of each scored
+    expect(n).toBeGreaterThan(50);
+    expect(n).toBeLessThan(92);
+  });
+
+  it('copies earlier spans at random places: every scored token is predictable by induction ([A][B] … [A] → [B])', () => {
+    const rng = new Rng(3);
+    const pool = Array.from({ length: 5000 }, (_, i) => i);
+    let scored = 0;
+    const copyStarts = new Set<number>();
+    for (let r = 0; r < 20; r++) {
+      const { tokens, copied } = copiedSpansRowWithMask(rng, pool, 128, { minSpan: 6, maxSpan: 20 }, [50256]);
+      expect(tokens).toHaveLength(128);
+      expect(copied).toHaveLength(128);
+      expect(tokens[0]).toBe(50256);
+      expect(copied[0]).toBe(false);
+      expect(tokens.slice(1).every((t) => t >= 0 && t < 5000)).toBe(true);
+      for (let i = 1; i < 128; i++) {
+        if (!copied[i]) continue;
+        scored++;
+        // the bigram (tokens[i-1], tokens[i]) occurred earlier in the row
+        let seen = false;
+        for (let j = 0; j + 1 < i; j++) if (tokens[j] === tokens[i - 1] && tokens[j + 1] === tokens[i]) seen = true;
+        expect(seen).toBe(true);
+        if (!copied[i - 1]) copyStarts.add(i);
+      }
+    }
+    expect(scored).toBeGreaterThan(20 * 30);
+    // copies start at many different positions (nothing positional tells where a copy begins)
+    expect(copyStarts.size).toBeGreaterThan(40);
+    expect(() => copiedSpansRowWithMask(rng, pool, 10, { minSpan: 1, maxSpan: 4 })).toThrow(/minSpan/);
+    expect(() => copiedSpansRowWithMask(rng, [], 10, { minSpan: 2, maxSpan: 4 })).toThrow(/empty/);
   });
 });
 

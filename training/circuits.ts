@@ -44,6 +44,11 @@ export interface HeadScores {
   /** [layer][head] */
   induction: number[][];
   previousToken: number[][];
+  /**
+   * Mean attention on the stripe key = query − (L − 2): the token two after the previous occurrence (not a
+   * TransformerLens score; the embedded model's copying heads attend there, see its model card).
+   */
+  shiftedInduction: number[][];
 }
 
 /**
@@ -66,25 +71,31 @@ export async function headScores(model: HookedTransformer, pool: ArrayLike<numbe
   const [, cache] = await model.runWithCache(rows, { namesFilter: names, returnType: 'none' });
   const induction: number[][] = [];
   const previousToken: number[][] = [];
+  const shiftedInduction: number[][] = [];
   for (let l = 0; l < n_layers; l++) {
     const p = cache.get(names[l]).data; // [batch, head, q, k]
     induction.push([]);
     previousToken.push([]);
+    shiftedInduction.push([]);
     for (let h = 0; h < n_heads; h++) {
       let ind = 0;
       let indN = 0;
       let prev = 0;
       let prevN = 0;
+      let shifted = 0;
+      let shiftedN = 0;
       for (let b = 0; b < n; b++) {
         const o = (b * n_heads + h) * T * T;
         for (let q = L - 1; q < T; q++) { ind += p[o + q * T + q - (L - 1)]; indN++; }
+        for (let q = L + 1; q < T; q++) { shifted += p[o + q * T + q - (L - 2)]; shiftedN++; }
         for (let q = 1; q < T; q++) { prev += p[o + q * T + q - 1]; prevN++; }
       }
       induction[l].push(ind / indN);
       previousToken[l].push(prev / prevN);
+      shiftedInduction[l].push(shifted / shiftedN);
     }
   }
-  return { induction, previousToken };
+  return { induction, previousToken, shiftedInduction };
 }
 
 /** Zero-ablation (at hook_z) of these heads, one intervention per layer. */

@@ -3,7 +3,7 @@
  * data mix of data/embeddedMix.ts and writes it to models/embedded/ (HF layout + tokenizer files).
  * Options: --steps N --out DIR --work DIR --seed S --resume --threads T.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gpt2Config } from '../hooks/init.ts';
@@ -30,7 +30,10 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PHASE1_WEIGHTS = { text: 0, induction: 0.9, ioi: 0.1 };
 const PHASE2_FROM = 2800;
 const PHASE2_WEIGHTS = { text: 0.3, induction: 0.3, ioi: 0.4 };
-const STEPS = 3500;
+/** Phase 3: mostly IOI (after phase 2 the induction-heavy run had lost IOI: held-out logit diff −0.1), lr cosine lr/2 → lr/20. */
+const PHASE3_FROM = 3500;
+const PHASE3_WEIGHTS = { text: 0.15, induction: 0.15, ioi: 0.7 };
+const STEPS = 4100;
 /** Induction rows: copies of earlier spans (6–20 tokens) among random tokens from the 512 most frequent text tokens + names. */
 const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20, inductionAlternatingFraction: 0.25 };
 
@@ -49,12 +52,15 @@ async function main(): Promise<void> {
   const mix = { ...DEFAULT_MIX, ...INDUCTION, seed, ctx: cfg.n_ctx };
   const data = buildEmbeddedData(tok, text, { ...mix, weights: PHASE1_WEIGHTS });
   const data2 = buildEmbeddedData(tok, text, { ...mix, weights: PHASE2_WEIGHTS });
-  const batchAt = (step: number) => (step < PHASE2_FROM ? data.batchAt(step) : data2.batchAt(step));
+  const data3 = buildEmbeddedData(tok, text, { ...mix, weights: PHASE3_WEIGHTS });
+  const batchAt = (step: number) => (step < PHASE2_FROM ? data.batchAt(step) : step < PHASE3_FROM ? data2.batchAt(step) : data3.batchAt(step));
   // phase 1: warmup 100, then constant lr; phase 2: cosine from lr to lr/10
   const lrAt = (step: number) =>
     step < PHASE2_FROM
       ? lr * Math.min(1, (step + 1) / 100)
-      : learningRate({ lr, warmupSteps: 0, totalSteps: Math.max(1, steps - PHASE2_FROM), minRatio: 0.1 }, step - PHASE2_FROM);
+      : step < PHASE3_FROM
+        ? learningRate({ lr, warmupSteps: 0, totalSteps: PHASE3_FROM - PHASE2_FROM, minRatio: 0.1 }, step - PHASE2_FROM)
+        : learningRate({ lr: lr / 2, warmupSteps: 0, totalSteps: Math.max(1, steps - PHASE3_FROM), minRatio: 0.1 }, step - PHASE3_FROM);
   const { vocab } = data;
 
   // fixed held-out evaluation sets
@@ -87,17 +93,18 @@ async function main(): Promise<void> {
     cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1,
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 250, logEvery: 50,
     outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype: 'F32' }, log, info: { mix, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, inductionPool: Array.from(data.pool) },
+    exportOptions: { dtype: 'F32' }, log, info: { mix, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
   });
 
-  await rm(out, { recursive: true, force: true });
+  // replace the previous export, keeping the hand-written model card (README.md)
   await mkdir(out, { recursive: true });
+  for (const f of await readdir(out)) if (f !== 'README.md') await rm(join(out, f), { recursive: true, force: true });
   await exportHfCheckpoint(out, cfg, vocab, res.params, { dtype: 'F32', metadata: { producer: 'lensboard training/embedded.ts', steps: String(res.step), seed: String(seed) } });
   await writeFile(join(out, 'training_vocab.json'), JSON.stringify({ seen_tokens: Array.from(vocab.seen), induction_pool: Array.from(data.pool) }) + '\n');
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {
-    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS },
+    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
     tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
     final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
     final_eval: last?.losses, evals: res.evals,

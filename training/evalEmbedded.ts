@@ -35,6 +35,9 @@ async function main(): Promise<void> {
   const inductionHeads: [number, number][] = [];
   scores.induction.forEach((hs, l) => hs.forEach((s, h) => { if (s > 0.3) inductionHeads.push([l, h]); }));
   const ablated = inductionHeads.length > 0 ? await repeatedTokenLosses(model, pool, { n: 50, interventions: ablationOf(inductionHeads) }) : null;
+  const shiftedHeads: [number, number][] = [];
+  scores.shiftedInduction.forEach((hs, l) => hs.forEach((s, h) => { if (s > 0.3) shiftedHeads.push([l, h]); }));
+  const shiftedAblated = shiftedHeads.length > 0 ? await repeatedTokenLosses(model, pool, { n: 50, interventions: ablationOf(shiftedHeads) }) : null;
   const ioiHeld = await ioiMetrics(model, IOI_HELDOUT_NAMES, { n: 100 });
   const ioiTrain = await ioiMetrics(model, IOI_TRAIN_NAMES, { n: 50, seed: 5 });
   const tok = await Gpt2Tokenizer.default();
@@ -49,6 +52,10 @@ async function main(): Promise<void> {
     induction_heads: inductionHeads,
     ablated_second_repeat_loss: ablated ? round(ablated.second) : null,
     ablation_increase: ablated ? round(ablated.second - rep.second) : null,
+    shifted_induction_scores: scores.shiftedInduction.map((r) => r.map(round)),
+    shifted_induction_heads: shiftedHeads,
+    shifted_heads_ablated_second_repeat_loss: shiftedAblated ? round(shiftedAblated.second) : null,
+    shifted_heads_ablation_increase: shiftedAblated ? round(shiftedAblated.second - rep.second) : null,
     ioi_heldout: Object.fromEntries(Object.entries(ioiHeld).map(([k, v]) => [k, round(v)])),
     ioi_train_names: Object.fromEntries(Object.entries(ioiTrain).map(([k, v]) => [k, round(v)])),
     logit_lens_top1: lens.map(round),

@@ -105,6 +105,11 @@ await plot(attentionHeadFigure(attentionData(model, cache, one), best.layer, bes
 
 // %% [markdown]
 // And the previous-token head: a stripe right below the diagonal.
+//
+// On the embedded model (see its model card), the best previous-token head is L0H3 (score ≈ 0.99), but no head has a
+// high induction score: its copying heads L2H0, L2H1 and L2H3 draw their stripe one step further, `seqLen − 2` below
+// the diagonal. They read the next token from what the previous-token head wrote one position later, instead of using
+// it to find that position. `detectHead` also takes your own pattern, so you can score that stripe yourself.
 
 // %%
 await plot(attentionHeadFigure(attentionData(model, cache, one), topPrevious[0].layer, topPrevious[0].head, { maxTicks: 12 }), { height: 560 });

@@ -51,9 +51,7 @@ async function main(): Promise<void> {
   const text = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
   const mix = { ...DEFAULT_MIX, ...INDUCTION, seed, ctx: cfg.n_ctx };
   const data = buildEmbeddedData(tok, text, { ...mix, weights: PHASE1_WEIGHTS });
-  const data2 = buildEmbeddedData(tok, text, { ...mix, weights: PHASE2_WEIGHTS });
-  const data3 = buildEmbeddedData(tok, text, { ...mix, weights: PHASE3_WEIGHTS });
-  const batchAt = (step: number) => (step < PHASE2_FROM ? data.batchAt(step) : step < PHASE3_FROM ? data2.batchAt(step) : data3.batchAt(step));
+  const batchAt = (step: number) => data.batchAt(step, step < PHASE2_FROM ? PHASE1_WEIGHTS : step < PHASE3_FROM ? PHASE2_WEIGHTS : PHASE3_WEIGHTS);
   // phase 1: warmup 100, then constant lr; phase 2: cosine from lr to lr/10
   const lrAt = (step: number) =>
     step < PHASE2_FROM

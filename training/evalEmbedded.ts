@@ -32,12 +32,13 @@ async function main(): Promise<void> {
   const pool = await seenPool(dir);
   const rep = await repeatedTokenLosses(model, pool, { n: 50 });
   const scores = await headScores(model, pool);
-  const inductionHeads: [number, number][] = [];
-  scores.induction.forEach((hs, l) => hs.forEach((s, h) => { if (s > 0.3) inductionHeads.push([l, h]); }));
-  const ablated = inductionHeads.length > 0 ? await repeatedTokenLosses(model, pool, { n: 50, interventions: ablationOf(inductionHeads) }) : null;
-  const shiftedHeads: [number, number][] = [];
-  scores.shiftedInduction.forEach((hs, l) => hs.forEach((s, h) => { if (s > 0.3) shiftedHeads.push([l, h]); }));
-  const shiftedAblated = shiftedHeads.length > 0 ? await repeatedTokenLosses(model, pool, { n: 50, interventions: ablationOf(shiftedHeads) }) : null;
+  // heads scoring above 0.3, and the repeated-token losses with them zero-ablated
+  const headsAbove = (grid: number[][]) => grid.flatMap((hs, l) => hs.flatMap((v, h) => (v > 0.3 ? [[l, h] as [number, number]] : [])));
+  const ablate = async (heads: [number, number][]) => (heads.length > 0 ? repeatedTokenLosses(model, pool, { n: 50, interventions: ablationOf(heads) }) : null);
+  const inductionHeads = headsAbove(scores.induction);
+  const ablated = await ablate(inductionHeads);
+  const shiftedHeads = headsAbove(scores.shiftedInduction);
+  const shiftedAblated = await ablate(shiftedHeads);
   const ioiHeld = await ioiMetrics(model, IOI_HELDOUT_NAMES, { n: 100 });
   const ioiTrain = await ioiMetrics(model, IOI_TRAIN_NAMES, { n: 50, seed: 5 });
   const tok = await Gpt2Tokenizer.default();

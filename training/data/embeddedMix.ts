@@ -59,7 +59,8 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
 
 export interface EmbeddedData {
   vocab: SeenVocab;
-  batchAt: (step: number) => ClassBatch;
+  /** The batch of `step`, its kind drawn by `weights` (default: the options' weights), e.g. a phase's mix. */
+  batchAt: (step: number, weights?: MixOptions['weights']) => ClassBatch;
   /** The random-token pool of the induction rows: the most frequent training tokens (BOS excluded), ascending ids. */
   pool: Int32Array;
   bos: number;
@@ -118,8 +119,6 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   const pool = mostFrequentTokens(text.train, opts.inductionPoolSize, [BOS]);
   const nameIds = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES].map((n) => tok.encode(` ${n}`)[0]);
   const allNames = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES];
-  const { text: wt, induction: wi, ioi: wo } = opts.weights;
-  const total = wt + wi + wo;
   const encodeCache = new Map<string, number[]>();
   const enc = (s: string) => {
     let e = encodeCache.get(s);
@@ -135,9 +134,10 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   const inductionPool = new Int32Array(pool.length + copies * nameIds.length);
   inductionPool.set(pool);
   for (let c = 0; c < copies; c++) inductionPool.set(nameIds, pool.length + c * nameIds.length);
-  const batchAt = (step: number): ClassBatch => {
+  const batchAt = (step: number, weights = opts.weights): ClassBatch => {
+    const { text: wt, induction: wi, ioi: wo } = weights;
     const rng = new Rng(stepSeed(opts.seed, step));
-    const u = rng.next() * total;
+    const u = rng.next() * (wt + wi + wo);
     if (u < wt) {
       const rows = randomWindows(rng, text.train, opts.batch, opts.ctx, [BOS]);
       const keep = rows.map((r) => r.map(() => rng.next() < opts.textTargetFraction));

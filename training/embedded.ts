@@ -35,7 +35,16 @@ const PHASE3_FROM = 3500;
 const PHASE3_WEIGHTS = { text: 0.15, induction: 0.15, ioi: 0.7 };
 const STEPS = 4100;
 /** Induction rows: copies of earlier spans (6–20 tokens) among random tokens from the 512 most frequent text tokens + names. */
-const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20, inductionAlternatingFraction: 0.25 };
+const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20 };
+/**
+ * Previous-token rows among the induction rows: 25 % alternating pairs until TRIPLES_FROM (they form a
+ * previous-token head fast), then 35 % A B A triples (they keep it, and penalise the −3 copying head the
+ * alternating rows also reward; with alternating rows throughout, the layer-2 heads built a shifted copying
+ * circuit from the −1 and −3 heads instead of TransformerLens's induction stripe).
+ */
+const TRIPLES_FROM = 1250;
+const ALTERNATING_ROWS = { inductionAlternatingFraction: 0.25, inductionTripleFraction: 0 };
+const TRIPLE_ROWS = { inductionAlternatingFraction: 0, inductionTripleFraction: 0.35 };
 
 const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
 
@@ -51,7 +60,11 @@ async function main(): Promise<void> {
   const text = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
   const mix = { ...DEFAULT_MIX, ...INDUCTION, seed, ctx: cfg.n_ctx };
   const data = buildEmbeddedData(tok, text, { ...mix, weights: PHASE1_WEIGHTS });
-  const batchAt = (step: number) => data.batchAt(step, step < PHASE2_FROM ? PHASE1_WEIGHTS : step < PHASE3_FROM ? PHASE2_WEIGHTS : PHASE3_WEIGHTS);
+  const batchAt = (step: number) =>
+    data.batchAt(step, {
+      weights: step < PHASE2_FROM ? PHASE1_WEIGHTS : step < PHASE3_FROM ? PHASE2_WEIGHTS : PHASE3_WEIGHTS,
+      ...(step < TRIPLES_FROM ? ALTERNATING_ROWS : TRIPLE_ROWS),
+    });
   // phase 1: warmup 100, then constant lr; phase 2: cosine from lr to lr/10
   const lrAt = (step: number) =>
     step < PHASE2_FROM
@@ -91,7 +104,7 @@ async function main(): Promise<void> {
     cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1,
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 250, logEvery: 50,
     outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype: 'F32' }, log, info: { mix, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
+    exportOptions: { dtype: 'F32' }, log, info: { mix, prevTokenRows: { alternating: ALTERNATING_ROWS, triplesFrom: TRIPLES_FROM, triples: TRIPLE_ROWS }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
   });
 
   // replace the previous export, keeping the hand-written model card (README.md)
@@ -102,7 +115,7 @@ async function main(): Promise<void> {
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {
-    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
+    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, prevTokenRows: { alternating: ALTERNATING_ROWS, triplesFrom: TRIPLES_FROM, triples: TRIPLE_ROWS }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
     tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
     final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
     final_eval: last?.losses, evals: res.evals,

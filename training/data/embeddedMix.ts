@@ -37,11 +37,13 @@ export interface MixOptions {
   inductionMinSpan: number;
   inductionMaxSpan: number;
   /**
-   * Fraction of induction rows that are alternating pairs instead (A B A B …, each pair a fresh draw):
-   * predictable from the token two back, they reward attending to the previous token, the first half of
-   * an induction circuit (pilots without them stayed on the "bag of context" plateau).
+   * Fractions of induction rows that are alternating pairs (A B A B …) or A B A triples instead of copied
+   * spans: both are predictable from the token two back and reward a previous-token head, the first half
+   * of an induction circuit (pilots without such rows stayed on the "bag of context" plateau).
+   * Alternating rows form the head fast; triples keep it without rewarding a −3 head.
    */
   inductionAlternatingFraction: number;
+  inductionTripleFraction: number;
 }
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
@@ -54,13 +56,17 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   inductionPoolSize: 3000,
   inductionMinSpan: 6,
   inductionMaxSpan: 40,
-  inductionAlternatingFraction: 0.25,
+  inductionAlternatingFraction: 0,
+  inductionTripleFraction: 0.35,
 };
+
+/** What a training phase may change in the mix. */
+export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction'>>;
 
 export interface EmbeddedData {
   vocab: SeenVocab;
-  /** The batch of `step`, its kind drawn by `weights` (default: the options' weights), e.g. a phase's mix. */
-  batchAt: (step: number, weights?: MixOptions['weights']) => ClassBatch;
+  /** The batch of `step`, drawn by the options overridden by `phase` (e.g. a training phase's weights). */
+  batchAt: (step: number, phase?: MixPhase) => ClassBatch;
   /** The random-token pool of the induction rows: the most frequent training tokens (BOS excluded), ascending ids. */
   pool: Int32Array;
   bos: number;
@@ -80,6 +86,8 @@ const BOS = 50256;
 /**
  * A row of `prefix` then runs of alternating pairs (A B A B …, 4–16 tokens, a fresh A and B from `pool`
  * per run); `copied[i]` marks tokens predictable from the token two back (all but a run's first two).
+ * Every odd offset back predicts them too, so attention spread over recent tokens is already rewarded
+ * and sharpens into a previous-token head quickly; but a −3 head is rewarded as well (see abaTriplesRowWithMask).
  */
 export function alternatingPairsRowWithMask(rng: Rng, pool: ArrayLike<number>, length: number, prefix: readonly number[] = []): { tokens: number[]; copied: boolean[] } {
   const tokens = [...prefix];
@@ -92,6 +100,25 @@ export function alternatingPairsRowWithMask(rng: Rng, pool: ArrayLike<number>, l
       tokens.push(i % 2 === 0 ? a : b);
       copied.push(i >= 2);
     }
+  }
+  return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
+}
+
+/**
+ * A row of `prefix` then A B A triples (a fresh A and B from `pool` per triple); `copied[i]` marks each
+ * triple's last A, predictable only from the token two back. Only a head that reads the previous token
+ * helps, so the rows reward a previous-token head without rewarding any other fixed offset: longer
+ * alternating runs (A B A B …) are also predictable from three back, and a model trained on them built a
+ * "shifted" copying circuit from a −1 and a −3 head instead of TransformerLens's induction stripe.
+ */
+export function abaTriplesRowWithMask(rng: Rng, pool: ArrayLike<number>, length: number, prefix: readonly number[] = []): { tokens: number[]; copied: boolean[] } {
+  const tokens = [...prefix];
+  const copied: boolean[] = prefix.map(() => false);
+  while (tokens.length < length) {
+    const a = pool[rng.int(0, pool.length)];
+    const b = pool[rng.int(0, pool.length)];
+    tokens.push(a, b, a);
+    copied.push(false, false, true);
   }
   return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
 }
@@ -134,7 +161,8 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   const inductionPool = new Int32Array(pool.length + copies * nameIds.length);
   inductionPool.set(pool);
   for (let c = 0; c < copies; c++) inductionPool.set(nameIds, pool.length + c * nameIds.length);
-  const batchAt = (step: number, weights = opts.weights): ClassBatch => {
+  const batchAt = (step: number, phase: MixPhase = {}): ClassBatch => {
+    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples } = { ...opts, ...phase };
     const { text: wt, induction: wi, ioi: wo } = weights;
     const rng = new Rng(stepSeed(opts.seed, step));
     const u = rng.next() * (wt + wi + wo);
@@ -147,11 +175,12 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
       // random tokens with copies of earlier spans at random places; only copied tokens (after a copy's
       // first) are scored. Back-to-back repeats of one span at fixed places (packedInductionRow) let pilot
       // models learn positional shortcuts instead of induction heads (see the model card).
-      const made = Array.from({ length: opts.batch }, () =>
-        rng.next() < opts.inductionAlternatingFraction
-          ? alternatingPairsRowWithMask(rng, inductionPool, opts.ctx + 1, [BOS])
-          : copiedSpansRowWithMask(rng, inductionPool, opts.ctx + 1, { minSpan: opts.inductionMinSpan, maxSpan: opts.inductionMaxSpan }, [BOS]),
-      );
+      const made = Array.from({ length: opts.batch }, () => {
+        const kind = rng.next();
+        if (kind < alt) return alternatingPairsRowWithMask(rng, inductionPool, opts.ctx + 1, [BOS]);
+        if (kind < alt + triples) return abaTriplesRowWithMask(rng, inductionPool, opts.ctx + 1, [BOS]);
+        return copiedSpansRowWithMask(rng, inductionPool, opts.ctx + 1, { minSpan: opts.inductionMinSpan, maxSpan: opts.inductionMaxSpan }, [BOS]);
+      });
       return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].copied[p + 1]);
     }
     // IOI prompts are scored only at the answer (the rest is template text or unpredictable names);

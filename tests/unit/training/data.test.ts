@@ -6,7 +6,7 @@ import { rowsToBatch, rowsToBatchWhere, stepSeed } from '../../../training/data/
 import { copiedSpansRowWithMask, packedInductionRowWithMask, repeatedRandomTokens } from '../../../hooks/datasets/induction.ts';
 import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../hooks/datasets/ioi.ts';
 import { splitTokens } from '../../../training/data/text.ts';
-import { alternatingPairsRowWithMask } from '../../../training/data/embeddedMix.ts';
+import { abaTriplesRowWithMask, alternatingPairsRowWithMask } from '../../../training/data/embeddedMix.ts';
 import { buildSeenVocab, unseenLogitOffset } from '../../../training/model/vocab.ts';
 
 const tok = await Gpt2Tokenizer.default();
@@ -89,6 +89,24 @@ describe('induction data', () => {
     // runs of 4–16 tokens, all but the first two of each scored
     expect(n).toBeGreaterThan(50);
     expect(n).toBeLessThan(92);
+  });
+
+  it('A B A triple rows: every scored token equals the token two back, and no other offset predicts it', () => {
+    const rng = new Rng(4);
+    const { tokens, copied } = abaTriplesRowWithMask(rng, Array.from({ length: 5000 }, (_, i) => i), 100, [50256]);
+    expect(tokens).toHaveLength(100);
+    expect(tokens[0]).toBe(50256);
+    let n = 0;
+    let threeBack = 0;
+    for (let i = 0; i < 100; i++) {
+      if (!copied[i]) continue;
+      expect(tokens[i]).toBe(tokens[i - 2]);
+      if (i >= 4 && tokens[i] === tokens[i - 4]) threeBack++; // −3 from the predicting position
+      n++;
+    }
+    // one scored token per triple after the BOS: 99 / 3 = 33
+    expect(n).toBe(33);
+    expect(threeBack).toBe(0);
   });
 
   it('copies earlier spans at random places: every scored token is predictable by induction ([A][B] … [A] → [B])', () => {

@@ -44,6 +44,12 @@ export interface MixOptions {
    */
   inductionAlternatingFraction: number;
   inductionTripleFraction: number;
+  /**
+   * Fraction of IOI prompts whose two names are replaced by two random words (frequent training-text words
+   * such as " king", never a name): the same task on tokens the model cannot have memorised as names, which
+   * rewards the generic "copy the name that is not repeated" algorithm that held-out names need.
+   */
+  ioiWordNameFraction: number;
 }
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
@@ -58,10 +64,11 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   inductionMaxSpan: 40,
   inductionAlternatingFraction: 0,
   inductionTripleFraction: 0.35,
+  ioiWordNameFraction: 0,
 };
 
 /** What a training phase may change in the mix. */
-export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction'>>;
+export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'ioiWordNameFraction'>>;
 
 export interface EmbeddedData {
   vocab: SeenVocab;
@@ -123,6 +130,17 @@ export function abaTriplesRowWithMask(rng: Rng, pool: ArrayLike<number>, length:
   return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
 }
 
+/** The tokens of `pool` that decode to a space and a lowercase word of 3+ letters, except `exclude` (e.g. the generators' tokens). */
+export function wordTokens(tok: Gpt2Tokenizer, pool: ArrayLike<number>, exclude: readonly number[]): number[] {
+  const skip = new Set(exclude);
+  return Array.from(pool).filter((t) => !skip.has(t) && /^ [a-z]{3,}$/.test(tok.decode([t])));
+}
+
+/** `row` with every token that is a key of `replacement` replaced by its value. */
+export function replaceTokens(row: readonly number[], replacement: ReadonlyMap<number, number>): number[] {
+  return row.map((t) => replacement.get(t) ?? t);
+}
+
 /** Every token the generators can emit (templates, names, places, objects, sentences). */
 export function generatorTokens(tok: Gpt2Tokenizer): number[] {
   const ids = new Set<number>();
@@ -142,7 +160,8 @@ export function generatorTokens(tok: Gpt2Tokenizer): number[] {
 }
 
 export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts: MixOptions): EmbeddedData {
-  const vocab = buildSeenVocab([...text.train, ...generatorTokens(tok), BOS], 50257);
+  const generated = generatorTokens(tok);
+  const vocab = buildSeenVocab([...text.train, ...generated, BOS], 50257);
   const pool = mostFrequentTokens(text.train, opts.inductionPoolSize, [BOS]);
   const nameIds = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES].map((n) => tok.encode(` ${n}`)[0]);
   const allNames = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES];
@@ -161,8 +180,9 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   const inductionPool = new Int32Array(pool.length + copies * nameIds.length);
   inductionPool.set(pool);
   for (let c = 0; c < copies; c++) inductionPool.set(nameIds, pool.length + c * nameIds.length);
+  const wordNames = wordTokens(tok, pool, generated); // no names, template words, places or objects
   const batchAt = (step: number, phase: MixPhase = {}): ClassBatch => {
-    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples } = { ...opts, ...phase };
+    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, ioiWordNameFraction } = { ...opts, ...phase };
     const { text: wt, induction: wi, ioi: wo } = weights;
     const rng = new Rng(stepSeed(opts.seed, step));
     const u = rng.next() * (wt + wi + wo);
@@ -197,7 +217,13 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
       } else {
         const p = randomIoiPrompt(rng, { names: IOI_TRAIN_NAMES });
         const row = [BOS, ...enc(p.prompt), ...enc(p.answer)];
-        rows.push(row);
+        // (no draw when the fraction is 0, so phases without word names keep their batches)
+        if (ioiWordNameFraction > 0 && rng.next() < ioiWordNameFraction) {
+          const io = wordNames[rng.int(0, wordNames.length)];
+          let s = wordNames[rng.int(0, wordNames.length)];
+          while (s === io) s = wordNames[rng.int(0, wordNames.length)];
+          rows.push(replaceTokens(row, new Map([[enc(` ${p.io}`)[0], io], [enc(` ${p.s}`)[0], s]])));
+        } else rows.push(row);
         scoreFrom.push(row.length - 2);
         scoreTo.push(row.length - 2);
       }

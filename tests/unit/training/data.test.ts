@@ -6,7 +6,7 @@ import { rowsToBatch, rowsToBatchWhere, stepSeed } from '../../../training/data/
 import { copiedSpansRowWithMask, packedInductionRowWithMask, repeatedRandomTokens } from '../../../hooks/datasets/induction.ts';
 import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../hooks/datasets/ioi.ts';
 import { splitTokens } from '../../../training/data/text.ts';
-import { abaTriplesRowWithMask, alternatingPairsRowWithMask } from '../../../training/data/embeddedMix.ts';
+import { abaTriplesRowWithMask, alternatingPairsRowWithMask, buildEmbeddedData, DEFAULT_MIX, generatorTokens, replaceTokens, wordTokens } from '../../../training/data/embeddedMix.ts';
 import { buildSeenVocab, unseenLogitOffset } from '../../../training/model/vocab.ts';
 
 const tok = await Gpt2Tokenizer.default();
@@ -191,5 +191,34 @@ describe('embedded mix helpers', () => {
     expect(s[3 * 8 + 2]).toBeCloseTo(0.5 * Math.sin(3 * Math.pow(10000, -2 / 8)), 6);
     const dot = (i: number, j: number) => { let d = 0; for (let k = 0; k < 8; k++) d += s[i * 8 + k] * s[j * 8 + k]; return d; };
     expect(dot(2, 5)).toBeCloseTo(dot(4, 7), 5);
+  });
+
+  it('IOI prompts with word names: the two names become two random words (IO once, S twice, answer = IO); no name remains', () => {
+    const words = 'the king spoke to the queen about the castle and the horse while the soldier slept in the garden';
+    const text = splitTokens(tok, Array.from({ length: 40 }, () => words).join('. '));
+    const data = buildEmbeddedData(tok, text, { ...DEFAULT_MIX, seed: 1, ctx: 32, inductionPoolSize: 40, ioiBatch: 24, nameSentenceFraction: 0, weights: { text: 0, induction: 0, ioi: 1 } });
+    const wordIds = new Set(wordTokens(tok, text.train, generatorTokens(tok)));
+    expect([...wordIds].map((t) => tok.decode([t])).sort()).toEqual([' about', ' castle', ' horse', ' king', ' queen', ' slept', ' soldier', ' spoke', ' while']); // not ' garden' (a place), ' the', ' and', ' to' (template words), ' in' (short)
+    const nameClasses = new Set([...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES].map((n) => data.vocab.classOf[tok.encode(` ${n}`)[0]]));
+    const b = data.batchAt(0, { ioiWordNameFraction: 1 });
+    for (let r = 0; r < b.batch; r++) {
+      const inputs = Array.from(b.inputs.subarray(r * b.pos, (r + 1) * b.pos));
+      const targets = Array.from(b.targets.subarray(r * b.pos, (r + 1) * b.pos));
+      const scored = targets.flatMap((t, p) => (t >= 0 ? [p] : []));
+      expect(scored).toHaveLength(1);
+      const prompt = inputs.slice(0, scored[0] + 1);
+      expect(prompt.some((c) => nameClasses.has(c))).toBe(false);
+      const count = (c: number) => prompt.filter((x) => x === c).length;
+      const answer = targets[scored[0]];
+      expect(count(answer)).toBe(1); // IO once
+      expect(wordIds.has(data.vocab.seen[answer])).toBe(true);
+      // exactly one word appears twice (S); template words (" and", " the", …) are never used as names
+      const twice = [...new Set(prompt)].filter((c) => count(c) === 2 && wordIds.has(data.vocab.seen[c]));
+      expect(twice).toHaveLength(1);
+    }
+    // without the option the same step has names
+    const plain = data.batchAt(0);
+    expect(Array.from(plain.inputs).some((c) => nameClasses.has(c))).toBe(true);
+    expect(replaceTokens([1, 2, 3, 2], new Map([[2, 9]]))).toEqual([1, 9, 3, 9]);
   });
 });

@@ -42,7 +42,7 @@ const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpa
  * alternating rows also reward; with alternating rows throughout, the layer-2 heads built a shifted copying
  * circuit from the −1 and −3 heads instead of TransformerLens's induction stripe).
  */
-const TRIPLES_FROM = 1250;
+const TRIPLES_FROM = 1750;
 const ALTERNATING_ROWS = { inductionAlternatingFraction: 0.25, inductionTripleFraction: 0 };
 const TRIPLE_ROWS = { inductionAlternatingFraction: 0, inductionTripleFraction: 0.35 };
 /**

@@ -68,7 +68,7 @@ describe('embedded model', () => {
     expect(ablated.second - clean.second).toBeGreaterThanOrEqual(2);
   }, 120_000);
 
-  it("the head detector and the weights find the heads the model card names (L0H3 previous token; L2H0, L2H1, L2H3 copying)", async () => {
+  it("the head detector and the weights find the heads the model card names (L0H3 previous token; L0H0 three back; L2H0, L2H1, L2H3 copying)", async () => {
     const pool = await seenPool(DIR);
     const L = 30;
     const r = Array.from({ length: L }, (_, i) => pool[(i * 37 + 11) % pool.length]); // 30 distinct pool tokens
@@ -83,6 +83,12 @@ describe('embedded model', () => {
     for (let q = L + 1; q < T; q++) shifted[q * T + q - (L - 2)] = 1;
     const top = ranked(await detectHead(model, seq, new Tensor(shifted, [T, T]))).slice(0, 3).map(([, l, h]) => `L${l}H${h}`).sort();
     expect(top).toEqual(['L2H0', 'L2H1', 'L2H3']);
+    // the card's three-back head: a pattern with ones three below the diagonal ranks L0H0 first
+    const threeBack = new Float32Array(T * T);
+    for (let q = 3; q < T; q++) threeBack[q * T + q - 3] = 1;
+    const back3 = ranked(await detectHead(model, seq, new Tensor(threeBack, [T, T])));
+    expect([back3[0][1], back3[0][2]]).toEqual([0, 0]);
+    expect(back3[0][0]).toBeGreaterThan(0.9);
     // from the weights: these heads copy (Σλ / Σ|λ| of W_E W_OV W_U above 0.7)
     const c = await copyingScores(model);
     for (const h of [0, 1, 3]) expect(c.data[2 * model.cfg.n_heads + h]).toBeGreaterThan(0.7); // measured 0.85, 0.98, 0.90

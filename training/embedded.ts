@@ -34,14 +34,13 @@ const PHASE2_WEIGHTS = { text: 0.3, induction: 0.3, ioi: 0.4 };
 const PHASE3_FROM = 3500;
 const PHASE3_WEIGHTS = { text: 0.15, induction: 0.15, ioi: 0.7 };
 const STEPS = 4100;
-/** Induction rows: copies of earlier spans (6–20 tokens) among random tokens from the 512 most frequent text tokens + names. */
-const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20 };
 /**
- * Previous-token rows: 25 % of induction rows are alternating pairs throughout. (Switching to A B A triples,
- * which reward only a −1 head, at step 1,250 or 1,750 let the previous-token head decay — 0.86 → 0.40 in 500
- * steps — and no copying circuit formed; see the model card.)
+ * Induction rows: copies of earlier spans (6–20 tokens) among random tokens from the 512 most frequent text
+ * tokens + names; 25 % are alternating pairs throughout. (Switching them to A B A triples, which reward only a
+ * −1 head, at step 1,250 or 1,750 let the previous-token head decay — 0.86 → 0.40 in 500 steps — and no
+ * copying circuit formed; see the model card.)
  */
-const PREV_TOKEN_ROWS = { inductionAlternatingFraction: 0.25, inductionTripleFraction: 0 };
+const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20, inductionAlternatingFraction: 0.25, inductionTripleFraction: 0 };
 /**
  * From phase 2 on, 30 % of IOI prompts use two random words as names: the IOI algorithm on tokens that
  * cannot be memorised as names (the previous release reached 90 % with training names, 63 % with held-out).
@@ -65,7 +64,6 @@ async function main(): Promise<void> {
   const batchAt = (step: number) =>
     data.batchAt(step, {
       weights: step < PHASE2_FROM ? PHASE1_WEIGHTS : step < PHASE3_FROM ? PHASE2_WEIGHTS : PHASE3_WEIGHTS,
-      ...PREV_TOKEN_ROWS,
       ioiWordNameFraction: step < PHASE2_FROM ? 0 : IOI_WORD_NAMES,
     });
   // phase 1: warmup 100, then constant lr; phase 2: cosine from lr to lr/10
@@ -107,7 +105,7 @@ async function main(): Promise<void> {
     cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1,
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 250, logEvery: 50,
     outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype: 'F32' }, log, info: { mix, prevTokenRows: PREV_TOKEN_ROWS, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
+    exportOptions: { dtype: 'F32' }, log, info: { mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
   });
 
   // replace the previous export, keeping the hand-written model card (README.md)
@@ -118,7 +116,7 @@ async function main(): Promise<void> {
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {
-    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, prevTokenRows: PREV_TOKEN_ROWS, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
+    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
     tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
     final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
     final_eval: last?.losses, evals: res.evals,

@@ -62,8 +62,8 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   inductionPoolSize: 3000,
   inductionMinSpan: 6,
   inductionMaxSpan: 40,
-  inductionAlternatingFraction: 0,
-  inductionTripleFraction: 0.35,
+  inductionAlternatingFraction: 0.25,
+  inductionTripleFraction: 0,
   ioiWordNameFraction: 0,
 };
 

@@ -45,6 +45,12 @@ export interface MixOptions {
   inductionAlternatingFraction: number;
   inductionTripleFraction: number;
   /**
+   * Fraction of induction rows whose copied spans are 2–3 tokens long ("… A B … A B"): the copy's second
+   * token is predictable only from the current token's earlier occurrence (TransformerLens's induction
+   * stripe), not from the previous token's (the shifted circuit a model trained on long spans built).
+   */
+  inductionShortSpanFraction: number;
+  /**
    * Fraction of IOI prompts whose two names are replaced by two random words (frequent training-text words
    * such as " king", never a name): the same task on tokens the model cannot have memorised as names, which
    * rewards the generic "copy the name that is not repeated" algorithm that held-out names need.
@@ -64,11 +70,12 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   inductionMaxSpan: 40,
   inductionAlternatingFraction: 0.25,
   inductionTripleFraction: 0,
+  inductionShortSpanFraction: 0,
   ioiWordNameFraction: 0,
 };
 
 /** What a training phase may change in the mix. */
-export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'ioiWordNameFraction'>>;
+export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'inductionShortSpanFraction' | 'ioiWordNameFraction'>>;
 
 export interface EmbeddedData {
   vocab: SeenVocab;
@@ -89,6 +96,8 @@ export function mostFrequentTokens(stream: Int32Array, n: number, exclude: reado
 }
 
 const BOS = 50256;
+/** Copied spans of short-span induction rows: "A B" or "A B C" repeated, so the copy's first scored token needs the induction stripe. */
+const SHORT_SPANS = { minSpan: 2, maxSpan: 3 };
 
 /**
  * A row of `prefix` then runs of alternating pairs (A B A B …, 4–16 tokens, a fresh A and B from `pool`
@@ -182,7 +191,7 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   for (let c = 0; c < copies; c++) inductionPool.set(nameIds, pool.length + c * nameIds.length);
   const wordNames = wordTokens(tok, pool, generated); // no names, template words, places or objects
   const batchAt = (step: number, phase: MixPhase = {}): ClassBatch => {
-    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, ioiWordNameFraction } = { ...opts, ...phase };
+    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, inductionShortSpanFraction: short, ioiWordNameFraction } = { ...opts, ...phase };
     const { text: wt, induction: wi, ioi: wo } = weights;
     const rng = new Rng(stepSeed(opts.seed, step));
     const u = rng.next() * (wt + wi + wo);
@@ -199,6 +208,7 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
         const kind = rng.next();
         if (kind < alt) return alternatingPairsRowWithMask(rng, inductionPool, opts.ctx + 1, [BOS]);
         if (kind < alt + triples) return abaTriplesRowWithMask(rng, inductionPool, opts.ctx + 1, [BOS]);
+        if (kind < alt + triples + short) return copiedSpansRowWithMask(rng, inductionPool, opts.ctx + 1, SHORT_SPANS, [BOS]);
         return copiedSpansRowWithMask(rng, inductionPool, opts.ctx + 1, { minSpan: opts.inductionMinSpan, maxSpan: opts.inductionMaxSpan }, [BOS]);
       });
       return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].copied[p + 1]);

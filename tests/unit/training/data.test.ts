@@ -6,7 +6,7 @@ import { rowsToBatch, rowsToBatchWhere, stepSeed } from '../../../training/data/
 import { copiedSpansRowWithMask, packedInductionRowWithMask, repeatedRandomTokens } from '../../../hooks/datasets/induction.ts';
 import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../hooks/datasets/ioi.ts';
 import { splitTokens } from '../../../training/data/text.ts';
-import { abaTriplesRowWithMask, alternatingPairsRowWithMask, buildEmbeddedData, DEFAULT_MIX, generatorTokens, replaceTokens, wordTokens } from '../../../training/data/embeddedMix.ts';
+import { abaTriplesRowWithMask, alternatingPairsRowWithMask, buildEmbeddedData, DEFAULT_MIX, generatorTokens, type MixPhase, replaceTokens, wordTokens } from '../../../training/data/embeddedMix.ts';
 import { buildSeenVocab, unseenLogitOffset } from '../../../training/model/vocab.ts';
 
 const tok = await Gpt2Tokenizer.default();
@@ -220,5 +220,43 @@ describe('embedded mix helpers', () => {
     const plain = data.batchAt(0);
     expect(Array.from(plain.inputs).some((c) => nameClasses.has(c))).toBe(true);
     expect(replaceTokens([1, 2, 3, 2], new Map([[2, 9]]))).toEqual([1, 9, 3, 9]);
+  });
+
+  it('short-span induction rows ("… A B … A B"): every scored token follows an earlier occurrence of its input token, and most cannot be found from the token before that', () => {
+    const words = 'the king spoke to the queen about the castle and the horse while the soldier slept in the garden';
+    const text = splitTokens(tok, Array.from({ length: 40 }, () => words).join('. '));
+    const data = buildEmbeddedData(tok, text, { ...DEFAULT_MIX, seed: 2, ctx: 128, inductionAlternatingFraction: 0, weights: { text: 0, induction: 1, ioi: 0 } });
+    /** Scored tokens of steps 0–3, and how many only TransformerLens's stripe predicts. */
+    const count = (phase: MixPhase) => {
+      let scored = 0;
+      let stripeOnly = 0;
+      for (let step = 0; step < 4; step++) {
+        const b = data.batchAt(step, phase);
+        for (let r = 0; r < b.batch; r++) {
+          const x = Array.from(b.inputs.subarray(r * b.pos, (r + 1) * b.pos));
+          const y = Array.from(b.targets.subarray(r * b.pos, (r + 1) * b.pos));
+          for (let p = 1; p < b.pos; p++) {
+            if (y[p] < 0) continue;
+            scored++;
+            // the stripe: an earlier j with x[j] = x[p] and x[j + 1] = the target
+            let stripe = false;
+            for (let j = 0; j < p; j++) if (x[j] === x[p] && x[j + 1] === y[p]) stripe = true;
+            expect(stripe).toBe(true);
+            // the shifted circuit needs the bigram (x[p-1], x[p]) earlier, followed by the target
+            let shifted = false;
+            for (let j = 1; j < p; j++) if (x[j - 1] === x[p - 1] && x[j] === x[p] && x[j + 1] === y[p]) shifted = true;
+            if (!shifted) stripeOnly++;
+          }
+        }
+      }
+      return { scored, stripeOnly };
+    };
+    const short = count({ inductionShortSpanFraction: 1 });
+    expect(short.scored).toBeGreaterThan(4 * 16 * 10);
+    // spans of 2–3 tokens: each copy's first scored token needs the stripe (chance repeats of the small pool aside)
+    expect(short.stripeOnly / short.scored).toBeGreaterThan(0.5);
+    // the default long spans (6–40): only a copy's first scored token does
+    const long = count({});
+    expect(long.stripeOnly / long.scored).toBeLessThan(0.2);
   });
 });

@@ -59,7 +59,7 @@ export async function loadCheckpoint(dir: string): Promise<SavedState> {
   const json = JSON.parse(await readFile(join(dir, TRAINER_DIR, 'state.json'), 'utf8')) as TrainerStateJson;
   const vocab = buildSeenVocab(json.seenTokens, json.cfg.d_vocab);
   const { tensors, metadata } = await readSafetensors(join(dir, TRAINER_DIR, 'state.safetensors'));
-  const specs = paramSpecs(json.cfg, vocab.nClasses);
+  const specs = paramSpecs(json.cfg, vocab.nClasses, 'param/lm_head.weight' in tensors);
   const take = (prefix: string): ParamSet => ({
     specs,
     data: new Map(specs.map((sp) => {

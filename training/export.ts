@@ -10,7 +10,7 @@ import type { HookedTransformerConfig } from '../hooks/config.ts';
 import { writeSafetensors, type SafetensorsDtype } from '../hooks/loading/safetensors.ts';
 import { DEFAULT_GPT2_TOKENIZER_DIR } from '../hooks/tokenizer.ts';
 import type { BlockWeights, TransformerWeights } from '../hooks/weights.ts';
-import { getParam, type ParamSet } from './model/params.ts';
+import { getParam, unembedParamName, type ParamSet } from './model/params.ts';
 import type { SeenVocab } from './model/vocab.ts';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json'];
@@ -30,17 +30,17 @@ export function expandEmbedding(cfg: HookedTransformerConfig, vocab: SeenVocab, 
 /** The config.json Hugging Face writes for a GPT-2 with this config. */
 export const hfConfig = hookedToHfConfig;
 
-/** HF tensor name → [shape, data], with the token embedding expanded to d_vocab rows (no lm_head: tied). */
+/** HF tensor name → [shape, data], with the token embedding (and an untied lm_head) expanded to d_vocab rows; no lm_head when tied. */
 export function hfTensorsFromParams(cfg: HookedTransformerConfig, vocab: SeenVocab, params: ParamSet): Map<string, [number[], Float32Array]> {
   const out = new Map<string, [number[], Float32Array]>();
   for (const s of params.specs) {
-    if (s.name === 'wte.weight') out.set(s.name, [[cfg.d_vocab, cfg.d_model], expandEmbedding(cfg, vocab, getParam(params, s.name))]);
+    if (s.name === 'wte.weight' || s.name === 'lm_head.weight') out.set(s.name, [[cfg.d_vocab, cfg.d_model], expandEmbedding(cfg, vocab, getParam(params, s.name))]);
     else out.set(s.name, [s.shape, getParam(params, s.name)]);
   }
   return out;
 }
 
-/** Lensboard's TransformerWeights (full vocabulary, W_U = W_Eᵀ, b_U = 0) for the trainer's parameters. */
+/** Lensboard's TransformerWeights (full vocabulary, W_U = lm_headᵀ, or W_Eᵀ when tied; b_U = 0) for the trainer's parameters. */
 export function toTransformerWeights(cfg: HookedTransformerConfig, vocab: SeenVocab, params: ParamSet): TransformerWeights {
   const { d_model: D, d_vocab: V } = cfg;
   const H = cfg.n_heads * cfg.d_head;
@@ -67,8 +67,9 @@ export function toTransformerWeights(cfg: HookedTransformerConfig, vocab: SeenVo
       W_out: P(`${h}mlp.c_proj.weight`), b_out: P(`${h}mlp.c_proj.bias`),
     });
   }
+  const head = unembedParamName(params) === 'wte.weight' ? W_E : expandEmbedding(cfg, vocab, getParam(params, 'lm_head.weight'));
   const W_U = new Float32Array(D * V);
-  for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) W_U[d * V + v] = W_E[v * D + d];
+  for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) W_U[d * V + v] = head[v * D + d];
   return { W_E, W_pos: P('wpe.weight'), blocks, ln_final: { w: P('ln_f.weight'), b: P('ln_f.bias') }, W_U, b_U: new Float32Array(V) };
 }
 
@@ -90,7 +91,8 @@ export async function exportHfCheckpoint(dir: string, cfg: HookedTransformerConf
   for (const [, [, d]] of tensors) total += d.length;
   const dtype: SafetensorsDtype = opts.dtype === undefined || opts.dtype === 'auto' ? (total * 4 <= (opts.maxBytes ?? 29e6) ? 'F32' : 'F16') : opts.dtype;
   const record = Object.fromEntries([...tensors].map(([name, [shape, data]]) => [name, { dtype, shape, data }]));
-  await writeFile(join(dir, 'config.json'), JSON.stringify(hfConfig(cfg), null, 2) + '\n');
+  const config = { ...hfConfig(cfg), tie_word_embeddings: unembedParamName(params) === 'wte.weight' };
+  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   await writeSafetensors(join(dir, 'model.safetensors'), record, { format: 'pt', ...opts.metadata });
   if (opts.tokenizer ?? true) {
     for (const f of TOKENIZER_FILES) await copyFile(join(DEFAULT_GPT2_TOKENIZER_DIR, f), join(dir, f));

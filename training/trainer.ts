@@ -51,6 +51,8 @@ export interface TrainOptions {
   initStd?: number;
   /** Sinusoidal initial positional embeddings of this amplitude (see params.ts). */
   sinusoidalPositions?: number;
+  /** Train a separate unembedding (`lm_head.weight`) instead of tying it to the embedding (GPT-2 ties them). */
+  untied?: boolean;
 }
 
 export interface EvalRecord {
@@ -102,7 +104,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const ownMm = o.kernels === undefined;
   const { cfg, vocab } = o;
 
-  let params = initParams(cfg, vocab.nClasses, { seed: o.seed, std: o.initStd, sinusoidalPositions: o.sinusoidalPositions });
+  let params = initParams(cfg, vocab.nClasses, { seed: o.seed, std: o.initStd, sinusoidalPositions: o.sinusoidalPositions, untied: o.untied });
   let opt = adamWState(params);
   let step = 0;
   let history: { trainLosses: { step: number; loss: number }[]; evals: EvalRecord[]; wallSeconds: number; tokens: number } = { trainLosses: [], evals: [], wallSeconds: 0, tokens: 0 };
@@ -111,6 +113,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const s = await loadCheckpoint(o.outDir);
     if (JSON.stringify(s.cfg) !== JSON.stringify(cfg)) throw new Error(`train: the checkpoint in ${o.outDir} has a different model config; resume with the same sizes`);
     if (s.vocab.seen.length !== vocab.seen.length || s.vocab.seen.some((t, i) => t !== vocab.seen[i])) throw new Error(`train: the checkpoint in ${o.outDir} was trained on a different vocabulary (different data)`);
+    if (s.params.data.has('lm_head.weight') !== (o.untied ?? false)) throw new Error(`train: the checkpoint in ${o.outDir} has ${s.params.data.has('lm_head.weight') ? 'an untied' : 'a tied'} unembedding; resume with the same setting`);
     params = s.params;
     opt = s.opt;
     step = s.step;

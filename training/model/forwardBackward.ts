@@ -6,7 +6,7 @@
  */
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
 import type { Kernels } from '../ops/kernels.ts';
-import { getParam, zerosLike, type ParamSet } from './params.ts';
+import { getParam, unembedParamName, zerosLike, type ParamSet } from './params.ts';
 import { unseenLogitOffset, type SeenVocab } from './vocab.ts';
 
 /** A training batch in class space. */
@@ -210,7 +210,7 @@ export async function forwardBackward(
       tSel[i] = batch.targets[r];
     });
   }
-  const ul = await mm.unembedLoss({ h: hSel, wte, N: Ns, D, V, offsetClass: uc, offset, targets: tSel }, opts.backward ?? false);
+  const ul = await mm.unembedLoss({ h: hSel, wte: P(unembedParamName(params)), N: Ns, D, V, offsetClass: uc, offset, targets: tSel }, opts.backward ?? false);
   lap('unembed_loss');
   let perPosition = ul.nll;
   let dhFull = ul.dh;
@@ -240,7 +240,7 @@ export async function forwardBackward(
   // ---------------- backward ----------------
   const grads = zerosLike(params);
   const G = (name: string) => getParam(grads, name);
-  addInto(G('wte.weight'), ul.dwte!);
+  addInto(G(unembedParamName(params)), ul.dwte!);
   const dhf = dhFull!;
   let dx = layerNormBackward(dhf, lnf.xn, lnf.rstd, N, D, P('ln_f.weight'), G('ln_f.weight'), G('ln_f.bias'));
 
@@ -311,7 +311,7 @@ export async function fullVocabLogits(cfg: HookedTransformerConfig, vocab: SeenV
   const { final } = await forwardBackward(cfg, vocab, params, all, mm, { keepFinal: true });
   const N = batch.batch * batch.pos;
   const V = vocab.nClasses;
-  const grouped = await mm.gemm(final!, getParam(params, 'wte.weight'), N, cfg.d_model, V, { transB: true }); // [N, n_classes]
+  const grouped = await mm.gemm(final!, getParam(params, unembedParamName(params)), N, cfg.d_model, V, { transB: true }); // [N, n_classes]
   const out = new Float32Array(N * cfg.d_vocab);
   for (let r = 0; r < N; r++) for (let t = 0; t < cfg.d_vocab; t++) out[r * cfg.d_vocab + t] = grouped[r * V + vocab.classOf[t]];
   return out;

@@ -1,7 +1,8 @@
 /**
  * The trainer's parameters: named Float32Arrays in Hugging Face GPT-2 layout (Conv1D weights
  * [in, out], c_attn = [W_Q | W_K | W_V]), except `wte.weight`, which holds one row per class of the
- * grouped vocabulary ([n_classes, d_model]; the last row is the shared unseen-token row u).
+ * grouped vocabulary ([n_classes, d_model]; the last row is the shared unseen-token row u). An untied
+ * unembedding adds `lm_head.weight`, laid out like `wte.weight`; without it the unembedding is wteᵀ (GPT-2).
  */
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
 import { Rng } from '../../hooks/random.ts';
@@ -19,8 +20,8 @@ export interface ParamSet {
   data: Map<string, Float32Array>;
 }
 
-/** The parameter list for a config with `nClasses` embedding rows. */
-export function paramSpecs(cfg: HookedTransformerConfig, nClasses: number): ParamSpec[] {
+/** The parameter list for a config with `nClasses` embedding rows (and an `lm_head.weight` when `untied`). */
+export function paramSpecs(cfg: HookedTransformerConfig, nClasses: number, untied = false): ParamSpec[] {
   const { d_model: D, d_mlp: M, n_ctx: C } = cfg;
   const H = cfg.n_heads * cfg.d_head;
   const specs: ParamSpec[] = [
@@ -45,6 +46,7 @@ export function paramSpecs(cfg: HookedTransformerConfig, nClasses: number): Para
     );
   }
   specs.push({ name: 'ln_f.weight', shape: [D], decay: false }, { name: 'ln_f.bias', shape: [D], decay: false });
+  if (untied) specs.push({ name: 'lm_head.weight', shape: [nClasses, D], decay: false });
   return specs;
 }
 
@@ -62,6 +64,8 @@ export interface InitOptions {
    * positions depend on their distance from the start; they are trained like any other weight.
    */
   sinusoidalPositions?: number;
+  /** A separate unembedding `lm_head.weight` (initialised like the embedding) instead of wteᵀ. */
+  untied?: boolean;
 }
 
 /** [n_ctx, d_model] sinusoidal position codes: dims 2i, 2i+1 = a·sin(p·ω_i), a·cos(p·ω_i), ω_i = 10000^(−2i/d_model). */
@@ -84,7 +88,7 @@ export function sinusoids(nCtx: number, D: number, amplitude: number): Float32Ar
 export function initParams(cfg: HookedTransformerConfig, nClasses: number, opts: InitOptions): ParamSet {
   const rng = new Rng(opts.seed);
   const std = opts.std ?? cfg.initializer_range;
-  const specs = paramSpecs(cfg, nClasses);
+  const specs = paramSpecs(cfg, nClasses, opts.untied ?? false);
   const data = new Map<string, Float32Array>();
   for (const s of specs) {
     const n = numel(s.shape);
@@ -102,6 +106,11 @@ export function initParams(cfg: HookedTransformerConfig, nClasses: number, opts:
     data.set(s.name, arr);
   }
   return { specs, data };
+}
+
+/** The unembedding's class rows: `lm_head.weight` when untied, else the embedding `wte.weight` (tied, as GPT-2). */
+export function unembedParamName(p: ParamSet): 'lm_head.weight' | 'wte.weight' {
+  return p.data.has('lm_head.weight') ? 'lm_head.weight' : 'wte.weight';
 }
 
 export function getParam(p: ParamSet, name: string): Float32Array {

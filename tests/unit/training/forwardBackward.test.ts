@@ -100,7 +100,12 @@ describe('OrtMatmul / OrtKernels', () => {
   });
 });
 
-describe('forwardBackward', () => {
+const untiedParams = initParams(cfg, vocab.nClasses, { seed: 3, std: 0.3, randomAffine: true, untied: true });
+
+describe.each([
+  ['tied unembedding (GPT-2)', params],
+  ['untied unembedding (lm_head)', untiedParams],
+])('forwardBackward, %s', (_kind, params) => {
   it('loss equals referenceForward + lmCrossEntropyLoss on the exported weights (|Δ| ≤ 1e-4), unseen tokens included', async () => {
     const tokens = tokenRows(7, 3, 10);
     expect(tokens.flat().some((t) => t >= 40)).toBe(true);
@@ -130,7 +135,7 @@ describe('forwardBackward', () => {
       // sampled entries; for wte include the unseen row u and rows of seen input tokens
       const idx = new Set<number>();
       while (idx.size < Math.min(4, n)) idx.add(rng.int(0, n));
-      if (spec.name === 'wte.weight') {
+      if (spec.name === 'wte.weight' || spec.name === 'lm_head.weight') {
         idx.add(vocab.unseenClass * cfg.d_model + 3);
         idx.add(vocab.classOf[tokens[0][1]] * cfg.d_model + 1);
       }
@@ -152,6 +157,15 @@ describe('forwardBackward', () => {
     }
     expect(checked).toBeGreaterThan(4 * params.specs.length - 1);
   });
+});
+
+describe('forwardBackward', () => {
+  it('an untied model has its own lm_head (same other weights as the tied one from the same seed)', () => {
+    expect(untiedParams.specs.map((s) => s.name)).toEqual([...params.specs.map((s) => s.name), 'lm_head.weight']);
+    for (const s of params.specs) expect(getParam(untiedParams, s.name)).toEqual(getParam(params, s.name));
+    expect(getParam(untiedParams, 'lm_head.weight')).not.toEqual(getParam(params, 'wte.weight'));
+  });
+
 
   it('ORT and plain-loop backends give the same gradients (≤ 1e-4 relative to the largest)', async () => {
     const batch = classBatch(tokenRows(2, 2, 9));

@@ -72,6 +72,18 @@ describe('train', () => {
     await expect(train(base({ outDir: await tmp(), resume: true }))).rejects.toThrow(/--resume needs a checkpoint/);
   });
 
+  it('an untied unembedding trains, checkpoints and resumes exactly; resuming with the other setting is refused', async () => {
+    const dir = await tmp();
+    const straight = await train(base({ untied: true }));
+    expect(straight.params.data.has('lm_head.weight')).toBe(true);
+    await train(base({ untied: true, steps: 6, outDir: dir, checkpointEvery: 3, batchAt: (s) => { if (s >= 3) throw new Error('stop'); return toyBatch(1000 + s); } })).catch((e: Error) => {
+      if (e.message !== 'stop') throw e;
+    });
+    await expect(train(base({ outDir: dir, resume: true }))).rejects.toThrow(/has an untied unembedding; resume with the same setting/);
+    const resumed = await train(base({ untied: true, outDir: dir, resume: true }));
+    expect(same(straight.params, resumed.params)).toBe(true);
+  });
+
   it('a short run lowers the held-out loss', async () => {
     const evalSets = [{ name: 'held_out', batches: [toyBatch(99, 8)] }];
     const before = (await forwardBackward(cfg, vocab, initParams(cfg, vocab.nClasses, { seed: 7 }), evalSets[0].batches[0], kernels)).loss;
@@ -109,6 +121,28 @@ describe('export', () => {
     const fullLoss = (await model.forward(tokens, { returnType: 'loss' })) as number;
     const grouped = await forwardBackward(big, bigVocab, params, batch, kernels);
     expect(Math.abs(fullLoss - grouped.loss)).toBeLessThan(1e-4);
+    await model.dispose();
+  });
+
+  it('an untied unembedding exports as lm_head.weight (tie_word_embeddings false) and loads as W_U, with the trainer forward logits (|Δ| ≤ 1e-4)', async () => {
+    const untied = initParams(big, bigVocab.nClasses, { seed: 5, std: 0.3, randomAffine: true, untied: true });
+    const dir = await tmp();
+    await exportHfCheckpoint(dir, big, bigVocab, untied);
+    expect(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')).tie_word_embeddings).toBe(false);
+    expect(JSON.parse(readFileSync(join(await tmp().then(async (d) => { await exportHfCheckpoint(d, big, bigVocab, params, { tokenizer: false }); return d; }), 'config.json'), 'utf8')).tie_word_embeddings).toBe(true);
+    const model = await HookedTransformer.fromPretrainedNoProcessing(dir, { threads: 1 });
+    const logits = await model.forward(tokens);
+    const mine = await fullVocabLogits(big, bigVocab, untied, batch, kernels);
+    let maxDiff = 0;
+    for (let i = 0; i < mine.length; i++) maxDiff = Math.max(maxDiff, Math.abs(mine[i] - logits.data[i]));
+    expect(maxDiff).toBeLessThan(1e-4);
+    // W_U is lm_headᵀ, not W_Eᵀ: row 207's unembedding column differs from its embedding
+    const W_U = model.W_U;
+    const W_E = model.W_E;
+    const col = Array.from({ length: big.d_model }, (_, d) => W_U.data[d * big.d_vocab + 207]);
+    expect(col).not.toEqual(Array.from(W_E.data.subarray(207 * big.d_model, 208 * big.d_model)));
+    const fullLoss = (await model.forward(tokens, { returnType: 'loss' })) as number;
+    expect(Math.abs(fullLoss - (await forwardBackward(big, bigVocab, untied, batch, kernels)).loss)).toBeLessThan(1e-4);
     await model.dispose();
   });
 

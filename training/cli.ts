@@ -1,6 +1,6 @@
 /**
  * `npm run train -- --data FILE --out DIR [--layers N --d-model D --heads H --ctx C --steps S --batch B
- * --lr LR --seed S --resume --threads T --eval-every E --checkpoint-every K --warmup W --init-std S]`: trains a GPT-2-architecture
+ * --lr LR --seed S --resume --threads T --eval-every E --checkpoint-every K --warmup W --init-std S --untied]`: trains a GPT-2-architecture
  * model on a text file (GPT-2 tokenizer; last 10 % held out for evaluation) and writes a Hugging Face
  * checkpoint directory that HookedTransformer.fromPretrained(DIR) opens. --init-std (default GPT-2's 0.02):
  * small models learn in-context copying much sooner with ~0.1 (see models/embedded/README.md).
@@ -17,7 +17,7 @@ import { formatDuration, train, type TrainResult } from './trainer.ts';
 export const TRAIN_OPTIONS = {
   data: 'string', out: 'string', layers: 'number', 'd-model': 'number', heads: 'number', ctx: 'number',
   steps: 'number', batch: 'number', lr: 'number', seed: 'number', resume: 'flag', threads: 'number',
-  'eval-every': 'number', 'checkpoint-every': 'number', warmup: 'number', 'init-std': 'number',
+  'eval-every': 'number', 'checkpoint-every': 'number', warmup: 'number', 'init-std': 'number', untied: 'flag',
 } as const;
 
 const BOS = 50256;
@@ -54,7 +54,7 @@ export async function runTrainCli(argv: readonly string[], log: (l: string) => v
   const res = await train({
     cfg, vocab, batchAt, steps, seed, lr, warmupSteps: args.number('warmup', Math.min(100, Math.ceil(steps / 10)), { integer: true, min: 0 }),
     evalSets, evalEvery, logEvery: Math.max(1, Math.min(20, Math.ceil(steps / 20))), outDir: out, checkpointEvery,
-    initStd: args.number('init-std', 0.02, { min: 0 }),
+    initStd: args.number('init-std', 0.02, { min: 0 }), untied: args.has('untied'),
     resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }), log,
     info: { data, command: 'train' },
   });

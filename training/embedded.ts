@@ -1,7 +1,8 @@
 /**
  * `npm run train:embedded`: trains Lensboard's embedded GPT-2-architecture model from scratch on the
  * data mix of data/embeddedMix.ts and writes it to models/embedded/ (HF layout + tokenizer files).
- * Options: --steps N --out DIR --work DIR --seed S --resume --threads T.
+ * Options: --steps N --out DIR --work DIR --seed S --resume --threads T --untied (an experiment: a separate
+ * unembedding instead of GPT-2's tied one; exported in F16 to stay under 32 MB).
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -45,12 +46,21 @@ const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpa
  * From phase 2 on, 30 % of IOI prompts use two random words as names: the IOI algorithm on tokens that
  * cannot be memorised as names (the previous release reached 90 % with training names, 63 % with held-out).
  */
-const IOI_WORD_NAMES = 0.3;
+const IOI_WORD_NAMES = 0.5;
+/**
+ * From step 1,750 (the previous-token head formed, the copying circuit not yet), 40 % of induction rows
+ * copy spans of only 2–3 tokens ("… A B … A B"): their first copied token is predictable only from the
+ * current token's earlier occurrence, i.e. by TransformerLens's induction stripe, not by the shifted
+ * circuit (previous token matched three back) that long spans alone produced.
+ */
+const SHORT_SPANS_FROM = 1750;
+const SHORT_SPAN_FRACTION = 0.4;
 
 const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
 
 async function main(): Promise<void> {
-  const args = new Args(process.argv.slice(2), { steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number' });
+  const args = new Args(process.argv.slice(2), { steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number', untied: 'flag' });
+  const untied = args.has('untied');
   const steps = args.number('steps', STEPS, { integer: true, min: 1 });
   const seed = args.number('seed', 1234, { integer: true, min: 0 });
   const out = args.string('out', join(ROOT, 'models', 'embedded'));
@@ -65,6 +75,7 @@ async function main(): Promise<void> {
     data.batchAt(step, {
       weights: step < PHASE2_FROM ? PHASE1_WEIGHTS : step < PHASE3_FROM ? PHASE2_WEIGHTS : PHASE3_WEIGHTS,
       ioiWordNameFraction: step < PHASE2_FROM ? 0 : IOI_WORD_NAMES,
+      inductionShortSpanFraction: step < SHORT_SPANS_FROM ? 0 : SHORT_SPAN_FRACTION,
     });
   // phase 1: warmup 100, then constant lr; phase 2: cosine from lr to lr/10
   const lrAt = (step: number) =>
@@ -102,21 +113,21 @@ async function main(): Promise<void> {
   const log = (l: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${l}`);
   log(`embedded model: ${cfg.n_layers} layers, d_model ${cfg.d_model}, ${cfg.n_heads} heads, n_ctx ${cfg.n_ctx}; ${vocab.seen.length} seen tokens (${vocab.nUnseen} unseen share one row)`);
   const res = await train({
-    cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1,
+    cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1, untied,
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 250, logEvery: 50,
     outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype: 'F32' }, log, info: { mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
+    exportOptions: { dtype: untied ? 'auto' : 'F32' }, log, info: { mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, shortSpans: { from: SHORT_SPANS_FROM, fraction: SHORT_SPAN_FRACTION }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
   });
 
   // replace the previous export, keeping the hand-written model card (README.md)
   await mkdir(out, { recursive: true });
   for (const f of await readdir(out)) if (f !== 'README.md') await rm(join(out, f), { recursive: true, force: true });
-  await exportHfCheckpoint(out, cfg, vocab, res.params, { dtype: 'F32', metadata: { producer: 'lensboard training/embedded.ts', steps: String(res.step), seed: String(seed) } });
+  await exportHfCheckpoint(out, cfg, vocab, res.params, { dtype: untied ? 'auto' : 'F32', metadata: { producer: 'lensboard training/embedded.ts', steps: String(res.step), seed: String(seed) } });
   await writeFile(join(out, 'training_vocab.json'), JSON.stringify({ seen_tokens: Array.from(vocab.seen), induction_pool: Array.from(data.pool) }) + '\n');
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {
-    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
+    config: cfg, untied_unembedding: untied, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, shortSpans: { from: SHORT_SPANS_FROM, fraction: SHORT_SPAN_FRACTION }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
     tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
     final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
     final_eval: last?.losses, evals: res.evals,

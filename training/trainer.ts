@@ -7,7 +7,7 @@ import type { HookedTransformerConfig } from '../hooks/config.ts';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.ts';
 import type { ExportOptions } from './export.ts';
 import { forwardBackward, type ClassBatch } from './model/forwardBackward.ts';
-import { initParams, type ParamSet } from './model/params.ts';
+import { initParams, unembedParamName, type ParamSet } from './model/params.ts';
 import type { SeenVocab } from './model/vocab.ts';
 import { OrtKernels, type Kernels } from './ops/kernels.ts';
 import { adamWState, adamWStep, clipGradNorm, DEFAULT_ADAMW, learningRate, type AdamWConfig } from './optim.ts';
@@ -113,7 +113,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const s = await loadCheckpoint(o.outDir);
     if (JSON.stringify(s.cfg) !== JSON.stringify(cfg)) throw new Error(`train: the checkpoint in ${o.outDir} has a different model config; resume with the same sizes`);
     if (s.vocab.seen.length !== vocab.seen.length || s.vocab.seen.some((t, i) => t !== vocab.seen[i])) throw new Error(`train: the checkpoint in ${o.outDir} was trained on a different vocabulary (different data)`);
-    if (s.params.data.has('lm_head.weight') !== (o.untied ?? false)) throw new Error(`train: the checkpoint in ${o.outDir} has ${s.params.data.has('lm_head.weight') ? 'an untied' : 'a tied'} unembedding; resume with the same setting`);
+    const savedUntied = unembedParamName(s.params) === 'lm_head.weight';
+    if (savedUntied !== (o.untied ?? false)) throw new Error(`train: the checkpoint in ${o.outDir} has ${savedUntied ? 'an untied' : 'a tied'} unembedding; resume with the same setting`);
     params = s.params;
     opt = s.opt;
     step = s.step;

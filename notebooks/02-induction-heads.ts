@@ -106,12 +106,9 @@ await plot(attentionHeadFigure(attentionData(model, cache, one), best.layer, bes
 // %% [markdown]
 // And the previous-token head: a stripe right below the diagonal.
 //
-// On the embedded model (see its model card), the best previous-token head is L0H3 (score ≈ 0.99), but no head has a
-// high induction score: its copying heads L2H0, L2H1 and L2H3 draw their stripe one step further, `seqLen − 2` below
-// the diagonal. They read the next token from what the previous-token head wrote one position later, instead of using
-// it to find that position; to find it, they match the query's previous token against what L0H0 (a head that attends
-// exactly three tokens back) wrote there. `detectHead` also takes your own pattern, so you can score that stripe yourself
-// (and a pattern with ones three below the diagonal finds L0H0).
+// On the embedded model (see its model card) this is the classic two-layer circuit: a previous-token head in layer 0
+// (L0H2, score ≈ 0.96) and four induction heads in layer 1 (L1H0–L1H3, induction scores 0.75–0.81). Their keys are built from the previous-token head's output
+// (K-composition); notebook 04 and the model card show that the weight-only scores, computed from the raw token embeddings, miss it here.
 
 // %%
 await plot(attentionHeadFigure(attentionData(model, cache, one), topPrevious[0].layer, topPrevious[0].head, { maxTicks: 12 }), { height: 560 });

@@ -92,8 +92,12 @@ const kData: CompositionData = {
 await plot(compositionFigure(kData), { height: 560 });
 
 // %% [markdown]
-// Read the column of the induction head: which earlier head does it K-compose with most? If the circuit is the classic
-// one, the answer is the previous-token head, far above the random baseline.
+// Read the column of the induction head: which earlier head does it K-compose with most? In the framework's two-layer
+// attention-only model the answer is a previous-token head, far above the random baseline. On the embedded model it is not: its layer-1
+// induction heads (found from their attention above) score at the baseline against every layer-0 head, and their copying
+// scores are negative. These scores read the heads through the raw token embeddings, while the layer-1 heads read the
+// residual stream after layer 0's MLP and LayerNorms; the model card ("From the weights") reports the numbers. Weight-only
+// scores are a hypothesis to check against the activations, not a verdict.
 
 // %%
 const into = [];

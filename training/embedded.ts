@@ -49,13 +49,16 @@ const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpa
  */
 const IOI_WORD_NAMES = 0.5;
 /**
- * From step 1,750 (the previous-token head formed, the copying circuit not yet), 40 % of induction rows
- * copy spans of only 2–3 tokens ("… A B … A B"): their first copied token is predictable only from the
- * current token's earlier occurrence, i.e. by TransformerLens's induction stripe, not by the shifted
- * circuit (previous token matched three back) that long spans alone produced.
+ * Phase 0 (steps < TRIGGER_ROWS_TO): induction steps are 64 short trigger rows ([BOS] + 32 tokens;
+ * triggerRowWithMask: a few trigger tokens, each always followed by its own output token) at learning rate
+ * TRIGGER_LR: only TransformerLens's induction stripe predicts their outputs, and 64 rows per step carry
+ * enough signal for the circuit to form (pilots: 16 rows per step stayed on the "bag of context" plateau
+ * for 1,500+ steps; a 2-layer toy model with 64 rows of 24 tokens formed the stripe within 1,000 steps; in
+ * this model the layer-1 stripe was at 0.11–0.14 and rising at step 1,250, so the phase runs to 2,000).
+ * Without this phase, alternating pairs and long copies built a "shifted" circuit (see the model card).
  */
-const SHORT_SPANS_FROM = 1750;
-const SHORT_SPAN_FRACTION = 0.4;
+const TRIGGER_ROWS_TO = 2000;
+const TRIGGER_LR = 1e-3;
 
 const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
 
@@ -77,12 +80,12 @@ async function main(): Promise<void> {
     data.batchAt(step, {
       weights: step < PHASE2_FROM ? PHASE1_WEIGHTS : step < PHASE3_FROM ? PHASE2_WEIGHTS : PHASE3_WEIGHTS,
       ioiWordNameFraction: step < PHASE2_FROM ? 0 : IOI_WORD_NAMES,
-      inductionShortSpanFraction: step < SHORT_SPANS_FROM ? 0 : SHORT_SPAN_FRACTION,
+      inductionTriggerRows: step < TRIGGER_ROWS_TO,
     });
-  // phase 1: warmup 100, then constant lr; phase 2: cosine from lr to lr/10
+  // phases 0 and 1: warmup 100, then constant (TRIGGER_LR in phase 0, lr in phase 1); phase 2: cosine from lr to lr/10
   const lrAt = (step: number) =>
     step < PHASE2_FROM
-      ? lr * Math.min(1, (step + 1) / 100)
+      ? (step < TRIGGER_ROWS_TO ? TRIGGER_LR : lr) * Math.min(1, (step + 1) / 100)
       : step < PHASE3_FROM
         ? learningRate({ lr, warmupSteps: 0, totalSteps: PHASE3_FROM - PHASE2_FROM, minRatio: 0.1 }, step - PHASE2_FROM)
         : learningRate({ lr: lr / 2, warmupSteps: 0, totalSteps: Math.max(1, steps - PHASE3_FROM), minRatio: 0.1 }, step - PHASE3_FROM);
@@ -118,7 +121,7 @@ async function main(): Promise<void> {
     cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1, untied,
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 250, logEvery: 50,
     outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype }, log, info: { mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, shortSpans: { from: SHORT_SPANS_FROM, fraction: SHORT_SPAN_FRACTION }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
+    exportOptions: { dtype }, log, info: { mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase0: { to: TRIGGER_ROWS_TO, lr: TRIGGER_LR, triggerRows: { batch: mix.triggerBatch, ctx: mix.triggerCtx } }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
   });
 
   // replace the previous export, keeping the hand-written model card (README.md)
@@ -129,7 +132,7 @@ async function main(): Promise<void> {
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {
-    config: cfg, untied_unembedding: untied, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, shortSpans: { from: SHORT_SPANS_FROM, fraction: SHORT_SPAN_FRACTION }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
+    config: cfg, untied_unembedding: untied, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase0: { to: TRIGGER_ROWS_TO, lr: TRIGGER_LR, triggerRows: { batch: mix.triggerBatch, ctx: mix.triggerCtx } }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
     tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
     final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
     final_eval: last?.losses, evals: res.evals,

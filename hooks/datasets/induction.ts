@@ -104,3 +104,61 @@ export function copiedSpansRowWithMask(rng: Rng, pool: ArrayLike<number>, length
   }
   return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
 }
+
+export interface TriggerRowOptions {
+  /** Each row has a uniform number of trigger tokens in [minTriggers, maxTriggers] (default 2–4). */
+  minTriggers?: number;
+  maxTriggers?: number;
+  /** Probability that the next slot is a trigger and its output (default 0.4); else one random token. */
+  triggerProbability?: number;
+}
+
+/**
+ * A "trigger" row of exactly `length` tokens (the task of Bietti et al. 2023, "Birth of a Transformer:
+ * a memory viewpoint"): a few trigger tokens drawn from `pool`, each with its own output token for this
+ * row; after `prefix`, each slot is either a trigger followed by its output or one random non-trigger
+ * token (an output is drawn from the whole pool, so it is rarely another trigger). `copied[i]` is true for
+ * an output whose trigger occurred earlier in the row (as a trigger): predictable only
+ * by attending to the token after the trigger's earlier occurrence (TransformerLens's induction
+ * stripe); the token before a trigger is random, so matching the previous token does not help.
+ */
+export function triggerRowWithMask(rng: Rng, pool: ArrayLike<number>, length: number, opts: TriggerRowOptions = {}, prefix: readonly number[] = []): { tokens: number[]; copied: boolean[] } {
+  checkPool(pool);
+  const { minTriggers = 2, maxTriggers = 4, triggerProbability = 0.4 } = opts;
+  if (!(Number.isInteger(minTriggers) && Number.isInteger(maxTriggers) && minTriggers >= 1 && maxTriggers >= minTriggers)) {
+    throw new Error(`induction: trigger rows need integers 1 ≤ minTriggers ≤ maxTriggers; got ${minTriggers}, ${maxTriggers}`);
+  }
+  if (!(triggerProbability > 0 && triggerProbability <= 1)) throw new Error(`induction: triggerProbability must be in (0, 1]; got ${triggerProbability}`);
+  const distinct = new Set(Array.from(pool)).size;
+  if (distinct <= maxTriggers) throw new Error(`induction: trigger rows need more than maxTriggers (${maxTriggers}) distinct pool tokens; got ${distinct}`);
+  const nTriggers = rng.int(minTriggers, maxTriggers + 1);
+  const triggers: number[] = [];
+  const outputs: number[] = [];
+  while (triggers.length < nTriggers) {
+    const t = pool[rng.int(0, pool.length)];
+    if (triggers.includes(t)) continue;
+    triggers.push(t);
+    outputs.push(pool[rng.int(0, pool.length)]); // (may rarely be another trigger)
+  }
+  // random filler tokens are never triggers
+  const nonTrigger = () => {
+    let t = pool[rng.int(0, pool.length)];
+    while (triggers.includes(t)) t = pool[rng.int(0, pool.length)];
+    return t;
+  };
+  const tokens = [...prefix];
+  const copied: boolean[] = prefix.map(() => false);
+  const seen = new Set<number>();
+  while (tokens.length < length) {
+    if (rng.next() < triggerProbability) {
+      const k = rng.int(0, nTriggers);
+      tokens.push(triggers[k], outputs[k]);
+      copied.push(false, seen.has(k));
+      seen.add(k);
+    } else {
+      tokens.push(nonTrigger());
+      copied.push(false);
+    }
+  }
+  return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
+}

@@ -8,7 +8,7 @@ import type { Gpt2Tokenizer } from '../../hooks/tokenizer.ts';
 import type { ClassBatch } from '../model/forwardBackward.ts';
 import { buildSeenVocab, type SeenVocab } from '../model/vocab.ts';
 import { randomWindows, rowsToBatch, rowsToBatchWhere, stepSeed } from './batches.ts';
-import { copiedSpansRowWithMask } from '../../hooks/datasets/induction.ts';
+import { copiedSpansRowWithMask, triggerRowWithMask } from '../../hooks/datasets/induction.ts';
 import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, NAME_SENTENCES, randomIoiPrompt, randomNameSentence } from '../../hooks/datasets/ioi.ts';
 import type { TokenizedText } from './text.ts';
 
@@ -56,6 +56,15 @@ export interface MixOptions {
    * rewards the generic "copy the name that is not repeated" algorithm that held-out names need.
    */
   ioiWordNameFraction: number;
+  /**
+   * When true, induction steps are `triggerBatch` short trigger rows ([BOS] + `triggerCtx` tokens,
+   * triggerRowWithMask) instead of the rows above: the classic induction task with no shortcut, in rows
+   * short and many enough for the circuit to form early (pilot: a batch of 16 rows never left the
+   * "bag of context" plateau, 64 rows of 24 tokens formed the stripe within 1,000 steps).
+   */
+  inductionTriggerRows: boolean;
+  triggerBatch: number;
+  triggerCtx: number;
 }
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
@@ -72,10 +81,13 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   inductionTripleFraction: 0,
   inductionShortSpanFraction: 0,
   ioiWordNameFraction: 0,
+  inductionTriggerRows: false,
+  triggerBatch: 64,
+  triggerCtx: 32,
 };
 
 /** What a training phase may change in the mix. */
-export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'inductionShortSpanFraction' | 'ioiWordNameFraction'>>;
+export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'inductionShortSpanFraction' | 'ioiWordNameFraction' | 'inductionTriggerRows'>>;
 
 export interface EmbeddedData {
   vocab: SeenVocab;
@@ -191,7 +203,7 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   for (let c = 0; c < copies; c++) inductionPool.set(nameIds, pool.length + c * nameIds.length);
   const wordNames = wordTokens(tok, pool, generated); // no names, template words, places or objects
   const batchAt = (step: number, phase: MixPhase = {}): ClassBatch => {
-    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, inductionShortSpanFraction: short, ioiWordNameFraction } = { ...opts, ...phase };
+    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, inductionShortSpanFraction: short, ioiWordNameFraction, inductionTriggerRows } = { ...opts, ...phase };
     const { text: wt, induction: wi, ioi: wo } = weights;
     const rng = new Rng(stepSeed(opts.seed, step));
     const u = rng.next() * (wt + wi + wo);
@@ -199,6 +211,10 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
       const rows = randomWindows(rng, text.train, opts.batch, opts.ctx, [BOS]);
       const keep = rows.map((r) => r.map(() => rng.next() < opts.textTargetFraction));
       return rowsToBatchWhere(rows, vocab, BOS, (r, p) => keep[r][p]);
+    }
+    if (u < wt + wi && inductionTriggerRows) {
+      const made = Array.from({ length: opts.triggerBatch }, () => triggerRowWithMask(rng, inductionPool, opts.triggerCtx + 1, {}, [BOS]));
+      return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].copied[p + 1]);
     }
     if (u < wt + wi) {
       // random tokens with copies of earlier spans at random places; only copied tokens (after a copy's

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../../../hooks/random.ts';
 import { Gpt2Tokenizer } from '../../../hooks/tokenizer.ts';
 import { rowsToBatch, rowsToBatchWhere, stepSeed } from '../../../training/data/batches.ts';
-import { copiedSpansRowWithMask, packedInductionRowWithMask, repeatedRandomTokens } from '../../../hooks/datasets/induction.ts';
+import { copiedSpansRowWithMask, packedInductionRowWithMask, repeatedRandomTokens, triggerRowWithMask } from '../../../hooks/datasets/induction.ts';
 import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../hooks/datasets/ioi.ts';
 import { splitTokens } from '../../../training/data/text.ts';
 import { abaTriplesRowWithMask, alternatingPairsRowWithMask, buildEmbeddedData, DEFAULT_MIX, generatorTokens, type MixPhase, replaceTokens, wordTokens } from '../../../training/data/embeddedMix.ts';
@@ -137,6 +137,43 @@ describe('induction data', () => {
     expect(() => copiedSpansRowWithMask(rng, pool, 10, { minSpan: 1, maxSpan: 4 })).toThrow(/minSpan/);
     expect(() => copiedSpansRowWithMask(rng, [], 10, { minSpan: 2, maxSpan: 4 })).toThrow(/empty/);
   });
+
+  it('trigger rows: every scored token is its trigger\'s output, seen after an earlier occurrence of that trigger, and the token before the trigger never helps', () => {
+    const rng = new Rng(4);
+    const pool = Array.from({ length: 300 }, (_, i) => i);
+    let scored = 0;
+    let bigramRepeats = 0;
+    for (let r = 0; r < 50; r++) {
+      const { tokens, copied } = triggerRowWithMask(rng, pool, 33, {}, [50256]);
+      expect(tokens).toHaveLength(33);
+      expect(copied).toHaveLength(33);
+      expect(tokens[0]).toBe(50256);
+      // each trigger (a token followed by a scored token) is always followed by the same token: rebuild the map
+      const outputOf = new Map<number, number>();
+      for (let i = 1; i < 33; i++) {
+        if (!copied[i]) continue;
+        scored++;
+        const trigger = tokens[i - 1];
+        expect(copied[i - 1]).toBe(false);
+        // TransformerLens's stripe: an earlier occurrence of the trigger, followed by this very token
+        let stripe = false;
+        for (let j = 1; j < i - 1; j++) if (tokens[j] === trigger && tokens[j + 1] === tokens[i]) stripe = true;
+        expect(stripe).toBe(true);
+        if (outputOf.has(trigger)) expect(outputOf.get(trigger)).toBe(tokens[i]);
+        outputOf.set(trigger, tokens[i]);
+        // the shifted circuit would need the bigram (token before the trigger, trigger) earlier
+        for (let j = 2; j < i - 1; j++) if (tokens[j - 1] === tokens[i - 2] && tokens[j] === trigger) bigramRepeats++;
+      }
+      expect(outputOf.size).toBeLessThanOrEqual(4);
+    }
+    // 2–4 triggers in 40 % of slots: about 4 scored outputs per 32-token row
+    expect(scored).toBeGreaterThan(50 * 3);
+    // (the bigram repeats only when the token before is another trigger's output: "T1 O1 T2 … T1 O1 T2", 13 % here)
+    expect(bigramRepeats / scored).toBeLessThan(0.2);
+    expect(() => triggerRowWithMask(rng, pool, 10, { minTriggers: 0 })).toThrow(/minTriggers/);
+    expect(() => triggerRowWithMask(rng, pool, 10, { triggerProbability: 0 })).toThrow(/triggerProbability/);
+    expect(() => triggerRowWithMask(rng, [1, 2, 3], 10, { maxTriggers: 4 })).toThrow(/distinct pool tokens/);
+  });
 });
 
 describe('batches and vocabulary', () => {
@@ -258,5 +295,30 @@ describe('embedded mix helpers', () => {
     // the default long spans (6–40): only a copy's first scored token does
     const long = count({});
     expect(long.stripeOnly / long.scored).toBeLessThan(0.2);
+  });
+
+  it('trigger-row phase: induction steps become triggerBatch rows of [BOS] + triggerCtx tokens, scored only at outputs of repeated triggers', () => {
+    const words = 'the king spoke to the queen about the castle and the horse while the soldier slept in the garden';
+    const text = splitTokens(tok, Array.from({ length: 40 }, () => words).join('. '));
+    const data = buildEmbeddedData(tok, text, { ...DEFAULT_MIX, seed: 3, ctx: 128, weights: { text: 0, induction: 1, ioi: 0 } });
+    const b = data.batchAt(5, { inductionTriggerRows: true });
+    expect(b.batch).toBe(DEFAULT_MIX.triggerBatch);
+    expect(b.pos).toBe(DEFAULT_MIX.triggerCtx);
+    let scored = 0;
+    for (let r = 0; r < b.batch; r++) {
+      const x = Array.from(b.inputs.subarray(r * b.pos, (r + 1) * b.pos));
+      const y = Array.from(b.targets.subarray(r * b.pos, (r + 1) * b.pos));
+      for (let p = 1; p < b.pos; p++) {
+        if (y[p] < 0) continue;
+        scored++;
+        let stripe = false;
+        for (let j = 0; j < p; j++) if (x[j] === x[p] && x[j + 1] === y[p]) stripe = true;
+        expect(stripe).toBe(true);
+      }
+    }
+    expect(scored).toBeGreaterThan(DEFAULT_MIX.triggerBatch * 2);
+    // without the phase option the same step is the usual 16 rows of 128
+    const usual = data.batchAt(5);
+    expect([usual.batch, usual.pos]).toEqual([DEFAULT_MIX.batch, 128]);
   });
 });

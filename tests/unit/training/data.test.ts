@@ -8,6 +8,7 @@ import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLA
 import { splitTokens } from '../../../training/data/text.ts';
 import { abaTriplesRowWithMask, alternatingPairsRowWithMask, buildEmbeddedData, DEFAULT_MIX, generatorTokens, type MixPhase, replaceTokens, wordTokens } from '../../../training/data/embeddedMix.ts';
 import { buildSeenVocab, unseenLogitOffset } from '../../../training/model/vocab.ts';
+import type { ClassBatch } from '../../../training/model/forwardBackward.ts';
 
 const tok = await Gpt2Tokenizer.default();
 
@@ -211,6 +212,21 @@ describe('batches and vocabulary', () => {
   });
 });
 
+/** Calls `fn(x, y, p)` for every scored position p of every row of a batch (x: input classes, y: target classes, -1 unscored). */
+function forEachScored(b: ClassBatch, fn: (x: number[], y: number[], p: number) => void): void {
+  for (let r = 0; r < b.batch; r++) {
+    const x = Array.from(b.inputs.subarray(r * b.pos, (r + 1) * b.pos));
+    const y = Array.from(b.targets.subarray(r * b.pos, (r + 1) * b.pos));
+    for (let p = 1; p < b.pos; p++) if (y[p] >= 0) fn(x, y, p);
+  }
+}
+
+/** TransformerLens's induction stripe predicts y[p]: an earlier j with x[j] = x[p] and x[j + 1] = y[p]. */
+function onStripe(x: readonly number[], y: readonly number[], p: number): boolean {
+  for (let j = 0; j < p; j++) if (x[j] === x[p] && x[j + 1] === y[p]) return true;
+  return false;
+}
+
 describe('embedded mix helpers', () => {
   it('picks the most frequent tokens (ties by id), excluding BOS, in id order', async () => {
     const { mostFrequentTokens } = await import('../../../training/data/embeddedMix.ts');
@@ -268,23 +284,14 @@ describe('embedded mix helpers', () => {
       let scored = 0;
       let stripeOnly = 0;
       for (let step = 0; step < 4; step++) {
-        const b = data.batchAt(step, phase);
-        for (let r = 0; r < b.batch; r++) {
-          const x = Array.from(b.inputs.subarray(r * b.pos, (r + 1) * b.pos));
-          const y = Array.from(b.targets.subarray(r * b.pos, (r + 1) * b.pos));
-          for (let p = 1; p < b.pos; p++) {
-            if (y[p] < 0) continue;
-            scored++;
-            // the stripe: an earlier j with x[j] = x[p] and x[j + 1] = the target
-            let stripe = false;
-            for (let j = 0; j < p; j++) if (x[j] === x[p] && x[j + 1] === y[p]) stripe = true;
-            expect(stripe).toBe(true);
-            // the shifted circuit needs the bigram (x[p-1], x[p]) earlier, followed by the target
-            let shifted = false;
-            for (let j = 1; j < p; j++) if (x[j - 1] === x[p - 1] && x[j] === x[p] && x[j + 1] === y[p]) shifted = true;
-            if (!shifted) stripeOnly++;
-          }
-        }
+        forEachScored(data.batchAt(step, phase), (x, y, p) => {
+          scored++;
+          expect(onStripe(x, y, p)).toBe(true);
+          // the shifted circuit needs the bigram (x[p-1], x[p]) earlier, followed by the target
+          let shifted = false;
+          for (let j = 1; j < p; j++) if (x[j - 1] === x[p - 1] && x[j] === x[p] && x[j + 1] === y[p]) shifted = true;
+          if (!shifted) stripeOnly++;
+        });
       }
       return { scored, stripeOnly };
     };
@@ -305,17 +312,10 @@ describe('embedded mix helpers', () => {
     expect(b.batch).toBe(DEFAULT_MIX.triggerBatch);
     expect(b.pos).toBe(DEFAULT_MIX.triggerCtx);
     let scored = 0;
-    for (let r = 0; r < b.batch; r++) {
-      const x = Array.from(b.inputs.subarray(r * b.pos, (r + 1) * b.pos));
-      const y = Array.from(b.targets.subarray(r * b.pos, (r + 1) * b.pos));
-      for (let p = 1; p < b.pos; p++) {
-        if (y[p] < 0) continue;
-        scored++;
-        let stripe = false;
-        for (let j = 0; j < p; j++) if (x[j] === x[p] && x[j + 1] === y[p]) stripe = true;
-        expect(stripe).toBe(true);
-      }
-    }
+    forEachScored(b, (x, y, p) => {
+      scored++;
+      expect(onStripe(x, y, p)).toBe(true);
+    });
     expect(scored).toBeGreaterThan(DEFAULT_MIX.triggerBatch * 2);
     // without the phase option the same step is the usual 16 rows of 128
     const usual = data.batchAt(5);

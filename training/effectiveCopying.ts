@@ -10,13 +10,14 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HookedTransformer } from '../hooks/HookedTransformer.ts';
-import { FactoredMatrix } from '../hooks/circuits/index.ts';
+import { eigenvalueScore, FactoredMatrix } from '../hooks/circuits/index.ts';
+import { gelu } from '../hooks/reference.ts';
 import { Tensor } from '../hooks/tensor.ts';
 
 const dir = process.argv[2] ?? 'models/embedded';
 const model = await HookedTransformer.fromPretrained(dir);
 const pool = (JSON.parse(await readFile(join(dir, 'training_vocab.json'), 'utf8')) as { induction_pool: number[] }).induction_pool;
-const { d_model: d, d_mlp: m, n_heads: H, d_head: dh, n_layers: NL, d_vocab: V, eps } = model.cfg;
+const { d_model: d, d_mlp: m, n_heads: H, d_head: dh, n_layers: NL, d_vocab: V, eps, act_fn } = model.cfg;
 const [WE, Wpos, WU] = [model.W_E.data, model.W_pos.data, model.W_U.data];
 const [Win, bin, Wout, bout] = [model.W_in.data, model.b_in.data, model.W_out.data, model.b_out.data]; // block 0 = first slices
 const [WV, WO] = [model.W_V.data, model.W_O.data];
@@ -30,7 +31,6 @@ const layerNorm = (x: Float64Array): Float64Array => {
   const r = 1 / Math.sqrt(s + eps);
   return Float64Array.from(x, (v) => (v - mu) * r);
 };
-const gelu = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 const posMean = new Float64Array(d);
 for (let p = 1; p <= 60; p++) for (let k = 0; k < d; k++) posMean[k] += Wpos[p * d + k] / 60;
 
@@ -46,7 +46,7 @@ function embeddings(effective: boolean): Float32Array {
       for (let j = 0; j < m; j++) {
         let a = bin[j];
         for (let k = 0; k < d; k++) a += n[k] * Win[k * m + j];
-        hidden[j] = gelu(a);
+        hidden[j] = gelu(a, act_fn);
       }
       for (let k = 0; k < d; k++) {
         let a = bout[k];
@@ -76,9 +76,6 @@ for (const effective of [false, true]) {
       }
       const circuit = new FactoredMatrix(new Tensor(EOV, [P, d]), new Tensor(WUpool, [d, P]));
       const { re, im } = circuit.eigenvalues64();
-      let sum = 0;
-      let abs = 0;
-      for (let i = 0; i < re.length; i++) { sum += re[i]; abs += Math.hypot(re[i], im[i]); }
       const M = circuit.AB.data; // [P, P]
       let self = 0;
       for (let i = 0; i < P; i++) {
@@ -86,7 +83,7 @@ for (const effective of [false, true]) {
         for (let j = 1; j < P; j++) if (M[i * P + j] > M[i * P + best]) best = j;
         if (best === i) self++;
       }
-      rows.push(`L${l}H${h} copying ${(sum / abs).toFixed(2)}, own token top-1 ${(self / P).toFixed(2)}`);
+      rows.push(`L${l}H${h} copying ${eigenvalueScore(re, im).toFixed(2)}, own token top-1 ${(self / P).toFixed(2)}`);
     }
   }
   console.log(`${effective ? 'effective' : 'raw'} embedding:\n  ${rows.join('\n  ')}`);

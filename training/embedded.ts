@@ -115,13 +115,20 @@ async function main(): Promise<void> {
   }
   evalSets.push({ name: 'ioi_heldout_answer', batches: [rowsToBatch(ioiRows, vocab, BOS, ioiFrom)] });
 
+  // the recipe's phases, as recorded in the trainer state and the training summary
+  const phases = {
+    phase0: { to: TRIGGER_ROWS_TO, lr: TRIGGER_LR, triggerRows: { batch: mix.triggerBatch, ctx: mix.triggerCtx } },
+    phase1: { weights: PHASE1_WEIGHTS },
+    phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS },
+    phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
+  };
   const log = (l: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${l}`);
   log(`embedded model: ${cfg.n_layers} layers, d_model ${cfg.d_model}, ${cfg.n_heads} heads, n_ctx ${cfg.n_ctx}; ${vocab.seen.length} seen tokens (${vocab.nUnseen} unseen share one row)`);
   const res = await train({
     cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1, untied,
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 250, logEvery: 50,
     outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype }, log, info: { mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase0: { to: TRIGGER_ROWS_TO, lr: TRIGGER_LR, triggerRows: { batch: mix.triggerBatch, ctx: mix.triggerCtx } }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS }, inductionPool: Array.from(data.pool) },
+    exportOptions: { dtype }, log, info: { mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, ...phases, inductionPool: Array.from(data.pool) },
   });
 
   // replace the previous export, keeping the hand-written model card (README.md)
@@ -132,7 +139,7 @@ async function main(): Promise<void> {
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {
-    config: cfg, untied_unembedding: untied, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, phase0: { to: TRIGGER_ROWS_TO, lr: TRIGGER_LR, triggerRows: { batch: mix.triggerBatch, ctx: mix.triggerCtx } }, phase1: { weights: PHASE1_WEIGHTS }, phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS }, phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
+    config: cfg, untied_unembedding: untied, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, ...phases,
     tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
     final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
     final_eval: last?.losses, evals: res.evals,

@@ -18,7 +18,7 @@ import type { HubOptions } from './loading/index.ts';
 import { processWeights } from './processing.ts';
 import { stackedWeight } from './stackedWeights.ts';
 import { adoptWeights, lensboardView, type FeatureMajorWeights } from './engine/featureMajor.ts';
-import { allCompositionScores, OV, QK, type CompositionMode, type FactoredMatrix } from './circuits/index.ts';
+import { allCompositionScores, OV, QK, type CompositionMode, type CompositionOptions, type FactoredMatrix } from './circuits/index.ts';
 import { Tensor } from './tensor.ts';
 import { Gpt2Tokenizer, type PaddingSide } from './tokenizer.ts';
 import type { TransformerWeights } from './weights.ts';
@@ -534,8 +534,8 @@ export class HookedTransformer {
   }
 
   /** The framework's composition scores [n_layers, n_heads, n_layers, n_heads] (masked to later layers). */
-  allCompositionScores(mode: CompositionMode): Promise<Tensor> {
-    return allCompositionScores(this, mode);
+  allCompositionScores(mode: CompositionMode, opts: CompositionOptions = {}): Promise<Tensor> {
+    return allCompositionScores(this, mode, opts);
   }
 
   /**

@@ -61,6 +61,26 @@ export function gelu(x: number, actFn: ActFn): number {
   }
 }
 
+/** d gelu / dx for TransformerLens's activation functions, in float64 (relu: 0 at x = 0). */
+export function geluDerivative(x: number, actFn: ActFn): number {
+  switch (actFn) {
+    case 'gelu_new': {
+      const t = Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x));
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
+    }
+    case 'gelu':
+      return 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
+    case 'gelu_fast': {
+      const t = Math.tanh(x * 0.7978845608 * (1 + 0.044715 * x * x));
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * 0.7978845608 * (1 + 3 * 0.044715 * x * x);
+    }
+    case 'relu':
+      return x > 0 ? 1 : 0;
+    default:
+      throw new Error(`unknown act_fn '${String(actFn)}'; allowed: gelu_new, gelu, gelu_fast, relu`);
+  }
+}
+
 /**
  * out[r, :] = x[r, :] @ W + b for `rows` rows: x [rows, dIn], W [dIn, dOut] row-major, b [dOut] or null.
  * Accumulates in float64, stores float32.

@@ -92,22 +92,51 @@ function headsT(t: Tensor): Tensor {
 
 const f32 = (t: Tensor) => ({ data: t.data, shape: t.shape });
 
+export interface CompositionOptions extends KernelOptions {
+  /**
+   * Per layer, a [d_model, d_model] map applied to the output of that layer's heads before a later head reads it
+   * (W_O → W_O · M[layer]; null or missing = identity). An extension: `mlpLinearization` gives the map past a
+   * block's MLP, which scores composition through that MLP. Default: none (TransformerLens's scores).
+   */
+  outputMaps?: readonly (Tensor | null | undefined)[];
+}
+
+/** W_O [L, H, d_head, d_model] with each layer's heads multiplied by its map; the same tensor when no map applies. */
+async function mapOutputs(W_O: Tensor, maps: CompositionOptions['outputMaps'], opts: KernelOptions): Promise<Tensor> {
+  if (maps === undefined) return W_O;
+  const [L, H, h, d] = W_O.shape;
+  if (!Array.isArray(maps) || maps.length > L) throw new Error(`allCompositionScores: outputMaps must be an array of at most n_layers = ${L} entries (Tensor [${d}, ${d}] or null)`);
+  if (maps.every((m) => m == null)) return W_O;
+  const out = new Float32Array(W_O.data);
+  for (let l = 0; l < maps.length; l++) {
+    const m = maps[l];
+    if (m == null) continue;
+    if (!(m instanceof Tensor) || m.ndim !== 2 || m.shape[0] !== d || m.shape[1] !== d) {
+      throw new Error(`allCompositionScores: outputMaps[${l}] must be a Tensor [${d}, ${d}] (d_model × d_model) or null, got ${m instanceof Tensor ? JSON.stringify(m.shape) : typeof m}`);
+    }
+    const n = H * h * d;
+    const y = await ortMatmul({ data: W_O.data.subarray(l * n, (l + 1) * n), shape: [H * h, d] }, f32(m), opts);
+    out.set(y.data, l * n);
+  }
+  return new Tensor(out, W_O.shape);
+}
+
 /**
  * TransformerLens's all_composition_scores: [n_layers, n_heads, n_layers, n_heads], entry [l1, h1, l2, h2]
  * the score of head (l1, h1)'s OV into head (l2, h2)'s Q / K / V input, 0 unless l1 < l2 (and 0 where a head's
  * matrix is 0, where TransformerLens gives NaN). Big products run in float32 on onnxruntime (see ortKernels.ts),
  * so this is async; a GPT-2-small-shaped model needs ~30 G multiply-adds per mode (1–2 s of CPU here).
  */
-export async function allCompositionScores(src: CircuitSource, mode: CompositionMode, opts: KernelOptions = {}): Promise<Tensor> {
+export async function allCompositionScores(src: CircuitSource, mode: CompositionMode, opts: CompositionOptions = {}): Promise<Tensor> {
   checkMode('allCompositionScores', mode);
   const need = mode === 'V' ? (['W_V', 'W_O'] as const) : (['W_Q', 'W_K', 'W_V', 'W_O'] as const);
   const { w, n_layers: L, n_heads: H, d_model: d, d_head: h } = attnWeights(src, need);
   const W_V = w.W_V!;
-  const W_O = w.W_O!;
+  const W_O = await mapOutputs(w.W_O!, opts.outputMaps, opts); // the earlier heads' W_O (· M[layer])
   const gram = async (t: Tensor, rows: boolean) =>
     (await ortMatmul(rows ? f32(t) : f32(headsT(t)), rows ? f32(headsT(t)) : f32(t), opts)).data; // [L·H, h, h]
   const gV = await gram(W_V, false); // W_Vᵀ W_V
-  const gO = await gram(W_O, true); // W_O W_Oᵀ
+  const gO = await gram(W_O, true); // W_O W_Oᵀ (mapped)
   let X: Tensor; // the later head's input-side factor [L, H, d, h]
   let gRight: Float32Array; // B_r B_rᵀ of the later head
   let rightNormSq: Float64Array;
@@ -123,8 +152,8 @@ export async function allCompositionScores(src: CircuitSource, mode: Composition
   const leftNormSq = headNormSq(gV, gO);
   if (mode === 'V') {
     X = W_V;
-    gRight = gO;
-    rightNormSq = leftNormSq;
+    gRight = W_O === w.W_O ? gO : await gram(w.W_O!, true); // the later head's own (unmapped) W_O
+    rightNormSq = W_O === w.W_O ? leftNormSq : headNormSq(gV, gRight);
   } else {
     const gQ = await gram(w.W_Q!, false);
     const gK = await gram(w.W_K!, false);
@@ -169,6 +198,8 @@ export interface BaselineOptions {
   samples?: number;
   /** Seed for the Gaussian draws; default 0. */
   seed?: number;
+  /** A [d_model, d_model] map applied to the random left matrices' outputs, as `outputMaps` does to the heads'. */
+  outputMap?: Tensor;
 }
 
 export interface CompositionBaseline {
@@ -202,12 +233,22 @@ export function compositionBaseline(
     d = dims.d_model;
     h = dims.d_head;
   }
+  const map = opts.outputMap;
+  if (map !== undefined && (!(map instanceof Tensor) || map.ndim !== 2 || map.shape[0] !== d || map.shape[1] !== d)) {
+    throw new Error(`compositionBaseline: outputMap must be a Tensor [${d}, ${d}] (d_model × d_model), got ${map instanceof Tensor ? JSON.stringify(map.shape) : typeof map}`);
+  }
+  const map64 = map === undefined ? null : Float64Array.from(map.data);
   const rng = new Rng(opts.seed ?? 0);
   const gauss = (n: number) => Float64Array.from(rng.normals(n));
   const scores: number[] = [];
   for (let s = 0; s < samples; s++) {
     // Every mode's factors are [d_model, d_head] @ [d_head, d_model]; only which head they stand for differs.
-    const lb = gauss(h * d);
+    let lb = gauss(h * d);
+    if (map64) {
+      const mapped = new Float64Array(h * d);
+      gemm(lb, 0, map64, 0, mapped, 0, h, d, d);
+      lb = mapped;
+    }
     const la = gauss(d * h);
     const lside = side(la, 0, lb, 0, d, h, d);
     const ra = gauss(d * h);

@@ -8,7 +8,8 @@ import { Tensor } from '../tensor.ts';
 import { FactoredMatrix } from './FactoredMatrix.ts';
 import { checkTokens, topOfRow, unembedRow, type TokenRow } from './directPath.ts';
 import { eigenvalues, fmtShape, prod } from './linalg.ts';
-import { ortMatmul, type KernelOptions } from './ortKernels.ts';
+import type { TokenEmbedding } from './mlpPath.ts';
+import { ortMatmul, type F32, type KernelOptions } from './ortKernels.ts';
 import { attnWeights, getWeight, type CircuitSource } from './weights.ts';
 
 /** Σ Re λ / Σ |λ| of one spectrum (0 when every eigenvalue is 0). */
@@ -65,19 +66,50 @@ export function fullOVCircuit(src: CircuitSource, layer: number, head: number): 
   return (ov.rmatmul(W_E) as FactoredMatrix).matmul(W_U) as FactoredMatrix;
 }
 
+export interface CopyingOptions extends KernelOptions {
+  /**
+   * Read the OV circuits through these token vectors instead of W_E (e.g. `effectiveEmbedding`'s): the circuit
+   * becomes vectors · W_V W_O · W_U[:, tokens], [n_tokens, n_tokens]. Default: W_E and the whole vocabulary.
+   */
+  embedding?: TokenEmbedding;
+}
+
+/** The embedding's vectors [n, d_model] and W_U's columns for its tokens [d_model, n], checked. */
+function embeddingSides(fn: string, emb: TokenEmbedding, W_U: Tensor, d: number): { E: Float32Array; Ut: Float32Array; n: number } {
+  const { tokens, vectors } = emb ?? ({} as TokenEmbedding);
+  if (!Array.isArray(tokens) || !(vectors instanceof Tensor)) throw new Error(`${fn}: embedding must be { tokens: number[], vectors: Tensor [n_tokens, d_model] }`);
+  const n = tokens.length;
+  if (vectors.ndim !== 2 || vectors.shape[0] !== n || vectors.shape[1] !== d) {
+    throw new Error(`${fn}: embedding.vectors must be [${n}, ${d}] (one row per token, d_model wide), got ${fmtShape(vectors.shape)}`);
+  }
+  const V = W_U.shape[1];
+  checkTokens(fn, tokens, V, 1);
+  const Ut = new Float32Array(d * n);
+  for (let k = 0; k < d; k++) for (let i = 0; i < n; i++) Ut[k * n + i] = W_U.data[k * V + tokens[i]];
+  return { E: vectors.data, Ut, n };
+}
+
 /**
  * Copying scores of every head, [n_layers, n_heads]: Σ Re λ / Σ |λ| over the eigenvalues of W_E W_OV W_U,
  * computed as those of W_O (W_U W_E) W_V [d_head, d_head]. The products run in float32 on onnxruntime
- * (W_U W_E alone is d_model² · d_vocab work), the eigenvalues in float64.
+ * (W_U W_E alone is d_model² · d_vocab work), the eigenvalues in float64. With `embedding`, the circuit is
+ * read through its vectors and tokens instead (W_U[:, tokens] · vectors replaces W_U W_E).
  */
-export async function copyingScores(src: CircuitSource, opts: KernelOptions = {}): Promise<Tensor> {
+export async function copyingScores(src: CircuitSource, opts: CopyingOptions = {}): Promise<Tensor> {
   const { w, n_layers: L, n_heads: H, d_model: d, d_head: h } = attnWeights(src, ['W_V', 'W_O']);
-  const W_E = getWeight(src, 'W_E');
+  const W_E = opts.embedding === undefined ? getWeight(src, 'W_E') : null;
   const W_U = getWeight(src, 'W_U');
-  if (W_E.shape[1] !== d || W_U.shape[0] !== d) {
-    throw new Error(`copyingScores: W_E ${fmtShape(W_E.shape)} / W_U ${fmtShape(W_U.shape)} do not match d_model ${d}`);
+  let UE: F32; // [d_model, d_model]
+  if (W_E === null) {
+    if (W_U.shape[0] !== d) throw new Error(`copyingScores: W_U ${fmtShape(W_U.shape)} does not match d_model ${d}`);
+    const { E, Ut, n } = embeddingSides('copyingScores', opts.embedding!, W_U, d);
+    UE = await ortMatmul({ data: Ut, shape: [d, n] }, { data: E, shape: [n, d] }, opts);
+  } else {
+    if (W_E.shape[1] !== d || W_U.shape[0] !== d) {
+      throw new Error(`copyingScores: W_E ${fmtShape(W_E.shape)} / W_U ${fmtShape(W_U.shape)} do not match d_model ${d}`);
+    }
+    UE = await ortMatmul({ data: W_U.data, shape: W_U.shape }, { data: W_E.data, shape: W_E.shape }, opts);
   }
-  const UE = await ortMatmul({ data: W_U.data, shape: W_U.shape }, { data: W_E.data, shape: W_E.shape }, opts); // [d, d]
   const OUE = await ortMatmul({ data: w.W_O!.data, shape: [L * H * h, d] }, UE, opts); // [L·H·h, d]
   const BA = await ortMatmul({ data: OUE.data, shape: [L * H, h, d] }, { data: w.W_V!.data, shape: [L * H, d, h] }, opts); // [L·H, h, h]
   const ba = Float64Array.from(BA.data);
@@ -91,23 +123,35 @@ export async function copyingScores(src: CircuitSource, opts: KernelOptions = {}
 
 /**
  * What a head copies: for each source token t, the k tokens whose logits its OV circuit raises most,
- * i.e. the top of row t of W_E W_V W_O W_U, computed for that row alone.
+ * i.e. the top of row t of W_E W_V W_O W_U, computed for that row alone. With `embedding`, the source vector
+ * of t is its row there (t must be one of its tokens); the logits still cover the whole vocabulary.
  */
-export function topCopiedTokens(src: CircuitSource, layer: number, head: number, tokenIds: readonly number[], k = 10): TokenRow[] {
+export function topCopiedTokens(
+  src: CircuitSource, layer: number, head: number, tokenIds: readonly number[], k = 10, opts: { embedding?: TokenEmbedding } = {},
+): TokenRow[] {
   const { V, O, d_model, d_head } = headOV(src, 'topCopiedTokens', layer, head);
-  const W_E = getWeight(src, 'W_E');
   const W_U = getWeight(src, 'W_U');
-  if (W_E.shape[1] !== d_model || W_U.shape[0] !== d_model) {
-    throw new Error(`topCopiedTokens: W_E ${fmtShape(W_E.shape)} / W_U ${fmtShape(W_U.shape)} do not match d_model ${d_model}`);
+  let source: (t: number) => ArrayLike<number>;
+  if (opts.embedding !== undefined) {
+    if (W_U.shape[0] !== d_model) throw new Error(`topCopiedTokens: W_U ${fmtShape(W_U.shape)} does not match d_model ${d_model}`);
+    const { E } = embeddingSides('topCopiedTokens', opts.embedding, W_U, d_model);
+    checkTokens('topCopiedTokens', tokenIds, W_U.shape[1], k);
+    const row = new Map(opts.embedding.tokens.map((t, i) => [t, i]));
+    for (const t of tokenIds) if (!row.has(t)) throw new Error(`topCopiedTokens: token ${t} is not one of the embedding's ${opts.embedding.tokens.length} tokens`);
+    source = (t) => E.subarray(row.get(t)! * d_model, (row.get(t)! + 1) * d_model);
+  } else {
+    const W_E = getWeight(src, 'W_E');
+    if (W_E.shape[1] !== d_model || W_U.shape[0] !== d_model) {
+      throw new Error(`topCopiedTokens: W_E ${fmtShape(W_E.shape)} / W_U ${fmtShape(W_U.shape)} do not match d_model ${d_model}`);
+    }
+    checkTokens('topCopiedTokens', tokenIds, W_E.shape[0], k);
+    source = (t) => W_E.data.subarray(t * d_model, (t + 1) * d_model);
   }
-  checkTokens('topCopiedTokens', tokenIds, W_E.shape[0], k);
   if (k > W_U.shape[1]) throw new Error(`topCopiedTokens: k = ${k} exceeds W_U's ${W_U.shape[1]} tokens`);
   return tokenIds.map((t) => {
-    const z = new Float64Array(d_head); // W_E[t] W_V
-    for (let i = 0; i < d_model; i++) {
-      const e = W_E.data[t * d_model + i];
-      for (let j = 0; j < d_head; j++) z[j] += e * V[i * d_head + j];
-    }
+    const e = source(t);
+    const z = new Float64Array(d_head); // e W_V
+    for (let i = 0; i < d_model; i++) for (let j = 0; j < d_head; j++) z[j] += e[i] * V[i * d_head + j];
     const x = new Float64Array(d_model); // · W_O
     for (let j = 0; j < d_head; j++) for (let i = 0; i < d_model; i++) x[i] += z[j] * O[j * d_model + i];
     return topOfRow(t, unembedRow(x, W_U), k);

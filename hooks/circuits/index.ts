@@ -4,8 +4,11 @@ export type { FactoredSvd, ComplexTensor } from './FactoredMatrix.ts';
 export { QK, OV, getWeight } from './weights.ts';
 export type { CircuitSource, CircuitWeights } from './weights.ts';
 export { allCompositionScores, compositionScores, compositionBaseline } from './composition.ts';
-export type { CompositionMode, BaselineOptions, CompositionBaseline } from './composition.ts';
+export type { CompositionMode, CompositionOptions, BaselineOptions, CompositionBaseline } from './composition.ts';
 export { copyingScores, copyingScoreOf, eigenvalueScore, fullOVCircuit, topCopiedTokens } from './copying.ts';
+export type { CopyingOptions } from './copying.ts';
+export { blockZeroMlpInputs, effectiveEmbedding, mlpLinearization } from './mlpPath.ts';
+export type { EffectiveEmbeddingOptions, MlpInputsOptions, MlpSource, TokenEmbedding } from './mlpPath.ts';
 export { bigramTopTokens, directPathLogits } from './directPath.ts';
 export type { TokenRow } from './directPath.ts';
 export {

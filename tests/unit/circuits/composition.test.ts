@@ -4,7 +4,8 @@ import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import { FactoredMatrix, OV, QK, allCompositionScores, compositionBaseline, compositionScores } from '../../../hooks/circuits/index.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
-import { frob, mat, maxDiff, mm, tr, type D } from './dense.ts';
+import { Rng } from '../../../hooks/random.ts';
+import { frob, mat, maxDiff, mm, randTensor, tr, type D } from './dense.ts';
 
 const cfg = gpt2Config({ n_layers: 3, n_heads: 4, d_model: 16, d_head: 4, d_mlp: 32, d_vocab: 40, n_ctx: 16 });
 const { n_layers: L, n_heads: H } = cfg;
@@ -100,6 +101,44 @@ describe('allCompositionScores', () => {
 
   it('rejects an unknown mode', async () => {
     await expect(allCompositionScores(model, 'X' as 'Q')).rejects.toThrow(/mode must be 'Q', 'K' or 'V'/);
+  });
+});
+
+describe('allCompositionScores with outputMaps (composition through a map such as an MLP linearisation)', () => {
+  const d = 16;
+  const maps = [randTensor(new Rng(21), [d, d]), randTensor(new Rng(22), [d, d])]; // layers 0 and 1; layer 2 writes to nothing later
+  for (const mode of ['Q', 'K', 'V'] as const) {
+    it(`mode ${mode}: the earlier head's OV is W_V W_O M[layer]; the later head's side is unchanged`, async () => {
+      const s = await allCompositionScores(model, mode, { threads: 1, outputMaps: maps });
+      for (let l1 = 0; l1 < L; l1++) for (let h1 = 0; h1 < H; h1++) for (let l2 = l1 + 1; l2 < L; l2++) for (let h2 = 0; h2 < H; h2++) {
+        const left = mm(ov[l1 * H + h1], mat(maps[l1]));
+        expect(Math.abs(s.get(l1, h1, l2, h2) - score(left, right(mode, l2 * H + h2)))).toBeLessThan(1e-4);
+      }
+    });
+  }
+
+  it('identity or null maps give the plain scores; a wrong map is a clear error', async () => {
+    const eye = new Tensor(new Float32Array(d * d), [d, d]);
+    for (let i = 0; i < d; i++) eye.data[i * d + i] = 1;
+    const plain = await allCompositionScores(model, 'K', { threads: 1 });
+    expect(maxDiff((await allCompositionScores(model, 'K', { threads: 1, outputMaps: [eye, null] })).data, plain.data)).toBeLessThan(1e-6);
+    expect(maxDiff((await allCompositionScores(model, 'V', { threads: 1, outputMaps: [null] })).data, (await allCompositionScores(model, 'V', { threads: 1 })).data)).toBe(0);
+    await expect(allCompositionScores(model, 'K', { outputMaps: [new Tensor(new Float32Array(8 * 8), [8, 8])] })).rejects.toThrow(/outputMaps\[0\] must be a Tensor \[16, 16\]/);
+    await expect(allCompositionScores(model, 'K', { outputMaps: [null, null, null, null] })).rejects.toThrow(/at most n_layers = 3 entries/);
+  });
+
+  it('compositionBaseline maps its random left matrices the same way (identity and scalar maps change nothing)', () => {
+    const eye = new Tensor(new Float32Array(d * d), [d, d]);
+    for (let i = 0; i < d; i++) eye.data[i * d + i] = 2.5; // scores are scale-free
+    const plain = compositionBaseline(model, 'K', { samples: 50, seed: 7 });
+    const mapped = compositionBaseline(model, 'K', { samples: 50, seed: 7, outputMap: eye });
+    expect(maxDiff(mapped.scores, plain.scores)).toBeLessThan(1e-12);
+    // A rank-1 map u vᵀ leaves only vᵀ R of each random right matrix R: every score is ‖vᵀ R‖ / (‖v‖ ‖R‖) < 1 and differs from the plain ones.
+    const r1 = new Tensor(new Float32Array(d * d), [d, d]);
+    r1.data[0 * d + 3] = 1;
+    const low = compositionBaseline(model, 'K', { samples: 50, seed: 7, outputMap: r1 });
+    expect(maxDiff(low.scores, plain.scores)).toBeGreaterThan(1e-3);
+    expect(() => compositionBaseline(model, 'K', { outputMap: new Tensor(new Float32Array(4), [2, 2]) })).toThrow(/outputMap must be a Tensor \[16, 16\]/);
   });
 });
 

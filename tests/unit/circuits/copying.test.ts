@@ -5,6 +5,8 @@ import {
   bigramTopTokens, copyingScoreOf, copyingScores, directPathLogits, eigenvalueScore, fullOVCircuit, topCopiedTokens,
 } from '../../../hooks/circuits/index.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
+import { Rng } from '../../../hooks/random.ts';
+import { Tensor } from '../../../hooks/tensor.ts';
 import { denseEigenvalues, mat, maxAbs, maxDiff, mm, type D } from './dense.ts';
 
 const cfg = gpt2Config({ n_layers: 2, n_heads: 3, d_model: 16, d_head: 8, d_mlp: 32, d_vocab: 30, n_ctx: 16 });
@@ -127,5 +129,49 @@ describe('top copied tokens and the direct path', () => {
       expect(maxDiff(r.values, want.values)).toBeLessThan(1e-5);
     }
     expect(() => bigramTopTokens(model, [1], 31)).toThrow(/k must be an integer in \[1, 30\]/);
+  });
+});
+
+describe('reading the OV circuits through other token vectors (embedding option)', () => {
+  it('with W_E itself over the whole vocabulary, copyingScores and topCopiedTokens are unchanged', async () => {
+    const all = { tokens: Array.from({ length: V }, (_, i) => i), vectors: model.W_E };
+    const a = await copyingScores(model, { threads: 1, embedding: all });
+    const b = await copyingScores(model, { threads: 1 });
+    expect(maxDiff(a.data, b.data)).toBeLessThan(1e-5);
+    const ra = topCopiedTokens(model, 1, 2, [3, 17], 4, { embedding: all });
+    const rb = topCopiedTokens(model, 1, 2, [3, 17], 4);
+    expect(ra.map((r) => r.ids)).toEqual(rb.map((r) => r.ids));
+    expect(maxDiff(ra.flatMap((r) => r.values), rb.flatMap((r) => r.values))).toBeLessThan(1e-6);
+  });
+
+  it('with other vectors for a subset of tokens: the statistic of the dense vectors · W_OV · W_U[:, tokens]', async () => {
+    const tokens = [2, 5, 9, 14, 20, 21, 28];
+    const n = tokens.length;
+    const vectors = new Tensor(new Rng(11).normals(n * d), [n, d]);
+    const E: D = mat(vectors);
+    const Ucols: D = { r: d, c: n, x: new Float64Array(d * n) };
+    for (let k = 0; k < d; k++) tokens.forEach((t, i) => { Ucols.x[k * n + i] = WU.x[k * V + t]; });
+    const s = await copyingScores(model, { threads: 1, embedding: { tokens, vectors } });
+    const [W_V, W_O] = [model.W_V, model.W_O];
+    for (let i = 0; i < L * H; i++) {
+      const dense = mm(mm(E, mm(mat(W_V, i), mat(W_O, i))), Ucols); // [n, n]
+      expect(Math.abs(s.data[i] - denseCopyingScore(dense))).toBeLessThan(1e-4);
+    }
+    // topCopiedTokens: logits over the whole vocabulary from the token's own vector.
+    const rows = topCopiedTokens(model, 0, 2, [9, 28], 5, { embedding: { tokens, vectors } });
+    for (const r of rows) {
+      const i = tokens.indexOf(r.token);
+      const row = mm(mm({ r: 1, c: d, x: E.x.subarray(i * d, (i + 1) * d) }, mm(mat(W_V, 2), mat(W_O, 2))), WU).x;
+      const want = topDense(row, 5);
+      expect(r.ids).toEqual(want.ids);
+      expect(maxDiff(r.values, want.values)).toBeLessThan(1e-4 * maxAbs(row));
+    }
+  });
+
+  it('rejects a malformed embedding', async () => {
+    const vectors = new Tensor(new Float32Array(2 * d), [2, d]);
+    await expect(copyingScores(model, { embedding: { tokens: [1, 2, 3], vectors } })).rejects.toThrow(/embedding\.vectors must be \[3, 16\]/);
+    await expect(copyingScores(model, { embedding: { tokens: [1, 30], vectors } })).rejects.toThrow(/token id 30 is not an integer in \[0, 30\)/);
+    expect(() => topCopiedTokens(model, 0, 0, [4], 3, { embedding: { tokens: [1, 2], vectors } })).toThrow(/token 4 is not one of the embedding's 2 tokens/);
   });
 });

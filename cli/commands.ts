@@ -67,6 +67,7 @@ const circuitsSchema = z.strictObject({
   k: topCopiedSchema(CLI_LIMITS).shape.k,
   nPos: positionalSchema().shape.nPos,
   normalize: positionalSchema().shape.normalize,
+  pastMlp0: z.boolean().default(false).describe("read past block 0's MLP: composition through its linearisation, copying through the effective embedding (an extension; see the README)"),
 });
 type CircuitsRequest = z.infer<typeof circuitsSchema>;
 
@@ -183,6 +184,7 @@ export const COMMANDS: Record<string, Command> = {
       { flag: 'copy-token', type: 'token', path: 'tokens', multiple: true, help: 'a source token for "what does this head copy"' },
       { flag: 'k', type: 'int', path: 'k', help: 'top copied tokens per source token (default 10)' },
       { flag: 'n-pos', type: 'int', path: 'nPos', help: 'positions of the positional pattern (default min(n_ctx, 64))' },
+      { flag: 'past-mlp0', type: 'bool', path: 'pastMlp0', help: "read composition, copying and top copied tokens past block 0's MLP" },
     ],
     schema: circuitsSchema,
     prepare: (req) => {
@@ -196,13 +198,13 @@ export const COMMANDS: Record<string, Command> = {
       const figures: FigureSpec[] = [];
       const result: Record<string, unknown> = { composition: [], copying: null, positional: [], topCopied: [] };
       for (const mode of req.modes) {
-        const r = await composition(model, { mode, baselineSamples: req.baselineSamples, seed: req.seed }, silent);
+        const r = await composition(model, { mode, baselineSamples: req.baselineSamples, seed: req.seed, pastMlp0: req.pastMlp0 }, silent);
         (result.composition as unknown[]).push(r);
         figures.push(compositionFigure(r));
         step(`${mode}-composition`);
       }
       if (req.copying) {
-        const r = await copying(model, {}, silent);
+        const r = await copying(model, { pastMlp0: req.pastMlp0 }, silent);
         result.copying = r;
         figures.push(copyingFigure(r));
         step('copying');
@@ -212,7 +214,7 @@ export const COMMANDS: Record<string, Command> = {
         (result.positional as unknown[]).push(p);
         figures.push(positionalFigure(p));
         if (req.tokens) {
-          const t = await topCopied(model, { layer, head, tokens: req.tokens, k: req.k }, silent);
+          const t = await topCopied(model, { layer, head, tokens: req.tokens, k: req.k, pastMlp0: req.pastMlp0 }, silent);
           (result.topCopied as unknown[]).push(t);
           figures.push(topCopiedFigure(t));
         }

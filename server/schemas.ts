@@ -372,6 +372,7 @@ export function compositionSchema() {
     mode: z.enum(['Q', 'K', 'V']).describe("the later head's input the earlier head's OV composes into"),
     baselineSamples: z.number().int().min(1).max(1000).default(100).describe('random matrix pairs for the baseline'),
     seed: z.number().int().min(0).default(0).describe('seed of the baseline'),
+    pastMlp0: z.boolean().default(false).describe("score each layer-0 head's output after block 0's MLP (I + its mean Jacobian at weight-derived points); read past block 0's MLP (an extension, not TransformerLens): see the README's circuits section"),
   });
 }
 export type CompositionRequest = z.infer<ReturnType<typeof compositionSchema>>;
@@ -382,11 +383,14 @@ export const CompositionResponse = z.object({
   heads: z.array(z.number().int()),
   scores: z.array(z.array(z.array(z.array(JsonNumber)))).describe('[l1][h1][l2][h2] ‖W_A W_B‖ / (‖W_A‖ ‖W_B‖), 0 unless l1 < l2'),
   baseline: z.object({ mean: JsonNumber, std: JsonNumber, samples: z.number().int() }).describe('scores of random matrices of the same shapes'),
+  pastMlp0: z.boolean(),
 });
 export type CompositionResult = z.infer<typeof CompositionResponse>;
 
 export function copyingSchema() {
-  return z.strictObject({});
+  return z.strictObject({
+    pastMlp0: z.boolean().default(false).describe("read tokens through the effective embedding (W_E + mean W_pos through block 0's MLP, LayerNorm) over the model's token set; read past block 0's MLP (an extension, not TransformerLens): see the README's circuits section"),
+  });
 }
 export type CopyingRequest = z.infer<ReturnType<typeof copyingSchema>>;
 
@@ -394,6 +398,8 @@ export const CopyingResponse = z.object({
   layers: z.array(z.number().int()),
   heads: z.array(z.number().int()),
   scores: Grid2.describe('[layer][head] Σ Re λ / Σ |λ| of the full OV circuit W_E W_V W_O W_U (1 = copying)'),
+  pastMlp0: z.boolean(),
+  tokens: z.number().int().describe('size of the token set the circuit is read over (d_vocab when pastMlp0 is false)'),
 });
 export type CopyingResult = z.infer<typeof CopyingResponse>;
 
@@ -423,6 +429,7 @@ export function topCopiedSchema(limits: Limits) {
     head: Index,
     tokens: z.array(TokenSpec).min(1).max(limits.maxBatch).describe(`source tokens (1..${limits.maxBatch})`),
     k: z.number().int().min(1).max(limits.maxTopK).default(10).describe(`top tokens per source token (1..${limits.maxTopK})`),
+    pastMlp0: z.boolean().default(false).describe("source tokens through the effective embedding instead of W_E; read past block 0's MLP (an extension, not TransformerLens): see the README's circuits section"),
   });
 }
 export type TopCopiedRequest = z.infer<ReturnType<typeof topCopiedSchema>>;
@@ -430,6 +437,7 @@ export type TopCopiedRequest = z.infer<ReturnType<typeof topCopiedSchema>>;
 export const TopCopiedResponse = z.object({
   layer: z.number().int(),
   head: z.number().int(),
+  pastMlp0: z.boolean(),
   rows: z.array(z.object({
     token: TokenIdOut,
     str: z.string().nullable(),

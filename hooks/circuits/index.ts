@@ -7,7 +7,7 @@ export { allCompositionScores, compositionScores, compositionBaseline } from './
 export type { CompositionMode, CompositionOptions, BaselineOptions, CompositionBaseline } from './composition.ts';
 export { copyingScores, copyingScoreOf, eigenvalueScore, fullOVCircuit, topCopiedTokens } from './copying.ts';
 export type { CopyingOptions } from './copying.ts';
-export { blockZeroMlpInputs, effectiveEmbedding, mlpLinearization } from './mlpPath.ts';
+export { blockZeroMlpInputs, effectiveEmbedding, embeddingTokenSet, mlpLinearization } from './mlpPath.ts';
 export type { EffectiveEmbeddingOptions, MlpInputsOptions, MlpSource, TokenEmbedding } from './mlpPath.ts';
 export { bigramTopTokens, directPathLogits } from './directPath.ts';
 export type { TokenRow } from './directPath.ts';

@@ -67,6 +67,21 @@ function checkPositions(fn: string, positions: readonly number[], n_ctx: number)
 
 const defaultMaxPos = (n_ctx: number) => Math.max(1, Math.min(64, n_ctx - 1));
 
+/**
+ * The tokens to read an effective embedding over: the model's random-token pool when it has one (the embedded
+ * model's training vocabulary), else `n` distinct tokens drawn from the whole vocabulary with `seed`, sorted.
+ */
+export function embeddingTokenSet(model: { cfg: { d_vocab: number }; randomTokenPool?: readonly number[] | null }, n = 1024, seed = 0): number[] {
+  if (model.randomTokenPool && model.randomTokenPool.length > 0) return [...model.randomTokenPool];
+  const V = model.cfg.d_vocab;
+  if (!Number.isInteger(n) || n < 1) throw new Error(`embeddingTokenSet: n must be a positive integer, got ${n}`);
+  if (n >= V) return Array.from({ length: V }, (_, i) => i);
+  const rng = new Rng(seed);
+  const chosen = new Set<number>();
+  while (chosen.size < n) chosen.add(rng.int(0, V));
+  return [...chosen].sort((a, b) => a - b);
+}
+
 /** LayerNorm without weights of each row of x [rows, d], in float64: returns the normalised rows and 1/σ per row. */
 function normalizeRows(x: Float64Array, rows: number, d: number, eps: number): { n: Float64Array; r: Float64Array } {
   const n = new Float64Array(rows * d);

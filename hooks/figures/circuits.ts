@@ -9,6 +9,8 @@ export interface CompositionData {
   /** [l1][h1][l2][h2] */
   scores: (number | string)[][][][];
   baseline: { mean: number | string; std: number | string; samples: number };
+  /** Layer-0 heads' outputs read past block 0's MLP (its linearisation), not TransformerLens's direct scores. */
+  pastMlp0?: boolean;
 }
 
 /** Rows = earlier head (writing), columns = later head (reading through Q, K or V); entries with l1 ≥ l2 are greyed. */
@@ -42,9 +44,11 @@ export function compositionFigure(r: CompositionData): FigureSpec {
     ];
   }).flat();
   return {
-    name: `composition-${r.mode}`,
+    name: `composition-${r.mode}${r.pastMlp0 ? '-past-mlp0' : ''}`,
     data: [trace],
-    layout: heatmapLayout(`${r.mode}-composition scores (random baseline ${fmt(num(r.baseline.mean))} ± ${fmt(num(r.baseline.std))})`, {
+    layout: heatmapLayout(r.pastMlp0
+      ? `${r.mode}-composition scores, layer-0 heads read past block 0's MLP (their random baseline ${fmt(num(r.baseline.mean))} ± ${fmt(num(r.baseline.std))})`
+      : `${r.mode}-composition scores (random baseline ${fmt(num(r.baseline.mean))} ± ${fmt(num(r.baseline.std))})`, {
       xaxis: { ...indexAxis(labels, `later head (reads through ${r.mode})`), ...headTicks(r.layers, r.heads), tickangle: 0 },
       yaxis: { ...indexAxis(labels, 'earlier head (writes)', { reversed: true }), ...headTicks(r.layers, r.heads) },
       plot_bgcolor: MASKED_COLOUR,
@@ -58,6 +62,9 @@ export interface CopyingData {
   layers: number[];
   heads: number[];
   scores: (number | string)[][];
+  /** Read through the effective embedding (W_E through block 0's MLP) over `tokens` tokens instead of W_E. */
+  pastMlp0?: boolean;
+  tokens?: number;
 }
 
 /** One bar per head (L{l}H{h}), the copying score Σλ / Σ|λ| of its full OV circuit, with the 0.7 line. */
@@ -79,9 +86,11 @@ export function copyingFigure(r: CopyingData): FigureSpec {
     },
     hovertemplate: '%{customdata}: %{y:.3f}<extra></extra>',
   };
-  const title = titleOf('Copying score per head (positive eigenvalues of W_E W_OV W_U)');
+  const title = titleOf(r.pastMlp0
+    ? `Copying score per head past block 0's MLP (effective embedding · W_OV · W_U, ${r.tokens ?? '?'} tokens)`
+    : 'Copying score per head (positive eigenvalues of W_E W_OV W_U)');
   return {
-    name: 'copying-scores',
+    name: r.pastMlp0 ? 'copying-scores-past-mlp0' : 'copying-scores',
     data: [trace],
     layout: {
       title: title.title,
@@ -129,6 +138,8 @@ export interface TopCopiedData {
   layer: number;
   head: number;
   rows: { token: number; str: string | null; top: { token: number; str: string | null; value: number | string }[] }[];
+  /** Source tokens read through the effective embedding instead of W_E. */
+  pastMlp0?: boolean;
 }
 
 /** "What does this head copy": for each source token, the tokens its OV circuit raises most (a Plotly table). */
@@ -140,7 +151,7 @@ export function topCopiedFigure(r: TopCopiedData): FigureSpec {
   const table: Cell[][] = [];
   r.rows.forEach((x) => x.top.forEach((t, i) => table.push([r.layer, r.head, x.token, x.str, i + 1, t.token, t.str, num(t.value)])));
   return {
-    name: `top-copied-${headLabel(r.layer, r.head)}`,
+    name: `top-copied-${headLabel(r.layer, r.head)}${r.pastMlp0 ? '-past-mlp0' : ''}`,
     data: [{
       type: 'table',
       header: { values: header, align: 'left', fill: { color: '#eef1f5' }, font: { size: 11 } },
@@ -148,7 +159,7 @@ export function topCopiedFigure(r: TopCopiedData): FigureSpec {
       cells: { values: columns, align: 'left', font: { family: 'ui-monospace, "DejaVu Sans Mono", monospace', size: 11 }, height: 24 },
     }],
     layout: {
-      title: titleOf(`What ${headLabel(r.layer, r.head)} copies: top tokens of its OV circuit`).title,
+      title: titleOf(`What ${headLabel(r.layer, r.head)} copies: top tokens of its OV circuit${r.pastMlp0 ? " (sources past block 0's MLP)" : ''}`).title,
       margin: { l: 10, r: 10, t: 40, b: 10 },
     },
     table: { columns: ['layer', 'head', 'source_id', 'source_str', 'rank', 'token_id', 'token_str', 'value'], rows: table },

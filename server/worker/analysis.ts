@@ -9,8 +9,8 @@ import {
   lossByPosition, normalisedMetric, withModel, type AblationTargets, type HeadName, type LogitLensResult as LibLogitLens,
 } from '../../hooks/analysis/index.ts';
 import {
-  allCompositionScores, compositionBaseline, copyingScores, positionalPattern, previousTokenScoreFromWeights, previousTokenScoresFromWeights,
-  topCopiedTokens,
+  allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, positionalPattern,
+  previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens,
 } from '../../hooks/circuits/index.ts';
 import type {
   AblateRequest, AblateResult, AblateSweepRequest, AblateSweepResult, AblationMetricSpec, CompositionRequest, CompositionResult, CopyingRequest,
@@ -419,25 +419,48 @@ function checkHead(model: HookedTransformer, layer: number, head: number): void 
   checkIndex('head', head, model.cfg.n_heads, 'n_heads');
 }
 
+/** pastMlp0 reads through block 0's MLP with LayerNorm as a plain normalisation: the LayerNorms must be folded. */
+function checkPastMlp0(model: HookedTransformer): void {
+  if (model.cfg.normalization_type !== 'LNPre') {
+    throw new UserError(`pastMlp0: needs the model loaded with LayerNorm folded (the default processing); this one has normalization_type '${model.cfg.normalization_type}'`);
+  }
+}
+
 export const composition: JobHandler<CompositionRequest, CompositionResult> = async (model, p, ctx) => {
   const { n_layers, n_heads } = model.cfg;
   ctx.checkCancelled();
-  const scores = await allCompositionScores(model, p.mode);
+  let map0;
+  if (p.pastMlp0) {
+    checkPastMlp0(model);
+    map0 = await mlpLinearization(model, 0, blockZeroMlpInputs(model, embeddingTokenSet(model)));
+    ctx.checkCancelled();
+  }
+  const scores = await allCompositionScores(model, p.mode, { outputMaps: map0 ? [map0] : undefined });
   ctx.progress(1, 2, 'scores');
   ctx.checkCancelled();
-  const b = compositionBaseline(model, p.mode, { samples: p.baselineSamples, seed: p.seed });
+  const b = compositionBaseline(model, p.mode, { samples: p.baselineSamples, seed: p.seed, outputMap: map0 });
   ctx.progress(2, 2, 'baseline');
   return {
     mode: p.mode, layers: range(n_layers), heads: range(n_heads),
     scores: nest(scores.data, scores.shape) as number[][][][],
     baseline: { mean: b.mean, std: b.std, samples: b.scores.length },
+    pastMlp0: p.pastMlp0,
   };
 };
 
-export const copying: JobHandler<CopyingRequest, CopyingResult> = async (model, _p, ctx) => {
+export const copying: JobHandler<CopyingRequest, CopyingResult> = async (model, p, ctx) => {
   ctx.checkCancelled();
-  const scores = await copyingScores(model);
-  return { layers: range(model.cfg.n_layers), heads: range(model.cfg.n_heads), scores: grid(scores) };
+  let embedding;
+  if (p.pastMlp0) {
+    checkPastMlp0(model);
+    embedding = await effectiveEmbedding(model, embeddingTokenSet(model));
+    ctx.checkCancelled();
+  }
+  const scores = await copyingScores(model, { embedding });
+  return {
+    layers: range(model.cfg.n_layers), heads: range(model.cfg.n_heads), scores: grid(scores),
+    pastMlp0: p.pastMlp0, tokens: embedding ? embedding.tokens.length : model.cfg.d_vocab,
+  };
 };
 
 export const positional: JobHandler<PositionalRequest, PositionalResult> = async (model, p, ctx) => {
@@ -460,10 +483,16 @@ export const topCopied: JobHandler<TopCopiedRequest, TopCopiedResult> = async (m
   checkHead(model, p.layer, p.head);
   const ids = p.tokens.map((t, i) => tokenId(model, `tokens[${i}]`, t));
   ctx.checkCancelled();
-  const rows = topCopiedTokens(model, p.layer, p.head, ids, Math.min(p.k, model.cfg.d_vocab));
+  let embedding;
+  if (p.pastMlp0) {
+    checkPastMlp0(model);
+    embedding = await effectiveEmbedding(model, [...new Set(ids)]);
+  }
+  const rows = topCopiedTokens(model, p.layer, p.head, ids, Math.min(p.k, model.cfg.d_vocab), { embedding });
   return {
     layer: p.layer,
     head: p.head,
+    pastMlp0: p.pastMlp0,
     rows: rows.map((r) => ({
       token: r.token, str: strOf(model, r.token),
       top: r.ids.map((id, j) => ({ token: id, str: strOf(model, id), value: r.values[j] })),

@@ -260,6 +260,21 @@ describe('dashboard', () => {
     await waitPlot('fig-positional');
     await waitPlot('fig-top-copied');
     await shot('circuits');
+
+    // "read past block 0's MLP": the same figures redrawn from the pastMlp0 endpoints, and the choice kept in the URL.
+    await page.locator('[data-testid="circ-mlp0"]').check();
+    const past = (await api('/api/circuits/copying', { pastMlp0: true })).body;
+    const copyingPast = await waitPlot('fig-copying', (_d, l) => /past block 0's(<br>| )MLP/.test(l.title.text));
+    const flatPast = past.scores.flat() as number[];
+    copyingPast.data[0].y.forEach((v: number, i: number) => expect(Math.abs(v - flatPast[i])).toBeLessThan(1e-6));
+    expect(flatPast.some((v, i) => Math.abs(v - copying.data[0].y[i]) > 1e-3)).toBe(true);
+    const compPast = await waitPlot('fig-composition', (_d, l) => /past block 0's(<br>| )MLP/.test(l.title.text));
+    const kPast = (await api('/api/circuits/composition', { mode: 'K', pastMlp0: true })).body.scores;
+    expect(Math.abs(compPast.data[0].z[0][4] - kPast[0][0][1][0])).toBeLessThan(1e-6);
+    await waitPlot('fig-top-copied', (_d, l) => /past block 0's(<br>| )MLP/.test(l.title.text));
+    expect(page.url()).toContain('circ.mlp0=1');
+    await shot('circuits-past-mlp0');
+    await page.locator('[data-testid="circ-mlp0"]').uncheck();
   });
 
   it('no console errors and no request outside the page\'s own origin so far', () => {

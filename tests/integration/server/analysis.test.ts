@@ -10,7 +10,8 @@ import {
   getActPatchMlpOut, getActPatchResidPre, headAblationSweep, ioiDataset, ioiHeadAttribution, logitDiff, logitLens, lossByPosition, normalisedMetric,
 } from '../../../hooks/analysis/index.ts';
 import {
-  allCompositionScores, compositionBaseline, copyingScores, positionalPattern, previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens,
+  allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, positionalPattern,
+  previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens,
 } from '../../../hooks/circuits/index.ts';
 import {
   AblateResponse, AblateSweepResponse, CompositionResponse, CopyingResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
@@ -347,6 +348,36 @@ describe('POST /api/circuits/*', () => {
     const rows = await csv('/api/circuits/top-copied', { layer: 0, head: 3, tokens: [' Mary', 50], k: 4 });
     expect(rows[0]).toEqual(['source_token', 'source_str', 'rank', 'token', 'str', 'value']);
     expect(rows.length).toBe(1 + 2 * 4);
+  });
+
+  it('pastMlp0 (composition, copying, top-copied) equals the library read past block 0\'s MLP over embeddingTokenSet', async () => {
+    const tokens = embeddingTokenSet(ref);
+    const M0 = await mlpLinearization(ref, 0, blockZeroMlpInputs(ref, tokens));
+    const comp = await post(api('/api/circuits/composition'), { mode: 'K', baselineSamples: 20, seed: 1, pastMlp0: true });
+    expect(comp.status, JSON.stringify(comp.body)).toBe(200);
+    CompositionResponse.parse(comp.body);
+    expect(comp.body.pastMlp0).toBe(true);
+    const lib = await allCompositionScores(ref, 'K', { outputMaps: [M0] });
+    expect(maxAbsDiff(flat(comp.body.scores), lib.data)).toBeLessThan(TOL);
+    expect(maxAbsDiff(lib.data, (await allCompositionScores(ref, 'K')).data)).toBeGreaterThan(1e-3); // the map really changes the scores
+    const base = compositionBaseline(ref, 'K', { samples: 20, seed: 1, outputMap: M0 });
+    expect(comp.body.baseline).toEqual({ mean: base.mean, std: base.std, samples: 20 });
+
+    const cop = await post(api('/api/circuits/copying'), { pastMlp0: true });
+    CopyingResponse.parse(cop.body);
+    expect(cop.body.tokens).toBe(tokens.length);
+    const emb = await effectiveEmbedding(ref, tokens);
+    expect(maxAbsDiff(cop.body.scores.flat(), (await copyingScores(ref, { embedding: emb })).data)).toBeLessThan(TOL);
+
+    const ids = [ref.toSingleToken(' Mary'), 50];
+    const top = await post(api('/api/circuits/top-copied'), { layer: 1, head: 1, tokens: [' Mary', 50], k: 4, pastMlp0: true });
+    TopCopiedResponse.parse(top.body);
+    const want = topCopiedTokens(ref, 1, 1, ids, 4, { embedding: await effectiveEmbedding(ref, ids) });
+    top.body.rows.forEach((row: { top: { token: number; value: number }[] }, i: number) => {
+      expect(row.top.map((t) => t.token)).toEqual(want[i].ids);
+      expect(maxAbsDiff(row.top.map((t) => t.value), want[i].values)).toBeLessThan(TOL);
+    });
+    expect400(await post(api('/api/circuits/copying'), { pastMlp0: 'yes' }), 'pastMlp0');
   });
 
   it('bad input → 400 naming the field', async () => {

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
-import { blockZeroMlpInputs, effectiveEmbedding, mlpLinearization } from '../../../hooks/circuits/index.ts';
+import { blockZeroMlpInputs, effectiveEmbedding, embeddingTokenSet, mlpLinearization } from '../../../hooks/circuits/index.ts';
 import { DEFAULT_PROCESSING, type HookedTransformerConfig } from '../../../hooks/config.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
 import { processWeights } from '../../../hooks/processing.ts';
@@ -171,5 +171,20 @@ describe('mlpLinearization', () => {
   it('rejects bad input', async () => {
     await expect(mlpLinearization(model, 2, new Tensor(new Float32Array(d), [1, d]))).rejects.toThrow(/layer 2 is not an integer in \[0, 2\)/);
     await expect(mlpLinearization(model, 0, new Tensor(new Float32Array(8), [1, 8]))).rejects.toThrow(/points must be a Tensor \[n, d_model = 16\]/);
+  });
+});
+
+describe('embeddingTokenSet', () => {
+  it("is the model's random-token pool when it has one, else n distinct sorted tokens drawn per seed (all tokens when n ≥ d_vocab)", () => {
+    expect(embeddingTokenSet({ cfg: { d_vocab: 100 }, randomTokenPool: [9, 4, 7] })).toEqual([9, 4, 7]);
+    const a = embeddingTokenSet({ cfg: { d_vocab: 100 } }, 30, 1);
+    expect(a).toHaveLength(30);
+    expect(new Set(a).size).toBe(30);
+    expect([...a].sort((x, y) => x - y)).toEqual(a);
+    expect(a.every((t) => Number.isInteger(t) && t >= 0 && t < 100)).toBe(true);
+    expect(embeddingTokenSet({ cfg: { d_vocab: 100 } }, 30, 1)).toEqual(a);
+    expect(embeddingTokenSet({ cfg: { d_vocab: 100 } }, 30, 2)).not.toEqual(a);
+    expect(embeddingTokenSet({ cfg: { d_vocab: 5 } }, 30)).toEqual([0, 1, 2, 3, 4]);
+    expect(() => embeddingTokenSet({ cfg: { d_vocab: 100 } }, 0)).toThrow(/n must be a positive integer/);
   });
 });

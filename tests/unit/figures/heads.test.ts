@@ -121,6 +121,10 @@ describe('circuits figures', () => {
     expect(t.colorbar.title.text).toBe('K-composition');
     expect(f.table.rows).toHaveLength(4);
     expect((f.layout.title as any).text).toContain('baseline 0.100 ± 0.010');
+    const past = compositionFigure({ ...r, pastMlp0: true });
+    expect((past.layout.title as any).text).toContain("layer-0 heads read past block 0's");
+    expect(past.name).toBe('composition-K-past-mlp0');
+    expect((past.data[0] as any).z).toEqual(t.z);
   });
   it('copying scores: one bar per head', () => {
     const f = copyingFigure({ layers: [0, 1], heads: [0, 1], scores: [[0.9, -0.2], [0.1, 'NaN']] });
@@ -129,6 +133,9 @@ describe('circuits figures', () => {
     expect(t.customdata).toEqual(['L0H0', 'L0H1', 'L1H0', 'L1H1']);
     expect((f.layout.xaxis as any).ticktext).toEqual(['L0H0', 'L0H1', 'L1H0', 'L1H1']);
     expect(t.marker.colorbar.title.text).toBe('copying score');
+    const past = copyingFigure({ layers: [0], heads: [0], scores: [[0.5]], pastMlp0: true, tokens: 512 });
+    expect((past.layout.title as any).text).toMatch(/past block 0's(<br>| )MLP.*512 tokens/);
+    expect(past.name).toBe('copying-scores-past-mlp0');
   });
   it('positional QK pattern masks the future', () => {
     const f = positionalFigure({ layer: 1, head: 0, nPos: 2, pattern: [[1, 0], [0.7, 0.3]], previousTokenScore: 0.7 });

@@ -10,7 +10,9 @@ import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import {
   detectHead, generateRepeatedTokens, getActPatchResidPre, headAblationSweep, ioiDataset, ioiHeadAttribution, logitDiff, logitLens, normalisedMetric,
 } from '../../../hooks/analysis/index.ts';
-import { allCompositionScores, copyingScores, topCopiedTokens } from '../../../hooks/circuits/index.ts';
+import {
+  allCompositionScores, blockZeroMlpInputs, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, topCopiedTokens,
+} from '../../../hooks/circuits/index.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
 import type { Tensor } from '../../../hooks/tensor.ts';
 import { writeTinyCheckpoint } from './tinyModel.ts';
@@ -203,6 +205,17 @@ describe('lensboard CLI', () => {
     const lines = await csvLines(join(outC, 'composition-K.csv'));
     expect(lines[0]).toBe('mode,layer_from,head_from,layer_to,head_to,score');
     expect(lines.length - 1).toBe(model.cfg.n_heads * model.cfg.n_heads); // pairs with layer_from < layer_to in 2 layers
+
+    // --past-mlp0: the same scores read past block 0's MLP (library: outputMaps / embedding over embeddingTokenSet).
+    const outM = join(dir, 'circuits-mlp0');
+    await ok(['circuits', '--model', modelDir, '--out', outM, '--modes', 'K', '--baseline-samples', '5', '--past-mlp0', '--formats', 'json', '--quiet']);
+    const past = await readJson(join(outM, 'result.json'));
+    const tokens = embeddingTokenSet(model);
+    const M0 = await mlpLinearization(model, 0, blockZeroMlpInputs(model, tokens));
+    const compPast = await allCompositionScores(model, 'K', { outputMaps: [M0] });
+    (past.composition[0].scores as number[][][][]).flat(3).forEach((v, i) => expect(Math.abs(v - compPast.data[i])).toBeLessThanOrEqual(1e-5));
+    expectGridClose(past.copying.scores, await copyingScores(model, { embedding: await effectiveEmbedding(model, tokens) }), 1e-4);
+    expect(past.copying.pastMlp0).toBe(true);
   });
 
   it('bad flags, values and config fields: a message naming what was wrong and exit code 2', async () => {

@@ -13,7 +13,10 @@
 
 // %%
 import { detectHead, generateRepeatedTokens } from '../hooks/analysis/index.ts';
-import { allCompositionScores, compositionBaseline, copyingScores, positionalPattern, previousTokenScoresFromWeights, topCopiedTokens } from '../hooks/circuits/index.ts';
+import {
+  allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization,
+  positionalPattern, previousTokenScoresFromWeights, topCopiedTokens,
+} from '../hooks/circuits/index.ts';
 import {
   compositionFigure, copyingFigure, headGridFigure, positionalFigure, rankHeads, topCopiedFigure, type CompositionData,
 } from '../hooks/figures/index.ts';
@@ -95,10 +98,7 @@ await plot(compositionFigure(kData), { height: 560 });
 // Read the column of the induction head: which earlier head does it K-compose with most? In the framework's two-layer
 // attention-only model the answer is a previous-token head, far above the random baseline. On the embedded model it is not: its layer-1
 // induction heads (found from their attention above) score at the baseline against every layer-0 head, and their copying
-// scores are negative. These scores read the heads through the raw token embeddings, while the layer-1 heads read the
-// residual stream after block 0's MLP: read through that "effective" embedding (`npx tsx training/effectiveCopying.ts`),
-// their copying scores are 0.78–0.99 and every pool token maps to itself; the model card ("From the weights") has the
-// numbers. Weight-only scores are a hypothesis to check against the activations, not a verdict.
+// scores are negative. The next section shows why, and how to read the circuit from the weights anyway.
 
 // %%
 const into = [];
@@ -110,6 +110,47 @@ if (into.length === 0) console.log(`${induction.label} is in layer 0: no earlier
 await table(['earlier head', `K-composition into ${induction.label}`, 'baseline mean + 2 std'], into.slice(0, 5).map((r) => [
   r.head, r.score, kBaseline.mean + 2 * kBaseline.std,
 ]));
+
+// %% [markdown]
+// ## Reading past block 0's MLP
+//
+// The framework's scores skip the MLPs, which suits its attention-only models. In a model with MLPs, the heads of layer 1
+// read the residual stream *after* block 0's MLP — tokens and the previous-token head's output included. In the embedded
+// model that is where the circuit runs: replacing L0H2's direct write into layer 1's keys by its mean barely changes the
+// induction loss (+0.01 nats), while doing the same to MLP0's output destroys it (+9.7; the model card has the numbers).
+// Lensboard (as an extension of TransformerLens) reads the weights past that MLP:
+//
+// - `effectiveEmbedding`: a token as a layer-1 head sees it — `W_E[t]` + mean `W_pos` (+ block 0's `b_O`), plus block 0's MLP
+//   of that, then LayerNorm. Copying scores read through it use `eff · W_OV · W_U` over a set of tokens;
+// - `mlpLinearization`: `I +` the mean Jacobian of block 0's MLP at points built from the weights (`blockZeroMlpInputs`).
+//   Passing it as `outputMaps` scores composition with each layer-0 head's output taken through that MLP, against a
+//   baseline mapped the same way.
+
+// %%
+const tokenSet = embeddingTokenSet(model); // the model's training vocabulary if it has one, else 1,024 sampled tokens
+const effective = await effectiveEmbedding(model, tokenSet);
+const copyingPast = await copyingScores(model, { embedding: effective });
+const copyingPastGrid = headGrid(copyingPast);
+await plot(copyingFigure({ layers: copyingPastGrid.layers, heads: copyingPastGrid.heads, scores: copyingPastGrid.values, pastMlp0: true, tokens: tokenSet.length }));
+console.log(`${induction.label}: copying score ${copying.get(induction.layer, induction.head).toFixed(2)} from W_E, ${copyingPast.get(induction.layer, induction.head).toFixed(2)} past block 0's MLP (layer-0 heads read W_E itself: their first score is the one that applies)`);
+
+// %%
+const M0 = await mlpLinearization(model, 0, blockZeroMlpInputs(model, tokenSet)); // [d_model, d_model]
+const kPast = await allCompositionScores(model, 'K', { outputMaps: [M0] });
+const kPastBaseline = compositionBaseline(model, 'K', { samples: 100, seed: 0, outputMap: M0 });
+const intoPast = [];
+for (let l = 0; l < induction.layer; l++) {
+  for (let h = 0; h < model.cfg.n_heads; h++) intoPast.push({ head: `L${l}H${h}`, direct: kScores.get(l, h, induction.layer, induction.head), past: kPast.get(l, h, induction.layer, induction.head) });
+}
+intoPast.sort((a, b) => b.past - a.past);
+await table(['earlier head', `K-composition into ${induction.label}`, "… with layer 0 read past block 0's MLP", 'mapped baseline mean + 2 std'], intoPast.slice(0, 5).map((r) => [
+  r.head, r.direct, r.past, kPastBaseline.mean + 2 * kPastBaseline.std,
+]));
+
+// %% [markdown]
+// Past the MLP, the induction head's strongest K-composition is with the previous-token head found from activations,
+// far above the (mapped) random baseline, and its OV circuit copies. Weight-only scores are hypotheses to check against the
+// activations; here the two agree once the weights are read along the path the activations take.
 
 // %% [markdown]
 // ## Previous-token heads from positional QK
@@ -146,6 +187,14 @@ const dec = (id: number) => model.tokenizer!.decode([id]);
 await plot(topCopiedFigure({
   layer: induction.layer, head: induction.head,
   rows: rows.map((r) => ({ token: r.token, str: dec(r.token), top: r.ids.map((id, j) => ({ token: id, str: dec(id), value: r.values[j] })) })),
+}), { height: 320 });
+
+// %%
+// The same head read past block 0's MLP: each source token through the effective embedding.
+const rowsPast = topCopiedTokens(model, induction.layer, induction.head, sources, 5, { embedding: await effectiveEmbedding(model, sources) });
+await plot(topCopiedFigure({
+  layer: induction.layer, head: induction.head, pastMlp0: true,
+  rows: rowsPast.map((r) => ({ token: r.token, str: dec(r.token), top: r.ids.map((id, j) => ({ token: id, str: dec(id), value: r.values[j] })) })),
 }), { height: 320 });
 
 // %%

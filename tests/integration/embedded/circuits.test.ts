@@ -155,7 +155,7 @@ describe('embedded model: the induction circuit from the weights', () => {
       const clean = await secondCopyLoss();
       const noDirect = await secondCopyLoss(meanOutOfKeys((i, k) => result.data[(i * H + PREV) * D + k]));
       const noMlp = await secondCopyLoss(meanOutOfKeys((i, k) => mlpOut.data[i * D + k]));
-      expect(clean).toBeLessThan(1); // measured 0.27
+      expect(clean).toBeLessThan(1); // measured 0.29
       expect(noDirect - clean).toBeLessThan(0.2); // measured +0.01
       expect(noMlp - clean).toBeGreaterThan(5); // measured +9.7
     } finally {

@@ -2,13 +2,14 @@
  * `npx tsx bench/circuits.bench.ts`: circuits from the weights on a GPT-2-small-shaped random model
  * (12 layers, 12 heads, d_model 768, d_head 64, d_vocab 50257; randomWeights(gpt2Config(), { seed: 1 })),
  * on this machine's CPU. Times all composition scores (Q, K, V; target < 10 s together), copying scores,
- * the random baseline, and the SVD of a rank-64 768×768 FactoredMatrix from its factors vs a dense SVD of
+ * the random baseline, reading past block 0's MLP (effective embedding, MLP linearisation), and the SVD of a rank-64 768×768 FactoredMatrix from its factors vs a dense SVD of
  * the same product. Prints a markdown table. `--quick` skips the dense SVD (the slow reference).
  */
 import { cpus, loadavg } from 'node:os';
 import { SingularValueDecomposition, Matrix } from 'ml-matrix';
 import {
-  FactoredMatrix, allCompositionScores, compositionBaseline, copyingScores, type CompositionMode,
+  FactoredMatrix, allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet,
+  mlpLinearization, type CompositionMode,
 } from '../hooks/circuits/index.ts';
 import { gpt2Config, randomWeights } from '../hooks/init.ts';
 import { Rng } from '../hooks/random.ts';
@@ -56,6 +57,18 @@ rows.push(['compositionBaseline (100 random pairs)', fmt(msBase), cpuNotes.at(-1
 
 const [cs, msCopy] = await time(() => copyingScores(model));
 rows.push(['copyingScores [12, 12] (incl. W_U W_E, 768×50257×768)', fmt(msCopy), cpuNotes.at(-1)!, `range ${Math.min(...cs.data).toFixed(3)} … ${Math.max(...cs.data).toFixed(3)}`]);
+
+// Reading past block 0's MLP (the weights are random, so only the times mean something; LayerNorm read as folded).
+const mlpModel = { cfg: { ...cfg, normalization_type: 'LNPre' as const }, weight: model.weight };
+const tokenSet = embeddingTokenSet(mlpModel);
+const [emb, msEmb] = await time(() => effectiveEmbedding(mlpModel, tokenSet));
+rows.push([`effectiveEmbedding (${tokenSet.length} tokens)`, fmt(msEmb), cpuNotes.at(-1)!, `[${emb.vectors.shape.join(', ')}]`]);
+const [csPast, msCopyPast] = await time(() => copyingScores(model, { embedding: emb }));
+rows.push(['copyingScores through it', fmt(msCopyPast), cpuNotes.at(-1)!, `range ${Math.min(...csPast.data).toFixed(3)} … ${Math.max(...csPast.data).toFixed(3)}`]);
+const [M0, msLin] = await time(async () => mlpLinearization(mlpModel, 0, blockZeroMlpInputs(mlpModel, tokenSet)));
+rows.push(['blockZeroMlpInputs (256) + mlpLinearization of block 0', fmt(msLin), cpuNotes.at(-1)!, `[${M0.shape.join(', ')}]`]);
+const [, msKPast] = await time(() => allCompositionScores(model, 'K', { outputMaps: [M0] }));
+rows.push(["allCompositionScores('K', {outputMaps: [M0]})", fmt(msKPast), cpuNotes.at(-1)!, 'layer-0 heads read past block 0\'s MLP']);
 
 // SVD of a rank-64 768×768 product: from the factors vs dense.
 const rng = new Rng(2);

@@ -2,13 +2,17 @@
  * `npx tsx bench/toolkit.bench.ts` (part of `npm run bench`): the toolkit on a GPT-2-small-shaped
  * random model (randomWeights(gpt2Config(), { seed: 1 })) at 20 tokens on this machine's CPU:
  *   - the 144-head zero-ablation sweep, batched (headAblationSweep) vs sequential (one forward pass
- *     per head with the same ablation as an in-graph intervention, as TransformerLens loops); target ≥ 5×;
+ *     per head with the same ablation as an in-graph intervention, as TransformerLens loops); target ≥ 5×.
+ *     The metric is the logit difference at the last position, given three ways: the library's
+ *     logitDiffMetric (which tells the sweep where it reads), a hand-written closure (full logits), and the
+ *     closure with logitPositions;
  *   - greedy generation of 100 tokens with vs without the key/value cache; target ≥ 5×.
  * The sequential sweep is timed on a subset of heads (3 per layer) and extrapolated to 144 unless
  * `--full` is given. Prints a markdown table and the ratios.
  */
 import { cpus, loadavg } from 'node:os';
 import { headAblationSweep } from '../hooks/analysis/ablation.ts';
+import { logitDiffMetric } from '../hooks/analysis/metrics.ts';
 import { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import { gpt2Config, randomWeights } from '../hooks/init.ts';
 import { ablateHeads } from '../hooks/interventions.ts';
@@ -37,6 +41,7 @@ const metric = (logits: Tensor) => {
   const at = logits.shape[1] - 1;
   return logits.get(0, at, A) - logits.get(0, at, B);
 };
+const libMetric = logitDiffMetric({ correct: A, incorrect: B }); // the same metric, declaring its position (last)
 const rows: string[][] = [];
 const ratios: string[] = [];
 
@@ -47,6 +52,8 @@ const [, tBatchedCold] = await time(() => headAblationSweep(model, tokens, metri
 const [batched, tBatched] = await time(() => headAblationSweep(model, tokens, metric));
 const [, tBatchedLastCold] = await time(() => headAblationSweep(model, tokens, metric, { logitPositions: [[POS - 1]] }));
 const [batchedLast, tBatchedLast] = await time(() => headAblationSweep(model, tokens, metric, { logitPositions: [[POS - 1]] }));
+const [, tBatchedLibCold] = await time(() => headAblationSweep(model, tokens, libMetric));
+const [batchedLib, tBatchedLib] = await time(() => headAblationSweep(model, tokens, libMetric));
 const heads = Array.from({ length: cfg.n_layers * cfg.n_heads }, (_, i) => ({ layer: Math.floor(i / cfg.n_heads), head: i % cfg.n_heads }))
   .filter((h) => full || h.head % 4 === 0); // 3 per layer unless --full
 let worst = 0;
@@ -54,15 +61,17 @@ await model.forward(tokens, { interventions: [ablateHeads(0, 0)] }); // build th
 const [, tSeqSubset] = await time(async () => {
   for (const h of heads) {
     const logits = await model.forward(tokens, { interventions: [ablateHeads(h.layer, h.head)] });
-    worst = Math.max(worst, Math.abs(metric(logits) - batched.get(h.layer, h.head)), Math.abs(metric(logits) - batchedLast.get(h.layer, h.head)));
+    const m = metric(logits);
+    worst = Math.max(worst, Math.abs(m - batched.get(h.layer, h.head)), Math.abs(m - batchedLast.get(h.layer, h.head)), Math.abs(m - batchedLib.get(h.layer, h.head)));
   }
 });
 const tSeq = (tSeqSubset / heads.length) * 144;
 const seqLabel = full ? 'sequential, 144 passes' : `sequential, ${heads.length} of 144 passes timed, extrapolated ×${(144 / heads.length).toFixed(0)}`;
-rows.push(['144-head zero-ablation sweep', 'batched (headAblationSweep defaults)', `${fmt(tBatched)} (first call ${fmt(tBatchedCold)})`]);
-rows.push(['', 'batched, logitPositions = last', `${fmt(tBatchedLast)} (first call ${fmt(tBatchedLastCold)})`]);
+rows.push(['144-head zero-ablation sweep', 'batched, logitDiffMetric (no options)', `${fmt(tBatchedLib)} (first call ${fmt(tBatchedLibCold)})`]);
+rows.push(['', 'batched, hand-written closure (full logits)', `${fmt(tBatched)} (first call ${fmt(tBatchedCold)})`]);
+rows.push(['', 'batched, closure + logitPositions = last', `${fmt(tBatchedLast)} (first call ${fmt(tBatchedLastCold)})`]);
 rows.push(['', seqLabel, fmt(tSeq)]);
-ratios.push(`ablation sweep: sequential / batched ${(tSeq / tBatched).toFixed(1)}× (target ≥ 5); with logitPositions ${(tSeq / tBatchedLast).toFixed(1)}× ` +
+ratios.push(`ablation sweep: sequential / batched with logitDiffMetric ${(tSeq / tBatchedLib).toFixed(1)}× (target ≥ 5); closure (full logits) ${(tSeq / tBatched).toFixed(1)}×; closure + logitPositions ${(tSeq / tBatchedLast).toFixed(1)}× ` +
   `(first calls, building the variants: ${(tSeq / tBatchedCold).toFixed(1)}× / ${(tSeq / tBatchedLastCold).toFixed(1)}×); ` +
   `max |metric difference| batched vs sequential over the ${heads.length} heads compared: ${worst.toExponential(1)}`);
 

@@ -15,13 +15,12 @@
 
 // %%
 import {
-  getActPatchAttnHeadOutAllPos, getActPatchResidPre, headAblationSweep, ioiCorruptedAbc, ioiDataset, ioiHeadAttribution, ioiLogitDiffs, normalisedMetric,
+  getActPatchAttnHeadOutAllPos, getActPatchResidPre, headAblationSweep, ioiCorruptedAbc, ioiDataset, ioiHeadAttribution, logitDiffMetric, normalisedMetric,
 } from '../hooks/analysis/index.ts';
 import {
   ablationSweepFigure, ioiAttributionFigure, ioiLogitDiffFigure, patchingFigure, rankHeads,
 } from '../hooks/figures/index.ts';
 import type { HookName } from '../hooks/hookPoints.ts';
-import type { Tensor } from '../hooks/tensor.ts';
 import { headGrid, ioiData, patchData } from './lib/data.ts';
 import { plot, setupPlotly, table } from './lib/display.ts';
 import { describeModel, loadNotebookModel } from './lib/model.ts';
@@ -69,14 +68,13 @@ await plot(ioiAttributionFigure(ioi));
 // `headAblationSweep` replaces one head's output at a time and re-measures the metric. Here the ablation is a
 // **mean ablation** over the corrupted "ABC" prompts (three different names, so no IOI signal): the head keeps its
 // average behaviour but loses the information about *these* names. The sweep runs batched — each row of a forward pass
-// ablates a different head — so all heads cost a few passes, not one pass each.
+// ablates a different head — so all heads cost a few passes, not one pass each. The metric is the library's
+// `logitDiffMetric` (TransformerLens's `logits_to_ave_logit_diff`): it declares the one position per prompt it reads, so
+// the sweep computes logits only there instead of at every position (about 2× faster at these lengths).
 
 // %%
 const abc = ioiCorruptedAbc(model.tokenizer!, ds, { seed: 1 });
-const meanLogitDiff = (logits: Tensor) => {
-  const d = ioiLogitDiffs(logits, ds);
-  return d.reduce((a, v) => a + v, 0) / d.length;
-};
+const meanLogitDiff = logitDiffMetric({ correct: ds.ioTokens, incorrect: ds.sTokens, positions: ds.endPos });
 const cleanValue = meanLogitDiff(await model.forward(ds.tokens));
 const ablated = await headAblationSweep(model, ds.tokens, meanLogitDiff, { kind: 'mean', reference: abc.tokens }); // [n_layers, n_heads]
 const sweepGrid = headGrid(ablated);
@@ -105,7 +103,7 @@ const corrupted = [abc.tokens[0]];
 const io = ds.ioTokens[0];
 const s = ds.sTokens[0];
 const end = ds.endPos[0];
-const logitDiff = (logits: Tensor) => logits.get(0, end, io) - logits.get(0, end, s);
+const logitDiff = logitDiffMetric({ correct: io, incorrect: s, positions: end });
 const names = Array.from({ length: model.cfg.n_layers }, (_v, l) => [`blocks.${l}.hook_resid_pre`, `blocks.${l}.attn.hook_z`] as HookName[]).flat();
 const [cleanLogits, cleanCache] = await model.runWithCache(clean, { namesFilter: names });
 const cleanLd = logitDiff(cleanLogits);

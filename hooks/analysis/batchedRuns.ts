@@ -7,6 +7,7 @@ import type { HookedTransformer } from '../HookedTransformer.ts';
 import { hookShape, listHookPoints, type Dim, type HookName, type HookPointInfo } from '../hookPoints.ts';
 import { selectionMask, type InterventionSpec, type SelectDim } from '../interventions.ts';
 import { Tensor } from '../tensor.ts';
+import { isPositionedMetric } from './metrics.ts';
 
 /** One edit of a variant: at `hook`, replace the elements `where` selects (every batch row) with `value`. */
 export interface VariantEdit {
@@ -38,7 +39,8 @@ export interface BatchOptions {
   /**
    * Compute logits only at these positions of each prompt ([batch, k]); the metric then gets logits
    * [batch, k, d_vocab]. Most metrics read one position per prompt, and the unembedding is a large
-   * share of a pass at short prompts.
+   * share of a pass at short prompts. Default: where a PositionedMetric (e.g. `logitDiffMetric`) says it
+   * reads, else everywhere.
    */
   logitPositions?: readonly (readonly number[])[];
   /**
@@ -98,6 +100,18 @@ export async function runVariants(
   const batch = tokens.length;
   if (batch === 0 || tokens[0].length === 0) throw new Error('runVariants: tokens must be a non-empty [batch, pos] list');
   const pos = tokens[0].length;
+  if (opts.logitPositions === undefined && isPositionedMetric(metric)) {
+    // The metric reads one position per prompt: compute logits there only and read them with atPositions.
+    const want = metric.positions;
+    const per = typeof want === 'number' ? new Array<number>(batch).fill(want) : [...want];
+    if (per.length !== batch) throw new Error(`runVariants: the metric reads ${per.length} positions for a batch of ${batch}; give one per prompt or a single number`);
+    const logitPositions = per.map((p, b) => {
+      const q = p < 0 ? p + pos : p;
+      if (!Number.isInteger(q) || q < 0 || q >= pos) throw new Error(`runVariants: the metric's position ${p} of prompt ${b} is out of range for ${pos} positions`);
+      return [q];
+    });
+    return runVariants(model, tokens, variants, (logits) => metric.atPositions(logits), { ...opts, logitPositions });
+  }
   const total = variants.length;
   const out = new Float32Array(total);
   if (total === 0) return out;

@@ -41,21 +41,51 @@ export function logitDiff(logits: Tensor, opts: LogitDiffOptions): number {
 }
 
 /**
- * TL's normalised patching metric: (metric(logits) - corrupted) / (clean - corrupted), so the clean
- * run scores 1 and the corrupted run 0.
+ * A metric that declares the logits it reads: one position per prompt. Batched runs (ablation sweeps, activation
+ * patching) given one compute logits only there — the unembedding is a large share of a pass at short prompts —
+ * and call `atPositions` on them; called directly, it reads full logits like any metric.
  */
+export interface PositionedMetric {
+  (logits: Tensor): number;
+  /** Per prompt (or one for all), the position read; negatives count from the end of the (padded) row. */
+  readonly positions: number | readonly number[];
+  /** The same metric of logits computed only at `positions`: [batch, 1, d_vocab]. */
+  readonly atPositions: (logits: Tensor) => number;
+}
+
+export function isPositionedMetric(m: unknown): m is PositionedMetric {
+  return typeof m === 'function' && 'positions' in m && typeof (m as { atPositions?: unknown }).atPositions === 'function';
+}
+
+function positioned(fn: (logits: Tensor) => number, positions: number | readonly number[], atPositions: (logits: Tensor) => number): PositionedMetric {
+  return Object.assign((logits: Tensor) => fn(logits), { positions, atPositions });
+}
+
+/** `logitDiff` with these options as a PositionedMetric (TL's `logits_to_ave_logit_diff`). */
+export function logitDiffMetric(opts: LogitDiffOptions): PositionedMetric {
+  const positions = opts.positions ?? -1;
+  return positioned((l) => logitDiff(l, opts), positions, (l) => logitDiff(l, { ...opts, positions: 0 }));
+}
+
+/**
+ * TL's normalised patching metric: (metric(logits) - corrupted) / (clean - corrupted), so the clean
+ * run scores 1 and the corrupted run 0. A PositionedMetric stays one.
+ */
+export function normalisedMetric(metric: PositionedMetric, clean: number, corrupted: number): PositionedMetric;
+export function normalisedMetric(metric: (logits: Tensor) => number, clean: number, corrupted: number): (logits: Tensor) => number;
 export function normalisedMetric(metric: (logits: Tensor) => number, clean: number, corrupted: number): (logits: Tensor) => number {
   const span = clean - corrupted;
   if (!Number.isFinite(span) || span === 0) {
     throw new Error(`normalisedMetric: clean (${clean}) and corrupted (${corrupted}) baselines must differ and be finite`);
   }
-  return (logits) => (metric(logits) - corrupted) / span;
+  const norm = (m: (logits: Tensor) => number) => (logits: Tensor) => (m(logits) - corrupted) / span;
+  return isPositionedMetric(metric) ? positioned(norm(metric), metric.positions, norm(metric.atPositions)) : norm(metric);
 }
 
 /**
  * The IOI metric of the patching demo: the mean logit difference (IO − S at the end position),
  * normalised so the clean run gives 1 and the corrupted run 0.
  */
-export function ioiMetric(opts: LogitDiffOptions & { clean: number; corrupted: number }): (logits: Tensor) => number {
-  return normalisedMetric((l) => logitDiff(l, opts), opts.clean, opts.corrupted);
+export function ioiMetric(opts: LogitDiffOptions & { clean: number; corrupted: number }): PositionedMetric {
+  return normalisedMetric(logitDiffMetric(opts), opts.clean, opts.corrupted);
 }

@@ -1,6 +1,7 @@
 /** Ablation sweeps: batched (each block of rows ablating a different head / neuron / position) = one JS-hook run per target (1e-5); zero, mean and resample values; progress and cancellation. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ablationSpecs, ablationValues, headAblationSweep, neuronAblationSweep, positionAblationSweep } from '../../../hooks/analysis/ablation.ts';
+import { logitDiffMetric } from '../../../hooks/analysis/metrics.ts';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
 import { referenceForward } from '../../../hooks/reference.ts';
@@ -52,6 +53,18 @@ describe('headAblationSweep', () => {
     }
     // the ablations really change the metric
     expect(batched.sub(clean).abs().max().item()).toBeGreaterThan(1e-3);
+  });
+
+  it('with logitDiffMetric (a positioned metric): the same sweep, logits computed at the last position only (1e-5)', async () => {
+    const lib = logitDiffMetric({ correct: 7, incorrect: 3 });
+    expect(lib(await model.forward(tokens))).toBeCloseTo(metric(await model.forward(tokens)), 5);
+    const seen: number[][] = [];
+    const spy = Object.assign((l: Tensor) => lib(l), { positions: lib.positions, atPositions: (l: Tensor) => { seen.push(l.shape); return lib.atPositions(l); } });
+    const fast = await headAblationSweep(model, tokens, spy);
+    const plain = await headAblationSweep(model, tokens, metric);
+    for (let i = 0; i < plain.data.length; i++) expect(Math.abs(fast.data[i] - plain.data[i])).toBeLessThanOrEqual(ATOL);
+    expect(seen).toHaveLength(8);
+    expect(seen.every((s) => s.join() === `3,1,${cfg.d_vocab}`)).toBe(true);
   });
 
   it('mean: the reference mean of z over prompts and positions; perPosition: per position (1e-5)', async () => {

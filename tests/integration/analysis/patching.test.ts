@@ -1,7 +1,7 @@
 /** Activation patching (TL's get_act_patch_*), batched: clean patches give the normalised metric 1, corrupted ones 0, and every entry equals a JS-hook patch (1e-5). */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ActivationCache } from '../../../hooks/ActivationCache.ts';
-import { logitDiff, normalisedMetric } from '../../../hooks/analysis/metrics.ts';
+import { ioiMetric, isPositionedMetric, logitDiff, logitDiffMetric, normalisedMetric } from '../../../hooks/analysis/metrics.ts';
 import {
   genericActivationPatch,
   getActPatchAttnHeadAllPosEvery,
@@ -114,5 +114,38 @@ describe('every entry = the same patch done by a JS hook (1e-5)', () => {
     const [, partial] = await model.runWithCache(clean, { namesFilter: ['blocks.0.hook_resid_pre'] });
     await expect(getActPatchResidPre(model, corrupted, partial, metric)).rejects.toThrow(/clean cache has no 'blocks.1.hook_resid_pre'/);
     await expect(getActPatchResidPre(model, tokenBatch(3, 6, 60), cleanCache, metric)).rejects.toThrow(/batch dim of 3/);
+  });
+});
+
+describe('positioned metrics (logitDiffMetric, ioiMetric): batched runs compute logits only where they read', () => {
+  it('ioiMetric = normalisedMetric(logitDiff) on full logits; patching with it = with the plain closure (1e-5), reading [batch, 1, d_vocab] logits', async () => {
+    const [cleanLogits] = await model.runWithCache(clean);
+    const corruptLogits = await model.forward(corrupted);
+    const pm = ioiMetric({ ...answers, clean: rawMetric(cleanLogits), corrupted: rawMetric(corruptLogits) });
+    expect(isPositionedMetric(pm)).toBe(true);
+    expect(isPositionedMetric(metric)).toBe(false);
+    expect(Math.abs(pm(cleanLogits) - 1)).toBeLessThan(1e-6);
+    expect(Math.abs(pm(corruptLogits))).toBeLessThan(1e-6);
+    const shapes: string[] = [];
+    const spy = Object.assign((l: Tensor) => pm(l), {
+      positions: pm.positions,
+      atPositions: (l: Tensor) => { shapes.push(l.shape.join('x')); return pm.atPositions(l); },
+    });
+    const plain = await getActPatchResidPre(model, corrupted, cleanCache, metric);
+    const fast = await getActPatchResidPre(model, corrupted, cleanCache, spy);
+    expect(fast.shape).toEqual(plain.shape);
+    for (let i = 0; i < plain.data.length; i++) expect(Math.abs(fast.data[i] - plain.data[i])).toBeLessThanOrEqual(ATOL);
+    expect(shapes.length).toBe(plain.data.length);
+    expect(new Set(shapes)).toEqual(new Set([`2x1x${cfg.d_vocab}`]));
+  });
+
+  it('logitDiffMetric reads the given positions per prompt; out-of-range positions are a clear error', async () => {
+    const logits = await model.forward(clean);
+    const m = logitDiffMetric({ ...answers, positions: [1, -2] });
+    expect(m(logits)).toBeCloseTo(logitDiff(logits, { ...answers, positions: [1, -2] }), 6);
+    const r = await getActPatchResidPre(model, corrupted, cleanCache, m);
+    const want = await getActPatchResidPre(model, corrupted, cleanCache, (l) => logitDiff(l, { ...answers, positions: [1, 4] }));
+    for (let i = 0; i < want.data.length; i++) expect(Math.abs(r.data[i] - want.data[i])).toBeLessThanOrEqual(ATOL);
+    await expect(getActPatchResidPre(model, corrupted, cleanCache, logitDiffMetric({ ...answers, positions: 6 }))).rejects.toThrow(/position 6 of prompt 0 is out of range for 6 positions/);
   });
 });

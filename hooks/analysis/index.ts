@@ -4,7 +4,7 @@ export type { SliceInput, SliceRange } from './slice.ts';
 export { withModel } from './cache.ts';
 export { runVariants, throwIfAborted } from './batchedRuns.ts';
 export type { Variant, VariantEdit, LogitsMetric, BatchOptions } from './batchedRuns.ts';
-export { logitDiff, logitDiffs, logitDiffMetric, normalisedMetric, ioiMetric, isPositionedMetric } from './metrics.ts';
+export { logitDiff, logitDiffs, logitDiffMetric, normalisedMetric, ioiMetric, isPositionedMetric, positionedMetric } from './metrics.ts';
 export type { LogitDiffOptions, PositionedMetric } from './metrics.ts';
 export { logitLens, logitLensFromCache } from './logitLens.ts';
 export type { LogitLensOptions, LogitLensResult } from './logitLens.ts';

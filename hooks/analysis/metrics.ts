@@ -57,14 +57,15 @@ export function isPositionedMetric(m: unknown): m is PositionedMetric {
   return typeof m === 'function' && 'positions' in m && typeof (m as { atPositions?: unknown }).atPositions === 'function';
 }
 
-function positioned(fn: (logits: Tensor) => number, positions: number | readonly number[], atPositions: (logits: Tensor) => number): PositionedMetric {
+/** Makes a PositionedMetric from the metric of full logits and the same metric of logits at `positions` only. */
+export function positionedMetric(fn: (logits: Tensor) => number, positions: number | readonly number[], atPositions: (logits: Tensor) => number): PositionedMetric {
   return Object.assign((logits: Tensor) => fn(logits), { positions, atPositions });
 }
 
 /** `logitDiff` with these options as a PositionedMetric (TL's `logits_to_ave_logit_diff`). */
 export function logitDiffMetric(opts: LogitDiffOptions): PositionedMetric {
   const positions = opts.positions ?? -1;
-  return positioned((l) => logitDiff(l, opts), positions, (l) => logitDiff(l, { ...opts, positions: 0 }));
+  return positionedMetric((l) => logitDiff(l, opts), positions, (l) => logitDiff(l, { ...opts, positions: 0 }));
 }
 
 /**
@@ -79,7 +80,7 @@ export function normalisedMetric(metric: (logits: Tensor) => number, clean: numb
     throw new Error(`normalisedMetric: clean (${clean}) and corrupted (${corrupted}) baselines must differ and be finite`);
   }
   const norm = (m: (logits: Tensor) => number) => (logits: Tensor) => (m(logits) - corrupted) / span;
-  return isPositionedMetric(metric) ? positioned(norm(metric), metric.positions, norm(metric.atPositions)) : norm(metric);
+  return isPositionedMetric(metric) ? positionedMetric(norm(metric), metric.positions, norm(metric.atPositions)) : norm(metric);
 }
 
 /**

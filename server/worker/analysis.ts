@@ -5,8 +5,9 @@ import { lmCrossEntropyLoss } from '../../hooks/loss.ts';
 import type { Tensor } from '../../hooks/tensor.ts';
 import {
   ablationSpecs, detectHead, directLogitAttribution, generateRepeatedTokens, getActPatchAttnHeadOutAllPos, getActPatchAttnHeadOutByPos,
-  getActPatchAttnOut, getActPatchMlpOut, getActPatchResidPre, headAblationSweep, ioiDataset, ioiHeadAttribution, logitDiff, logitLensFromCache,
-  lossByPosition, normalisedMetric, withModel, type AblationTargets, type HeadName, type LogitLensResult as LibLogitLens,
+  getActPatchAttnOut, getActPatchMlpOut, getActPatchResidPre, headAblationSweep, ioiDataset, ioiHeadAttribution, logitLensFromCache,
+  lossByPosition, logitDiffMetric, normalisedMetric, positionedMetric, withModel, type AblationTargets, type HeadName, type LogitLensResult as LibLogitLens,
+  type PositionedMetric,
 } from '../../hooks/analysis/index.ts';
 import {
   allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, positionalPattern,
@@ -87,15 +88,9 @@ function passProgress(ctx: JobContext, offset = 0, total?: number, message?: str
 }
 
 interface Metric {
-  fn: (logits: Tensor) => number; // logits [1, pos, d_vocab]
-  /** With a position: the same metric of logits computed at that position only ([1, 1, d_vocab]; batched runs' logitPositions). */
-  atOnly?: { positions: number[][]; fn: (logits: Tensor) => number };
+  /** Of logits [1, pos, d_vocab]; a metric that reads one position is a PositionedMetric, so batched runs unembed only there. */
+  fn: ((logits: Tensor) => number) | PositionedMetric;
   echo: AblateResult['metric'];
-}
-
-/** Batched-run options for a metric: logits at its position only when it reads one (the unembedding is much of a pass). */
-function metricRun(metric: Metric): { fn: (logits: Tensor) => number; logitPositions?: number[][] } {
-  return metric.atOnly ? { fn: metric.atOnly.fn, logitPositions: metric.atOnly.positions } : { fn: metric.fn };
 }
 
 /** The request's metric of a run's logits, with its resolved tokens and position. */
@@ -107,8 +102,7 @@ function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: nu
     const incorrect = tokenId(model, 'metric.incorrect', m.incorrect);
     const at = resolvePos('metric.position', m.position ?? -1, pos);
     return {
-      fn: (logits) => logitDiff(logits, { correct, incorrect, positions: at }),
-      atOnly: { positions: [[at]], fn: (logits) => logitDiff(logits, { correct, incorrect, positions: 0 }) },
+      fn: logitDiffMetric({ correct, incorrect, positions: at }),
       echo: { kind: 'logit_diff', label: `logit(${s(correct)}) − logit(${s(incorrect)}) @ pos ${at}`, tokens: [correct, incorrect], position: at },
     };
   }
@@ -126,8 +120,7 @@ function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: nu
       return Math.exp(row[token] - max) / z;
     };
     return {
-      fn: (logits) => prob(logits, at),
-      atOnly: { positions: [[at]], fn: (logits) => prob(logits, 0) },
+      fn: positionedMetric((logits) => prob(logits, at), at, (logits) => prob(logits, 0)),
       echo: { kind: 'prob', label: `P(${s(token)}) @ pos ${at}`, tokens: [token], position: at },
     };
   }
@@ -254,9 +247,8 @@ export const ablateSweep: JobHandler<AblateSweepRequest, AblateSweepResult> = as
   ctx.checkCancelled();
   const clean = metric.fn(await model.forward(tokens));
   ctx.checkCancelled();
-  const run = metricRun(metric);
-  const scores = await headAblationSweep(model, tokens, (logits) => run.fn(logits), {
-    ...source, heads, ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}), ...(run.logitPositions ? { logitPositions: run.logitPositions } : {}),
+  const scores = await headAblationSweep(model, tokens, metric.fn, {
+    ...source, heads, ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}),
     onProgress: passProgress(ctx, 0, undefined, 'heads'),
   });
   const values = layers.map((l) => range(n_heads).map((h) => scores.get(l, h)));
@@ -303,14 +295,13 @@ export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx
       `metric: the clean and corrupted runs give logit differences ${cleanValue} and ${corruptedValue}; the normalised metric needs them to differ (choose other prompts or tokens)`,
     );
   }
-  const run = metricRun(metric);
-  const normalised = normalisedMetric(run.fn, cleanValue, corruptedValue);
+  const normalised = normalisedMetric(metric.fn, cleanValue, corruptedValue);
   const results: PatchResult['results'] = [];
   let done = 0;
   for (const kind of kinds) {
     ctx.checkCancelled();
-    const t = await PATCHERS[kind].fn(model, corrupted, cache, (logits) => normalised(logits), {
-      ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}), ...(run.logitPositions ? { logitPositions: run.logitPositions } : {}),
+    const t = await PATCHERS[kind].fn(model, corrupted, cache, normalised, {
+      ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}),
       onProgress: passProgress(ctx, done, total, kind),
     });
     done += sizes[kind];

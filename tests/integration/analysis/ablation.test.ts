@@ -1,7 +1,7 @@
 /** Ablation sweeps: batched (each block of rows ablating a different head / neuron / position) = one JS-hook run per target (1e-5); zero, mean and resample values; progress and cancellation. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ablationSpecs, ablationValues, headAblationSweep, neuronAblationSweep, positionAblationSweep } from '../../../hooks/analysis/ablation.ts';
-import { logitDiffMetric } from '../../../hooks/analysis/metrics.ts';
+import { logitDiffMetric, positionedMetric } from '../../../hooks/analysis/metrics.ts';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
 import { referenceForward } from '../../../hooks/reference.ts';
@@ -65,6 +65,24 @@ describe('headAblationSweep', () => {
     for (let i = 0; i < plain.data.length; i++) expect(Math.abs(fast.data[i] - plain.data[i])).toBeLessThanOrEqual(ATOL);
     expect(seen).toHaveLength(8);
     expect(seen.every((s) => s.join() === `3,1,${cfg.d_vocab}`)).toBe(true);
+  });
+
+  it('positionedMetric at a middle position (log-softmax of token 11 at position 2) = the closure on full logits (1e-5)', async () => {
+    const logProb = (logits: Tensor, q: number) => {
+      const [b, , V] = logits.shape;
+      let s = 0;
+      for (let i = 0; i < b; i++) {
+        let z = 0;
+        for (let v = 0; v < V; v++) z += Math.exp(logits.get(i, q, v));
+        s += logits.get(i, q, 11) - Math.log(z);
+      }
+      return s / b;
+    };
+    const closure = (l: Tensor) => logProb(l, 2);
+    const m = positionedMetric(closure, 2, (l) => logProb(l, 0));
+    const fast = await headAblationSweep(model, tokens, m);
+    const plain = await headAblationSweep(model, tokens, closure);
+    for (let i = 0; i < plain.data.length; i++) expect(Math.abs(fast.data[i] - plain.data[i])).toBeLessThanOrEqual(ATOL);
   });
 
   it('mean: the reference mean of z over prompts and positions; perPosition: per position (1e-5)', async () => {

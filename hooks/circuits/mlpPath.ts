@@ -1,14 +1,15 @@
 /**
  * Reading circuits past an MLP (an extension; TransformerLens has no equivalent, see the README). The framework's
  * weight-only analyses skip the MLPs, which suits attention-only models; in a model with MLPs, block 0's MLP often
- * acts as part of the embedding, and later heads read tokens — and earlier heads' outputs — after it. Three pieces:
+ * acts as part of the embedding, and later heads read tokens — and earlier heads' outputs — after it. The pieces:
  * - `effectiveEmbedding`: tokens as a head in layer 1 sees them, W_E[t] + mean W_pos + b_O of block 0, plus block
  *   0's MLP of that, then LayerNorm (attention of block 0 left out: it mixes in other positions);
  * - `blockZeroMlpInputs`: points where block 0's MLP reads, built from the weights alone (a token, its position,
  *   and every head of block 0 moving another random token from the position before);
  * - `mlpLinearization`: I + the mean Jacobian of x ↦ MLP(LN2(x)) over such points, [d_model, d_model]: the linear
  *   map a head's output goes through on its way past its block's MLP (use it as an `outputMaps` entry of
- *   `allCompositionScores`).
+ *   `allCompositionScores`); for a deeper block, pass points from a cache (its `blocks.L.hook_resid_mid` rows);
+ * - `embeddingTokenSet`: the tokens to read over (the model's training vocabulary, or a seeded sample).
  * All need the LayerNorms folded (the default processing), so that LayerNorm is a plain normalisation.
  */
 import type { HookedTransformerConfig } from '../config.ts';

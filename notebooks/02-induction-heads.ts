@@ -108,7 +108,7 @@ await plot(attentionHeadFigure(attentionData(model, cache, one), best.layer, bes
 //
 // On the embedded model (see its model card) this is the classic two-layer circuit: a previous-token head in layer 0
 // (L0H2, score ≈ 0.96) and four induction heads in layer 1 (L1H0–L1H3, induction scores 0.75–0.81). Their keys are built from the previous-token head's output
-// (K-composition); notebook 04 and the model card show that the weight-only scores, computed from the raw token embeddings, miss it here.
+// (K-composition); notebook 04 and the model card show that the weight-only scores computed from the raw token embeddings miss it here, and find it once read past block 0's MLP.
 
 // %%
 await plot(attentionHeadFigure(attentionData(model, cache, one), topPrevious[0].layer, topPrevious[0].head, { maxTicks: 12 }), { height: 560 });

@@ -74,19 +74,16 @@ export interface CopyingOptions extends KernelOptions {
   embedding?: TokenEmbedding;
 }
 
-/** The embedding's vectors [n, d_model] and W_U's columns for its tokens [d_model, n], checked. */
-function embeddingSides(fn: string, emb: TokenEmbedding, W_U: Tensor, d: number): { E: Float32Array; Ut: Float32Array; n: number } {
+/** Checks an embedding against d_model and d_vocab; returns its vectors [n_tokens, d_model]. */
+function checkEmbedding(fn: string, emb: TokenEmbedding, d: number, d_vocab: number): Float32Array {
   const { tokens, vectors } = emb ?? ({} as TokenEmbedding);
   if (!Array.isArray(tokens) || !(vectors instanceof Tensor)) throw new Error(`${fn}: embedding must be { tokens: number[], vectors: Tensor [n_tokens, d_model] }`);
   const n = tokens.length;
   if (vectors.ndim !== 2 || vectors.shape[0] !== n || vectors.shape[1] !== d) {
     throw new Error(`${fn}: embedding.vectors must be [${n}, ${d}] (one row per token, d_model wide), got ${fmtShape(vectors.shape)}`);
   }
-  const V = W_U.shape[1];
-  checkTokens(fn, tokens, V, 1);
-  const Ut = new Float32Array(d * n);
-  for (let k = 0; k < d; k++) for (let i = 0; i < n; i++) Ut[k * n + i] = W_U.data[k * V + tokens[i]];
-  return { E: vectors.data, Ut, n };
+  checkTokens(fn, tokens, d_vocab, 1);
+  return vectors.data;
 }
 
 /**
@@ -102,7 +99,12 @@ export async function copyingScores(src: CircuitSource, opts: CopyingOptions = {
   let UE: F32; // [d_model, d_model]
   if (W_E === null) {
     if (W_U.shape[0] !== d) throw new Error(`copyingScores: W_U ${fmtShape(W_U.shape)} does not match d_model ${d}`);
-    const { E, Ut, n } = embeddingSides('copyingScores', opts.embedding!, W_U, d);
+    const V = W_U.shape[1];
+    const E = checkEmbedding('copyingScores', opts.embedding!, d, V);
+    const tokens = opts.embedding!.tokens;
+    const n = tokens.length;
+    const Ut = new Float32Array(d * n); // W_U[:, tokens]
+    for (let k = 0; k < d; k++) for (let i = 0; i < n; i++) Ut[k * n + i] = W_U.data[k * V + tokens[i]];
     UE = await ortMatmul({ data: Ut, shape: [d, n] }, { data: E, shape: [n, d] }, opts);
   } else {
     if (W_E.shape[1] !== d || W_U.shape[0] !== d) {
@@ -134,7 +136,7 @@ export function topCopiedTokens(
   let source: (t: number) => ArrayLike<number>;
   if (opts.embedding !== undefined) {
     if (W_U.shape[0] !== d_model) throw new Error(`topCopiedTokens: W_U ${fmtShape(W_U.shape)} does not match d_model ${d_model}`);
-    const { E } = embeddingSides('topCopiedTokens', opts.embedding, W_U, d_model);
+    const E = checkEmbedding('topCopiedTokens', opts.embedding, d_model, W_U.shape[1]);
     checkTokens('topCopiedTokens', tokenIds, W_U.shape[1], k);
     const row = new Map(opts.embedding.tokens.map((t, i) => [t, i]));
     for (const t of tokenIds) if (!row.has(t)) throw new Error(`topCopiedTokens: token ${t} is not one of the embedding's ${opts.embedding.tokens.length} tokens`);

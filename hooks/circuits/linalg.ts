@@ -227,3 +227,19 @@ export function choleskyPsd(x: ArrayLike<number>, off: number, n: number, relTol
   }
   return L;
 }
+
+/** LayerNorm without weights of each row of x [rows, d] (float64): the normalised rows and 1/σ per row. */
+export function normalizeRows(x: Float64Array, rows: number, d: number, eps: number): { n: Float64Array; r: Float64Array } {
+  const n = new Float64Array(rows * d);
+  const r = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let mu = 0;
+    for (let k = 0; k < d; k++) mu += x[i * d + k];
+    mu /= d;
+    let v = 0;
+    for (let k = 0; k < d; k++) v += (x[i * d + k] - mu) ** 2;
+    r[i] = 1 / Math.sqrt(v / d + eps);
+    for (let k = 0; k < d; k++) n[i * d + k] = (x[i * d + k] - mu) * r[i];
+  }
+  return { n, r };
+}

@@ -16,7 +16,7 @@ import type { HookedTransformerConfig } from '../config.ts';
 import { Rng } from '../random.ts';
 import { gelu, geluDerivative } from '../reference.ts';
 import { Tensor } from '../tensor.ts';
-import { fmtShape } from './linalg.ts';
+import { fmtShape, normalizeRows } from './linalg.ts';
 import { ortMatmul, type KernelOptions } from './ortKernels.ts';
 
 /** What these functions read: a model's config and TransformerLens-named, layer-stacked weights. */
@@ -81,22 +81,6 @@ export function embeddingTokenSet(model: { cfg: { d_vocab: number }; randomToken
   const chosen = new Set<number>();
   while (chosen.size < n) chosen.add(rng.int(0, V));
   return [...chosen].sort((a, b) => a - b);
-}
-
-/** LayerNorm without weights of each row of x [rows, d], in float64: returns the normalised rows and 1/σ per row. */
-function normalizeRows(x: Float64Array, rows: number, d: number, eps: number): { n: Float64Array; r: Float64Array } {
-  const n = new Float64Array(rows * d);
-  const r = new Float64Array(rows);
-  for (let i = 0; i < rows; i++) {
-    let mu = 0;
-    for (let k = 0; k < d; k++) mu += x[i * d + k];
-    mu /= d;
-    let v = 0;
-    for (let k = 0; k < d; k++) v += (x[i * d + k] - mu) ** 2;
-    r[i] = 1 / Math.sqrt(v / d + eps);
-    for (let k = 0; k < d; k++) n[i * d + k] = (x[i * d + k] - mu) * r[i];
-  }
-  return { n, r };
 }
 
 /** One layer's slice of a layer-stacked weight, as float32 with its per-layer shape. */

@@ -6,6 +6,7 @@
  */
 import { Tensor } from '../tensor.ts';
 import { attnWeights, getWeight, type CircuitSource } from './weights.ts';
+import { normalizeRows } from './linalg.ts';
 
 export interface PositionalOptions {
   /** How many positions (default min(n_ctx, 64)). */
@@ -35,18 +36,8 @@ function prepare(fn: string, src: CircuitSource, opts: PositionalOptions): Prepa
   if (dp !== d) throw new Error(`${fn}: W_pos has d_model ${dp}, the attention weights ${d}`);
   const n = opts.nPos ?? Math.min(n_ctx, 64);
   if (!Number.isInteger(n) || n < 2 || n > n_ctx) throw new Error(`${fn}: nPos must be an integer in [2, ${n_ctx}] (n_ctx), got ${n}`);
-  const pos = Float64Array.from(W_pos.data.subarray(0, n * d));
-  if (opts.normalize) {
-    for (let p = 0; p < n; p++) {
-      let mean = 0;
-      for (let i = 0; i < d; i++) mean += pos[p * d + i];
-      mean /= d;
-      let v = 0;
-      for (let i = 0; i < d; i++) v += (pos[p * d + i] - mean) ** 2;
-      const s = Math.sqrt(v / d + 1e-5);
-      for (let i = 0; i < d; i++) pos[p * d + i] = (pos[p * d + i] - mean) / s;
-    }
-  }
+  const raw = Float64Array.from(W_pos.data.subarray(0, n * d));
+  const pos = opts.normalize ? normalizeRows(raw, n, d, 1e-5).n : raw;
   return { pos, n, d, h, L, H, W_Q: w.W_Q!, W_K: w.W_K! };
 }
 

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: the engine on a GPT-2-small-shaped model with random weights (12 layers,
  * d_model 768, 50257 tokens, generated here), on this machine's CPU. Prints medians and the
- * ratios the engine issue targets, measured in one run:
+ * ratios the engine issue targets, measured in one run, each from its own interleaved pair of
+ * variants (see medians()):
  *   plain forward / floor ≤ 1.2, runWithCache(all hooks) / plain ≤ 1.6, reference / plain ≥ 20,
  *   peak RSS < 2 × the weights' size.
  * The floor is one plain ONNX graph of the same model with the weights embedded (prepacked)

@@ -102,9 +102,10 @@ export interface EngineOptions extends SessionConfig {
    * 'feed': weights are fed to every run from the engine's feature-major arrays (one copy shared
    * by all graph variants; instant graph building; on the CPU about 10% slower than prepacked
    * weights at 64 tokens, as fast at 1,024: README's Benchmarks). 'embed': each variant gets
-   * its own prepacked copy (more memory, slower to build a new variant). 'auto': 'feed' on the CPU; on a GPU, for models up to autoEmbedLimitBytes, one
-   * main variant with prepacked weights serves every plain and loss run (fed weights would be
-   * copied to the device at every run), and hooked and cached runs are fed.
+   * its own prepacked copy (more memory, slower to build a new variant). 'auto': 'feed' on the
+   * CPU; on a GPU, for models up to autoEmbedLimitBytes, one main variant with prepacked weights
+   * serves every plain and loss run (fed weights would be copied to the device at every run),
+   * and hooked and cached runs are fed.
    */
   weightMode: WeightMode;
   /** TransformerLens's optional hook points this model has (attn_in, q/k/v_input, mlp_in). */

@@ -1,6 +1,7 @@
 /** The activations of one run, by hook name, with TransformerLens's residual-stream decomposition methods (ActivationCache). */
 import { applySlice, sliceIndices, type SliceInput } from './analysis/slice.ts';
 import type { HookedTransformerConfig } from './config.ts';
+import { lensboardMatrixDims, transposeInto, type FeatureMajorMatrix } from './engine/featureMajor.ts';
 import { getActName, type HookName } from './hookPoints.ts';
 import { Tensor } from './tensor.ts';
 import type { TransformerWeights } from './weights.ts';
@@ -14,6 +15,20 @@ export interface CacheModel {
   readonly rawWeights: TransformerWeights;
   /** For string tokens in `logitAttrs`. */
   toSingleToken?(token: string): number;
+  /** A matrix transposed to [out, in] without a copy (HookedTransformer.transposedWeight); else transposedMatrix transposes rawWeights'. */
+  transposedWeight?(name: FeatureMajorMatrix, layer?: number): Float32Array;
+}
+
+/**
+ * A matrix transposed to [out, in] (W_U → W_Uᵀ [d_vocab, d_model], W_O of `layer` → [d_model, n_heads·d_head],
+ * W_out → [d_model, d_mlp], …): the model's own array when it stores it so, else a transposed copy of rawWeights'.
+ */
+export function transposedMatrix(model: CacheModel, name: FeatureMajorMatrix, layer?: number): Float32Array {
+  if (model.transposedWeight) return model.transposedWeight(name, layer);
+  const w = model.rawWeights;
+  const src = name === 'W_U' ? w.W_U : w.blocks[layer!][name];
+  const [rows, cols] = lensboardMatrixDims(model.cfg, name);
+  return transposeInto(src, rows, cols, new Float32Array(src.length));
 }
 
 /** A token spec for logitAttrs: one token (id or single-token string), one per batch row (or per position), or [batch, pos]. */
@@ -521,7 +536,6 @@ export function accumulatedBias(model: CacheModel, layer: number, mlpInput = fal
 /** TL tokens_to_residual_directions: W_U[:, token] for each token; shape [...tokens shape, d_model]. */
 export function tokensToResidualDirections(model: CacheModel, tokens: TokenSpec): Tensor {
   const { d_model, d_vocab } = model.cfg;
-  const W_U = model.rawWeights.W_U; // [d_model, d_vocab]
   const id = (t: number | string): number => {
     if (typeof t === 'string') {
       if (!model.toSingleToken) throw new Error(`tokensToResidualDirections: string token '${t}' needs a model with a tokenizer; pass token ids`);
@@ -546,10 +560,9 @@ export function tokensToResidualDirections(model: CacheModel, tokens: TokenSpec)
     (tokens as readonly number[]).forEach((t) => flat.push(id(t)));
     shape = [flat.length];
   }
+  const W_Ut = transposedMatrix(model, 'W_U'); // [d_vocab, d_model]: row t = W_U[:, t]
   const out = new Float32Array(flat.length * d_model);
-  flat.forEach((t, i) => {
-    for (let d = 0; d < d_model; d++) out[i * d_model + d] = W_U[d * d_vocab + t];
-  });
+  flat.forEach((t, i) => out.set(W_Ut.subarray(t * d_model, (t + 1) * d_model), i * d_model));
   return new Tensor(out, [...shape, d_model]);
 }
 

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ActivationCache } from './ActivationCache.ts';
+import { ActivationCache, tokensToResidualDirections, type TokenSpec } from './ActivationCache.ts';
 import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type ProcessingFlags } from './config.ts';
 import { Engine, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
 import { generate, type GenerateOptions, type GenerateOutput, type GenerateReturnType } from './generate.ts';
@@ -17,7 +17,7 @@ import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
 import { processWeights } from './processing.ts';
 import { stackedWeight } from './stackedWeights.ts';
-import { adoptWeights, lensboardView, type FeatureMajorWeights } from './engine/featureMajor.ts';
+import { adoptWeights, FEATURE_MAJOR, lensboardView, type FeatureMajorMatrix, type FeatureMajorWeights } from './engine/featureMajor.ts';
 import { allCompositionScores, OV, QK, type CompositionMode, type CompositionOptions, type FactoredMatrix } from './circuits/index.ts';
 import { Tensor } from './tensor.ts';
 import { Gpt2Tokenizer, type PaddingSide } from './tokenizer.ts';
@@ -522,6 +522,32 @@ export class HookedTransformer {
   get b_out(): Tensor { return this.weight('b_out'); }
   get W_U(): Tensor { return this.weight('W_U'); }
   get b_U(): Tensor { return this.weight('b_U'); }
+
+  /**
+   * One matrix transposed, [out, in], as the model itself stores it: no copy, so reading rows of it is
+   * cheap where `rawWeights` would first transpose the whole matrix (do not mutate it). W_U gives
+   * W_Uᵀ [d_vocab, d_model] (row t is token t's unembedding direction); with `layer`, W_Q/W_K/W_V give
+   * [n_heads·d_head, d_model], W_O [d_model, n_heads·d_head], W_in [d_mlp, d_model], W_out [d_model, d_mlp].
+   */
+  transposedWeight(name: FeatureMajorMatrix, layer?: number): Float32Array {
+    if (!FEATURE_MAJOR.has(name)) throw new Error(`transposedWeight: '${String(name)}' is not one of ${[...FEATURE_MAJOR].join(', ')}`);
+    if (name === 'W_U') {
+      if (layer !== undefined) throw new Error('transposedWeight: W_U has no layer');
+      return this.weights.arrays.get('W_U')!;
+    }
+    if (layer === undefined || !Number.isInteger(layer) || layer < 0 || layer >= this.cfg.n_layers) {
+      throw new Error(`transposedWeight: ${name} needs a layer, an integer in 0…${this.cfg.n_layers - 1}; got ${String(layer)}`);
+    }
+    return this.weights.arrays.get(`blocks.${layer}.${name}`)!;
+  }
+
+  /**
+   * TransformerLens's tokens_to_residual_directions: W_U[:, t] for each token t (an id, a single-token
+   * string, a list or [batch, pos] of ids): [...tokens' shape, d_model].
+   */
+  tokensToResidualDirections(tokens: TokenSpec): Tensor {
+    return tokensToResidualDirections(this, tokens);
+  }
 
   /** Every head's QK circuit W_Q W_Kᵀ, factored: [n_layers, n_heads, d_model, d_model]. */
   get QK(): FactoredMatrix {

@@ -5,7 +5,7 @@
  * batch, pos, d_model] stack. On a model with folded LayerNorm (the default processing) the parts sum
  * to the logit difference minus the b_U difference (given as `unembedBias`).
  */
-import type { ActivationCache, CacheModel } from '../ActivationCache.ts';
+import { transposedMatrix, type ActivationCache, type CacheModel } from '../ActivationCache.ts';
 import { withModel } from './cache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
 import type { HookName } from '../hookPoints.ts';
@@ -73,7 +73,10 @@ export function dlaFromCache(cache: ActivationCache, correct: number | readonly 
   if (!model) throw new Error('dlaFromCache: the cache has no model; use a cache from model.runWithCache');
   if (!cache.hasBatchDim) throw new Error('dlaFromCache: the cache must keep its batch dim');
   const { n_layers, n_heads, d_head, d_model, d_mlp, d_vocab } = model.cfg;
-  const w = model.rawWeights;
+  const H = n_heads * d_head;
+  // The matrices are read transposed, [out, in], as the model stores them (no copy of W_U, W_O, W_out).
+  const W_Ut = transposedMatrix(model, 'W_U'); // [d_vocab, d_model]
+  const b_U = model.rawWeights.b_U; // [d_vocab]
   const embed = cache.get('hook_embed');
   const [batch, pos] = embed.shape;
   if (positions.length !== batch) throw new Error(`dlaFromCache: ${positions.length} positions for ${batch} prompts`);
@@ -85,7 +88,7 @@ export function dlaFromCache(cache: ActivationCache, correct: number | readonly 
     const d = new Float64Array(d_model);
     let mean = 0;
     for (let i = 0; i < d_model; i++) {
-      d[i] = w.W_U[i * d_vocab + c] - w.W_U[i * d_vocab + bad[b]];
+      d[i] = W_Ut[c * d_model + i] - W_Ut[bad[b] * d_model + i];
       mean += d[i];
     }
     mean /= d_model;
@@ -111,31 +114,36 @@ export function dlaFromCache(cache: ActivationCache, correct: number | readonly 
   const neurons = new Float32Array(batch * n_layers * d_mlp);
   const layerLabels = ['embed', 'pos_embed'];
   const layerVals: number[][] = Array.from({ length: batch }, (_, b) => [project(embed, b), project(cache.get('hook_pos_embed'), b)]);
-  const proj = new Float64Array(Math.max(n_heads * d_head, d_mlp));
+  const proj = new Float64Array(H); // W_O · dir, [head·d_head]
+  const projMlp = new Float64Array(d_mlp); // W_out · dir, [d_mlp]
+  /** out[j] = Σ_i Wt[i, j] · dir[i] for Wt [d_model, n] (a transposed [n, d_model] matrix), row by row. */
+  const projectRows = (Wt: Float32Array, n: number, dir: Float64Array, out: Float64Array): void => {
+    out.fill(0);
+    for (let i = 0; i < d_model; i++) {
+      const di = dir[i];
+      const row = i * n;
+      for (let j = 0; j < n; j++) out[j] += Wt[row + j] * di;
+    }
+  };
   for (let l = 0; l < n_layers; l++) {
     layerLabels.push(`${l}_attn_out`, `${l}_mlp_out`);
     const z = cache.get(`blocks.${l}.attn.hook_z`); // [batch, pos, head, d_head]
     const post = cache.get(`blocks.${l}.mlp.hook_post`); // [batch, pos, d_mlp]
-    const W_O = w.blocks[l].W_O; // [head·d_head, d_model]
-    const W_out = w.blocks[l].W_out; // [d_mlp, d_model]
+    const W_Ot = transposedMatrix(model, 'W_O', l); // [d_model, head·d_head]
+    const W_outT = transposedMatrix(model, 'W_out', l); // [d_model, d_mlp]
     for (let b = 0; b < batch; b++) {
       const p = at(b);
       const s = scale.data[b * pos + p];
-      for (let j = 0; j < n_heads * d_head; j++) {
-        let acc = 0;
-        for (let i = 0; i < d_model; i++) acc += W_O[j * d_model + i] * dirs[b][i];
-        proj[j] = acc;
-      }
+      projectRows(W_Ot, H, dirs[b], proj);
       for (let h = 0; h < n_heads; h++) {
         let acc = 0;
         const zo = ((b * pos + p) * n_heads + h) * d_head;
         for (let e = 0; e < d_head; e++) acc += z.data[zo + e] * proj[h * d_head + e];
         heads[(b * n_layers + l) * n_heads + h] = acc / s;
       }
+      projectRows(W_outT, d_mlp, dirs[b], projMlp);
       for (let n = 0; n < d_mlp; n++) {
-        let acc = 0;
-        for (let i = 0; i < d_model; i++) acc += W_out[n * d_model + i] * dirs[b][i];
-        neurons[(b * n_layers + l) * d_mlp + n] = (post.data[(b * pos + p) * d_mlp + n] * acc) / s;
+        neurons[(b * n_layers + l) * d_mlp + n] = (post.data[(b * pos + p) * d_mlp + n] * projMlp[n]) / s;
       }
       layerVals[b].push(project(cache.get(`blocks.${l}.hook_attn_out`), b), project(cache.get(`blocks.${l}.hook_mlp_out`), b));
     }
@@ -149,7 +157,7 @@ export function dlaFromCache(cache: ActivationCache, correct: number | readonly 
     let sumHeads = 0;
     for (let i = 0; i < n_layers * n_heads; i++) sumHeads += heads[b * n_layers * n_heads + i];
     headRemainder[b] = total[b] - sumHeads;
-    unembedBias[b] = w.b_U[good[b]] - w.b_U[bad[b]];
+    unembedBias[b] = b_U[good[b]] - b_U[bad[b]];
     total[b] += unembedBias[b];
   }
   const headsT = new Tensor(heads, [batch, n_layers, n_heads]);

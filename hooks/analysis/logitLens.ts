@@ -7,7 +7,8 @@ import { withModel } from './cache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
 import type { HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
-import { ortMatmul } from '../circuits/ortKernels.ts';
+import { ortUnembedTopK } from '../circuits/ortKernels.ts';
+import { transposedMatrix } from '../ActivationCache.ts';
 import { sliceIndices, type SliceInput } from './slice.ts';
 
 export interface LogitLensOptions {
@@ -71,18 +72,26 @@ export async function logitLensFromCache(cache: ActivationCache, tokens: number[
   const batch = tokens.length;
   const P = positions.length;
   const rows = stack.reshape([L * batch * P, d_model]);
-  // The unembedding [rows, d_model] @ [d_model, d_vocab] runs on onnxruntime's float32 matmul (GPT-2's is ~10 GFLOP).
-  const product = await ortMatmul({ data: rows.data, shape: rows.shape }, { data: model.rawWeights.W_U, shape: [d_model, d_vocab] }, { threads: opts.threads });
-  const logits = new Tensor(product.data, product.shape).addInPlace(new Tensor(model.rawWeights.b_U, [d_vocab])); // [rows, d_vocab]
-  const logProbs = logits.logSoftmax(-1);
-  const top = logProbs.topk(k, -1);
+  const R = L * batch * P;
+  // The unembedding [rows, d_model] · W_U (~10 GFLOP for GPT-2), its log-sum-exp and top k run on onnxruntime,
+  // reading W_U transposed as the model stores it (no copy).
+  const kk = Math.max(k, 1); // onnxruntime's TopK takes k ≥ 1
+  const head = await ortUnembedTopK(rows, transposedMatrix(model, 'W_U'), model.rawWeights.b_U, kk, { threads: opts.threads });
+  const topTokens = new Float32Array(R * k);
+  const topProbs = new Float32Array(R * k);
+  for (let r = 0; r < R; r++) {
+    for (let j = 0; j < k; j++) {
+      topTokens[r * k + j] = Number(head.topIds[r * kk + j]);
+      topProbs[r * k + j] = Math.exp(head.topLogits[r * kk + j] - head.lse[r]);
+    }
+  }
   const shape4 = [L, batch, P, k];
   const result: LogitLensResult = {
     labels,
     tokens,
     positions,
-    topTokens: top.indices.reshape(shape4),
-    topProbs: top.values.exp().reshape(shape4),
+    topTokens: new Tensor(topTokens, shape4),
+    topProbs: new Tensor(topProbs, shape4),
   };
   if (opts.target !== undefined) {
     const targets = targetTokens(opts.target, tokens, positions, model.cfg.d_vocab, (s) => {
@@ -100,11 +109,11 @@ export async function logitLensFromCache(cache: ActivationCache, tokens: number[
         continue;
       }
       const o = r * d_vocab;
-      const v = logits.data[o + t];
+      const v = head.logits[o + t];
       let above = 0;
-      for (let j = 0; j < d_vocab; j++) if (logits.data[o + j] > v) above++;
+      for (let j = 0; j < d_vocab; j++) if (head.logits[o + j] > v) above++;
       rank[r] = above;
-      prob[r] = Math.exp(logProbs.data[o + t]);
+      prob[r] = Math.exp(v - head.lse[r]);
       logit[r] = v;
     }
     result.target = { tokens: targets, rank: new Tensor(rank, [L, batch, P]), prob: new Tensor(prob, [L, batch, P]), logit: new Tensor(logit, [L, batch, P]) };

@@ -1,7 +1,8 @@
 /**
- * The few big float32 products the whole-model circuit analyses need (all head pairs, W_U W_E), run on
- * onnxruntime's CPU matmul — about 15× faster than float64 JavaScript loops here, which keeps
- * all composition scores of a GPT-2-small-shaped model to seconds. Sessions are built once per thread count.
+ * The few big float32 products the whole-model analyses need (all head pairs, W_U W_E, the logit lens's
+ * unembedding), run on onnxruntime's CPU kernels — about 15× faster than float64 JavaScript loops here,
+ * which keeps all composition scores of a GPT-2-small-shaped model to seconds. Sessions are built once
+ * per thread count.
  */
 import { GraphBuilder } from '../onnx/builder.ts';
 import { encodeModel } from '../onnx/proto.ts';
@@ -94,4 +95,58 @@ export async function ortBlockNormsSq(
   const res = out.S.data as Float32Array;
   if (res.length !== prod([N, M])) throw new Error('internal: block norms output has the wrong size');
   return res;
+}
+
+/**
+ * The unembedding of `rows` [R, d_model] with its log-sum-exp and top k: logits = rows · W_U + b_U, with W_U
+ * given transposed, W_Ut [d_vocab, d_model], as the model stores it (no copy). Returns logits [R, d_vocab],
+ * lse [R] (log Σ exp over the vocabulary) and the top k logits and their ids [R, k], largest first, ties to
+ * the lower id (onnxruntime's TopK, as Tensor.topk).
+ */
+export async function ortUnembedTopK(
+  rows: F32, W_Ut: Float32Array, b_U: Float32Array, k: number, opts: KernelOptions = {},
+): Promise<{ logits: Float32Array; lse: Float32Array; topLogits: Float32Array; topIds: BigInt64Array }> {
+  const [R, d] = rows.shape;
+  const V = b_U.length;
+  if (rows.shape.length !== 2 || W_Ut.length !== V * d) {
+    throw new Error(`unembedding: rows ${fmtShape(rows.shape)}, W_Uᵀ of ${W_Ut.length} values and b_U [${V}] do not match`);
+  }
+  if (!Number.isInteger(k) || k < 1 || k > V) throw new Error(`unembedding: k must be an integer in 1…${V}; got ${k}`);
+  const s = await session('unembedTopK', opts.threads ?? 0, unembedTopKModel);
+  const out = await runSession(s, {
+    x: new ort.Tensor('float32', rows.data, [R, d]),
+    Wt: new ort.Tensor('float32', W_Ut, [V, d]),
+    b: new ort.Tensor('float32', b_U, [V]),
+    k: new ort.Tensor('int64', BigInt64Array.of(BigInt(k)), [1]),
+  });
+  return {
+    logits: out.logits.data as Float32Array,
+    lse: out.lse.data as Float32Array,
+    topLogits: out.topLogits.data as Float32Array,
+    topIds: out.topIds.data as BigInt64Array,
+  };
+}
+
+/** x [R, d], Wt [V, d], b [V], k [1] → logits [R, V], lse [R], topLogits / topIds [R, k]. */
+function unembedTopKModel(): Uint8Array {
+  const g = new GraphBuilder();
+  const x = g.input('x', 'float32', ['R', 'd']);
+  const Wt = g.input('Wt', 'float32', ['V', 'd']);
+  const b = g.input('b', 'float32', ['V']);
+  const k = g.input('k', 'int64', [1]);
+  const logits = g.add(g.matmul(x, g.transpose(Wt, [1, 0])), b, 'logits'); // [R, V]
+  g.op('ReduceLogSumExp', [logits, g.i64([-1])], { keepdims: { i: 0 } }, 'lse'); // [R]
+  g.opMulti('TopK', [logits, k], ['topLogits', 'topIds'], { axis: { i: -1 }, largest: { i: 1 }, sorted: { i: 1 } });
+  return encodeModel({
+    nodes: g.nodes,
+    inputs: [...g.inputs.values()],
+    outputs: [
+      { name: 'logits', elemType: 'float32', dims: ['R', 'V'] },
+      { name: 'lse', elemType: 'float32', dims: ['R'] },
+      { name: 'topLogits', elemType: 'float32', dims: ['R', 'k'] },
+      { name: 'topIds', elemType: 'int64', dims: ['R', 'k'] },
+    ],
+    initializers: [...g.constants].map(([name, t]) => ({ name, ...t })),
+    name: 'unembed_topk',
+  });
 }

@@ -11,6 +11,9 @@ import type { BlockWeights, LayerNormWeights, TransformerWeights } from '../weig
 /** The matrices stored feature-major: x W is computed as Gemm(x, Wᵀ, transB). */
 export const FEATURE_MAJOR: ReadonlySet<string> = new Set(['W_Q', 'W_K', 'W_V', 'W_O', 'W_in', 'W_out', 'W_U']);
 
+/** A matrix the engine stores feature-major ([out, in]). */
+export type FeatureMajorMatrix = 'W_Q' | 'W_K' | 'W_V' | 'W_O' | 'W_in' | 'W_out' | 'W_U';
+
 type MatrixKey = 'W_Q' | 'W_K' | 'W_V' | 'W_O' | 'W_in' | 'W_out';
 const BLOCK_MATRICES: readonly MatrixKey[] = ['W_Q', 'W_K', 'W_V', 'W_O', 'W_in', 'W_out'];
 const BLOCK_VECTORS = ['b_Q', 'b_K', 'b_V', 'b_O', 'b_in', 'b_out'] as const;

@@ -6,12 +6,15 @@
  *     The metric is the logit difference at the last position, given three ways: the library's
  *     logitDiffMetric (which tells the sweep where it reads), a hand-written closure (full logits), and the
  *     closure with logitPositions;
- *   - greedy generation of 100 tokens with vs without the key/value cache; target ≥ 5×.
+ *   - greedy generation of 100 tokens with vs without the key/value cache; target ≥ 5×;
+ *   - the logit lens and direct logit attribution of the prompt, against a plain forward pass.
  * The sequential sweep is timed on a subset of heads (3 per layer) and extrapolated to 144 unless
  * `--full` is given. Prints a markdown table and the ratios.
  */
 import { cpus, loadavg } from 'node:os';
 import { headAblationSweep } from '../hooks/analysis/ablation.ts';
+import { directLogitAttribution } from '../hooks/analysis/directLogitAttribution.ts';
+import { logitLens } from '../hooks/analysis/logitLens.ts';
 import { logitDiffMetric } from '../hooks/analysis/metrics.ts';
 import { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import { gpt2Config, randomWeights } from '../hooks/init.ts';
@@ -88,6 +91,26 @@ rows.push([`greedy generation, ${POS} + ${NEW_TOKENS} tokens`, 'with the KV cach
 rows.push(['', 'without (forward on the whole sequence per step)', fmt(tNoKv)]);
 ratios.push(`generation: without / with the KV cache ${(tNoKv / tKv).toFixed(1)}× (target ≥ 5); same tokens: ${same}; ` +
   `first call (builds the decoding session, 2 tokens): ${fmt(tBuild)}`);
+
+// ---- logit lens and direct logit attribution -------------------------------------------------------
+// Each runs the model with a cache, then reads W_U (and W_O, W_out) transposed as the model stores them.
+// Medians of 3, interleaved with a plain forward pass of the same tokens.
+const lensT: Record<string, number[]> = { forward: [], logitLens: [], dla: [] };
+for (let i = 0; i < 4; i++) {
+  const [, tf] = await time(() => model.forward(tokens));
+  const [, tl] = await time(() => logitLens(model, tokens, { topK: 5, target: 'next' }));
+  const [, td] = await time(() => directLogitAttribution(model, tokens, { correct: A, incorrect: B }));
+  if (i === 0) continue; // the first round builds the cached variants
+  lensT.forward.push(tf);
+  lensT.logitLens.push(tl);
+  lensT.dla.push(td);
+}
+const mid3 = (a: number[]) => [...a].sort((x, y) => x - y)[1];
+const [tFwd, tLens, tDla] = [mid3(lensT.forward), mid3(lensT.logitLens), mid3(lensT.dla)];
+rows.push([`analyses of one prompt, ${POS} tokens`, 'forward (for scale)', fmt(tFwd)]);
+rows.push(['', 'logitLens (13 residual streams × 20 positions, top 5 + next-token target)', fmt(tLens)]);
+rows.push(['', 'directLogitAttribution (heads, neurons, layers)', fmt(tDla)]);
+ratios.push(`analyses: logitLens / forward ${(tLens / tFwd).toFixed(1)}×; directLogitAttribution / forward ${(tDla / tFwd).toFixed(1)}×`);
 
 console.log();
 console.log('| task | run | time |');

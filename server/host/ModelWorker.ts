@@ -30,9 +30,15 @@ export interface JobSummary {
   progress: JobProgress | null;
 }
 
+/** How many ended jobs a worker remembers for cancel requests that arrive after the end. */
+export const RECENT_JOBS = 1024;
+
 export interface CancelOutcome {
   id: string;
-  /** cancelled: stopped (or removed from the queue); finished: it completed before it could be stopped. */
+  /**
+   * cancelled: stopped (or removed from the queue); finished: it completed before it could be stopped.
+   * A job that had already ended answers how it ended, with `how` null and stoppedInMs 0.
+   */
   outcome: 'cancelled' | 'finished';
   /** How the running job stopped: it saw the flag ('flag'), its worker was terminated ('terminated'), or it never started ('dequeued'). */
   how: 'flag' | 'terminated' | 'dequeued' | null;
@@ -106,6 +112,8 @@ export class ModelWorker {
   private readonly flag: Int32Array;
   private readonly queue: Job[] = [];
   private running: Job | null = null;
+  /** How the last RECENT_JOBS jobs ended, by id, so that cancelling one that just ended is not an error. */
+  private readonly ended = new Map<string, CancelOutcome['outcome']>();
   private seq = 0;
   private restarting: Promise<void> | null = null;
   private closed = false;
@@ -194,11 +202,15 @@ export class ModelWorker {
     const qi = this.queue.findIndex((j) => j.id === id);
     if (qi >= 0) {
       const [job] = this.queue.splice(qi, 1);
+      this.remember(id, 'cancelled');
       job.reject(new CancelledError(id));
       return Promise.resolve({ id, outcome: 'cancelled', how: 'dequeued', stoppedInMs: Date.now() - start });
     }
     const job = this.running;
-    if (!job || job.id !== id) return null;
+    if (!job || job.id !== id) {
+      const ended = this.ended.get(id);
+      return ended ? Promise.resolve({ id, outcome: ended, how: null, stoppedInMs: 0 }) : null;
+    }
     if (job.cancel) {
       const prev = job.cancel.done;
       return new Promise((res) => {
@@ -245,9 +257,15 @@ export class ModelWorker {
     this.worker.postMessage({ type: 'job', seq: job.seq, kind: job.kind, payload: job.payload } satisfies ToWorker);
   }
 
+  private remember(id: string, outcome: CancelOutcome['outcome']): void {
+    this.ended.set(id, outcome);
+    if (this.ended.size > RECENT_JOBS) this.ended.delete(this.ended.keys().next().value!);
+  }
+
   private finish(job: Job, outcome: 'result' | 'error' | 'cancelled', value: unknown, how: CancelOutcome['how'] = 'flag'): void {
     if (this.running !== job) return;
     this.running = null;
+    this.remember(job.id, outcome === 'cancelled' ? 'cancelled' : 'finished');
     if (job.cancel) {
       clearTimeout(job.cancel.timer);
       job.cancel.done({

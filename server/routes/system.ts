@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { Table } from '../csv.ts';
 import { notFound } from '../errors.ts';
-import type { CancelOutcome, JobSummary } from '../host/ModelWorker.ts';
+import { RECENT_JOBS, type CancelOutcome, type JobSummary } from '../host/ModelWorker.ts';
 import { defineRoute, type RouteDef } from '../routeTable.ts';
 
 const startedAt = Date.now();
@@ -60,11 +60,12 @@ export function systemRoutes(): RouteDef[] {
     }),
     defineRoute({
       method: 'delete', path: '/api/jobs/:id', formats: ['json', 'csv'], response: CancelResponse,
-      summary: 'Cancel a job; answers once it has stopped (a running job stops within cancelGraceMs, by default 1 s)',
+      summary: 'Cancel a job; answers once it has stopped (a running job stops within cancelGraceMs, by default 1 s). ' +
+        `A job that has already ended (one of the last ${RECENT_JOBS} of its model) answers how it ended (outcome finished or cancelled, how null); an unknown id is a 404`,
       handler: async (ctx) => {
         const id = String(ctx.req.params.id);
         const pending = ctx.host.cancel(id);
-        if (!pending) throw notFound(`no running or queued job ${JSON.stringify(id)}; see GET /api/jobs`);
+        if (!pending) throw notFound(`no running, queued or recently ended job ${JSON.stringify(id)}; see GET /api/jobs`);
         const outcome: CancelOutcome = await pending;
         ctx.send(outcome, (o) => ({ columns: Object.keys(o), rows: [Object.values(o)] }));
       },

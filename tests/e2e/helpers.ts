@@ -115,7 +115,7 @@ export async function openBrowser(): Promise<Browser> {
   context.on('request', (r) => requests.push(r.url()));
   const watch = (page: Page) => {
     page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
+      if (m.type() === 'error') errors.push(m.location().url ? `${m.text()} (${m.location().url})` : m.text());
     });
     page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   };

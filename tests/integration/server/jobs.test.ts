@@ -149,6 +149,8 @@ describe('long jobs', () => {
     }
     const dq = await (await fetch(api(`/api/jobs/${queuedId}`), { method: 'DELETE' })).json();
     expect(dq).toMatchObject({ id: queuedId, outcome: 'cancelled', how: 'dequeued' });
+    const again = await (await fetch(api(`/api/jobs/${queuedId}`), { method: 'DELETE' })).json();
+    expect(again).toEqual({ id: queuedId, outcome: 'cancelled', how: null, stoppedInMs: 0 });
     const behindAnswer = await behind;
     expect(behindAnswer.status).toBe(409);
     expect((await behindAnswer.json()).error).toBe(`job ${queuedId} was cancelled`);
@@ -169,7 +171,20 @@ describe('long jobs', () => {
   it('DELETE of an unknown job → 404 JSON', async () => {
     const r = await fetch(api('/api/jobs/nope'), { method: 'DELETE' });
     expect(r.status).toBe(404);
-    expect((await r.json()).error).toContain('no running or queued job "nope"');
+    expect((await r.json()).error).toContain('no running, queued or recently ended job "nope"');
+  });
+
+  it('DELETE of a job that has already ended answers how it ended (a cancel racing the result is not an error)', async () => {
+    const res = await fetch(api('/api/forward'), {
+      method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ prompt: [50256, 7, 8], topK: 1 }),
+    });
+    const text = await res.text(); // the whole stream: the job has ended
+    expect(text).toContain('event: result');
+    const id = JSON.parse(/event: job\ndata: (.*)\n/.exec(text)![1]).id as string;
+    const r = await fetch(api(`/api/jobs/${id}`), { method: 'DELETE' });
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ id, outcome: 'finished', how: null, stoppedInMs: 0 });
   });
 });
 

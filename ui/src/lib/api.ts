@@ -129,6 +129,7 @@ export function startJob<T>(path: string, body: unknown, onProgress?: (p: JobPro
   const abort = new AbortController();
   let id: string | null = null;
   let cancelled = false;
+  let settled = false; // the stream delivered its last event: nothing is left to cancel on the server
   const result = (async (): Promise<T> => {
     let res: Response;
     try {
@@ -154,6 +155,7 @@ export function startJob<T>(path: string, body: unknown, onProgress?: (p: JobPro
           const e = data as { status: number; error: string };
           box.out = { ok: false, error: new ApiError(e.status, e.error) };
         } else if (event === 'cancelled') box.out = { ok: false, error: new CancelledError() };
+        if (box.out !== null) settled = true;
       });
     } catch (e) {
       if (cancelled) throw new CancelledError();
@@ -171,11 +173,11 @@ export function startJob<T>(path: string, body: unknown, onProgress?: (p: JobPro
     },
     async cancel() {
       cancelled = true;
-      if (id !== null) {
+      if (id !== null && !settled) {
         try {
-          await call('DELETE', `/api/jobs/${encodeURIComponent(id)}`);
+          await call('DELETE', `/api/jobs/${encodeURIComponent(id)}`); // a job that ended meanwhile answers 'finished'
         } catch {
-          // the job may have finished in between; the abort below ends the stream either way
+          // the abort below ends the stream either way
         }
       }
       abort.abort();

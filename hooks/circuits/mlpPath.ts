@@ -90,11 +90,11 @@ function layerSlice(model: MlpSource, name: string, layer: number): { data: Floa
   return { data: w.data.subarray(layer * per, (layer + 1) * per), shape: w.shape.slice(1) };
 }
 
-/** Block `layer`'s MLP pre-activations LN(x) W_in + b_in [rows, d_mlp] for normalised rows n [rows, d_model]. */
-async function mlpPre(model: MlpSource, layer: number, n: Float64Array, rows: number, opts: KernelOptions): Promise<Float32Array> {
-  const { d_model: d, d_mlp: m } = model.cfg;
-  const W_in = layerSlice(model, 'W_in', layer); // [d_model, d_mlp]
-  const b_in = layerSlice(model, 'b_in', layer).data; // [d_mlp]
+/** An MLP's pre-activations LN(x) W_in + b_in [rows, d_mlp] for normalised rows n [rows, d_model]. */
+async function mlpPre(
+  W_in: { data: Float32Array; shape: number[] }, b_in: Float32Array, n: Float64Array, rows: number, opts: KernelOptions,
+): Promise<Float32Array> {
+  const [d, m] = W_in.shape; // [d_model, d_mlp]
   const pre = (await ortMatmul({ data: Float32Array.from(n), shape: [rows, d] }, W_in, opts)).data;
   for (let i = 0; i < rows; i++) for (let j = 0; j < m; j++) pre[i * m + j] += b_in[j];
   return pre;
@@ -123,7 +123,7 @@ export async function effectiveEmbedding(model: MlpSource, tokens: readonly numb
   const N = tokens.length;
   const x = new Float64Array(N * d); // [n_tokens, d_model]
   tokens.forEach((t, i) => { for (let k = 0; k < d; k++) x[i * d + k] = W_E[t * d + k] + shift[k]; });
-  const pre = await mlpPre(model, 0, normalizeRows(x, N, d, eps).n, N, opts); // [n_tokens, d_mlp]
+  const pre = await mlpPre(layerSlice(model, 'W_in', 0), layerSlice(model, 'b_in', 0).data, normalizeRows(x, N, d, eps).n, N, opts); // [n_tokens, d_mlp]
   for (let i = 0; i < pre.length; i++) pre[i] = gelu(pre[i], act_fn);
   const out = (await ortMatmul({ data: pre, shape: [N, m] }, layerSlice(model, 'W_out', 0), opts)).data; // [n_tokens, d_model]
   const b_out = layerSlice(model, 'b_out', 0).data;
@@ -189,10 +189,12 @@ export async function mlpLinearization(model: MlpSource, layer: number, points: 
   }
   const N = points.shape[0];
   const { n, r } = normalizeRows(Float64Array.from(points.data), N, d, eps);
-  const pre = await mlpPre(model, layer, n, N, opts); // [N, d_mlp]
+  const W_in = layerSlice(model, 'W_in', layer); // [d_model, d_mlp]
+  const b_in = layerSlice(model, 'b_in', layer).data; // [d_mlp]
+  const W_out = layerSlice(model, 'W_out', layer); // [d_mlp, d_model]
+  const pre = await mlpPre(W_in, b_in, n, N, opts); // [N, d_mlp]
   const g = new Float32Array(N * m); // act′(pre) ⊙ (n W_in) for the second term; the weights Σ r g for the first
   const rg = new Float64Array(m);
-  const b_in = layerSlice(model, 'b_in', layer).data;
   for (let i = 0; i < N; i++) {
     for (let j = 0; j < m; j++) {
       const gd = geluDerivative(pre[i * m + j], act_fn);
@@ -200,8 +202,6 @@ export async function mlpLinearization(model: MlpSource, layer: number, points: 
       g[i * m + j] = gd * (pre[i * m + j] - b_in[j]);
     }
   }
-  const W_in = layerSlice(model, 'W_in', layer); // [d_model, d_mlp]
-  const W_out = layerSlice(model, 'W_out', layer); // [d_mlp, d_model]
   // First term: (I − 𝟙𝟙ᵀ/d) W_in diag(mean r g) W_out.
   const scaled = new Float32Array(d * m);
   for (let a = 0; a < d; a++) for (let j = 0; j < m; j++) scaled[a * m + j] = W_in.data[a * m + j] * rg[j];

@@ -11,7 +11,7 @@ import {
 } from '../../hooks/analysis/index.ts';
 import {
   allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, positionalPattern,
-  previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens,
+  previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens, type TokenEmbedding,
 } from '../../hooks/circuits/index.ts';
 import type {
   AblateRequest, AblateResult, AblateSweepRequest, AblateSweepResult, AblationMetricSpec, CompositionRequest, CompositionResult, CopyingRequest,
@@ -417,13 +417,31 @@ function checkPastMlp0(model: HookedTransformer): void {
   }
 }
 
+/**
+ * Per model, what pastMlp0 reads through — block 0's MLP linearisation and the effective embedding over the
+ * model's token set. Both depend on the weights alone, so each is computed once (seconds on GPT-2 small), not
+ * for every composition mode or copying request.
+ */
+const blockZeroMaps = new WeakMap<HookedTransformer, Promise<Tensor>>();
+const tokenSetEmbeddings = new WeakMap<HookedTransformer, Promise<TokenEmbedding>>();
+
+function perModel<T>(cache: WeakMap<HookedTransformer, Promise<T>>, model: HookedTransformer, make: () => Promise<T>): Promise<T> {
+  let p = cache.get(model);
+  if (!p) {
+    p = make();
+    cache.set(model, p);
+    p.catch(() => cache.delete(model)); // a failure is not remembered
+  }
+  return p;
+}
+
 export const composition: JobHandler<CompositionRequest, CompositionResult> = async (model, p, ctx) => {
   const { n_layers, n_heads } = model.cfg;
   ctx.checkCancelled();
-  let map0;
+  let map0: Tensor | undefined;
   if (p.pastMlp0) {
     checkPastMlp0(model);
-    map0 = await mlpLinearization(model, 0, blockZeroMlpInputs(model, embeddingTokenSet(model)));
+    map0 = await perModel(blockZeroMaps, model, () => mlpLinearization(model, 0, blockZeroMlpInputs(model, embeddingTokenSet(model))));
     ctx.checkCancelled();
   }
   const scores = await allCompositionScores(model, p.mode, { outputMaps: map0 ? [map0] : undefined });
@@ -441,10 +459,10 @@ export const composition: JobHandler<CompositionRequest, CompositionResult> = as
 
 export const copying: JobHandler<CopyingRequest, CopyingResult> = async (model, p, ctx) => {
   ctx.checkCancelled();
-  let embedding;
+  let embedding: TokenEmbedding | undefined;
   if (p.pastMlp0) {
     checkPastMlp0(model);
-    embedding = await effectiveEmbedding(model, embeddingTokenSet(model));
+    embedding = await perModel(tokenSetEmbeddings, model, () => effectiveEmbedding(model, embeddingTokenSet(model)));
     ctx.checkCancelled();
   }
   const scores = await copyingScores(model, { embedding });

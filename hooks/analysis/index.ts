@@ -7,7 +7,7 @@ export type { Variant, VariantEdit, LogitsMetric, BatchOptions } from './batched
 export { logitDiff, logitDiffs, logitDiffMetric, normalisedMetric, ioiMetric, isPositionedMetric, positionedMetric } from './metrics.ts';
 export type { LogitDiffOptions, PositionedMetric } from './metrics.ts';
 export { logitLens, logitLensFromCache } from './logitLens.ts';
-export type { LogitLensOptions, LogitLensResult } from './logitLens.ts';
+export type { LogitLensOptions, LogitLensResult, LogitLensTarget, LogitLensTargetResult } from './logitLens.ts';
 export { directLogitAttribution, dlaFromCache } from './directLogitAttribution.ts';
 export type { DlaOptions, DlaResult } from './directLogitAttribution.ts';
 export {

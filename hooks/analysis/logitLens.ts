@@ -24,11 +24,24 @@ export interface LogitLensOptions {
    * Target tokens to track: 'next' (the token that follows each position; -1 at the last), one id or
    * single-token string for all positions, one per prompt, or [batch, positions] ids.
    */
-  target?: 'next' | number | string | readonly number[] | readonly (readonly number[])[];
+  target?: LogitLensTarget;
+  /** Several targets tracked from the same unembedding (one pass for all): `targets` in the result, in this order. */
+  targets?: readonly LogitLensTarget[];
   prependBos?: boolean;
   attentionMask?: readonly (readonly number[])[];
   /** onnxruntime threads for the unembedding matmul (0 = one per physical core). */
   threads?: number;
+}
+
+/** A tracked target: see LogitLensOptions.target. */
+export type LogitLensTarget = 'next' | number | string | readonly number[] | readonly (readonly number[])[];
+
+/** A tracked target's ids [batch, positions] (-1 = none) and [layer, batch, positions] rank (0 = top), probability and logit. */
+export interface LogitLensTargetResult {
+  tokens: number[][];
+  rank: Tensor;
+  prob: Tensor;
+  logit: Tensor;
 }
 
 export interface LogitLensResult {
@@ -40,8 +53,10 @@ export interface LogitLensResult {
   /** [layer, batch, positions, k] token ids and probabilities. */
   topTokens: Tensor;
   topProbs: Tensor;
-  /** With a target: ids [batch, positions] (-1 = none) and [layer, batch, positions] rank (0 = top), probability and logit. */
-  target?: { tokens: number[][]; rank: Tensor; prob: Tensor; logit: Tensor };
+  /** With `target`: that target's ranks, probabilities and logits. */
+  target?: LogitLensTargetResult;
+  /** With `targets`: one result per target, in order. */
+  targets?: LogitLensTargetResult[];
 }
 
 /** Runs the model on `input` and reads the logit lens off its cache. */
@@ -93,15 +108,16 @@ export async function logitLensFromCache(cache: ActivationCache, tokens: number[
     topTokens: new Tensor(topTokens, shape4),
     topProbs: new Tensor(topProbs, shape4),
   };
-  if (opts.target !== undefined) {
-    const targets = targetTokens(opts.target, tokens, positions, model.cfg.d_vocab, (s) => {
+  /** Rank, probability and logit of one target spec's tokens, read off the same unembedding. */
+  const track = (spec: LogitLensTarget): LogitLensTargetResult => {
+    const targets = targetTokens(spec, tokens, positions, model.cfg.d_vocab, (s) => {
       if (!model.toSingleToken) throw new Error(`logitLens: target '${s}' needs a model with a tokenizer; pass a token id`);
       return model.toSingleToken(s);
     });
-    const rank = new Float32Array(L * batch * P);
-    const prob = new Float32Array(L * batch * P);
-    const logit = new Float32Array(L * batch * P);
-    for (let r = 0; r < L * batch * P; r++) {
+    const rank = new Float32Array(R);
+    const prob = new Float32Array(R);
+    const logit = new Float32Array(R);
+    for (let r = 0; r < R; r++) {
       const b = Math.floor(r / P) % batch;
       const t = targets[b][r % P];
       if (t < 0) {
@@ -116,13 +132,15 @@ export async function logitLensFromCache(cache: ActivationCache, tokens: number[
       prob[r] = Math.exp(v - head.lse[r]);
       logit[r] = v;
     }
-    result.target = { tokens: targets, rank: new Tensor(rank, [L, batch, P]), prob: new Tensor(prob, [L, batch, P]), logit: new Tensor(logit, [L, batch, P]) };
-  }
+    return { tokens: targets, rank: new Tensor(rank, [L, batch, P]), prob: new Tensor(prob, [L, batch, P]), logit: new Tensor(logit, [L, batch, P]) };
+  };
+  if (opts.target !== undefined) result.target = track(opts.target);
+  if (opts.targets !== undefined) result.targets = opts.targets.map(track);
   return result;
 }
 
 function targetTokens(
-  target: NonNullable<LogitLensOptions['target']>,
+  target: LogitLensTarget,
   tokens: number[][],
   positions: number[],
   dVocab: number,

@@ -162,21 +162,14 @@ export const logitLens: JobHandler<LogitLensRequest, LogitLensResult> = async (m
   ctx.checkCancelled();
   const [, raw] = await model.runWithCache(tokens, { namesFilter: names, returnType: 'none' });
   const cache = withModel(raw, model);
-  const steps = Math.max(1, targets.length);
-  const opts = { inclMid: p.inclMid, applyLn: p.applyLn };
-  let first: LibLogitLens | null = null;
-  const tracked: LogitLensResult['targets'] = [];
-  for (let i = 0; i < steps; i++) {
-    ctx.checkCancelled();
-    const r = await logitLensFromCache(cache, tokens, { ...opts, topK: i === 0 ? k : 1, ...(targets.length ? { target: targets[i] } : {}) });
-    first ??= r;
-    if (r.target) {
-      const plane = (t: Tensor) => grid(t.reshape([t.shape[0], t.shape[2]])); // [label, 1, pos] → [label][pos]
-      tracked.push({ token: targets[i], str: strOf(model, targets[i]), prob: plane(r.target.prob), rank: plane(r.target.rank), logit: plane(r.target.logit) });
-    }
-    ctx.progress(i + 1, steps, 'targets');
-  }
-  const lens = first!;
+  ctx.checkCancelled();
+  // One unembedding for the top tokens and every target.
+  const lens: LibLogitLens = await logitLensFromCache(cache, tokens, { inclMid: p.inclMid, applyLn: p.applyLn, topK: k, targets });
+  const plane = (t: Tensor) => grid(t.reshape([t.shape[0], t.shape[2]])); // [label, 1, pos] → [label][pos]
+  const tracked: LogitLensResult['targets'] = (lens.targets ?? []).map((r, i) => (
+    { token: targets[i], str: strOf(model, targets[i]), prob: plane(r.prob), rank: plane(r.rank), logit: plane(r.logit) }
+  ));
+  ctx.progress(1, 1, 'logit lens');
   const nL = lens.labels.length;
   const top: LogitLensResult['top'] = [];
   for (let l = 0; l < nL; l++) {

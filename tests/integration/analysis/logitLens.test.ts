@@ -84,6 +84,19 @@ describe('logitLens', () => {
     expect(Math.log(res.target!.prob.get(2, 0, 1))).toBeCloseTo(-(loss as Tensor).get(0, 1), 4);
   });
 
+  it('several targets from one pass equal each target tracked alone (exactly)', async () => {
+    const specs = ['next', 7, [[3, 7, 11, 0, 1], [0, 59, 30, 2, 4]]] as const;
+    const together = await logitLens(model, tokens, { topK: 2, targets: specs });
+    expect(together.targets).toHaveLength(3);
+    for (let i = 0; i < specs.length; i++) {
+      const alone = (await logitLens(model, tokens, { topK: 2, target: specs[i] })).target!;
+      const t = together.targets![i];
+      expect(t.tokens).toEqual(alone.tokens);
+      for (const key of ['rank', 'prob', 'logit'] as const) expect(Array.from(t[key].data), `${i} ${key}`).toEqual(Array.from(alone[key].data));
+    }
+    expect(together.target).toBeUndefined();
+  });
+
   it('rejects bad targets and topK', async () => {
     await expect(logitLens(model, tokens, { target: [1, 2, 3] })).rejects.toThrow(/got 3 targets for 2 prompts/);
     await expect(logitLens(model, tokens, { topK: 61 })).rejects.toThrow(/topK must be an integer in 0…60/);

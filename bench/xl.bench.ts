@@ -19,17 +19,12 @@ import { join } from 'node:path';
 import { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import { gpt2Config, randomWeights } from '../hooks/init.ts';
 import { referenceForward } from '../hooks/reference.ts';
+import { peakRssMiB } from './peakRss.ts';
 import { writeHfCheckpoint } from '../tests/helpers/checkpoints.ts';
 
 const cfg = gpt2Config({ model_name: 'gpt2-xl-random', n_layers: 48, d_model: 1600, n_heads: 25 });
 const TOKENS = [50256, 464, 2068, 7586, 21831, 18045];
 const TOLERANCE = 1e-3;
-
-/** The process's peak RSS in MiB (VmHWM: this address space only). */
-function peakMiB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return Number(m![1]) / 1024;
-}
 
 /** Log-softmax over the last axis of logits [rows, d_vocab], in float64. */
 function logSoftmax(logits: Float32Array, rows: number, V: number): Float64Array {
@@ -58,14 +53,14 @@ async function write(dir: string): Promise<void> {
   writeFileSync(join(dir, 'reference-logprobs.f64'), logSoftmax(ref.logits.data, TOKENS.length, V));
   await writeHfCheckpoint(dir, cfg, w, { dtype: 'F32', prefix: false, buffers: true, lmHead: false });
   const tWrite = performance.now();
-  console.log(JSON.stringify({ generateS: (tGen - t0) / 1000, referenceS: (tRef - tGen) / 1000, writeS: (tWrite - tRef) / 1000, peakMiB: peakMiB() }));
+  console.log(JSON.stringify({ generateS: (tGen - t0) / 1000, referenceS: (tRef - tGen) / 1000, writeS: (tWrite - tRef) / 1000, peakMiB: peakRssMiB() }));
 }
 
 async function load(dir: string): Promise<void> {
   const t0 = performance.now();
   const model = await HookedTransformer.fromPretrained(dir, { device: 'cpu' });
   const loadS = (performance.now() - t0) / 1000;
-  const loadedMiB = peakMiB();
+  const loadedMiB = peakRssMiB();
   const logits = (await model.forward([TOKENS])) as { data: Float32Array };
   const ours = logSoftmax(logits.data, TOKENS.length, cfg.d_vocab);
   const ref = new Float64Array(readFileSync(join(dir, 'reference-logprobs.f64')).buffer.slice(0));
@@ -76,13 +71,13 @@ async function load(dir: string): Promise<void> {
   const t1 = performance.now();
   await model.forward(tokens64);
   const forwardMs = performance.now() - t1;
-  const forwardPeakMiB = peakMiB();
+  const forwardPeakMiB = peakRssMiB();
   const t2 = performance.now();
   const [, cache] = await model.runWithCache(tokens64, { namesFilter: (n: string) => n.endsWith('hook_resid_post') });
   const cacheMs = performance.now() - t2;
   const cacheEntries = cache.keys().length;
   await model.dispose();
-  console.log(JSON.stringify({ loadS, loadedMiB, maxLogprobDiff: maxDiff, forwardMs, forwardPeakMiB, cacheMs, cacheEntries, peakMiB: peakMiB() }));
+  console.log(JSON.stringify({ loadS, loadedMiB, maxLogprobDiff: maxDiff, forwardMs, forwardPeakMiB, cacheMs, cacheEntries, peakMiB: peakRssMiB() }));
 }
 
 function child(mode: 'write' | 'load', dir: string): Record<string, number> {

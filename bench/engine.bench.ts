@@ -12,6 +12,7 @@
  * outrank processes of other sessions (`setsid` + /proc/self/autogroup does).
  */
 import { HookedTransformer } from '../hooks/HookedTransformer.ts';
+import { blockHook } from '../hooks/hookPoints.ts';
 import { gpt2Config, randomWeights } from '../hooks/init.ts';
 import { referenceForward } from '../hooks/reference.ts';
 import { Rng } from '../hooks/random.ts';
@@ -82,7 +83,7 @@ for (const [batch, pos] of shapes) {
   const pair = (name: string, fn: () => Promise<unknown>) => medians({ plain: () => model.forward(tokens), [name]: fn }, runs);
   const vsFloor = await medians({ floor: () => floor.forward(tokens), plain: () => model.forward(tokens) }, runs);
   const vsCache = await pair('cache', () => model.runWithCache(tokens));
-  const vsHook = await pair('hook', () => model.runWithHooks(tokens, { fwdHooks: [[`blocks.${mid}.attn.hook_pattern`, (a) => a.mul(1)]] }));
+  const vsHook = await pair('hook', () => model.runWithHooks(tokens, { fwdHooks: [[blockHook(mid, 'attn.hook_pattern'), (a) => a.mul(1)]] }));
   const vsEmbed = await pair('embed', () => embedModel.forward(tokens));
   const [tFloor, tPlain] = [vsFloor.floor, vsFloor.plain];
   let tRef = NaN;

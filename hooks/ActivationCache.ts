@@ -2,7 +2,7 @@
 import { applySlice, sliceIndices, type SliceInput } from './analysis/slice.ts';
 import type { HookedTransformerConfig } from './config.ts';
 import { lensboardMatrixDims, transposeInto, type FeatureMajorMatrix } from './engine/featureMajor.ts';
-import { getActName, type HookName } from './hookPoints.ts';
+import { blockHook, getActName, layerNormHooks, type HookName } from './hookPoints.ts';
 import { Tensor } from './tensor.ts';
 import type { TransformerWeights } from './weights.ts';
 
@@ -196,7 +196,7 @@ export class ActivationCache {
 
   /** The shape a component has after the pos slice (from hook_embed, or resid_pre 0). */
   private componentShape(posSlice: SliceInput): number[] {
-    const ref = this.has('hook_embed') ? this.get('hook_embed') : this.get('blocks.0.hook_resid_pre');
+    const ref = this.has('hook_embed') ? this.get('hook_embed') : this.get(blockHook(0, 'hook_resid_pre'));
     return applySlice(ref, posSlice, -2, 'posSlice').shape;
   }
 
@@ -213,14 +213,14 @@ export class ActivationCache {
     const labels: string[] = [];
     for (let l = 0; l <= layer; l++) {
       if (l === cfg.n_layers) {
-        parts.push(this.get(`blocks.${cfg.n_layers - 1}.hook_resid_post`));
+        parts.push(this.get(blockHook(cfg.n_layers - 1, 'hook_resid_post')));
         labels.push('final_post');
         continue;
       }
-      parts.push(this.get(`blocks.${l}.hook_resid_pre`));
+      parts.push(this.get(blockHook(l, 'hook_resid_pre')));
       labels.push(`${l}_pre`);
       if ((opts.inclMid && l < layer) || (opts.mlpInput && l === layer)) {
-        parts.push(this.get(`blocks.${l}.hook_resid_mid`));
+        parts.push(this.get(blockHook(l, 'hook_resid_mid')));
         labels.push(`${l}_mid`);
       }
     }
@@ -257,16 +257,16 @@ export class ActivationCache {
     }
     for (let l = 0; l < layer; l++) {
       if (inclAttn) {
-        parts.push(this.get(`blocks.${l}.hook_attn_out`));
+        parts.push(this.get(blockHook(l, 'hook_attn_out')));
         labels.push(`${l}_attn_out`);
       }
       if (inclMlp) {
-        parts.push(this.get(`blocks.${l}.hook_mlp_out`));
+        parts.push(this.get(blockHook(l, 'hook_mlp_out')));
         labels.push(`${l}_mlp_out`);
       }
     }
     if (opts.mlpInput && inclAttn) {
-      parts.push(this.get(`blocks.${layer}.hook_attn_out`));
+      parts.push(this.get(blockHook(layer, 'hook_attn_out')));
       labels.push(`${layer}_attn_out`);
     }
     let stack = parts.length
@@ -284,18 +284,17 @@ export class ActivationCache {
     const model = this.requireModel('computeHeadResults');
     const { n_layers } = model.cfg;
     const missing: number[] = [];
-    for (let l = 0; l < n_layers; l++) if (!this.store.has(`blocks.${l}.attn.hook_result`)) missing.push(l);
+    for (let l = 0; l < n_layers; l++) if (!this.store.has(blockHook(l, 'attn.hook_result'))) missing.push(l);
     if (missing.length === 0) return;
-    const computed = new Map<HookName, Tensor>();
-    for (const l of missing) computed.set(`blocks.${l}.attn.hook_result`, headResults(model, l, this.get(`blocks.${l}.attn.hook_z`)));
+    const computed = new Map<HookName, Tensor>(); // each layer's hook_z -> its hook_result
+    for (const l of missing) computed.set(blockHook(l, 'attn.hook_z'), headResults(model, l, this.get(blockHook(l, 'attn.hook_z'))));
     // Re-insert in forward order (each result right after its layer's hook_z).
     const entries = [...this.store.entries()];
     this.store.clear();
     for (const [k, v] of entries) {
       this.store.set(k, v);
-      const m = /^blocks\.(\d+)\.attn\.hook_z$/.exec(k);
-      const name = m ? (`blocks.${m[1]}.attn.hook_result` as HookName) : null;
-      if (name && computed.has(name)) this.store.set(name, computed.get(name)!);
+      const l = missing.find((m) => blockHook(m, 'attn.hook_z') === k);
+      if (l !== undefined) this.store.set(blockHook(l, 'attn.hook_result'), computed.get(k)!);
     }
   }
 
@@ -311,8 +310,8 @@ export class ActivationCache {
     const parts: Tensor[] = [];
     const labels: string[] = [];
     for (let l = 0; l < layer; l++) {
-      const name = `blocks.${l}.attn.hook_result` as HookName;
-      const result = this.store.get(name) ?? headResults(model, l, this.get(`blocks.${l}.attn.hook_z`)); // [batch, pos, head, d_model]
+      const name = blockHook(l, 'attn.hook_result');
+      const result = this.store.get(name) ?? headResults(model, l, this.get(blockHook(l, 'attn.hook_z'))); // [batch, pos, head, d_model]
       const sliced = applySlice(result, opts.posSlice, -3, 'posSlice');
       for (let h = 0; h < n_heads; h++) {
         parts.push(sliced.index(-2, h));
@@ -331,9 +330,9 @@ export class ActivationCache {
 
   /** The residual stream entering `layer` (resid_post of layer - 1, or resid_mid of layer with mlpInput). */
   private residBefore(layer: number, mlpInput: boolean, cfg: HookedTransformerConfig): Tensor {
-    if (mlpInput) return this.get(`blocks.${layer}.hook_resid_mid`);
-    if (layer === 0) return this.get('blocks.0.hook_resid_pre');
-    return this.get(`blocks.${Math.min(layer, cfg.n_layers) - 1}.hook_resid_post`);
+    if (mlpInput) return this.get(blockHook(layer, 'hook_resid_mid'));
+    if (layer === 0) return this.get(blockHook(0, 'hook_resid_pre'));
+    return this.get(blockHook(Math.min(layer, cfg.n_layers) - 1, 'hook_resid_post'));
   }
 
   /** TL stack_activation: the activation `name` of every layer before `layer` (-1/null = all), stacked [layer, ...]. */
@@ -353,7 +352,7 @@ export class ActivationCache {
     const { n_layers, d_mlp, d_model } = model.cfg;
     if (!Number.isInteger(layer) || layer < 0 || layer >= n_layers) throw new Error(`ActivationCache.getNeuronResults: layer ${layer} is out of range; allowed 0…${n_layers - 1}`);
     const neurons = sliceIndices(typeof neuronSlice === 'number' ? [neuronSlice] : neuronSlice, d_mlp, 'neuronSlice');
-    const post = applySlice(this.get(`blocks.${layer}.mlp.hook_post`), posSlice, -2, 'posSlice'); // [...rest, d_mlp]
+    const post = applySlice(this.get(blockHook(layer, 'mlp.hook_post')), posSlice, -2, 'posSlice'); // [...rest, d_mlp]
     const rows = post.size / d_mlp;
     const W_out = model.rawWeights.blocks[layer].W_out; // [d_mlp, d_model]
     const out = new Float32Array(rows * neurons.length * d_model);
@@ -384,7 +383,7 @@ export class ActivationCache {
     const out = new Float32Array(layer * neurons.length * rows * d_model); // [component, ...rest, d_model]
     let c = 0;
     for (let l = 0; l < layer; l++) {
-      const post = applySlice(this.get(`blocks.${l}.mlp.hook_post`), opts.posSlice, -2, 'posSlice'); // [...rest, d_mlp]
+      const post = applySlice(this.get(blockHook(l, 'mlp.hook_post')), opts.posSlice, -2, 'posSlice'); // [...rest, d_mlp]
       const W_out = model.rawWeights.blocks[l].W_out; // [d_mlp, d_model]
       for (const n of neurons) {
         const base = c * rows * d_model;
@@ -427,7 +426,7 @@ export class ActivationCache {
     if (hasBatchDim && opts.batchSlice !== undefined && opts.batchSlice !== null) s = applySlice(s, opts.batchSlice, 1, 'batchSlice');
     if (opts.recomputeLn && layer === cfg.n_layers) return layerNormRows(s, cfg.eps, model.rawWeights.ln_final);
     const centred = s.sub(s.mean(-1, { keepdim: true }));
-    const key: HookName = layer === cfg.n_layers ? 'ln_final.hook_scale' : `blocks.${layer}.ln${opts.mlpInput ? 2 : 1}.hook_scale`;
+    const key = layerNormHooks(layer === cfg.n_layers ? null : layer, opts.mlpInput ? 'ln2' : 'ln1').scale;
     if (!this.store.has(key)) throw new Error(`ActivationCache.applyLnToStack: needs the cached LayerNorm scale '${key}'; cache it (namesFilter) to apply the LayerNorm`);
     let scale = applySlice(this.get(key), opts.posSlice, -2, 'posSlice'); // [batch, pos, 1]
     if (hasBatchDim && this.hasBatchDim && opts.batchSlice !== undefined && opts.batchSlice !== null) scale = applySlice(scale, opts.batchSlice, 0, 'batchSlice');

@@ -11,7 +11,7 @@ import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type P
 import { Engine, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
 import { generate, type GenerateOptions, type GenerateOutput, type GenerateReturnType } from './generate.ts';
 import { resolveDevice, type Device, type ResolvedDevice } from './engine/runtime.ts';
-import { listHookPoints, type HookName, type HookPointInfo } from './hookPoints.ts';
+import { blockHook, hookPointMap, type HookName, type HookPointInfo } from './hookPoints.ts';
 import { materializeInterventions, type InterventionSpec } from './interventions.ts';
 import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
@@ -170,7 +170,7 @@ export class HookedTransformer {
       weightMode: options.weightMode ?? 'auto',
       optionalHooks,
     });
-    this.hookInfo = new Map(listHookPoints(cfg, optionalHooks).map((h) => [h.name, h]));
+    this.hookInfo = hookPointMap(cfg, optionalHooks);
   }
 
   /**
@@ -449,7 +449,7 @@ export class HookedTransformer {
     if (layer === undefined) return null;
     const n = this.cfg.n_layers;
     if (!Number.isInteger(layer) || layer < 0 || layer > n) throw new Error(`${what} must be an integer in 0…${n}; got ${layer}`);
-    return layer < n ? (`blocks.${layer}.hook_resid_pre` as HookName) : (`blocks.${n - 1}.hook_resid_post` as HookName);
+    return layer < n ? blockHook(layer, 'hook_resid_pre') : blockHook(n - 1, 'hook_resid_post');
   }
 
   /** The forward pass: logits [batch, pos, d_vocab] by default, or the loss, or both. */
@@ -483,7 +483,7 @@ export class HookedTransformer {
 
   private selectNames(filter: NamesFilter | undefined): Set<HookName> {
     const all = [...this.hookInfo.keys()];
-    if (filter === undefined) return new Set(all.filter((n) => !n.endsWith('attn.hook_result')));
+    if (filter === undefined) return new Set([...this.hookInfo.values()].filter((h) => h.suffix !== 'attn.hook_result').map((h) => h.name));
     if (typeof filter === 'function') return new Set(all.filter(filter));
     const list = typeof filter === 'string' ? [filter] : [...filter];
     for (const n of list) {

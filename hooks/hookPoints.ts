@@ -1,57 +1,15 @@
 /**
- * The names and shapes of every hook point, exactly as TransformerLens names them for GPT-2,
- * listed in the order the forward pass reaches them (which is also the order of the cache).
+ * The one list of hook points: every TransformerLens hook point of GPT-2, with its shape, in the
+ * order the forward pass reaches them (which is also the order of the cache). Names, shapes and
+ * layers everywhere else (the graph builder, the engine, the reference, the cache, the toolkit)
+ * come from here: `blockHook(3, 'attn.hook_pattern')` makes `blocks.3.attn.hook_pattern`, typed.
  */
 import type { HookedTransformerConfig } from './config.ts';
-
-type BlockHookSuffix =
-  | 'hook_resid_pre'
-  | 'ln1.hook_scale'
-  | 'ln1.hook_normalized'
-  | 'attn.hook_q'
-  | 'attn.hook_k'
-  | 'attn.hook_v'
-  | 'attn.hook_attn_scores'
-  | 'attn.hook_pattern'
-  | 'attn.hook_z'
-  | 'attn.hook_result'
-  | 'hook_attn_out'
-  | 'hook_resid_mid'
-  | 'ln2.hook_scale'
-  | 'ln2.hook_normalized'
-  | 'mlp.hook_pre'
-  | 'mlp.hook_post'
-  | 'hook_mlp_out'
-  | 'hook_resid_post'
-  // TransformerLens's optional hook points, cached only when enabled
-  | 'hook_q_input'
-  | 'hook_k_input'
-  | 'hook_v_input'
-  | 'hook_attn_in'
-  | 'hook_mlp_in';
-
-export type BlockHookName = `blocks.${number}.${BlockHookSuffix}`;
-export type TopHookName =
-  | 'hook_tokens'
-  | 'hook_embed'
-  | 'hook_pos_embed'
-  | 'ln_final.hook_scale'
-  | 'ln_final.hook_normalized';
-/** Any hook point's name; a typo fails at compile time. */
-export type HookName = TopHookName | BlockHookName;
 
 /** Symbolic dimension names used in hook shapes. */
 export type Dim = 'batch' | 'pos' | 'query_pos' | 'key_pos' | 'head' | 'd_model' | 'd_head' | 'd_mlp' | '1';
 
-export interface HookPointInfo {
-  name: HookName;
-  /** Layer index, or null for hook points outside the blocks. */
-  layer: number | null;
-  dims: Dim[];
-  /** True for TransformerLens's hook points that exist only when enabled in its config. */
-  optional: boolean;
-}
-
+/** TransformerLens's optional hook points (each exists only when its option is on). */
 export interface OptionalHooks {
   /** hook_tokens */
   useHookTokens?: boolean;
@@ -63,63 +21,115 @@ export interface OptionalHooks {
   useHookMlpIn?: boolean;
 }
 
-const BSD: Dim[] = ['batch', 'pos', 'd_model'];
-const SCALE: Dim[] = ['batch', 'pos', '1'];
-const HEAD: Dim[] = ['batch', 'pos', 'head', 'd_head'];
-const PATTERN: Dim[] = ['batch', 'head', 'query_pos', 'key_pos'];
+const BSD: readonly Dim[] = ['batch', 'pos', 'd_model'];
+const SCALE: readonly Dim[] = ['batch', 'pos', '1'];
+const HEAD: readonly Dim[] = ['batch', 'pos', 'head', 'd_head'];
+const PATTERN: readonly Dim[] = ['batch', 'head', 'query_pos', 'key_pos'];
+const PER_HEAD: readonly Dim[] = ['batch', 'pos', 'head', 'd_model'];
+const MLP: readonly Dim[] = ['batch', 'pos', 'd_mlp'];
 
-function blockHooks(layer: number, opts: OptionalHooks): HookPointInfo[] {
-  const p = `blocks.${layer}.`;
-  const h = (suffix: BlockHookSuffix, dims: Dim[], optional = false): HookPointInfo => ({
-    name: `${p}${suffix}` as HookName,
-    layer,
-    dims,
-    optional,
-  });
-  const list: HookPointInfo[] = [h('hook_resid_pre', BSD)];
-  if (opts.useAttnIn) list.push(h('hook_attn_in', ['batch', 'pos', 'head', 'd_model'], true));
-  if (opts.useSplitQkvInput) {
-    list.push(h('hook_q_input', ['batch', 'pos', 'head', 'd_model'], true));
-    list.push(h('hook_k_input', ['batch', 'pos', 'head', 'd_model'], true));
-    list.push(h('hook_v_input', ['batch', 'pos', 'head', 'd_model'], true));
-  }
-  // With per-head attention inputs, ln1 works on [batch, pos, head, d_model], as in TransformerLens.
-  const perHead = opts.useAttnIn || opts.useSplitQkvInput;
-  list.push(
-    h('ln1.hook_scale', perHead ? ['batch', 'pos', 'head', '1'] : SCALE),
-    h('ln1.hook_normalized', perHead ? ['batch', 'pos', 'head', 'd_model'] : BSD),
-    h('attn.hook_q', HEAD),
-    h('attn.hook_k', HEAD),
-    h('attn.hook_v', HEAD),
-    h('attn.hook_attn_scores', PATTERN),
-    h('attn.hook_pattern', PATTERN),
-    h('attn.hook_z', HEAD),
-    h('attn.hook_result', ['batch', 'pos', 'head', 'd_model']),
-    h('hook_attn_out', BSD),
-    h('hook_resid_mid', BSD),
-  );
-  if (opts.useHookMlpIn) list.push(h('hook_mlp_in', BSD, true));
-  list.push(
-    h('ln2.hook_scale', SCALE),
-    h('ln2.hook_normalized', BSD),
-    h('mlp.hook_pre', ['batch', 'pos', 'd_mlp']),
-    h('mlp.hook_post', ['batch', 'pos', 'd_mlp']),
-    h('hook_mlp_out', BSD),
-    h('hook_resid_post', BSD),
-  );
-  return list;
+interface PointSpec {
+  readonly suffix: string;
+  readonly dims: readonly Dim[];
+  /** The option that enables this (optional) hook point. */
+  readonly enabledBy?: keyof OptionalHooks;
+  /** Dims when the attention input is per head (useAttnIn or useSplitQkvInput): ln1 then runs per head, as in TransformerLens. */
+  readonly perHeadDims?: readonly Dim[];
+}
+
+/** The hook points of one block, in forward order. */
+const BLOCK_POINTS = [
+  { suffix: 'hook_resid_pre', dims: BSD },
+  { suffix: 'hook_attn_in', dims: PER_HEAD, enabledBy: 'useAttnIn' },
+  { suffix: 'hook_q_input', dims: PER_HEAD, enabledBy: 'useSplitQkvInput' },
+  { suffix: 'hook_k_input', dims: PER_HEAD, enabledBy: 'useSplitQkvInput' },
+  { suffix: 'hook_v_input', dims: PER_HEAD, enabledBy: 'useSplitQkvInput' },
+  { suffix: 'ln1.hook_scale', dims: SCALE, perHeadDims: ['batch', 'pos', 'head', '1'] },
+  { suffix: 'ln1.hook_normalized', dims: BSD, perHeadDims: PER_HEAD },
+  { suffix: 'attn.hook_q', dims: HEAD },
+  { suffix: 'attn.hook_k', dims: HEAD },
+  { suffix: 'attn.hook_v', dims: HEAD },
+  { suffix: 'attn.hook_attn_scores', dims: PATTERN },
+  { suffix: 'attn.hook_pattern', dims: PATTERN },
+  { suffix: 'attn.hook_z', dims: HEAD },
+  { suffix: 'attn.hook_result', dims: PER_HEAD },
+  { suffix: 'hook_attn_out', dims: BSD },
+  { suffix: 'hook_resid_mid', dims: BSD },
+  { suffix: 'hook_mlp_in', dims: BSD, enabledBy: 'useHookMlpIn' },
+  { suffix: 'ln2.hook_scale', dims: SCALE },
+  { suffix: 'ln2.hook_normalized', dims: BSD },
+  { suffix: 'mlp.hook_pre', dims: MLP },
+  { suffix: 'mlp.hook_post', dims: MLP },
+  { suffix: 'hook_mlp_out', dims: BSD },
+  { suffix: 'hook_resid_post', dims: BSD },
+] as const satisfies readonly PointSpec[];
+
+/** The hook points before the blocks, in forward order. */
+const EMBED_POINTS = [
+  { suffix: 'hook_tokens', dims: ['batch', 'pos'], enabledBy: 'useHookTokens' },
+  { suffix: 'hook_embed', dims: BSD },
+  { suffix: 'hook_pos_embed', dims: BSD },
+] as const satisfies readonly PointSpec[];
+
+/** The hook points after the blocks. */
+const FINAL_POINTS = [
+  { suffix: 'ln_final.hook_scale', dims: SCALE },
+  { suffix: 'ln_final.hook_normalized', dims: BSD },
+] as const satisfies readonly PointSpec[];
+
+/** A hook point of a block, named as in TransformerLens without the `blocks.L.` prefix (`attn.hook_pattern`). */
+export type BlockHookSuffix = (typeof BLOCK_POINTS)[number]['suffix'];
+export type BlockHookName<S extends BlockHookSuffix = BlockHookSuffix> = `blocks.${number}.${S}`;
+export type TopHookName = (typeof EMBED_POINTS)[number]['suffix'] | (typeof FINAL_POINTS)[number]['suffix'];
+/** Any hook point's name; a typo fails at compile time. */
+export type HookName = TopHookName | BlockHookName;
+
+export interface HookPointInfo {
+  name: HookName;
+  /** Layer index, or null for hook points outside the blocks. */
+  layer: number | null;
+  /** The name without `blocks.L.` (the whole name outside the blocks): which hook point of its layer this is. */
+  suffix: BlockHookSuffix | TopHookName;
+  dims: Dim[];
+  /** True for TransformerLens's hook points that exist only when enabled in its config. */
+  optional: boolean;
+}
+
+/** The name of hook point `suffix` of block `layer`: `blockHook(3, 'attn.hook_pattern')` = `blocks.3.attn.hook_pattern`. */
+export function blockHook<S extends BlockHookSuffix>(layer: number, suffix: S): BlockHookName<S> {
+  return `blocks.${layer}.${suffix}`;
+}
+
+/** The LayerNorm hook points under `prefix` (`ln_final`, or ln1 / ln2 of a block). */
+export function layerNormHooks(layer: number | null, ln: 'ln1' | 'ln2' | 'ln_final'): { scale: HookName; normalized: HookName } {
+  if (ln === 'ln_final' || layer === null) return { scale: 'ln_final.hook_scale', normalized: 'ln_final.hook_normalized' };
+  return { scale: blockHook(layer, `${ln}.hook_scale`), normalized: blockHook(layer, `${ln}.hook_normalized`) };
+}
+
+function enabled(spec: PointSpec, opts: OptionalHooks): boolean {
+  return spec.enabledBy === undefined || opts[spec.enabledBy] === true;
 }
 
 /** Every hook point of the model, in forward order. */
 export function listHookPoints(cfg: HookedTransformerConfig, opts: OptionalHooks = {}): HookPointInfo[] {
+  const perHead = opts.useAttnIn === true || opts.useSplitQkvInput === true;
+  const info = (spec: PointSpec, layer: number | null): HookPointInfo => ({
+    name: (layer === null ? spec.suffix : `blocks.${layer}.${spec.suffix}`) as HookName,
+    layer,
+    suffix: spec.suffix as HookPointInfo['suffix'],
+    dims: [...(perHead && spec.perHeadDims ? spec.perHeadDims : spec.dims)],
+    optional: spec.enabledBy !== undefined,
+  });
   const list: HookPointInfo[] = [];
-  if (opts.useHookTokens) list.push({ name: 'hook_tokens', layer: null, dims: ['batch', 'pos'], optional: true });
-  list.push({ name: 'hook_embed', layer: null, dims: BSD, optional: false });
-  list.push({ name: 'hook_pos_embed', layer: null, dims: BSD, optional: false });
-  for (let l = 0; l < cfg.n_layers; l++) list.push(...blockHooks(l, opts));
-  list.push({ name: 'ln_final.hook_scale', layer: null, dims: SCALE, optional: false });
-  list.push({ name: 'ln_final.hook_normalized', layer: null, dims: BSD, optional: false });
+  for (const spec of EMBED_POINTS) if (enabled(spec, opts)) list.push(info(spec, null));
+  for (let l = 0; l < cfg.n_layers; l++) for (const spec of BLOCK_POINTS) if (enabled(spec, opts)) list.push(info(spec, l));
+  for (const spec of FINAL_POINTS) list.push(info(spec, null));
   return list;
+}
+
+/** The hook points of a model by name, in forward order (what HookedTransformer.hookPoints() lists). */
+export function hookPointMap(cfg: HookedTransformerConfig, opts: OptionalHooks = {}): Map<HookName, HookPointInfo> {
+  return new Map(listHookPoints(cfg, opts).map((h) => [h.name, h]));
 }
 
 /** The concrete shape of a hook point for a batch of `batch` prompts of `pos` tokens. */
@@ -137,7 +147,8 @@ export function hookShape(info: HookPointInfo, cfg: HookedTransformerConfig, bat
   });
 }
 
-const SHORT_NAMES: Record<string, string> = {
+/** TransformerLens's short activation names (utils.get_act_name) and the block hook point each stands for. */
+const SHORT_NAMES: Record<string, BlockHookSuffix> = {
   resid_pre: 'hook_resid_pre', resid_mid: 'hook_resid_mid', resid_post: 'hook_resid_post',
   attn_out: 'hook_attn_out', mlp_out: 'hook_mlp_out', mlp_in: 'hook_mlp_in', attn_in: 'hook_attn_in',
   q_input: 'hook_q_input', k_input: 'hook_k_input', v_input: 'hook_v_input',
@@ -147,23 +158,26 @@ const SHORT_NAMES: Record<string, string> = {
   pre: 'mlp.hook_pre', post: 'mlp.hook_post',
 };
 
+const TOP_SHORT_NAMES: Record<string, TopHookName> = { embed: 'hook_embed', pos_embed: 'hook_pos_embed', tokens: 'hook_tokens' };
+
 /**
  * TransformerLens's `utils.get_act_name`: `getActName('pattern', 3)` → `blocks.3.attn.hook_pattern`.
  * `getActName('scale', 2, 'ln1')`, `getActName('embed')`, `getActName('scale', null, 'ln_final')`.
  */
 export function getActName(name: string, layer?: number | null, layerType?: 'ln1' | 'ln2' | 'ln_final' | 'attn' | 'mlp'): HookName {
-  if (name === 'embed' || name === 'pos_embed' || name === 'tokens') return `hook_${name}` as HookName;
+  const top = TOP_SHORT_NAMES[name];
+  if (top) return top;
   if (name === 'scale' || name === 'normalized') {
-    if (layerType === 'ln_final' || layer === undefined || layer === null) return `ln_final.hook_${name}` as HookName;
+    if (layerType === 'ln_final' || layer === undefined || layer === null) return layerNormHooks(null, 'ln_final')[name];
     if (layerType !== 'ln1' && layerType !== 'ln2') {
       throw new Error(`getActName('${name}', ${layer}): say which LayerNorm, 'ln1' or 'ln2'`);
     }
-    return `blocks.${layer}.${layerType}.hook_${name}` as HookName;
+    return layerNormHooks(layer, layerType)[name];
   }
   const suffix = SHORT_NAMES[name];
   if (!suffix) {
-    throw new Error(`getActName: unknown activation '${name}'; known: ${['embed', 'pos_embed', 'tokens', 'scale', 'normalized', ...Object.keys(SHORT_NAMES)].join(', ')}`);
+    throw new Error(`getActName: unknown activation '${name}'; known: ${[...Object.keys(TOP_SHORT_NAMES), 'scale', 'normalized', ...Object.keys(SHORT_NAMES)].join(', ')}`);
   }
   if (layer === undefined || layer === null) throw new Error(`getActName('${name}') needs a layer index`);
-  return `blocks.${layer}.${suffix}` as HookName;
+  return blockHook(layer, suffix);
 }

@@ -3,7 +3,7 @@
  * `Where(mask, value, activation)`, with no round trip to JavaScript.
  */
 import type { HookedTransformerConfig } from './config.ts';
-import { hookShape, listHookPoints, type Dim, type HookName, type HookPointInfo } from './hookPoints.ts';
+import { blockHook, hookPointMap, hookShape, type Dim, type HookName, type HookPointInfo } from './hookPoints.ts';
 import { Tensor } from './tensor.ts';
 import type { Intervention } from './engine/engine.ts';
 
@@ -27,7 +27,7 @@ export function ablateHeads(
   opts: { value?: number | Tensor; at?: 'z' | 'result'; positions?: number | readonly number[]; batch?: number | readonly number[] } = {},
 ): InterventionSpec {
   return {
-    hook: `blocks.${layer}.attn.hook_${opts.at ?? 'z'}` as HookName,
+    hook: blockHook(layer, opts.at === 'result' ? 'attn.hook_result' : 'attn.hook_z'),
     where: { head: heads, ...(opts.positions !== undefined ? { pos: opts.positions } : {}), ...(opts.batch !== undefined ? { batch: opts.batch } : {}) },
     value: opts.value ?? 0,
   };
@@ -40,11 +40,14 @@ export function ablateNeurons(
   opts: { value?: number | Tensor; positions?: number | readonly number[] } = {},
 ): InterventionSpec {
   return {
-    hook: `blocks.${layer}.mlp.hook_post` as HookName,
+    hook: blockHook(layer, 'mlp.hook_post'),
     where: { d_mlp: neurons, ...(opts.positions !== undefined ? { pos: opts.positions } : {}) },
     value: opts.value ?? 0,
   };
 }
+
+/** The residual-stream hook point of each short name. */
+export const RESID_HOOKS = { resid_pre: 'hook_resid_pre', resid_mid: 'hook_resid_mid', resid_post: 'hook_resid_post' } as const;
 
 /** Ablates positions of the residual stream at a resid hook (`resid_pre`, `resid_mid`, `resid_post`). */
 export function ablatePositions(
@@ -52,7 +55,7 @@ export function ablatePositions(
   positions: number | readonly number[],
   opts: { value?: number | Tensor; at?: 'resid_pre' | 'resid_mid' | 'resid_post' } = {},
 ): InterventionSpec {
-  return { hook: `blocks.${layer}.hook_${opts.at ?? 'resid_pre'}` as HookName, where: { pos: positions }, value: opts.value ?? 0 };
+  return { hook: blockHook(layer, RESID_HOOKS[opts.at ?? 'resid_pre']), where: { pos: positions }, value: opts.value ?? 0 };
 }
 
 /** Patches a hook point (whole, or the selected positions/heads) with the activation from another run. */
@@ -77,7 +80,7 @@ export function materializeInterventions(
   specs: readonly InterventionSpec[],
   batch: number,
   pos: number,
-  hookInfo: ReadonlyMap<HookName, HookPointInfo> = new Map(listHookPoints(cfg).map((h) => [h.name, h])),
+  hookInfo: ReadonlyMap<HookName, HookPointInfo> = hookPointMap(cfg),
 ): Map<HookName, Intervention> {
   const out = new Map<HookName, Intervention>();
   for (const spec of specs) {

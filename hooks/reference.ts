@@ -1,6 +1,6 @@
 /** Plain-TypeScript reference forward pass of GPT-2 with TransformerLens semantics (loops over Float32Arrays, no onnxruntime). */
 import type { ActFn, HookedTransformerConfig } from './config.ts';
-import { hookShape, listHookPoints, type HookName, type HookPointInfo } from './hookPoints.ts';
+import { blockHook, hookShape, layerNormHooks, listHookPoints, type BlockHookSuffix, type HookName, type HookPointInfo } from './hookPoints.ts';
 import { Tensor } from './tensor.ts';
 import type { LayerNormWeights, TransformerWeights } from './weights.ts';
 
@@ -273,7 +273,7 @@ export function referenceForward(
   for (let i = 0; i < resid.length; i++) resid[i] = embedOut[i] + posOut[i];
 
   /** TL LayerNorm / LayerNormPre over the last axis of x [batch, pos, d_model]. */
-  const layerNorm = (prefix: 'ln_final' | `blocks.${number}.ln1` | `blocks.${number}.ln2`, x: Float32Array, ln: LayerNormWeights | null): Float32Array => {
+  const layerNorm = (hooks: { scale: HookName; normalized: HookName }, x: Float32Array, ln: LayerNormWeights | null): Float32Array => {
     const centred = new Float64Array(rows * d_model);
     const scale = new Float32Array(rows); // [batch, pos, 1]
     for (let r = 0; r < rows; r++) {
@@ -289,7 +289,7 @@ export function referenceForward(
       }
       scale[r] = Math.sqrt(sq / d_model + eps);
     }
-    const s = point(`${prefix}.hook_scale` as HookName, scale);
+    const s = point(hooks.scale, scale);
     const normalized = new Float32Array(rows * d_model); // [batch, pos, d_model]
     for (let r = 0; r < rows; r++) {
       const o = r * d_model;
@@ -299,7 +299,7 @@ export function referenceForward(
         normalized[o + d] = ln ? n * ln.w[d] + ln.b[d] : n;
       }
     }
-    return point(`${prefix}.hook_normalized` as HookName, normalized);
+    return point(hooks.normalized, normalized);
   };
 
   const keyMasked = (b: number, k: number) => mask !== undefined && mask[b][k] === 0;
@@ -307,14 +307,14 @@ export function referenceForward(
 
   for (let l = 0; l < cfg.n_layers; l++) {
     const w = weights.blocks[l];
-    const p = `blocks.${l}.`;
-    const residPre = point(`${p}hook_resid_pre` as HookName, resid);
-    const x1 = layerNorm(`blocks.${l}.ln1`, residPre, w.ln1);
+    const at = (suffix: BlockHookSuffix) => blockHook(l, suffix);
+    const residPre = point(at('hook_resid_pre'), resid);
+    const x1 = layerNorm(layerNormHooks(l, 'ln1'), residPre, w.ln1);
 
     // q, k, v: [batch, pos, head, d_head] (memory order of [rows, H])
-    const q = point(`${p}attn.hook_q` as HookName, linear(x1, rows, d_model, w.W_Q, H, w.b_Q));
-    const k = point(`${p}attn.hook_k` as HookName, linear(x1, rows, d_model, w.W_K, H, w.b_K));
-    const v = point(`${p}attn.hook_v` as HookName, linear(x1, rows, d_model, w.W_V, H, w.b_V));
+    const q = point(at('attn.hook_q'), linear(x1, rows, d_model, w.W_Q, H, w.b_Q));
+    const k = point(at('attn.hook_k'), linear(x1, rows, d_model, w.W_K, H, w.b_K));
+    const v = point(at('attn.hook_v'), linear(x1, rows, d_model, w.W_V, H, w.b_V));
 
     // attn_scores: [batch, head, query_pos, key_pos]
     const scores = new Float32Array(batch * n_heads * pos * pos);
@@ -336,7 +336,7 @@ export function referenceForward(
         }
       }
     }
-    const scoresOut = point(`${p}attn.hook_attn_scores` as HookName, scores);
+    const scoresOut = point(at('attn.hook_attn_scores'), scores);
 
     // pattern: softmax over key_pos; a row with no finite score (all -Infinity) is all zeros (TL maps NaN to 0)
     const pattern = new Float32Array(scoresOut.length);
@@ -356,7 +356,7 @@ export function referenceForward(
         pattern[o + kp] = Number.isNaN(pv) ? 0 : pv;
       }
     }
-    const pat = point(`${p}attn.hook_pattern` as HookName, pattern);
+    const pat = point(at('attn.hook_pattern'), pattern);
 
     // z[b, q, h, :] = Σ_k pattern[b, h, q, k] · v[b, k, h, :]   [batch, pos, head, d_head]
     const z = new Float32Array(rows * H);
@@ -376,7 +376,7 @@ export function referenceForward(
         }
       }
     }
-    const zOut = point(`${p}attn.hook_z` as HookName, z);
+    const zOut = point(at('attn.hook_z'), z);
 
     // result[b, p, h, :] = z[b, p, h, :] @ W_O[h]   [batch, pos, head, d_model]
     const result = new Float32Array(rows * n_heads * d_model);
@@ -392,7 +392,7 @@ export function referenceForward(
         result.set(racc, (r * n_heads + h) * d_model);
       }
     }
-    const resultOut = point(`${p}attn.hook_result` as HookName, result);
+    const resultOut = point(at('attn.hook_result'), result);
 
     // attn_out = Σ_h result + b_O   [batch, pos, d_model]
     const attnOut = new Float32Array(rows * d_model);
@@ -403,26 +403,26 @@ export function referenceForward(
         attnOut[r * d_model + d] = s + w.b_O[d];
       }
     }
-    const attnOutH = point(`${p}hook_attn_out` as HookName, attnOut);
+    const attnOutH = point(at('hook_attn_out'), attnOut);
 
     const residMid = new Float32Array(rows * d_model);
     for (let i = 0; i < residMid.length; i++) residMid[i] = residPre[i] + attnOutH[i];
-    const mid = point(`${p}hook_resid_mid` as HookName, residMid);
+    const mid = point(at('hook_resid_mid'), residMid);
 
-    const x2 = layerNorm(`blocks.${l}.ln2`, mid, w.ln2);
-    const pre = point(`${p}mlp.hook_pre` as HookName, linear(x2, rows, d_model, w.W_in, d_mlp, w.b_in)); // [batch, pos, d_mlp]
+    const x2 = layerNorm(layerNormHooks(l, 'ln2'), mid, w.ln2);
+    const pre = point(at('mlp.hook_pre'), linear(x2, rows, d_model, w.W_in, d_mlp, w.b_in)); // [batch, pos, d_mlp]
     const post = new Float32Array(pre.length); // [batch, pos, d_mlp]
     for (let i = 0; i < pre.length; i++) post[i] = gelu(pre[i], cfg.act_fn);
-    const postOut = point(`${p}mlp.hook_post` as HookName, post);
-    const mlpOut = point(`${p}hook_mlp_out` as HookName, linear(postOut, rows, d_mlp, w.W_out, d_model, w.b_out));
+    const postOut = point(at('mlp.hook_post'), post);
+    const mlpOut = point(at('hook_mlp_out'), linear(postOut, rows, d_mlp, w.W_out, d_model, w.b_out));
 
     const residPost = new Float32Array(rows * d_model);
     for (let i = 0; i < residPost.length; i++) residPost[i] = mid[i] + mlpOut[i];
-    const postResid = point(`${p}hook_resid_post` as HookName, residPost);
+    const postResid = point(at('hook_resid_post'), residPost);
     resid = Float32Array.from(postResid); // next block's resid_pre gets its own buffer
   }
 
-  const xf = layerNorm('ln_final', resid, weights.ln_final);
+  const xf = layerNorm(layerNormHooks(null, 'ln_final'), resid, weights.ln_final);
   const logits = linear(xf, rows, d_model, weights.W_U, d_vocab, weights.b_U); // [batch, pos, d_vocab]
   return { logits: new Tensor(logits, [batch, pos, d_vocab]), cache };
 }

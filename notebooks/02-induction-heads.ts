@@ -13,7 +13,7 @@
 // %%
 import { detectHead, generateRepeatedTokens, lossByPosition } from '../hooks/analysis/index.ts';
 import { attentionHeadFigure, headScoreFigure, lossByPositionFigure, rankHeads, type HeadsDetectData } from '../hooks/figures/index.ts';
-import type { HookName } from '../hooks/hookPoints.ts';
+import { getActName } from '../hooks/hookPoints.ts';
 import { attentionData, headGrid, lossData } from './lib/data.ts';
 import { plot, setupPlotly, table } from './lib/display.ts';
 import { describeModel, inductionPool, loadNotebookModel } from './lib/model.ts';
@@ -98,7 +98,7 @@ await table(['rank', 'previous-token head', 'score', 'induction head', 'score'],
 const best = topInduction[0];
 const one = repeated[0];
 const [, cache] = await model.runWithCache([one], {
-  namesFilter: Array.from({ length: model.cfg.n_layers }, (_v, l) => `blocks.${l}.attn.hook_pattern` as HookName),
+  namesFilter: Array.from({ length: model.cfg.n_layers }, (_v, l) => getActName('pattern', l)),
   returnType: 'none',
 });
 await plot(attentionHeadFigure(attentionData(model, cache, one), best.layer, best.head, { maxTicks: 12 }), { height: 560 });

@@ -20,7 +20,7 @@ import {
 import {
   ablationSweepFigure, ioiAttributionFigure, ioiLogitDiffFigure, patchingFigure, rankHeads,
 } from '../hooks/figures/index.ts';
-import type { HookName } from '../hooks/hookPoints.ts';
+import { getActName } from '../hooks/hookPoints.ts';
 import { headGrid, ioiData, patchData } from './lib/data.ts';
 import { plot, setupPlotly, table } from './lib/display.ts';
 import { describeModel, loadNotebookModel } from './lib/model.ts';
@@ -104,7 +104,7 @@ const io = ds.ioTokens[0];
 const s = ds.sTokens[0];
 const end = ds.endPos[0];
 const logitDiff = logitDiffMetric({ correct: io, incorrect: s, positions: end });
-const names = Array.from({ length: model.cfg.n_layers }, (_v, l) => [`blocks.${l}.hook_resid_pre`, `blocks.${l}.attn.hook_z`] as HookName[]).flat();
+const names = Array.from({ length: model.cfg.n_layers }, (_v, l) => [getActName('resid_pre', l), getActName('z', l)]).flat();
 const [cleanLogits, cleanCache] = await model.runWithCache(clean, { namesFilter: names });
 const cleanLd = logitDiff(cleanLogits);
 const corruptedLd = logitDiff(await model.forward(corrupted));

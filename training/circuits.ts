@@ -4,7 +4,7 @@
  * and logit-lens accuracy per layer.
  */
 import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
-import type { HookName } from '../hooks/hookPoints.ts';
+import { blockHook } from '../hooks/hookPoints.ts';
 import { ablateHeads } from '../hooks/interventions.ts';
 import type { InterventionSpec } from '../hooks/interventions.ts';
 import { Rng } from '../hooks/random.ts';
@@ -67,7 +67,7 @@ export async function headScores(model: HookedTransformer, pool: ArrayLike<numbe
     return [bos, ...r, ...r];
   });
   const T = 2 * L + 1;
-  const names = Array.from({ length: n_layers }, (_, l) => `blocks.${l}.attn.hook_pattern` as HookName);
+  const names = Array.from({ length: n_layers }, (_, l) => blockHook(l, 'attn.hook_pattern'));
   const [, cache] = await model.runWithCache(rows, { namesFilter: names, returnType: 'none' });
   const induction: number[][] = [];
   const previousToken: number[][] = [];

@@ -4,8 +4,8 @@
  * head (neuron, position) in each block of rows.
  */
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
-import type { HookName } from '../hookPoints.ts';
-import type { InterventionSpec } from '../interventions.ts';
+import { blockHook, type HookName } from '../hookPoints.ts';
+import { RESID_HOOKS, type InterventionSpec } from '../interventions.ts';
 import { Rng } from '../random.ts';
 import { Tensor } from '../tensor.ts';
 import { runVariants, type BatchOptions, type LogitsMetric, type Variant, type VariantEdit } from './batchedRuns.ts';
@@ -94,16 +94,16 @@ function targetEdits(model: HookedTransformer, targets: AblationTargets): { hook
   for (const t of targets.heads ?? []) {
     checkIndex('ablation: layer', t.layer, n_layers);
     checkIndex('ablation: head', t.head, n_heads);
-    edits.push({ hook: `blocks.${t.layer}.attn.hook_${targets.headsAt ?? 'z'}` as HookName, where: { head: t.head, ...(t.positions !== undefined ? { pos: t.positions } : {}) } });
+    edits.push({ hook: blockHook(t.layer, targets.headsAt === 'result' ? 'attn.hook_result' : 'attn.hook_z'), where: { head: t.head, ...(t.positions !== undefined ? { pos: t.positions } : {}) } });
   }
   for (const t of targets.neurons ?? []) {
     checkIndex('ablation: layer', t.layer, n_layers);
     checkIndex('ablation: neuron', t.neuron, d_mlp);
-    edits.push({ hook: `blocks.${t.layer}.mlp.hook_post` as HookName, where: { d_mlp: t.neuron, ...(t.positions !== undefined ? { pos: t.positions } : {}) } });
+    edits.push({ hook: blockHook(t.layer, 'mlp.hook_post'), where: { d_mlp: t.neuron, ...(t.positions !== undefined ? { pos: t.positions } : {}) } });
   }
   for (const t of targets.positions ?? []) {
     checkIndex('ablation: layer', t.layer, n_layers);
-    edits.push({ hook: `blocks.${t.layer}.hook_${t.at ?? 'resid_pre'}` as HookName, where: { pos: t.pos } });
+    edits.push({ hook: blockHook(t.layer, RESID_HOOKS[t.at ?? 'resid_pre']), where: { pos: t.pos } });
   }
   return edits;
 }

@@ -4,7 +4,7 @@
  * over every head costs a handful of passes instead of one pass per head.
  */
 import type { HookedTransformer } from '../HookedTransformer.ts';
-import { hookShape, listHookPoints, type Dim, type HookName, type HookPointInfo } from '../hookPoints.ts';
+import { blockHook, hookPointMap, hookShape, type Dim, type HookName, type HookPointInfo } from '../hookPoints.ts';
 import { selectionMask, type InterventionSpec, type SelectDim } from '../interventions.ts';
 import { Tensor } from '../tensor.ts';
 import { isPositionedMetric } from './metrics.ts';
@@ -51,13 +51,13 @@ export interface BatchOptions {
 }
 
 /** The block a variant's passes can start at: the first block it edits (0 = run everything). */
-function startLayerOf(variant: Variant): number {
+function startLayerOf(variant: Variant, infos: ReadonlyMap<HookName, HookPointInfo>): number {
   let start = Infinity;
   for (const e of variant) {
-    const m = /^blocks\.(\d+)\.(.*)$/.exec(e.hook);
-    if (!m) return 0; // an edit before the blocks (embeddings)
+    const { layer, suffix } = infos.get(e.hook)!;
+    if (layer === null) return 0; // an edit before the blocks (embeddings)
     // Starting AT block L feeds its resid_pre directly, so an edit of resid_pre L must start one block earlier.
-    start = Math.min(start, Number(m[1]) - (m[2] === 'hook_resid_pre' ? 1 : 0));
+    start = Math.min(start, layer - (suffix === 'hook_resid_pre' ? 1 : 0));
   }
   return Number.isFinite(start) ? Math.max(0, start) : 0;
 }
@@ -72,7 +72,7 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 /** The hook-point info of `hook` for this model, or a clear error. */
-function hookInfo(model: HookedTransformer, hook: HookName, infos: Map<HookName, HookPointInfo>): HookPointInfo {
+function hookInfo(model: HookedTransformer, hook: HookName, infos: ReadonlyMap<HookName, HookPointInfo>): HookPointInfo {
   const info = infos.get(hook);
   if (!info) throw new Error(`batched interventions: unknown hook point '${hook}' for this ${model.cfg.n_layers}-layer model`);
   if (info.dims[0] !== 'batch') throw new Error(`batched interventions: '${hook}' has no batch dim and cannot be batched`);
@@ -117,7 +117,7 @@ export async function runVariants(
   if (total === 0) return out;
   const chunk = opts.chunkSize ?? Math.max(1, Math.floor(DEFAULT_MAX_ROWS / batch));
   if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`runVariants: chunkSize must be a positive integer; got ${opts.chunkSize}`);
-  const infos = new Map(listHookPoints(model.cfg).map((h) => [h.name, h]));
+  const infos = hookPointMap(model.cfg);
   const hooks = [...new Set(variants.flatMap((v) => v.map((e) => e.hook)))];
   hooks.forEach((h) => hookInfo(model, h, infos));
 
@@ -150,16 +150,16 @@ export async function runVariants(
 
   // Passes are grouped by the block they can start at; each group starts from the clean resid_pre there.
   const skip = opts.skipUnchangedLayers ?? true;
-  const startOf = variants.map((v) => (skip ? startLayerOf(v) : 0));
+  const startOf = variants.map((v) => (skip ? startLayerOf(v, infos) : 0));
   const starts = [...new Set(startOf)].filter((l) => l > 0);
   let clean: Map<number, Tensor> = new Map();
   if (starts.length > 0) {
     const [, cache] = await model.runWithCache(tokens as number[][], {
-      namesFilter: starts.map((l) => `blocks.${l}.hook_resid_pre` as HookName),
+      namesFilter: starts.map((l) => blockHook(l, 'hook_resid_pre')),
       returnType: 'none',
       ...(opts.attentionMask ? { attentionMask: opts.attentionMask } : {}),
     });
-    clean = new Map(starts.map((l) => [l, cache.get(`blocks.${l}.hook_resid_pre`)]));
+    clean = new Map(starts.map((l) => [l, cache.get(blockHook(l, 'hook_resid_pre'))]));
   }
   const passes: { layer: number; indices: number[] }[] = [];
   for (const layer of [...new Set(startOf)]) {

@@ -8,7 +8,7 @@
 import { transposedMatrix, type ActivationCache, type CacheModel } from '../ActivationCache.ts';
 import { withModel } from './cache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
-import type { HookName } from '../hookPoints.ts';
+import { blockHook, type HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 import { logitDiffs } from './metrics.ts';
 
@@ -48,9 +48,9 @@ function perPrompt(v: number | readonly number[], batch: number, what: string): 
 /** Runs the model and attributes the logit difference at each prompt's position to heads, layers and neurons. */
 export async function directLogitAttribution(model: HookedTransformer, input: ModelInput, opts: DlaOptions): Promise<DlaResult> {
   const { tokens, attentionMask } = model.prepareInput(input, { prependBos: opts.prependBos, attentionMask: opts.attentionMask });
-  const names: HookName[] = ['hook_embed', 'hook_pos_embed', 'ln_final.hook_scale', `blocks.${model.cfg.n_layers - 1}.hook_resid_post` as HookName];
+  const names: HookName[] = ['hook_embed', 'hook_pos_embed', 'ln_final.hook_scale', blockHook(model.cfg.n_layers - 1, 'hook_resid_post')];
   for (let l = 0; l < model.cfg.n_layers; l++) {
-    names.push(`blocks.${l}.attn.hook_z`, `blocks.${l}.hook_attn_out`, `blocks.${l}.mlp.hook_post`, `blocks.${l}.hook_mlp_out`);
+    names.push(blockHook(l, 'attn.hook_z'), blockHook(l, 'hook_attn_out'), blockHook(l, 'mlp.hook_post'), blockHook(l, 'hook_mlp_out'));
   }
   const [logits, raw] = await model.runWithCache(tokens, { namesFilter: names, ...(attentionMask ? { attentionMask } : {}) });
   const cache = withModel(raw, model);
@@ -127,8 +127,8 @@ export function dlaFromCache(cache: ActivationCache, correct: number | readonly 
   };
   for (let l = 0; l < n_layers; l++) {
     layerLabels.push(`${l}_attn_out`, `${l}_mlp_out`);
-    const z = cache.get(`blocks.${l}.attn.hook_z`); // [batch, pos, head, d_head]
-    const post = cache.get(`blocks.${l}.mlp.hook_post`); // [batch, pos, d_mlp]
+    const z = cache.get(blockHook(l, 'attn.hook_z')); // [batch, pos, head, d_head]
+    const post = cache.get(blockHook(l, 'mlp.hook_post')); // [batch, pos, d_mlp]
     const W_Ot = transposedMatrix(model, 'W_O', l); // [d_model, head·d_head]
     const W_outT = transposedMatrix(model, 'W_out', l); // [d_model, d_mlp]
     for (let b = 0; b < batch; b++) {
@@ -145,10 +145,10 @@ export function dlaFromCache(cache: ActivationCache, correct: number | readonly 
       for (let n = 0; n < d_mlp; n++) {
         neurons[(b * n_layers + l) * d_mlp + n] = (post.data[(b * pos + p) * d_mlp + n] * projMlp[n]) / s;
       }
-      layerVals[b].push(project(cache.get(`blocks.${l}.hook_attn_out`), b), project(cache.get(`blocks.${l}.hook_mlp_out`), b));
+      layerVals[b].push(project(cache.get(blockHook(l, 'hook_attn_out')), b), project(cache.get(blockHook(l, 'hook_mlp_out')), b));
     }
   }
-  const final = cache.get(`blocks.${n_layers - 1}.hook_resid_post`);
+  const final = cache.get(blockHook(n_layers - 1, 'hook_resid_post'));
   const headRemainder = new Float32Array(batch);
   const unembedBias = new Float32Array(batch);
   const total = new Float32Array(batch);

@@ -4,7 +4,7 @@
  */
 import type { ActivationCache } from '../ActivationCache.ts';
 import type { HookedTransformer } from '../HookedTransformer.ts';
-import type { HookName } from '../hookPoints.ts';
+import { blockHook } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 
 export type HeadName = 'previous_token_head' | 'duplicate_token_head' | 'induction_head';
@@ -138,11 +138,11 @@ export async function detectHead(
     if (!Number.isInteger(l) || l < 0 || l >= n_layers) throw new Error(`detectHead: layer ${l} is out of range; allowed 0…${n_layers - 1}`);
     for (const h of hs) if (!Number.isInteger(h) || h < 0 || h >= n_heads) throw new Error(`detectHead: head ${h} is out of range; allowed 0…${n_heads - 1}`);
   }
-  const names = [...layer2heads.keys()].map((l) => `blocks.${l}.attn.hook_pattern` as HookName);
+  const names = [...layer2heads.keys()].map((l) => blockHook(l, 'attn.hook_pattern'));
   const cache = opts.cache ?? (await model.runWithCache([tokens], { namesFilter: names, returnType: 'none' }))[1];
   const matches = Tensor.full([n_layers, n_heads], -1);
   for (const [l, hs] of layer2heads) {
-    let pat = cache.get(`blocks.${l}.attn.hook_pattern`); // [batch?, head, q, k]
+    let pat = cache.get(blockHook(l, 'attn.hook_pattern')); // [batch?, head, q, k]
     if (pat.ndim === 4) {
       if (pat.shape[0] !== 1) throw new Error(`detectHead: the cache holds a batch of ${pat.shape[0]}; give a cache of this one sequence`);
       pat = pat.index(0, 0);

@@ -5,7 +5,7 @@
 import type { ActivationCache } from '../ActivationCache.ts';
 import { withModel } from './cache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
-import type { HookName } from '../hookPoints.ts';
+import { blockHook, type HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 import { ortUnembedTopK } from '../circuits/ortKernels.ts';
 import { transposedMatrix } from '../ActivationCache.ts';
@@ -64,10 +64,10 @@ export async function logitLens(model: HookedTransformer, input: ModelInput, opt
   const { tokens, attentionMask } = model.prepareInput(input, { prependBos: opts.prependBos, attentionMask: opts.attentionMask });
   const names: HookName[] = [];
   for (let l = 0; l < model.cfg.n_layers; l++) {
-    names.push(`blocks.${l}.hook_resid_pre` as HookName);
-    if (opts.inclMid) names.push(`blocks.${l}.hook_resid_mid` as HookName);
+    names.push(blockHook(l, 'hook_resid_pre'));
+    if (opts.inclMid) names.push(blockHook(l, 'hook_resid_mid'));
   }
-  names.push(`blocks.${model.cfg.n_layers - 1}.hook_resid_post` as HookName, 'ln_final.hook_scale');
+  names.push(blockHook(model.cfg.n_layers - 1, 'hook_resid_post'), 'ln_final.hook_scale');
   const [, raw] = await model.runWithCache(tokens, { namesFilter: names, returnType: 'none', ...(attentionMask ? { attentionMask } : {}) });
   const cache = withModel(raw, model);
   return logitLensFromCache(cache, tokens, opts);

@@ -78,7 +78,7 @@ function buildJob(model: HookedTransformer, pos: number, batch: number, cleanCac
   const clean = new Map<number, Tensor>();
   const variants = indexGrid(shape).map((index) => {
     const layer = index[0];
-    const hook = getActName(activation, layer) as HookName;
+    const hook = getActName(activation, layer);
     let value = clean.get(layer);
     if (!value) {
       if (!cleanCache.has(hook)) throw new Error(`activation patching: the clean cache has no '${hook}'; cache it (namesFilter) before patching '${activation}'`);

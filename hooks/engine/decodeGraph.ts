@@ -1,21 +1,22 @@
 /**
  * GPT-2's decoding step with a key/value cache as one ONNX graph: new tokens plus the past keys and
  * values of every layer in, logits of the new positions and the grown keys and values out. Built
- * from the same blocks and weight feeds as the hooked forward graph (gpt2Graph.ts).
+ * from the same pieces and weight feeds as the hooked forward graph (graph/), without hook points.
  */
 import type { HookedTransformerConfig } from '../config.ts';
-import { GraphBuilder } from '../onnx/builder.ts';
-import {
-  activation, attentionOutput, attentionPattern, fusedLayerNorm, headProjection, linear, maskedPosEmbed, maskedScores,
-  maskPositions, patternTimesValues, unembed, weightDims, weightName,
-} from './gpt2Graph.ts';
+import type { GraphBuilder } from '../onnx/builder.ts';
+import { block } from './graph/block.ts';
+import { PlainContext } from './graph/context.ts';
+import { allowedKeys, axisLength, embeddings, maskPositions } from './graph/embed.ts';
+import { layerNorm } from './graph/layerNorm.ts';
+import { unembed } from './graph/unembed.ts';
 
 export interface DecodeGraphOptions {
   /** Whether the LayerNorms carry weights (false once folded: TransformerLens's LNPre). */
   lnHasWeights: boolean;
   /** Emit logits for the last new position only ([batch, 1, d_vocab]) instead of every new one. */
   lastLogitsOnly: boolean;
-  /** The matrix weights are feature-major, [out, in] (featureMajor.ts; see gpt2Graph.ts's linear()). */
+  /** The matrix weights are feature-major, [out, in] (see graph/linear.ts). */
   featureMajor?: boolean;
 }
 
@@ -40,49 +41,29 @@ export interface BuiltDecodeGraph {
  * cumsum(mask) - 1 over the whole sequence, taken at the new tokens.
  */
 export function buildDecodeGraph(cfg: HookedTransformerConfig, opts: DecodeGraphOptions): BuiltDecodeGraph {
-  const b = new GraphBuilder();
+  const ctx = new PlainContext(cfg, { featureMajor: opts.featureMajor ?? false, lnHasWeights: opts.lnHasWeights, hasAttentionMask: true, optional: {} });
+  const { b } = ctx;
   const { n_heads, d_head } = cfg;
-  const fm = opts.featureMajor ?? false;
-  const w = (name: string) => b.input(name, 'float32', weightDims(cfg, name, fm));
   const tokens = b.input('tokens', 'int64', ['batch', 'new']);
   const mask = b.input('attention_mask', 'int64', ['batch', 'total']);
-  const pastKeys = Array.from({ length: cfg.n_layers }, (_, l) => b.input(kvNames.pastKey(l), 'float32', ['batch', n_heads, 'past', d_head]));
-  const pastValues = Array.from({ length: cfg.n_layers }, (_, l) => b.input(kvNames.pastValue(l), 'float32', ['batch', n_heads, 'past', d_head]));
+  const cache = Array.from({ length: cfg.n_layers }, (_, l) => ({
+    pastKey: b.input(kvNames.pastKey(l), 'float32', ['batch', n_heads, 'past', d_head]),
+    pastValue: b.input(kvNames.pastValue(l), 'float32', ['batch', n_heads, 'past', d_head]),
+    presentKey: kvNames.presentKey(l),
+    presentValue: kvNames.presentValue(l),
+  }));
 
   // Lengths: past from the cache, total from the mask.
-  const pastLen = b.op('Slice', [b.op('Shape', [pastKeys[0]]), b.i64([2]), b.i64([3])]); // [1]
-  const totalLen = b.op('Slice', [b.op('Shape', [mask]), b.i64([1]), b.i64([2])]); // [1]
+  const pastLen = axisLength(b, cache[0].pastKey, 2); // [1]
+  const totalLen = axisLength(b, mask, 1); // [1]
   const newMask = b.op('Slice', [mask, pastLen, totalLen, b.i64([1])]); // [batch, new]
   const positions = b.op('Slice', [maskPositions(b, mask), pastLen, totalLen, b.i64([1])]); // [batch, new]
-
-  let resid = b.add(b.gather(w('W_E'), tokens, 0), maskedPosEmbed(b, w('W_pos'), positions, newMask)); // [batch, new, d_model]
-
+  let resid = embeddings(ctx, tokens, { positions, mask: newMask }); // [batch, new, d_model]
   // Query at absolute index past + i may read key j when j <= past + i and key j is not padding.
-  const keyRange = b.op('Range', [b.i64([0], true), b.squeeze(totalLen, [0]), b.i64([1], true)]); // [total]
-  const queryRange = b.op('Range', [b.squeeze(pastLen, [0]), b.squeeze(totalLen, [0]), b.i64([1], true)]); // [new]
-  const causal = b.op('LessOrEqual', [b.unsqueeze(keyRange, [0]), b.unsqueeze(queryRange, [1])]); // [new, total]
-  const keyOk = b.unsqueeze(b.op('Cast', [mask], { to: { i: 9 } }), [1, 2]); // [batch, 1, 1, total]
-  const allowed = b.op('And', [causal, keyOk]); // [batch, 1, new, total]
-
-  const lnWeights = (prefix: string) => (opts.lnHasWeights ? { w: w(`${prefix}.w`), b: w(`${prefix}.b`) } : null);
-  const outputs = ['logits'];
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const W = (name: string) => w(weightName.block(l, name));
-    const x1 = fusedLayerNorm(b, cfg, resid, lnWeights(`blocks.${l}.ln1`));
-    const heads = (which: 'Q' | 'K' | 'V') => b.transpose(headProjection(b, cfg, x1, W(`W_${which}`), W(`b_${which}`), fm), [0, 2, 1, 3]); // [batch, head, new, d_head]
-    const qh = heads('Q');
-    const keys = b.op('Concat', [pastKeys[l], heads('K')], { axis: { i: 2 } }, kvNames.presentKey(l)); // [batch, head, total, d_head]
-    const values = b.op('Concat', [pastValues[l], heads('V')], { axis: { i: 2 } }, kvNames.presentValue(l));
-    outputs.push(keys, values);
-    const scores = maskedScores(b, cfg, qh, b.transpose(keys, [0, 1, 3, 2]), allowed); // [batch, head, new, total]
-    const z = patternTimesValues(b, attentionPattern(b, scores, true), values); // [batch, new, head, d_head]
-    const residMid = b.add(resid, attentionOutput(b, cfg, z, W('W_O'), W('b_O'), fm));
-    const x2 = fusedLayerNorm(b, cfg, residMid, lnWeights(`blocks.${l}.ln2`));
-    const post = activation(b, cfg, linear(b, x2, W('W_in'), W('b_in'), fm));
-    resid = b.add(residMid, linear(b, post, W('W_out'), W('b_out'), fm)); // [batch, new, d_model]
-  }
-  let xf = fusedLayerNorm(b, cfg, resid, lnWeights('ln_final'));
+  const allowed = allowedKeys(b, totalLen, mask, pastLen); // [batch, 1, new, total]
+  for (let l = 0; l < cfg.n_layers; l++) resid = block(ctx, l, resid, allowed, cache[l]); // [batch, new, d_model]
+  let xf = layerNorm(ctx, resid, { ln: 'ln_final', layer: null }, null); // [batch, new, d_model]
   if (opts.lastLogitsOnly) xf = b.op('Slice', [xf, b.i64([-1]), b.i64([2 ** 62]), b.i64([1])]); // [batch, 1, d_model]
-  unembed(b, cfg, xf, fm, 'logits'); // [batch, new | 1, d_vocab]
-  return { builder: b, outputs };
+  unembed(ctx, xf, 'logits'); // [batch, new | 1, d_vocab]
+  return { builder: b, outputs: ['logits', ...cache.flatMap((c) => [c.presentKey, c.presentValue])] };
 }

@@ -4,9 +4,8 @@
  * cut value to its JS hooks and feeding what they return to the rest of the model.
  */
 import type { HookedTransformerConfig } from '../config.ts';
-import type { HookName } from '../hookPoints.ts';
+import { blockHook, hookPointMap, hookShape, type HookName, type HookPointInfo, type OptionalHooks } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
-import type { OptionalHooks } from '../hookPoints.ts';
 import type { FeatureMajorWeights } from './featureMajor.ts';
 import { buildGpt2Graph, interventionFeeds, weightDims, type GraphOptions } from './gpt2Graph.ts';
 import { buildDecodeGraph } from './decodeGraph.ts';
@@ -123,11 +122,6 @@ export interface EngineOptions extends SessionConfig {
   unembedVocabSlice?: number;
 }
 
-function layerOf(name: HookName): number | null {
-  const m = /^blocks\.(\d+)\./.exec(name);
-  return m ? Number(m[1]) : null;
-}
-
 function toInt64(rows: number[][], what: string): ort.Tensor {
   const batch = rows.length;
   const pos = rows[0]?.length ?? 0;
@@ -143,13 +137,24 @@ export class Engine {
   private readonly plans = new Map<string, Promise<Plan>>();
   private weightTensors: Record<string, ort.Tensor> | null = null;
   private head: UnembedHead | null = null;
+  /** The model's hook points (the one list, with its optional hook points). */
+  private readonly hookPoints: ReadonlyMap<HookName, HookPointInfo>;
 
   /** `weights`: the model's one copy, feature-major (featureMajor.ts's adoptWeights). */
   constructor(
     readonly cfg: HookedTransformerConfig,
     private weights: FeatureMajorWeights,
     readonly options: EngineOptions,
-  ) {}
+  ) {
+    this.hookPoints = hookPointMap(cfg, options.optionalHooks);
+  }
+
+  /** A hook point of this model; an unknown name is an error. */
+  private hookPoint(name: HookName): HookPointInfo {
+    const info = this.hookPoints.get(name);
+    if (!info) throw new Error(`unknown hook point '${name}' for this model (see model.hookPoints())`);
+    return info;
+  }
 
   /** Swap in new weights; built graph variants are dropped. */
   async setWeights(weights: FeatureMajorWeights): Promise<void> {
@@ -198,12 +203,12 @@ export class Engine {
     const batch = req.tokens.length;
     const rows = batch * (req.logitPositions?.[0]?.length ?? req.tokens[0]?.length ?? 0);
     const observe = new Set(req.observe ?? []);
-    const cuts: HookName[] = [...(req.hooks?.keys() ?? [])].filter((h) => h !== 'hook_tokens');
+    const cuts: HookName[] = [...(req.hooks?.keys() ?? [])];
     for (const c of cuts) observe.add(c);
     for (const edge of [req.startAt?.hook, req.stopAt]) if (edge && !cuts.includes(edge)) cuts.push(edge);
     if (this.observedBytes(req) > (this.options.segmentCacheBytes ?? SEGMENT_CACHE_BYTES)) {
       for (let l = 0; l < this.cfg.n_layers; l++) {
-        const edge = `blocks.${l}.hook_resid_post` as HookName;
+        const edge = blockHook(l, 'hook_resid_post');
         if (!cuts.includes(edge) && !req.interventions?.has(edge)) cuts.push(edge);
       }
     }
@@ -265,20 +270,12 @@ export class Engine {
     return { key, graphOpts, cuts, embed: this.options.weightMode === 'embed', main: false, arena };
   }
 
-  /** Roughly how many bytes of activations the run caches (float32, by hook point shape). */
+  /** How many bytes of activations the run caches (float32, by hook point shape). */
   private observedBytes(req: EngineRequest): number {
-    const { n_heads, d_head, d_model, d_mlp } = this.cfg;
-    const rows = req.tokens.length * (req.tokens[0]?.length ?? 0);
+    const batch = req.tokens.length;
     const pos = req.tokens[0]?.length ?? 0;
     let floats = 0;
-    for (const name of req.observe ?? []) {
-      if (/hook_(attn_scores|pattern)$/.test(name)) floats += rows * n_heads * pos;
-      else if (/mlp\.hook_(pre|post)$/.test(name)) floats += rows * d_mlp;
-      else if (/attn\.hook_[qkvz]$/.test(name)) floats += rows * n_heads * d_head;
-      else if (/hook_(result|attn_in|[qkv]_input)$/.test(name)) floats += rows * n_heads * d_model;
-      else if (/hook_scale$/.test(name)) floats += rows;
-      else floats += rows * d_model;
-    }
+    for (const name of req.observe ?? []) floats += hookShape(this.hookPoint(name), this.cfg, batch, pos).reduce((a, b) => a * b, 1);
     return 4 * floats;
   }
 
@@ -405,7 +402,8 @@ export class Engine {
         const name = seg.cut;
         const raw = values.get(name)!;
         let act = new Tensor(raw.data as Float32Array, raw.dims as number[]);
-        const point: HookPoint = { name, layer: () => layerOf(name) };
+        const { layer } = this.hookPoint(name);
+        const point: HookPoint = { name, layer: () => layer };
         for (const fn of req.hooks?.get(name) ?? []) {
           const replaced = await fn(act, point);
           if (replaced !== undefined) {

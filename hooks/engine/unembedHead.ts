@@ -11,7 +11,8 @@
 import type { HookedTransformerConfig } from '../config.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
 import { encodeModel } from '../onnx/proto.ts';
-import { linear } from './gpt2Graph.ts';
+import { linear } from './graph/linear.ts';
+import { logSumExp, targetLogits } from './graph/unembed.ts';
 import { createSession, ort, runSession, type SessionConfig } from './runtime.ts';
 
 /** Vocabulary entries per slice. */
@@ -48,8 +49,8 @@ function sliceModel(cfg: HookedTransformerConfig, loss: boolean, embedded: { wid
   const outputs = [{ name: 'logits', elemType: 'float32' as const, dims: ['rows', width] }];
   if (loss) {
     const targets = b.input('targets', 'int64', ['rows']);
-    b.op('ReduceLogSumExp', [logits, b.i64([-1])], { keepdims: { i: 0 } }, 'lse'); // [rows]
-    b.squeeze(b.op('GatherElements', [logits, b.unsqueeze(targets, [1])], { axis: { i: 1 } }), [1], 'picked'); // [rows]
+    logSumExp(b, logits, 'lse'); // [rows]
+    targetLogits(b, logits, targets, 'picked'); // [rows]
     outputs.push({ name: 'lse', elemType: 'float32', dims: ['rows'] }, { name: 'picked', elemType: 'float32', dims: ['rows'] });
   }
   const weights = ['W', 'b'];

@@ -1,6 +1,6 @@
 /** Job handlers of the analysis endpoints: logit lens, ablations and head sweeps, activation patching, head detection, IOI, circuits from the weights. */
 import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
-import type { HookName } from '../../hooks/hookPoints.ts';
+import { blockHook, type BlockHookSuffix, type HookName } from '../../hooks/hookPoints.ts';
 import { lmCrossEntropyLoss } from '../../hooks/loss.ts';
 import type { Tensor } from '../../hooks/tensor.ts';
 import {
@@ -155,10 +155,10 @@ export const logitLens: JobHandler<LogitLensRequest, LogitLensResult> = async (m
   checkSize(L * pos * (k * 2 + targets.length * 3), ctx, 'use a shorter prompt, a smaller topK or fewer targets');
   const names: HookName[] = [];
   for (let l = 0; l < n_layers; l++) {
-    names.push(`blocks.${l}.hook_resid_pre` as HookName);
-    if (p.inclMid) names.push(`blocks.${l}.hook_resid_mid` as HookName);
+    names.push(blockHook(l, 'hook_resid_pre'));
+    if (p.inclMid) names.push(blockHook(l, 'hook_resid_mid'));
   }
-  names.push(`blocks.${n_layers - 1}.hook_resid_post` as HookName, 'ln_final.hook_scale');
+  names.push(blockHook(n_layers - 1, 'hook_resid_post'), 'ln_final.hook_scale');
   ctx.checkCancelled();
   const [, raw] = await model.runWithCache(tokens, { namesFilter: names, returnType: 'none' });
   const cache = withModel(raw, model);
@@ -259,7 +259,7 @@ const PATCHERS = {
   mlp_out: { fn: getActPatchMlpOut, act: 'hook_mlp_out', dims: ['layer', 'pos'] },
   head_out_all_pos: { fn: getActPatchAttnHeadOutAllPos, act: 'attn.hook_z', dims: ['layer', 'head'] },
   head_out_by_pos: { fn: getActPatchAttnHeadOutByPos, act: 'attn.hook_z', dims: ['layer', 'pos', 'head'] },
-} as const satisfies Record<PatchKind, { fn: unknown; act: string; dims: readonly ('layer' | 'pos' | 'head')[] }>;
+} as const satisfies Record<PatchKind, { fn: unknown; act: BlockHookSuffix; dims: readonly ('layer' | 'pos' | 'head')[] }>;
 
 export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx) => {
   const { n_layers, n_heads } = model.cfg;
@@ -277,7 +277,7 @@ export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx
   checkSweep(total, pos, ctx, 'ask for fewer kinds (head_out_by_pos is the largest) or use shorter prompts');
   checkSize(total, ctx, 'ask for fewer kinds or use shorter prompts');
   const metric = buildMetric(model, p.metric, clean);
-  const names = [...new Set(kinds.flatMap((k) => range(n_layers).map((l) => `blocks.${l}.${PATCHERS[k].act}` as HookName)))];
+  const names = [...new Set(kinds.flatMap((k) => range(n_layers).map((l) => blockHook(l, PATCHERS[k].act))))];
   ctx.checkCancelled();
   const [cleanLogits, cache] = await model.runWithCache(clean, { namesFilter: names });
   const cleanValue = metric.fn(cleanLogits);
@@ -323,7 +323,7 @@ export const headsDetect: JobHandler<HeadsDetectRequest, HeadsDetectResult> = as
   }
   const kinds = [...new Set(p.kinds)];
   const steps = kinds.length + (p.repeated ? 1 : 0);
-  const patterns = range(n_layers).map((l) => `blocks.${l}.attn.hook_pattern` as HookName);
+  const patterns = range(n_layers).map((l) => blockHook(l, 'attn.hook_pattern'));
   ctx.checkCancelled();
   // One sequence: one run, its cache shared by every kind. Several: detectHead averages over them.
   const cache = tokens.length === 1 ? (await model.runWithCache(tokens, { namesFilter: patterns, returnType: 'none' }))[1] : undefined;

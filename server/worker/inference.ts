@@ -1,6 +1,6 @@
 /** Job handlers that need no analysis toolkit: tokenize, forward (top-k + loss per token), attention patterns, activations. */
 import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
-import { hookShape, type HookName } from '../../hooks/hookPoints.ts';
+import { blockHook, hookShape, type HookName } from '../../hooks/hookPoints.ts';
 import type { Tensor } from '../../hooks/tensor.ts';
 import type {
   ActivationsRequest, ActivationsResult, AttentionRequest, AttentionResult, ForwardRequest, ForwardResult, TokenizeRequest, TokenizeResult,
@@ -140,8 +140,8 @@ export const attention: JobHandler<AttentionRequest, AttentionResult> = async (m
   const pos = tokens[0].length;
   checkSize(layers.length * heads.length * pos * pos * (p.scores ? 2 : 1), ctx, 'ask for fewer layers or heads, or a shorter prompt');
   const names = layers.flatMap((l) => [
-    `blocks.${l}.attn.hook_pattern` as HookName,
-    ...(p.scores ? [`blocks.${l}.attn.hook_attn_scores` as HookName] : []),
+    blockHook(l, 'attn.hook_pattern'),
+    ...(p.scores ? [blockHook(l, 'attn.hook_attn_scores')] : []),
   ]);
   ctx.checkCancelled();
   const [, cache] = await model.runWithCache(tokens, { returnType: 'none', namesFilter: [...new Set(names)] });
@@ -151,9 +151,9 @@ export const attention: JobHandler<AttentionRequest, AttentionResult> = async (m
     strTokens: strTokens(model, tokens[0]),
     layers,
     heads,
-    patterns: layers.map((l) => pick(cache.get(`blocks.${l}.attn.hook_pattern`))),
+    patterns: layers.map((l) => pick(cache.get(blockHook(l, 'attn.hook_pattern')))),
   };
-  if (p.scores) result.scores = layers.map((l) => pick(cache.get(`blocks.${l}.attn.hook_attn_scores`)));
+  if (p.scores) result.scores = layers.map((l) => pick(cache.get(blockHook(l, 'attn.hook_attn_scores'))));
   return result;
 };
 

@@ -1,7 +1,8 @@
 /** The activations of one run, by hook name, with TransformerLens's residual-stream decomposition methods (ActivationCache). */
 import { applySlice, sliceIndices, type SliceInput } from './analysis/slice.ts';
 import type { HookedTransformerConfig } from './config.ts';
-import { lensboardMatrixDims, transposeInto, type FeatureMajorMatrix } from './engine/featureMajor.ts';
+import { lensboardMatrixDims, type FeatureMajorMatrix } from './engine/featureMajor.ts';
+import { layerNormRows, transposeInto } from './ops/index.ts';
 import { blockHook, getActName, layerNormHooks, type HookName } from './hookPoints.ts';
 import { Tensor } from './tensor.ts';
 import type { TransformerWeights } from './weights.ts';
@@ -424,7 +425,7 @@ export class ActivationCache {
     const hasBatchDim = opts.hasBatchDim ?? this.hasBatchDim;
     let s = stack;
     if (hasBatchDim && opts.batchSlice !== undefined && opts.batchSlice !== null) s = applySlice(s, opts.batchSlice, 1, 'batchSlice');
-    if (opts.recomputeLn && layer === cfg.n_layers) return layerNormRows(s, cfg.eps, model.rawWeights.ln_final);
+    if (opts.recomputeLn && layer === cfg.n_layers) return layerNormLastDim(s, cfg.eps, model.rawWeights.ln_final);
     const centred = s.sub(s.mean(-1, { keepdim: true }));
     const key = layerNormHooks(layer === cfg.n_layers ? null : layer, opts.mlpInput ? 'ln2' : 'ln1').scale;
     if (!this.store.has(key)) throw new Error(`ActivationCache.applyLnToStack: needs the cached LayerNorm scale '${key}'; cache it (namesFilter) to apply the LayerNorm`);
@@ -565,23 +566,10 @@ export function tokensToResidualDirections(model: CacheModel, tokens: TokenSpec)
   return new Tensor(out, [...shape, d_model]);
 }
 
-/** The full LayerNorm (centre, divide by sqrt(var + eps), then w, b when present) over the last dim of every row. */
-function layerNormRows(x: Tensor, eps: number, ln: { w: Float32Array; b: Float32Array } | null): Tensor {
+/** The full LayerNorm (centre, scale by 1 / sqrt(var + eps), then w, b when present) over the last dim of every row. */
+function layerNormLastDim(x: Tensor, eps: number, ln: { w: Float32Array; b: Float32Array } | null): Tensor {
   const n = x.shape[x.ndim - 1];
-  const rows = x.size / n;
   const out = new Float32Array(x.size);
-  for (let r = 0; r < rows; r++) {
-    const o = r * n;
-    let mean = 0;
-    for (let d = 0; d < n; d++) mean += x.data[o + d];
-    mean /= n;
-    let sq = 0;
-    for (let d = 0; d < n; d++) sq += (x.data[o + d] - mean) ** 2;
-    const scale = Math.sqrt(sq / n + eps);
-    for (let d = 0; d < n; d++) {
-      const v = (x.data[o + d] - mean) / scale;
-      out[o + d] = ln ? v * ln.w[d] + ln.b[d] : v;
-    }
-  }
+  layerNormRows(x.data, x.size / n, n, eps, ln, { y: out });
   return new Tensor(out, x.shape);
 }

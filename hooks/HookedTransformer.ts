@@ -15,6 +15,7 @@ import { blockHook, hookPointMap, type HookName, type HookPointInfo } from './ho
 import { materializeInterventions, type InterventionSpec } from './interventions.ts';
 import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
+import { nextTokenLoss } from './ops/index.ts';
 import { processWeights } from './processing.ts';
 import { stackedWeight } from './stackedWeights.ts';
 import { adoptWeights, FEATURE_MAJOR, lensboardView, type FeatureMajorMatrix, type FeatureMajorWeights } from './engine/featureMajor.ts';
@@ -435,7 +436,11 @@ export class HookedTransformer {
     for (const [k, v] of result.activations) activations.set(k, v);
 
     let loss: Loss | undefined;
-    if (needLoss) loss = lossFromLogprobs(result.tokenLogprobs!, attentionMask, opts.lossPerToken ?? false);
+    if (needLoss) {
+      // TransformerLens's lm_cross_entropy_loss from the graph's log p(next token) per position.
+      const lp = result.tokenLogprobs!; // [batch, pos]
+      loss = nextTokenLoss((b, p) => lp.data[b * pos + p], tokens.length, pos, attentionMask, opts.lossPerToken ?? false);
+    }
     let output: unknown;
     if (stopAt) output = result.activations.get(stopAt);
     else if (returnType === 'logits') output = result.logits;
@@ -578,24 +583,4 @@ export class HookedTransformer {
   async dispose(): Promise<void> {
     await this.engine.dispose();
   }
-}
-
-/** TransformerLens's lm_cross_entropy_loss from per-position log-probs of the next token. */
-function lossFromLogprobs(lp: Tensor, mask: number[][] | undefined, perToken: boolean): Loss {
-  const [batch, pos] = lp.shape;
-  const out = new Float32Array(batch * (pos - 1)); // [batch, pos - 1]
-  let sum = 0;
-  let count = 0;
-  for (let b = 0; b < batch; b++) {
-    for (let p = 0; p < pos - 1; p++) {
-      if (mask && !(mask[b][p] === 1 && mask[b][p + 1] === 1)) continue;
-      const l = -lp.data[b * pos + p];
-      out[b * (pos - 1) + p] = l;
-      sum += l;
-      count++;
-    }
-  }
-  if (perToken) return new Tensor(out, [batch, pos - 1]);
-  if (count === 0) throw new Error('the attention mask leaves no (token, next token) pair to score');
-  return sum / count;
 }

@@ -17,7 +17,6 @@ export type { InterventionSpec } from './interventions.ts';
 export { Gpt2Tokenizer } from './tokenizer.ts';
 export { resolveDevice } from './engine/runtime.ts';
 export type { Device, ResolvedDevice } from './engine/runtime.ts';
-export { referenceForward } from './reference.ts';
 export { lmCrossEntropyLoss } from './loss.ts';
 export { processWeights } from './processing.ts';
 export { gpt2Config, randomWeights } from './init.ts';

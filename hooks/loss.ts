@@ -1,5 +1,6 @@
 /** Next-token cross-entropy loss, as TransformerLens's utils.lm_cross_entropy_loss computes it. */
-import { Tensor } from './tensor.ts';
+import { logSumExp, nextTokenLoss } from './ops/index.ts';
+import type { Tensor } from './tensor.ts';
 
 /**
  * Loss for predicting the NEXT token: log_softmax over d_vocab, then the log-prob that position p
@@ -42,25 +43,10 @@ export function lmCrossEntropyLoss(
   }
 
   const data = logits.data;
-  const out = new Float32Array(batch * (pos - 1)); // [batch, pos - 1]
-  let sum = 0;
-  let count = 0;
-  for (let b = 0; b < batch; b++) {
-    for (let p = 0; p < pos - 1; p++) {
-      const valid = !attentionMask || (attentionMask[b][p] === 1 && attentionMask[b][p + 1] === 1);
-      if (!valid) continue;
-      const o = (b * pos + p) * dVocab;
-      let max = -Infinity;
-      for (let v = 0; v < dVocab; v++) if (data[o + v] > max) max = data[o + v];
-      let se = 0;
-      for (let v = 0; v < dVocab; v++) se += Math.exp(data[o + v] - max);
-      const logprob = data[o + tokens[b][p + 1]] - max - Math.log(se);
-      out[b * (pos - 1) + p] = -logprob;
-      sum += -logprob;
-      count++;
-    }
-  }
-  if (perToken) return new Tensor(out, [batch, pos - 1]);
-  if (count === 0) throw new Error('lmCrossEntropyLoss: the attention mask leaves no (token, next token) pair to score');
-  return sum / count;
+  // log p(tokens[b][p + 1]) = logit - logsumexp over the vocabulary, in float64.
+  const logprob = (b: number, p: number) => {
+    const o = (b * pos + p) * dVocab;
+    return data[o + tokens[b][p + 1]] - logSumExp(data, o, dVocab);
+  };
+  return nextTokenLoss(logprob, batch, pos, attentionMask, perToken, 'lmCrossEntropyLoss');
 }

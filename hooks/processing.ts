@@ -7,8 +7,7 @@
  * are accumulated in float64.
  */
 import type { HookedTransformerConfig, ProcessingFlags } from './config.ts';
-import { checkWeightShapes } from './reference.ts';
-import type { LayerNormWeights, TransformerWeights } from './weights.ts';
+import { checkWeightShapes, type LayerNormWeights, type TransformerWeights } from './weights.ts';
 
 /** Every array of the weights, with its name. */
 function namedArrays(w: TransformerWeights): [string, Float32Array][] {

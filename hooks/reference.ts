@@ -1,8 +1,13 @@
-/** Plain-TypeScript reference forward pass of GPT-2 with TransformerLens semantics (loops over Float32Arrays, no onnxruntime). */
+/**
+ * Plain-TypeScript reference forward pass of GPT-2 with TransformerLens semantics (loops over
+ * Float32Arrays, no onnxruntime). It is the oracle the tests check the engine, the toolkit and the
+ * trainer against, so it keeps its own arithmetic (LayerNorm, gelu, softmax) and no production file
+ * imports it; users reach it as `lensboard/reference`.
+ */
 import type { ActFn, HookedTransformerConfig } from './config.ts';
 import { blockHook, hookShape, layerNormHooks, listHookPoints, type BlockHookSuffix, type HookName, type HookPointInfo } from './hookPoints.ts';
 import { Tensor } from './tensor.ts';
-import type { LayerNormWeights, TransformerWeights } from './weights.ts';
+import { checkWeightShapes, type LayerNormWeights, type TransformerWeights } from './weights.ts';
 
 /** A forward hook: returns a replacement activation (same shape) or nothing (in-place edits still flow downstream). */
 export type ReferenceHookFn = (act: Tensor, name: HookName) => Tensor | void;
@@ -105,40 +110,6 @@ function linear(x: Float32Array, rows: number, dIn: number, W: Float32Array, dOu
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-/** Throws unless each of the weights' arrays has the length `cfg` implies. */
-export function checkWeightShapes(cfg: HookedTransformerConfig, w: TransformerWeights): void {
-  const { d_model, d_vocab, n_ctx, d_mlp, n_layers } = cfg;
-  const H = cfg.n_heads * cfg.d_head;
-  const check = (name: string, arr: Float32Array | undefined, n: number) => {
-    if (!(arr instanceof Float32Array)) throw new Error(`weights.${name} is missing (expected a Float32Array of ${n})`);
-    if (arr.length !== n) throw new Error(`weights.${name} has ${arr.length} elements; the config needs ${n}`);
-  };
-  const checkLn = (name: string, ln: LayerNormWeights | null) => {
-    if (ln === null) return;
-    check(`${name}.w`, ln.w, d_model);
-    check(`${name}.b`, ln.b, d_model);
-  };
-  check('W_E', w.W_E, d_vocab * d_model);
-  check('W_pos', w.W_pos, n_ctx * d_model);
-  if (w.blocks.length !== n_layers) throw new Error(`weights.blocks has ${w.blocks.length} blocks; cfg.n_layers is ${n_layers}`);
-  w.blocks.forEach((b, l) => {
-    const p = `blocks[${l}]`;
-    checkLn(`${p}.ln1`, b.ln1);
-    for (const k of ['W_Q', 'W_K', 'W_V'] as const) check(`${p}.${k}`, b[k], d_model * H);
-    for (const k of ['b_Q', 'b_K', 'b_V'] as const) check(`${p}.${k}`, b[k], H);
-    check(`${p}.W_O`, b.W_O, H * d_model);
-    check(`${p}.b_O`, b.b_O, d_model);
-    checkLn(`${p}.ln2`, b.ln2);
-    check(`${p}.W_in`, b.W_in, d_model * d_mlp);
-    check(`${p}.b_in`, b.b_in, d_mlp);
-    check(`${p}.W_out`, b.W_out, d_mlp * d_model);
-    check(`${p}.b_out`, b.b_out, d_model);
-  });
-  checkLn('ln_final', w.ln_final);
-  check('W_U', w.W_U, d_model * d_vocab);
-  check('b_U', w.b_U, d_vocab);
 }
 
 function checkInputs(cfg: HookedTransformerConfig, tokens: number[][], mask: number[][] | undefined): { batch: number; pos: number } {

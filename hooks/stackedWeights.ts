@@ -1,6 +1,7 @@
 /** TransformerLens-shaped, layer-stacked views of the weights (`W_Q [n_layers, n_heads, d_model, d_head]`, …). */
 import type { HookedTransformerConfig } from './config.ts';
-import { transposeInto, type FeatureMajorWeights } from './engine/featureMajor.ts';
+import type { FeatureMajorWeights } from './engine/featureMajor.ts';
+import { transposeInto } from './ops/index.ts';
 import { Tensor } from './tensor.ts';
 import type { BlockWeights, TransformerWeights } from './weights.ts';
 

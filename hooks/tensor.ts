@@ -3,6 +3,7 @@
  * needs (indexing, slicing, reductions, softmax, topk, small matmuls) — not a general numpy.
  * Every method returns a new tensor and leaves `this` alone, except `set` and the `...InPlace` methods.
  */
+import { logSumExp, softmaxLine } from './ops/softmax.ts';
 
 /** A number or arbitrarily nested arrays of numbers, as accepted by `Tensor.from` and returned by `toArray`. */
 export type NestedArray = number | readonly NestedArray[];
@@ -219,18 +220,7 @@ const sqNormKernel: Kernel = (d, base, n, stride) => {
   return Math.sqrt(s);
 };
 
-const logSumExpKernel: Kernel = (d, base, n, stride) => {
-  let m = -Infinity;
-  for (let r = 0; r < n; r++) {
-    const v = d[base + r * stride];
-    if (v !== v) return NaN;
-    if (v > m) m = v;
-  }
-  if (m === -Infinity || m === Infinity) return m;
-  let s = 0;
-  for (let r = 0; r < n; r++) s += Math.exp(d[base + r * stride] - m);
-  return m + Math.log(s);
-};
+const logSumExpKernel: Kernel = (d, base, n, stride) => logSumExp(d, base, n, stride);
 
 export class Tensor {
   readonly shape: number[];
@@ -724,32 +714,9 @@ export class Tensor {
   private softmaxImpl(op: string, dim: number, log: boolean): Tensor {
     const d = normDim(op, dim, this.ndim);
     const { outer, n, inner } = splitAt(this.shape, d);
-    const src = this.data;
     const out = new Float32Array(this.size);
     for (let o = 0; o < outer; o++) {
-      for (let i = 0; i < inner; i++) {
-        const base = o * n * inner + i;
-        let m = -Infinity;
-        let sawNaN = false;
-        for (let r = 0; r < n; r++) {
-          const v = src[base + r * inner];
-          if (v !== v) sawNaN = true;
-          else if (v > m) m = v;
-        }
-        if (sawNaN) m = NaN;
-        if (m === -Infinity) {
-          for (let r = 0; r < n; r++) out[base + r * inner] = log ? -Infinity : 0;
-          continue;
-        }
-        let s = 0;
-        for (let r = 0; r < n; r++) s += Math.exp(src[base + r * inner] - m);
-        if (log) {
-          const ls = Math.log(s);
-          for (let r = 0; r < n; r++) out[base + r * inner] = src[base + r * inner] - m - ls;
-        } else {
-          for (let r = 0; r < n; r++) out[base + r * inner] = Math.exp(src[base + r * inner] - m) / s;
-        }
-      }
+      for (let i = 0; i < inner; i++) softmaxLine(this.data, out, o * n * inner + i, n, inner, log);
     }
     return new Tensor(out, this.shape);
   }

@@ -8,6 +8,7 @@ import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HookedTransformerConfig } from '../hooks/config.ts';
 import { writeSafetensors, type SafetensorsDtype } from '../hooks/loading/safetensors.ts';
+import { transposed } from '../hooks/ops/index.ts';
 import { DEFAULT_GPT2_TOKENIZER_DIR } from '../hooks/tokenizer.ts';
 import type { BlockWeights, TransformerWeights } from '../hooks/weights.ts';
 import { getParam, unembedParamName, type ParamSet } from './model/params.ts';
@@ -68,8 +69,7 @@ export function toTransformerWeights(cfg: HookedTransformerConfig, vocab: SeenVo
     });
   }
   const head = unembedParamName(params) === 'wte.weight' ? W_E : expandEmbedding(cfg, vocab, getParam(params, 'lm_head.weight'));
-  const W_U = new Float32Array(D * V);
-  for (let v = 0; v < V; v++) for (let d = 0; d < D; d++) W_U[d * V + v] = head[v * D + d];
+  const W_U = transposed(head, V, D); // [d_model, d_vocab]
   return { W_E, W_pos: P('wpe.weight'), blocks, ln_final: { w: P('ln_f.weight'), b: P('ln_f.bias') }, W_U, b_U: new Float32Array(V) };
 }
 

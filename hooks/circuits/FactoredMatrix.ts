@@ -4,9 +4,10 @@
  * eigenvalues and norms come from the small factors; the dense product is only formed by `AB`.
  * Float64 internally; getters return float32 Lensboard Tensors.
  */
+import { batchTransposed } from '../ops/index.ts';
 import { Tensor } from '../tensor.ts';
 import {
-  batchTranspose, bmm, broadcastBatch, broadcastLead, eigenvalues as evd, fmtShape, gemm, gramCols, gramRows,
+  bmm, broadcastBatch, broadcastLead, eigenvalues as evd, fmtShape, gemm, gramCols, gramRows,
   prod, qrThin, svdThin, toF64, toTensor, type DenseLike,
 } from './linalg.ts';
 
@@ -141,8 +142,8 @@ export class FactoredMatrix {
   /** The transpose (A B)ᵀ = Bᵀ Aᵀ, factored: [..., rdim, ldim]. */
   get T(): FactoredMatrix {
     return FactoredMatrix.of(
-      batchTranspose(this.b, this.batch, this.mdim, this.rdim),
-      batchTranspose(this.a, this.batch, this.ldim, this.mdim),
+      batchTransposed(this.b, this.batch, this.mdim, this.rdim),
+      batchTransposed(this.a, this.batch, this.ldim, this.mdim),
       this.lead, this.rdim, this.mdim, this.ldim,
     );
   }
@@ -155,7 +156,7 @@ export class FactoredMatrix {
   private svd64(): Svd64[] {
     if (this.svdCache) return this.svdCache;
     const { ldim: l, mdim: m, rdim: r } = this;
-    const bt = batchTranspose(this.b, this.batch, m, r); // [..., rdim, mdim]
+    const bt = batchTransposed(this.b, this.batch, m, r); // [..., rdim, mdim]
     const out: Svd64[] = [];
     for (let i = 0; i < this.batch; i++) {
       // Left: A = Qa Ra, Ra [ka, m]; Qa = I when A is wide.
@@ -167,7 +168,7 @@ export class FactoredMatrix {
       const kb = right ? m : r;
       const rb = right ? right.rr : bt.subarray(i * r * m, (i + 1) * r * m);
       // Middle = Ra Rbᵀ [ka, kb].
-      const rbT = batchTranspose(Float64Array.from(rb), 1, kb, m);
+      const rbT = batchTransposed(Float64Array.from(rb), 1, kb, m);
       const mid = new Float64Array(ka * kb);
       gemm(Float64Array.from(ra), 0, rbT, 0, mid, 0, ka, m, kb);
       const sv = svdThin(mid, 0, ka, kb);

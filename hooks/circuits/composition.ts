@@ -9,7 +9,8 @@
 import { Rng } from '../random.ts';
 import { Tensor } from '../tensor.ts';
 import { FactoredMatrix } from './FactoredMatrix.ts';
-import { batchMap, batchTranspose, broadcastLead, choleskyPsd, gemm, gramCols, gramRows, prod } from './linalg.ts';
+import { batchTransposed } from '../ops/index.ts';
+import { batchMap, broadcastLead, choleskyPsd, gemm, gramCols, gramRows, prod } from './linalg.ts';
 import { ortBlockNormsSq, ortMatmul, type KernelOptions } from './ortKernels.ts';
 import { attnWeights, type CircuitSource } from './weights.ts';
 
@@ -168,7 +169,7 @@ export async function allCompositionScores(src: CircuitSource, mode: Composition
     const out = new Float32Array(g.length);
     for (let i = 0; i < L * H; i++) {
       const c = choleskyPsd(g, i * h * h, h);
-      out.set(transpose ? batchTranspose(c, 1, h, h) : c, i * h * h);
+      out.set(transpose ? batchTransposed(c, 1, h, h) : c, i * h * h);
     }
     return out;
   };

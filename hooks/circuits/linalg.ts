@@ -8,6 +8,7 @@
  * plain float64 loops, which are faster than going through ml-matrix's per-element accessors.
  */
 import { EigenvalueDecomposition, Matrix, QrDecomposition, SingularValueDecomposition } from 'ml-matrix';
+import { layerNormRows } from '../ops/index.ts';
 import { Tensor } from '../tensor.ts';
 
 /** Something with a row-major float buffer and a shape: a Lensboard Tensor or a float64 array. */
@@ -117,16 +118,6 @@ export function bmm(
   return { data: out, lead };
 }
 
-/** Transposes the last two dims of a batch of [r, c] matrices. */
-export function batchTranspose(x: Float64Array, batch: number, r: number, c: number): Float64Array {
-  const out = new Float64Array(x.length);
-  for (let bi = 0; bi < batch; bi++) {
-    const o = bi * r * c;
-    for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[o + j * r + i] = x[o + i * c + j];
-  }
-  return out;
-}
-
 /** Gram matrices of the columns: g = xᵀ x, x [r, c] at offset → g [c, c]. */
 export function gramCols(x: Float64Array, off: number, r: number, c: number): Float64Array {
   const g = new Float64Array(c * c);
@@ -232,14 +223,6 @@ export function choleskyPsd(x: ArrayLike<number>, off: number, n: number, relTol
 export function normalizeRows(x: Float64Array, rows: number, d: number, eps: number): { n: Float64Array; r: Float64Array } {
   const n = new Float64Array(rows * d);
   const r = new Float64Array(rows);
-  for (let i = 0; i < rows; i++) {
-    let mu = 0;
-    for (let k = 0; k < d; k++) mu += x[i * d + k];
-    mu /= d;
-    let v = 0;
-    for (let k = 0; k < d; k++) v += (x[i * d + k] - mu) ** 2;
-    r[i] = 1 / Math.sqrt(v / d + eps);
-    for (let k = 0; k < d; k++) n[i * d + k] = (x[i * d + k] - mu) * r[i];
-  }
+  layerNormRows(x, rows, d, eps, null, { normalized: n, rstd: r });
   return { n, r };
 }

@@ -14,7 +14,7 @@
  */
 import type { HookedTransformerConfig } from '../config.ts';
 import { Rng } from '../random.ts';
-import { gelu, geluDerivative } from '../reference.ts';
+import { activationDerivative, activationFn } from '../ops/index.ts';
 import { Tensor } from '../tensor.ts';
 import { fmtShape, normalizeRows } from './linalg.ts';
 import { ortMatmul, type KernelOptions } from './ortKernels.ts';
@@ -124,7 +124,8 @@ export async function effectiveEmbedding(model: MlpSource, tokens: readonly numb
   const x = new Float64Array(N * d); // [n_tokens, d_model]
   tokens.forEach((t, i) => { for (let k = 0; k < d; k++) x[i * d + k] = W_E[t * d + k] + shift[k]; });
   const pre = await mlpPre(layerSlice(model, 'W_in', 0), layerSlice(model, 'b_in', 0).data, normalizeRows(x, N, d, eps).n, N, opts); // [n_tokens, d_mlp]
-  for (let i = 0; i < pre.length; i++) pre[i] = gelu(pre[i], act_fn);
+  const act = activationFn(act_fn);
+  for (let i = 0; i < pre.length; i++) pre[i] = act(pre[i]);
   const out = (await ortMatmul({ data: pre, shape: [N, m] }, layerSlice(model, 'W_out', 0), opts)).data; // [n_tokens, d_model]
   const b_out = layerSlice(model, 'b_out', 0).data;
   for (let i = 0; i < N; i++) for (let k = 0; k < d; k++) x[i * d + k] += out[i * d + k] + b_out[k];
@@ -195,9 +196,10 @@ export async function mlpLinearization(model: MlpSource, layer: number, points: 
   const pre = await mlpPre(W_in, b_in, n, N, opts); // [N, d_mlp]
   const g = new Float32Array(N * m); // act′(pre) ⊙ (n W_in) for the second term; the weights Σ r g for the first
   const rg = new Float64Array(m);
+  const actDerivative = activationDerivative(act_fn);
   for (let i = 0; i < N; i++) {
     for (let j = 0; j < m; j++) {
-      const gd = geluDerivative(pre[i * m + j], act_fn);
+      const gd = actDerivative(pre[i * m + j]);
       rg[j] += (r[i] * gd) / N;
       g[i * m + j] = gd * (pre[i * m + j] - b_in[j]);
     }

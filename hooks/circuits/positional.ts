@@ -7,6 +7,7 @@
 import { Tensor } from '../tensor.ts';
 import { attnWeights, getWeight, type CircuitSource } from './weights.ts';
 import { normalizeRows } from './linalg.ts';
+import { softmaxLine } from '../ops/index.ts';
 
 export interface PositionalOptions {
   /** How many positions (default min(n_ctx, 64)). */
@@ -80,15 +81,10 @@ function scores(p: Prepared, layer: number, head: number): Float64Array {
 
 /** Causal softmax of scores / √d_head, row by row → [n, n] (zeros above the diagonal). */
 function pattern(raw: Float64Array, n: number, h: number): Float64Array {
-  const out = new Float64Array(n * n);
   const scale = 1 / Math.sqrt(h);
-  for (let a = 0; a < n; a++) {
-    let m = -Infinity;
-    for (let b = 0; b <= a; b++) m = Math.max(m, raw[a * n + b] * scale);
-    let z = 0;
-    for (let b = 0; b <= a; b++) z += Math.exp(raw[a * n + b] * scale - m);
-    for (let b = 0; b <= a; b++) out[a * n + b] = Math.exp(raw[a * n + b] * scale - m) / z;
-  }
+  const scaled = raw.map((v) => v * scale); // [n, n]
+  const out = new Float64Array(n * n);
+  for (let a = 0; a < n; a++) softmaxLine(scaled, out, a * n, a + 1); // keys 0…a of query a
   return out;
 }
 

@@ -11,8 +11,9 @@
 import type { HookedTransformerConfig } from '../config.ts';
 import { GraphBuilder } from '../onnx/builder.ts';
 import { encodeModel } from '../onnx/proto.ts';
+import { logSumExp } from '../ops/index.ts';
 import { linear } from './graph/linear.ts';
-import { logSumExp, targetLogits } from './graph/unembed.ts';
+import { reduceLogSumExp, targetLogits } from './graph/unembed.ts';
 import { createSession, ort, runSession, type SessionConfig } from './runtime.ts';
 
 /** Vocabulary entries per slice. */
@@ -49,7 +50,7 @@ function sliceModel(cfg: HookedTransformerConfig, loss: boolean, embedded: { wid
   const outputs = [{ name: 'logits', elemType: 'float32' as const, dims: ['rows', width] }];
   if (loss) {
     const targets = b.input('targets', 'int64', ['rows']);
-    logSumExp(b, logits, 'lse'); // [rows]
+    reduceLogSumExp(b, logits, 'lse'); // [rows]
     targetLogits(b, logits, targets, 'picked'); // [rows]
     outputs.push({ name: 'lse', elemType: 'float32', dims: ['rows'] }, { name: 'picked', elemType: 'float32', dims: ['rows'] });
   }
@@ -162,12 +163,10 @@ export class UnembedHead {
       if (targets && picked) {
         // log p(target) = picked - log Σ_slices exp(lse_slice).
         result.tokenLogprobs ??= new Float32Array(rows);
+        const lseOfRow = new Float64Array(lseParts.length); // row i's log-sum-exp over each slice
         for (let i = 0; i < n; i++) {
-          let m = -Infinity;
-          for (const part of lseParts) m = Math.max(m, part[i]);
-          let sum = 0;
-          for (const part of lseParts) sum += Math.exp(part[i] - m);
-          result.tokenLogprobs[r0 + i] = picked[r0 + i] - (m + Math.log(sum));
+          lseParts.forEach((part, j) => (lseOfRow[j] = part[i]));
+          result.tokenLogprobs[r0 + i] = picked[r0 + i] - logSumExp(lseOfRow);
         }
         lseParts.length = 0;
       }

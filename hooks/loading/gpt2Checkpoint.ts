@@ -5,6 +5,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 import type { HookedTransformerConfig } from '../config.ts';
+import { transposed } from '../ops/index.ts';
 import type { BlockWeights, LayerNormWeights, TransformerWeights } from '../weights.ts';
 import { hfConfigToHooked } from './hfConfig.ts';
 import { SafetensorsFile, isFile } from './safetensors.ts';
@@ -163,20 +164,6 @@ function validateIndex(index: TensorIndex, cfg: HookedTransformerConfig, dir: st
   }
 }
 
-/** [rows, cols] → [cols, rows], in cache-friendly tiles. */
-export function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const T = 64;
-  for (let r0 = 0; r0 < rows; r0 += T) {
-    const r1 = Math.min(rows, r0 + T);
-    for (let c0 = 0; c0 < cols; c0 += T) {
-      const c1 = Math.min(cols, c0 + T);
-      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c];
-    }
-  }
-  return out;
-}
-
 /** Split a [rows, parts*width] matrix column-wise into `parts` matrices [rows, width]. */
 function splitColumns(src: Float32Array, rows: number, width: number, parts: number): Float32Array[] {
   const outs = Array.from({ length: parts }, () => new Float32Array(rows * width));
@@ -241,7 +228,7 @@ export async function loadGpt2Checkpoint(dir: string, opts: LoadCheckpointOption
     }
     const ln_final = await ln('ln_f');
     // W_U [d_model, d_vocab] = lm_headᵀ; lm_head [d_vocab, d_model] equals wte when tied (or is absent).
-    const W_U = index.has('lm_head.weight') ? transpose(await read('lm_head.weight'), V, D) : transpose(W_E, V, D);
+    const W_U = index.has('lm_head.weight') ? transposed(await read('lm_head.weight'), V, D) : transposed(W_E, V, D);
     const weights: TransformerWeights = { W_E, W_pos, blocks, ln_final, W_U, b_U: new Float32Array(V) };
     return { cfg, weights, dir };
   } finally {

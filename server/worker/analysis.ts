@@ -2,6 +2,7 @@
 import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
 import { blockHook, type BlockHookSuffix, type HookName } from '../../hooks/hookPoints.ts';
 import { lmCrossEntropyLoss } from '../../hooks/loss.ts';
+import { softmaxAt } from '../../hooks/ops/index.ts';
 import type { Tensor } from '../../hooks/tensor.ts';
 import {
   ablationSpecs, detectHead, directLogitAttribution, generateRepeatedTokens, getActPatchAttnHeadOutAllPos, getActPatchAttnHeadOutByPos,
@@ -112,12 +113,7 @@ function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: nu
     /** softmax(logits[0, q])[token] */
     const prob = (logits: Tensor, q: number) => {
       const V = logits.shape[2];
-      const row = logits.data.subarray(q * V, (q + 1) * V);
-      let max = -Infinity;
-      for (let i = 0; i < V; i++) max = Math.max(max, row[i]);
-      let z = 0;
-      for (let i = 0; i < V; i++) z += Math.exp(row[i] - max);
-      return Math.exp(row[token] - max) / z;
+      return softmaxAt(logits.data.subarray(q * V, (q + 1) * V), token);
     };
     return {
       fn: positionedMetric((logits) => prob(logits, at), at, (logits) => prob(logits, 0)),

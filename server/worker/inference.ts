@@ -1,6 +1,7 @@
 /** Job handlers that need no analysis toolkit: tokenize, forward (top-k + loss per token), attention patterns, activations. */
 import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
 import { blockHook, hookShape, type HookName } from '../../hooks/hookPoints.ts';
+import { scoresNextToken } from '../../hooks/ops/index.ts';
 import type { Tensor } from '../../hooks/tensor.ts';
 import type {
   ActivationsRequest, ActivationsResult, AttentionRequest, AttentionResult, ForwardRequest, ForwardResult, TokenizeRequest, TokenizeResult,
@@ -91,7 +92,7 @@ export const forward: JobHandler<ForwardRequest, ForwardResult> = async (model, 
       rows.forEach((_, r) => {
         const line: (number | null)[] = [];
         for (let q = 0; q < pos - 1; q++) {
-          const real = !mask || (mask[r][q] === 1 && mask[r][q + 1] === 1);
+          const real = scoresNextToken(mask, r, q);
           const v = per.data[r * (pos - 1) + q];
           line.push(real ? v : null);
           if (real) {

@@ -1,10 +1,12 @@
 /**
  * GPT-2 forward and backward pass for training (TransformerLens/HF semantics: pre-LN blocks, causal
  * multi-head attention, gelu_new MLP, final LN, unembedding tied to the class embeddings), with the
- * grouped-vocabulary softmax of vocab.ts. Matrix products go to a `Matmul` (onnxruntime); LayerNorm,
- * GELU, softmax and residual adds are JS loops over Float32Arrays.
+ * grouped-vocabulary softmax of vocab.ts. Matrix products, attention and the unembedding with its loss go
+ * to `Kernels` (onnxruntime); LayerNorm and GELU come from the library's ops (hooks/ops), residual adds
+ * are JS loops over Float32Arrays.
  */
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
+import { geluNew, geluNewDerivative, layerNormBackward, layerNormRows } from '../../hooks/ops/index.ts';
 import type { Kernels } from '../ops/kernels.ts';
 import { getParam, unembedParamName, zerosLike, type ParamSet } from './params.ts';
 import { unseenLogitOffset, type SeenVocab } from './vocab.ts';
@@ -34,57 +36,13 @@ export interface ForwardResult {
   final?: Float32Array;
 }
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
 /** LayerNorm over rows of x [rows, D]: returns y = xn·w + b and keeps xn, rstd for the backward pass. */
 function layerNorm(x: Float32Array, rows: number, D: number, w: Float32Array, b: Float32Array, eps: number) {
   const xn = new Float32Array(rows * D);
   const y = new Float32Array(rows * D);
   const rstd = new Float32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    const o = r * D;
-    let mean = 0;
-    for (let d = 0; d < D; d++) mean += x[o + d];
-    mean /= D;
-    let sq = 0;
-    for (let d = 0; d < D; d++) {
-      const c = x[o + d] - mean;
-      sq += c * c;
-    }
-    const rs = 1 / Math.sqrt(sq / D + eps);
-    rstd[r] = rs;
-    for (let d = 0; d < D; d++) {
-      const n = (x[o + d] - mean) * rs;
-      xn[o + d] = n;
-      y[o + d] = n * w[d] + b[d];
-    }
-  }
+  layerNormRows(x, rows, D, eps, { w, b }, { y, normalized: xn, rstd });
   return { y, xn, rstd };
-}
-
-/** Backward of layerNorm: accumulates dw, db; returns dx [rows, D]. */
-function layerNormBackward(dy: Float32Array, xn: Float32Array, rstd: Float32Array, rows: number, D: number, w: Float32Array, dw: Float32Array, db: Float32Array): Float32Array {
-  const dx = new Float32Array(rows * D);
-  const dxn = new Float64Array(D);
-  for (let r = 0; r < rows; r++) {
-    const o = r * D;
-    let mean1 = 0;
-    let mean2 = 0;
-    for (let d = 0; d < D; d++) {
-      const g = dy[o + d];
-      dw[d] += g * xn[o + d];
-      db[d] += g;
-      const v = g * w[d];
-      dxn[d] = v;
-      mean1 += v;
-      mean2 += v * xn[o + d];
-    }
-    mean1 /= D;
-    mean2 /= D;
-    const rs = rstd[r];
-    for (let d = 0; d < D; d++) dx[o + d] = rs * (dxn[d] - mean1 - xn[o + d] * mean2);
-  }
-  return dx;
 }
 
 /** Column sums of g [rows, n], added into out [n]. */
@@ -179,10 +137,7 @@ export async function forwardBackward(
     const ln2 = layerNorm(xMid, N, D, P(`${h}ln_2.weight`), P(`${h}ln_2.bias`), eps);
     const pre = await mm.gemm(ln2.y, P(`${h}mlp.c_fc.weight`), N, D, M, { bias: P(`${h}mlp.c_fc.bias`) }); // [N, M]
     const post = new Float32Array(N * M);
-    for (let i = 0; i < pre.length; i++) {
-      const v = pre[i];
-      post[i] = 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)));
-    }
+    for (let i = 0; i < pre.length; i++) post[i] = geluNew(pre[i]);
     const mlpOut = await mm.gemm(post, P(`${h}mlp.c_proj.weight`), N, M, D, { bias: P(`${h}mlp.c_proj.bias`) }); // [N, D]
     const xOut = new Float32Array(N * D);
     for (let i = 0; i < xOut.length; i++) xOut[i] = xMid[i] + mlpOut[i];
@@ -253,12 +208,7 @@ export async function forwardBackward(
     addInto(G(`${h}mlp.c_proj.weight`), await mm.gemm(c.post, dOut, M, N, D, { transA: true }));
     addColumnSums(dOut, N, D, G(`${h}mlp.c_proj.bias`));
     const dpost = await mm.gemm(dOut, P(`${h}mlp.c_proj.weight`), N, D, M, { transB: true }); // [N, M]
-    for (let i = 0; i < dpost.length; i++) {
-      const v = c.pre[i];
-      const th = Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v));
-      const dth = (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v);
-      dpost[i] *= 0.5 * (1 + th) + 0.5 * v * dth;
-    }
+    for (let i = 0; i < dpost.length; i++) dpost[i] *= geluNewDerivative(c.pre[i]);
     const dpre = dpost;
     addInto(G(`${h}mlp.c_fc.weight`), await mm.gemm(c.ln2.y, dpre, D, N, M, { transA: true }));
     addColumnSums(dpre, N, M, G(`${h}mlp.c_fc.bias`));

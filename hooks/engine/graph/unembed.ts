@@ -15,7 +15,7 @@ export function gatherRows(b: GraphBuilder, d_model: number, x: string, position
 }
 
 /** log Σ exp over the last axis: logits [..., d_vocab] -> [...]. */
-export function logSumExp(b: GraphBuilder, logits: string, out?: string): string {
+export function reduceLogSumExp(b: GraphBuilder, logits: string, out?: string): string {
   return b.op('ReduceLogSumExp', [logits, b.i64([-1])], { keepdims: { i: 0 } }, out);
 }
 
@@ -26,6 +26,6 @@ export function targetLogits(b: GraphBuilder, logits: string, targets: string, o
 
 /** log p(targets[b, p]) = logits[b, p, target] - logsumexp(logits[b, p]): logits [batch, pos, d_vocab], targets [batch, pos] -> [batch, pos]. */
 export function tokenLogprobs(b: GraphBuilder, logits: string, targets: string, out?: string): string {
-  const lse = logSumExp(b, logits); // [batch, pos]
+  const lse = reduceLogSumExp(b, logits); // [batch, pos]
   return b.sub(targetLogits(b, logits, targets), lse, out);
 }

@@ -1,6 +1,7 @@
 /** The engine's feature-major copy of the weights: in-place transposition, adoption of TransformerWeights, Lensboard-layout views, stacked getters. */
 import { describe, expect, it } from 'vitest';
-import { adoptWeights, FEATURE_MAJOR, lensboardView, transposeInPlace, transposeInto } from '../../../hooks/engine/featureMajor.ts';
+import { adoptWeights, FEATURE_MAJOR, lensboardView } from '../../../hooks/engine/featureMajor.ts';
+import { transposeInPlace, transposeInto } from '../../../hooks/ops/index.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
 import { stackedWeight } from '../../../hooks/stackedWeights.ts';
 import type { TransformerWeights } from '../../../hooks/weights.ts';

@@ -8,7 +8,7 @@
 import { cpus, loadavg } from 'node:os';
 import { SingularValueDecomposition, Matrix } from 'ml-matrix';
 import {
-  FactoredMatrix, allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet,
+  FactoredMatrix, KernelSessions, allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet,
   mlpLinearization, type CompositionMode,
 } from '../hooks/circuits/index.ts';
 import { gpt2Config, randomWeights } from '../hooks/init.ts';
@@ -35,7 +35,7 @@ console.log(`load average at start: ${loadavg().map((x) => x.toFixed(1)).join(',
 console.log(`Lensboard circuits benchmark — ${cfg.n_layers} layers × ${cfg.n_heads} heads, d_model ${cfg.d_model}, d_head ${cfg.d_head}, d_vocab ${cfg.d_vocab}, CPU (${cpus().length} cores)`);
 const weights = randomWeights(cfg, { seed: 1 });
 // Like HookedTransformer.weight(name): a fresh TransformerLens-shaped copy per call (the copies are timed too).
-const model = { weight: (name: string) => stackedWeight(cfg, weights, name) };
+const model = { weight: (name: string) => stackedWeight(cfg, weights, name), kernels: new KernelSessions(0) };
 
 const rows: [string, string, string, string][] = [];
 let total = 0;
@@ -59,7 +59,7 @@ const [cs, msCopy] = await time(() => copyingScores(model));
 rows.push(['copyingScores [12, 12] (incl. W_U W_E, 768×50257×768)', fmt(msCopy), cpuNotes.at(-1)!, `range ${Math.min(...cs.data).toFixed(3)} … ${Math.max(...cs.data).toFixed(3)}`]);
 
 // Reading past block 0's MLP (the weights are random, so only the times mean something; LayerNorm read as folded).
-const mlpModel = { cfg: { ...cfg, normalization_type: 'LNPre' as const }, weight: model.weight };
+const mlpModel = { cfg: { ...cfg, normalization_type: 'LNPre' as const }, weight: model.weight, kernels: model.kernels };
 const tokenSet = embeddingTokenSet(mlpModel);
 const [emb, msEmb] = await time(() => effectiveEmbedding(mlpModel, tokenSet));
 rows.push([`effectiveEmbedding (${tokenSet.length} tokens)`, fmt(msEmb), cpuNotes.at(-1)!, `[${emb.vectors.shape.join(', ')}]`]);

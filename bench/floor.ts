@@ -1,7 +1,7 @@
 /** The benchmark's floor: GPT-2 as one plain ONNX graph — no hook outputs, weights embedded and prepacked. */
 import type { HookedTransformerConfig } from '../hooks/config.ts';
 import { buildGpt2Graph } from '../hooks/engine/gpt2Graph.ts';
-import { createSession, ort, runSession } from '../hooks/engine/runtime.ts';
+import { createSession, int64Rows, runSession } from '../hooks/engine/runtime.ts';
 import { partitionGraph } from '../hooks/engine/segments.ts';
 import type { TransformerWeights } from '../hooks/weights.ts';
 
@@ -32,8 +32,7 @@ export async function buildFloor(cfg: HookedTransformerConfig, w: TransformerWei
   const session = await createSession(segment.model, { device: 'cpu', threads: 0 }, new Map(segment.external.map((n) => [n, arrays.get(n)!])));
   return {
     async forward(tokens) {
-      const data = BigInt64Array.from(tokens.flat().map((t) => BigInt(t)));
-      const out = await runSession(session, { tokens: new ort.Tensor('int64', data, [tokens.length, tokens[0].length]) });
+      const out = await runSession(session, { tokens: int64Rows(tokens, 'tokens') });
       return out.logits.data as Float32Array;
     },
     release: () => session.release(),

@@ -1,6 +1,7 @@
 /** The activations of one run, by hook name, with TransformerLens's residual-stream decomposition methods (ActivationCache). */
 import { applySlice, sliceIndices, type SliceInput } from './analysis/slice.ts';
 import type { HookedTransformerConfig } from './config.ts';
+import type { KernelSessions } from './engine/kernels.ts';
 import { lensboardMatrixDims, type FeatureMajorMatrix } from './engine/featureMajor.ts';
 import { layerNormRows, transposeInto } from './ops/index.ts';
 import { blockHook, getActName, layerNormHooks, type HookName } from './hookPoints.ts';
@@ -14,6 +15,8 @@ import type { TransformerWeights } from './weights.ts';
 export interface CacheModel {
   readonly cfg: HookedTransformerConfig;
   readonly rawWeights: TransformerWeights;
+  /** The model's onnxruntime kernels (the logit lens's unembedding). */
+  readonly kernels: KernelSessions;
   /** For string tokens in `logitAttrs`. */
   toSingleToken?(token: string): number;
   /** A matrix transposed to [out, in] without a copy (HookedTransformer.transposedWeight); else transposedMatrix transposes rawWeights'. */

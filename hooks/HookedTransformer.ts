@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ActivationCache, tokensToResidualDirections, type TokenSpec } from './ActivationCache.ts';
 import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type ProcessingFlags } from './config.ts';
 import { Engine, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
+import { KernelSessions } from './engine/kernels.ts';
 import { generate, type GenerateOptions, type GenerateOutput, type GenerateReturnType } from './generate.ts';
 import { resolveDevice, type Device, type ResolvedDevice } from './engine/runtime.ts';
 import { blockHook, hookPointMap, type HookName, type HookPointInfo } from './hookPoints.ts';
@@ -148,6 +149,7 @@ export class HookedTransformer {
   private readonly weights: FeatureMajorWeights;
   private readonly hooks: RegisteredHook[] = [];
   private readonly hookInfo: Map<HookName, HookPointInfo>;
+  private ownKernels: KernelSessions | null = null;
 
   private constructor(
     readonly cfg: HookedTransformerConfig,
@@ -502,7 +504,7 @@ export class HookedTransformer {
    * token by token, sampled or greedy, with a key/value cache unless useKvCache is false.
    */
   generate<R extends GenerateReturnType = 'input'>(input: ModelInput, opts: GenerateOptions & { returnType?: R } = {}): Promise<GenerateOutput<R>> {
-    return generate(this, input, opts, { decode: (feeds, fetches) => this.engine.decode(feeds, fetches), hookCount: this.hooks.length });
+    return generate(this, input, opts, { decodeStep: (tokens, mask, past) => this.engine.decodeStep(tokens, mask, past), hookCount: this.hooks.length });
   }
 
   // ---- weights ------------------------------------------------------------------------------
@@ -579,8 +581,19 @@ export class HookedTransformer {
     return lensboardView(this.cfg, this.weights);
   }
 
-  /** Releases onnxruntime's sessions. */
+  /**
+   * The onnxruntime kernels the analyses multiply with (circuits, the logit lens): made on first use
+   * with the model's thread count and released by dispose().
+   */
+  get kernels(): KernelSessions {
+    this.ownKernels ??= new KernelSessions(this.options.threads ?? 0);
+    return this.ownKernels;
+  }
+
+  /** Releases onnxruntime's sessions (the engine's and the kernels'); a later run builds them again. */
   async dispose(): Promise<void> {
-    await this.engine.dispose();
+    const kernels = this.ownKernels;
+    this.ownKernels = null;
+    await Promise.all([this.engine.dispose(), kernels?.dispose()]);
   }
 }

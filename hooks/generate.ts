@@ -3,8 +3,7 @@
  * per step, with a key/value cache (decodeGraph.ts) so each step runs only the new token.
  */
 import type { HookedTransformer, ModelInput } from './HookedTransformer.ts';
-import { kvNames } from './engine/decodeGraph.ts';
-import { ort } from './engine/runtime.ts';
+import type { KvCache } from './engine/engine.ts';
 import { Rng } from './random.ts';
 import { Tensor } from './tensor.ts';
 import type { PaddingSide } from './tokenizer.ts';
@@ -66,8 +65,8 @@ export type GenerateOutput<R extends GenerateReturnType> = R extends 'tokens'
 
 /** What generate needs from the model beyond its public API. */
 export interface GenerateBackend {
-  /** Runs the KV-cache decoding graph (Engine.decode). */
-  decode(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  /** One step with the key/value cache (Engine.decodeStep): the new tokens, the mask so far and the cache in, the last logits and the grown cache out. */
+  decodeStep(tokens: number[][], mask: number[][], past: KvCache | null): Promise<{ logits: Float32Array; past: KvCache }>;
   /** Hooks registered on the model: the decoding graph has no hook points, so these need useKvCache: false. */
   hookCount: number;
 }
@@ -182,41 +181,17 @@ function checkOptions(model: HookedTransformer, opts: GenerateOptions, pos: numb
   if (opts.onStep !== undefined) check(typeof opts.onStep === 'function', 'onStep must be a function');
 }
 
-function int64(rows: readonly (readonly number[])[]): ort.Tensor {
-  const data = new BigInt64Array(rows.length * rows[0].length);
-  let i = 0;
-  for (const row of rows) for (const v of row) data[i++] = BigInt(v);
-  return new ort.Tensor('int64', data, [rows.length, rows[0].length]);
-}
-
 /** Produces each step's last-position logits [batch, d_vocab] for the sequences so far. */
 type Stepper = (seq: number[][], mask: number[][], step: number) => Promise<Float32Array>;
 
 /** With the cache: the prefill runs the prompts, every later step only the token added last. */
-function kvStepper(model: HookedTransformer, backend: GenerateBackend): Stepper {
-  const L = model.cfg.n_layers;
-  const { n_heads, d_head } = model.cfg;
-  let past: Record<string, ort.Tensor> | null = null;
-  const fetches = ['logits', ...Array.from({ length: L }, (_, l) => [kvNames.presentKey(l), kvNames.presentValue(l)]).flat()];
+function kvStepper(backend: GenerateBackend): Stepper {
+  let past: KvCache | null = null;
   return async (seq, mask) => {
-    const batch = seq.length;
-    const feeds: Record<string, ort.Tensor> = {};
-    if (!past) {
-      const empty = new ort.Tensor('float32', new Float32Array(0), [batch, n_heads, 0, d_head]);
-      for (let l = 0; l < L; l++) feeds[kvNames.pastKey(l)] = feeds[kvNames.pastValue(l)] = empty;
-      feeds.tokens = int64(seq); // [batch, pos]
-    } else {
-      Object.assign(feeds, past);
-      feeds.tokens = int64(seq.map((r) => [r[r.length - 1]])); // [batch, 1]
-    }
-    feeds.attention_mask = int64(mask); // [batch, past + new]
-    const out = await backend.decode(feeds, fetches);
-    past = {};
-    for (let l = 0; l < L; l++) {
-      past[kvNames.pastKey(l)] = out[kvNames.presentKey(l)];
-      past[kvNames.pastValue(l)] = out[kvNames.presentValue(l)];
-    }
-    return out.logits.data as Float32Array; // [batch, 1, d_vocab]
+    const tokens = past ? seq.map((r) => [r[r.length - 1]]) : seq; // [batch, new]
+    const step = await backend.decodeStep(tokens, mask, past);
+    past = step.past;
+    return step.logits; // [batch, 1, d_vocab]
   };
 }
 
@@ -268,7 +243,7 @@ export async function generate<R extends GenerateReturnType = 'input'>(
   const seq = tokens.map((r) => [...r]);
   const seqMask = mask.map((r) => [...r]);
   const finished = new Array<boolean>(batch).fill(false);
-  const step = useKvCache ? kvStepper(model, backend) : forwardStepper(model);
+  const step = useKvCache ? kvStepper(backend) : forwardStepper(model);
   const maxNew = opts.maxNewTokens ?? 10;
 
   for (let index = 0; index < maxNew; index++) {

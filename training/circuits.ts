@@ -10,7 +10,6 @@ import type { InterventionSpec } from '../hooks/interventions.ts';
 import { Rng } from '../hooks/random.ts';
 import { randomTokens } from '../hooks/datasets/induction.ts';
 import { randomIoiPrompt, swapRepeatedName, type IoiPrompt } from '../hooks/datasets/ioi.ts';
-import { OrtMatmul } from './ops/matmul.ts';
 
 export interface RepeatLosses {
   /** Mean per-token loss predicting tokens 2 … L of the first copy, and of the second copy. */
@@ -157,34 +156,27 @@ export async function ioiMetrics(model: HookedTransformer, names: readonly strin
  * component); entry 0 = embeddings, entry l + 1 = after block l (the last one = the model's own logits).
  */
 export async function logitLensAccuracy(model: HookedTransformer, rows: number[][]): Promise<number[]> {
-  const { n_layers, d_model: D, d_vocab: V } = model.cfg;
+  const { n_layers, d_model: D } = model.cfg;
   const [, cache] = await model.runWithCache(rows, { returnType: 'none' });
   const stack = cache.accumulatedResid({ layer: n_layers, applyLn: true }); // [n_layers + 1, batch, pos, d_model]
   const B = rows.length;
   const T = rows[0].length;
-  const WU = model.W_U.data; // [d_model, d_vocab]
+  const W_Ut = model.transposedWeight('W_U'); // [d_vocab, d_model], no copy
   const bU = model.b_U.data;
-  const mm = await OrtMatmul.create(0);
   const acc: number[] = [];
-  try {
-    for (let c = 0; c < n_layers + 1; c++) {
-      const x = stack.data.subarray(c * B * T * D, (c + 1) * B * T * D);
-      const logits = await mm.gemm(Float32Array.from(x), WU, B * T, D, V, { bias: bU });
-      let hit = 0;
-      let count = 0;
-      for (let b = 0; b < B; b++) {
-        for (let p = 0; p < T - 1; p++) {
-          const o = (b * T + p) * V;
-          let best = 0;
-          for (let v = 1; v < V; v++) if (logits[o + v] > logits[o + best]) best = v;
-          if (best === rows[b][p + 1]) hit++;
-          count++;
-        }
+  for (let c = 0; c < n_layers + 1; c++) {
+    const x = stack.data.subarray(c * B * T * D, (c + 1) * B * T * D);
+    // the unembedding's top token per row (ties to the lower id), on the model's onnxruntime kernels
+    const { topIds } = await model.kernels.unembedTopK({ data: x, shape: [B * T, D] }, W_Ut, bU, 1); // [B·T, 1]
+    let hit = 0;
+    let count = 0;
+    for (let b = 0; b < B; b++) {
+      for (let p = 0; p < T - 1; p++) {
+        if (Number(topIds[b * T + p]) === rows[b][p + 1]) hit++;
+        count++;
       }
-      acc.push(hit / count);
     }
-  } finally {
-    await mm.dispose();
+    acc.push(hit / count);
   }
   return acc;
 }

@@ -11,7 +11,7 @@ import { Tensor } from '../tensor.ts';
 import { FactoredMatrix } from './FactoredMatrix.ts';
 import { batchTransposed } from '../ops/index.ts';
 import { batchMap, broadcastLead, choleskyPsd, gemm, gramCols, gramRows, prod } from './linalg.ts';
-import { ortBlockNormsSq, ortMatmul, type KernelOptions } from './ortKernels.ts';
+import type { KernelOptions, KernelSessions } from '../engine/kernels.ts';
 import { attnWeights, type CircuitSource } from './weights.ts';
 
 export type CompositionMode = 'Q' | 'K' | 'V';
@@ -103,7 +103,7 @@ export interface CompositionOptions extends KernelOptions {
 }
 
 /** W_O [L, H, d_head, d_model] with each layer's heads multiplied by its map; the same tensor when no map applies. */
-async function mapOutputs(W_O: Tensor, maps: CompositionOptions['outputMaps'], opts: KernelOptions): Promise<Tensor> {
+async function mapOutputs(kernels: KernelSessions, W_O: Tensor, maps: CompositionOptions['outputMaps'], opts: KernelOptions): Promise<Tensor> {
   if (maps === undefined) return W_O;
   const [L, H, h, d] = W_O.shape;
   if (!Array.isArray(maps) || maps.length > L) throw new Error(`allCompositionScores: outputMaps must be an array of at most n_layers = ${L} entries (Tensor [${d}, ${d}] or null)`);
@@ -116,7 +116,7 @@ async function mapOutputs(W_O: Tensor, maps: CompositionOptions['outputMaps'], o
       throw new Error(`allCompositionScores: outputMaps[${l}] must be a Tensor [${d}, ${d}] (d_model × d_model) or null, got ${m instanceof Tensor ? JSON.stringify(m.shape) : typeof m}`);
     }
     const n = H * h * d;
-    const y = await ortMatmul({ data: W_O.data.subarray(l * n, (l + 1) * n), shape: [H * h, d] }, f32(m), opts);
+    const y = await kernels.matmul({ data: W_O.data.subarray(l * n, (l + 1) * n), shape: [H * h, d] }, f32(m), opts);
     out.set(y.data, l * n);
   }
   return new Tensor(out, W_O.shape);
@@ -125,7 +125,7 @@ async function mapOutputs(W_O: Tensor, maps: CompositionOptions['outputMaps'], o
 /**
  * TransformerLens's all_composition_scores: [n_layers, n_heads, n_layers, n_heads], entry [l1, h1, l2, h2]
  * the score of head (l1, h1)'s OV into head (l2, h2)'s Q / K / V input, 0 unless l1 < l2 (and 0 where a head's
- * matrix is 0, where TransformerLens gives NaN). Big products run in float32 on onnxruntime (see ortKernels.ts),
+ * matrix is 0, where TransformerLens gives NaN). Big products run in float32 on onnxruntime (see engine/kernels.ts),
  * so this is async; a GPT-2-small-shaped model needs ~30 G multiply-adds per mode (1–2 s of CPU here).
  */
 export async function allCompositionScores(src: CircuitSource, mode: CompositionMode, opts: CompositionOptions = {}): Promise<Tensor> {
@@ -133,9 +133,9 @@ export async function allCompositionScores(src: CircuitSource, mode: Composition
   const need = mode === 'V' ? (['W_V', 'W_O'] as const) : (['W_Q', 'W_K', 'W_V', 'W_O'] as const);
   const { w, n_layers: L, n_heads: H, d_model: d, d_head: h } = attnWeights(src, need);
   const W_V = w.W_V!;
-  const W_O = await mapOutputs(w.W_O!, opts.outputMaps, opts); // the earlier heads' W_O (· M[layer])
+  const W_O = await mapOutputs(src.kernels, w.W_O!, opts.outputMaps, opts); // the earlier heads' W_O (· M[layer])
   const gram = async (t: Tensor, rows: boolean) =>
-    (await ortMatmul(rows ? f32(t) : f32(headsT(t)), rows ? f32(headsT(t)) : f32(t), opts)).data; // [L·H, h, h]
+    (await src.kernels.matmul(rows ? f32(t) : f32(headsT(t)), rows ? f32(headsT(t)) : f32(t), opts)).data; // [L·H, h, h]
   const gV = await gram(W_V, false); // W_Vᵀ W_V
   const gO = await gram(W_O, true); // W_O W_Oᵀ (mapped)
   let X: Tensor; // the later head's input-side factor [L, H, d, h]
@@ -173,8 +173,8 @@ export async function allCompositionScores(src: CircuitSource, mode: Composition
     }
     return out;
   };
-  const leftT = (await ortMatmul({ data: chol(gV, true), shape: [L * H, h, h] }, { data: W_O.data, shape: [L * H, h, d] }, opts)).data; // [L·H, h, d]
-  const rightT = (await ortMatmul({ data: X.data, shape: [L * H, d, h] }, { data: chol(gRight, false), shape: [L * H, h, h] }, opts)).data; // [L·H, d, h]
+  const leftT = (await src.kernels.matmul({ data: chol(gV, true), shape: [L * H, h, h] }, { data: W_O.data, shape: [L * H, h, d] }, opts)).data; // [L·H, h, d]
+  const rightT = (await src.kernels.matmul({ data: X.data, shape: [L * H, d, h] }, { data: chol(gRight, false), shape: [L * H, h, h] }, opts)).data; // [L·H, d, h]
   const out = new Float32Array(L * H * L * H);
   const RX = new Float32Array(d * H * h);
   for (let l2 = 1; l2 < L; l2++) {
@@ -184,7 +184,7 @@ export async function allCompositionScores(src: CircuitSource, mode: Composition
       for (let i = 0; i < d; i++) for (let j = 0; j < h; j++) RX[i * H * h + b * h + j] = rightT[base + i * h + j];
     }
     const N = l2 * H; // every head in layers < l2
-    const S = await ortBlockNormsSq(leftT.subarray(0, N * h * d), RX, { N, M: H, h, g: h, d }, opts);
+    const S = await src.kernels.blockNormsSq(leftT.subarray(0, N * h * d), RX, { N, M: H, h, g: h, d }, opts);
     for (let a = 0; a < N; a++) {
       for (let b = 0; b < H; b++) {
         out[a * L * H + l2 * H + b] = ratio(Math.sqrt(S[a * H + b]), Math.sqrt(leftNormSq[a] * rightNormSq[l2 * H + b]));

@@ -9,7 +9,7 @@ import { FactoredMatrix } from './FactoredMatrix.ts';
 import { checkTokens, topOfRow, unembedRow, type TokenRow } from './directPath.ts';
 import { eigenvalues, fmtShape, prod } from './linalg.ts';
 import type { TokenEmbedding } from './mlpPath.ts';
-import { ortMatmul, type F32, type KernelOptions } from './ortKernels.ts';
+import type { F32, KernelOptions } from '../engine/kernels.ts';
 import { attnWeights, getWeight, type CircuitSource } from './weights.ts';
 
 /** Σ Re λ / Σ |λ| of one spectrum (0 when every eigenvalue is 0). */
@@ -105,15 +105,15 @@ export async function copyingScores(src: CircuitSource, opts: CopyingOptions = {
     const n = tokens.length;
     const Ut = new Float32Array(d * n); // W_U[:, tokens]
     for (let k = 0; k < d; k++) for (let i = 0; i < n; i++) Ut[k * n + i] = W_U.data[k * V + tokens[i]];
-    UE = await ortMatmul({ data: Ut, shape: [d, n] }, { data: E, shape: [n, d] }, opts);
+    UE = await src.kernels.matmul({ data: Ut, shape: [d, n] }, { data: E, shape: [n, d] }, opts);
   } else {
     if (W_E.shape[1] !== d || W_U.shape[0] !== d) {
       throw new Error(`copyingScores: W_E ${fmtShape(W_E.shape)} / W_U ${fmtShape(W_U.shape)} do not match d_model ${d}`);
     }
-    UE = await ortMatmul({ data: W_U.data, shape: W_U.shape }, { data: W_E.data, shape: W_E.shape }, opts);
+    UE = await src.kernels.matmul({ data: W_U.data, shape: W_U.shape }, { data: W_E.data, shape: W_E.shape }, opts);
   }
-  const OUE = await ortMatmul({ data: w.W_O!.data, shape: [L * H * h, d] }, UE, opts); // [L·H·h, d]
-  const BA = await ortMatmul({ data: OUE.data, shape: [L * H, h, d] }, { data: w.W_V!.data, shape: [L * H, d, h] }, opts); // [L·H, h, h]
+  const OUE = await src.kernels.matmul({ data: w.W_O!.data, shape: [L * H * h, d] }, UE, opts); // [L·H·h, d]
+  const BA = await src.kernels.matmul({ data: OUE.data, shape: [L * H, h, d] }, { data: w.W_V!.data, shape: [L * H, d, h] }, opts); // [L·H, h, h]
   const ba = Float64Array.from(BA.data);
   const out = new Float32Array(L * H);
   for (let i = 0; i < L * H; i++) {

@@ -1,7 +1,7 @@
 /** Circuits from the weights (TransformerLens's FactoredMatrix, QK/OV, composition and copying scores, positional QK). */
 export { FactoredMatrix } from './FactoredMatrix.ts';
 export type { FactoredSvd, ComplexTensor } from './FactoredMatrix.ts';
-export { QK, OV, getWeight } from './weights.ts';
+export { QK, OV, getWeight, TensorWeights } from './weights.ts';
 export type { CircuitSource, CircuitWeights } from './weights.ts';
 export { allCompositionScores, compositionScores, compositionBaseline } from './composition.ts';
 export type { CompositionMode, CompositionOptions, BaselineOptions, CompositionBaseline } from './composition.ts';
@@ -15,4 +15,4 @@ export {
   positionalQK, positionalPattern, previousTokenScoreFromWeights, previousTokenScoresFromWeights,
 } from './positional.ts';
 export type { PositionalOptions } from './positional.ts';
-export type { KernelOptions } from './ortKernels.ts';
+export { KernelSessions, type KernelOptions } from '../engine/kernels.ts';

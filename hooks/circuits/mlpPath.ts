@@ -17,12 +17,13 @@ import { Rng } from '../random.ts';
 import { activationDerivative, activationFn } from '../ops/index.ts';
 import { Tensor } from '../tensor.ts';
 import { fmtShape, normalizeRows } from './linalg.ts';
-import { ortMatmul, type KernelOptions } from './ortKernels.ts';
+import type { KernelOptions, KernelSessions } from '../engine/kernels.ts';
 
 /** What these functions read: a model's config and TransformerLens-named, layer-stacked weights. */
 export interface MlpSource {
   cfg: HookedTransformerConfig;
   weight(name: string): Tensor;
+  readonly kernels: KernelSessions;
 }
 
 /** A set of token vectors standing in for W_E's rows: `vectors[i]` is token `tokens[i]`. */
@@ -92,10 +93,10 @@ function layerSlice(model: MlpSource, name: string, layer: number): { data: Floa
 
 /** An MLP's pre-activations LN(x) W_in + b_in [rows, d_mlp] for normalised rows n [rows, d_model]. */
 async function mlpPre(
-  W_in: { data: Float32Array; shape: number[] }, b_in: Float32Array, n: Float64Array, rows: number, opts: KernelOptions,
+  kernels: KernelSessions, W_in: { data: Float32Array; shape: number[] }, b_in: Float32Array, n: Float64Array, rows: number, opts: KernelOptions,
 ): Promise<Float32Array> {
   const [d, m] = W_in.shape; // [d_model, d_mlp]
-  const pre = (await ortMatmul({ data: Float32Array.from(n), shape: [rows, d] }, W_in, opts)).data;
+  const pre = (await kernels.matmul({ data: Float32Array.from(n), shape: [rows, d] }, W_in, opts)).data;
   for (let i = 0; i < rows; i++) for (let j = 0; j < m; j++) pre[i * m + j] += b_in[j];
   return pre;
 }
@@ -123,10 +124,10 @@ export async function effectiveEmbedding(model: MlpSource, tokens: readonly numb
   const N = tokens.length;
   const x = new Float64Array(N * d); // [n_tokens, d_model]
   tokens.forEach((t, i) => { for (let k = 0; k < d; k++) x[i * d + k] = W_E[t * d + k] + shift[k]; });
-  const pre = await mlpPre(layerSlice(model, 'W_in', 0), layerSlice(model, 'b_in', 0).data, normalizeRows(x, N, d, eps).n, N, opts); // [n_tokens, d_mlp]
+  const pre = await mlpPre(model.kernels, layerSlice(model, 'W_in', 0), layerSlice(model, 'b_in', 0).data, normalizeRows(x, N, d, eps).n, N, opts); // [n_tokens, d_mlp]
   const act = activationFn(act_fn);
   for (let i = 0; i < pre.length; i++) pre[i] = act(pre[i]);
-  const out = (await ortMatmul({ data: pre, shape: [N, m] }, layerSlice(model, 'W_out', 0), opts)).data; // [n_tokens, d_model]
+  const out = (await model.kernels.matmul({ data: pre, shape: [N, m] }, layerSlice(model, 'W_out', 0), opts)).data; // [n_tokens, d_model]
   const b_out = layerSlice(model, 'b_out', 0).data;
   for (let i = 0; i < N; i++) for (let k = 0; k < d; k++) x[i * d + k] += out[i * d + k] + b_out[k];
   return { tokens: [...tokens], vectors: new Tensor(Float32Array.from(normalizeRows(x, N, d, eps).n), [N, d]) };
@@ -193,7 +194,7 @@ export async function mlpLinearization(model: MlpSource, layer: number, points: 
   const W_in = layerSlice(model, 'W_in', layer); // [d_model, d_mlp]
   const b_in = layerSlice(model, 'b_in', layer).data; // [d_mlp]
   const W_out = layerSlice(model, 'W_out', layer); // [d_mlp, d_model]
-  const pre = await mlpPre(W_in, b_in, n, N, opts); // [N, d_mlp]
+  const pre = await mlpPre(model.kernels, W_in, b_in, n, N, opts); // [N, d_mlp]
   const g = new Float32Array(N * m); // act′(pre) ⊙ (n W_in) for the second term; the weights Σ r g for the first
   const rg = new Float64Array(m);
   const actDerivative = activationDerivative(act_fn);
@@ -207,9 +208,9 @@ export async function mlpLinearization(model: MlpSource, layer: number, points: 
   // First term: (I − 𝟙𝟙ᵀ/d) W_in diag(mean r g) W_out.
   const scaled = new Float32Array(d * m);
   for (let a = 0; a < d; a++) for (let j = 0; j < m; j++) scaled[a * m + j] = W_in.data[a * m + j] * rg[j];
-  const M = (await ortMatmul({ data: scaled, shape: [d, m] }, W_out, opts)).data; // [d_model, d_model]
+  const M = (await model.kernels.matmul({ data: scaled, shape: [d, m] }, W_out, opts)).data; // [d_model, d_model]
   // Second term: (1/(N d)) Σ_p r_p n_p u_pᵀ, u_p = (n_p W_in ⊙ act′(pre_p)) W_out.
-  const U = (await ortMatmul({ data: g, shape: [N, m] }, W_out, opts)).data; // [N, d_model]
+  const U = (await model.kernels.matmul({ data: g, shape: [N, m] }, W_out, opts)).data; // [N, d_model]
   const J = new Float64Array(d * d);
   const colMean = new Float64Array(d);
   for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) colMean[b] += M[a * d + b] / d;

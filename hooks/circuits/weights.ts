@@ -1,5 +1,6 @@
-/** Where circuit analyses get their weights: a HookedTransformer (its `weight(name)`) or a plain object of TL-shaped Tensors. */
-import type { Tensor } from '../tensor.ts';
+/** Where circuit analyses get their weights and kernels: a HookedTransformer, or TransformerLens-shaped tensors in a TensorWeights. */
+import { KernelSessions } from '../engine/kernels.ts';
+import { Tensor } from '../tensor.ts';
 import { FactoredMatrix } from './FactoredMatrix.ts';
 import { fmtShape } from './linalg.ts';
 
@@ -14,19 +15,52 @@ export interface CircuitWeights {
   W_U?: Tensor; // [d_model, d_vocab]
 }
 
-/** A model (anything with TransformerLens's `weight(name)`, e.g. HookedTransformer) or its weights. */
-export type CircuitSource = { weight(name: string): Tensor } | CircuitWeights;
-
 export type WeightName = keyof CircuitWeights;
+
+const WEIGHT_NAMES: readonly WeightName[] = ['W_E', 'W_pos', 'W_Q', 'W_K', 'W_V', 'W_O', 'W_U'];
+
+/**
+ * What circuit analyses read: TransformerLens-named, layer-stacked weights and the onnxruntime kernels that
+ * multiply them. A HookedTransformer is one (its `weight(name)` and `kernels`); TensorWeights makes one from
+ * TransformerLens-shaped tensors.
+ */
+export interface CircuitSource {
+  weight(name: WeightName): Tensor;
+  readonly kernels: KernelSessions;
+}
+
+/** A CircuitSource over TransformerLens-shaped tensors (any subset: an analysis names the one it misses); dispose() releases its kernels. */
+export class TensorWeights implements CircuitSource {
+  private ownKernels: KernelSessions | null = null;
+
+  /** `threads`: onnxruntime threads of the kernels (0 = one per physical core). */
+  constructor(private readonly tensors: CircuitWeights, private readonly opts: { threads?: number } = {}) {}
+
+  weight(name: WeightName): Tensor {
+    const t = this.tensors[name];
+    if (!t) {
+      const have = WEIGHT_NAMES.filter((n) => this.tensors[n]);
+      throw new Error(`circuits: '${name}' is missing; these weights have ${have.length ? have.join(', ') : 'none'} (TransformerLens-shaped tensors W_E, W_pos, W_Q, W_K, W_V, W_O, W_U)`);
+    }
+    return t;
+  }
+
+  get kernels(): KernelSessions {
+    this.ownKernels ??= new KernelSessions(this.opts.threads ?? 0);
+    return this.ownKernels;
+  }
+
+  /** Releases the kernels' onnxruntime sessions. */
+  async dispose(): Promise<void> {
+    await this.ownKernels?.dispose();
+    this.ownKernels = null;
+  }
+}
 
 /** Fetches one weight and checks its rank. */
 export function getWeight(src: CircuitSource, name: WeightName): Tensor {
-  let t: Tensor | undefined;
-  if (src && typeof (src as { weight?: unknown }).weight === 'function') t = (src as { weight(n: string): Tensor }).weight(name);
-  else if (src && typeof src === 'object') t = (src as CircuitWeights)[name];
-  if (!t || !Array.isArray(t.shape)) {
-    throw new Error(`circuits: '${name}' is missing; pass a model with weight(name) or an object with TransformerLens-shaped tensors W_E, W_pos, W_Q, W_K, W_V, W_O, W_U`);
-  }
+  const t = src.weight(name);
+  if (!(t instanceof Tensor)) throw new Error(`circuits: weight('${name}') did not return a Tensor`);
   const rank = name === 'W_E' || name === 'W_pos' || name === 'W_U' ? 2 : 4;
   if (t.ndim !== rank) {
     const want = rank === 2 ? 'a 2-D tensor' : 'a 4-D tensor [n_layers, n_heads, ·, ·]';

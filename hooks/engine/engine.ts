@@ -8,8 +8,8 @@ import { blockHook, hookPointMap, hookShape, type HookName, type HookPointInfo, 
 import { Tensor } from '../tensor.ts';
 import type { FeatureMajorWeights } from './featureMajor.ts';
 import { buildGpt2Graph, interventionFeeds, weightDims, type GraphOptions } from './gpt2Graph.ts';
-import { buildDecodeGraph } from './decodeGraph.ts';
-import { createSession, ort, runSession, type SessionConfig } from './runtime.ts';
+import { buildDecodeGraph, kvNames } from './decodeGraph.ts';
+import { bool, createSession, f32, fromTensor, int64Rows, runSession, SessionCache, toTensor, type OrtValue, type Session, type SessionConfig } from './runtime.ts';
 import { partitionGraph } from './segments.ts';
 import { UnembedHead } from './unembedHead.ts';
 
@@ -55,7 +55,7 @@ export interface EngineResult {
 interface Plan {
   segments: {
     /** Null for a segment with nothing to compute (e.g. after a cut at the head input). */
-    session: ort.InferenceSession | null;
+    session: Session | null;
     inputs: string[];
     outputs: string[];
     /** Outputs later segments read. */
@@ -122,31 +122,34 @@ export interface EngineOptions extends SessionConfig {
   unembedVocabSlice?: number;
 }
 
-function toInt64(rows: number[][], what: string): ort.Tensor {
-  const batch = rows.length;
-  const pos = rows[0]?.length ?? 0;
-  const data = new BigInt64Array(batch * pos);
-  rows.forEach((row, b) => {
-    if (row.length !== pos) throw new Error(`${what}: every row must have ${pos} entries; row ${b} has ${row.length}`);
-    row.forEach((v, p) => (data[b * pos + p] = BigInt(v)));
-  });
-  return new ort.Tensor('int64', data, [batch, pos]);
+/**
+ * The keys and values of every layer for the positions a generation has run so far (Engine.decodeStep),
+ * opaque outside the engine: the next step takes it back.
+ */
+export interface KvCache {
+  /** How many positions it holds. */
+  readonly positions: number;
 }
+
+/** Each KvCache's onnxruntime values (past_key.L, past_value.L [batch, head, positions, d_head]). */
+const kvValues = new WeakMap<KvCache, Record<string, OrtValue>>();
 
 export class Engine {
   private readonly plans = new Map<string, Promise<Plan>>();
-  private weightTensors: Record<string, ort.Tensor> | null = null;
+  private weightTensors: Record<string, OrtValue> | null = null;
   private head: UnembedHead | null = null;
   /** The model's hook points (the one list, with its optional hook points). */
   private readonly hookPoints: ReadonlyMap<HookName, HookPointInfo>;
+  private readonly decodeSessions: SessionCache;
 
   /** `weights`: the model's one copy, feature-major (featureMajor.ts's adoptWeights). */
   constructor(
     readonly cfg: HookedTransformerConfig,
-    private weights: FeatureMajorWeights,
+    private readonly weights: FeatureMajorWeights,
     readonly options: EngineOptions,
   ) {
     this.hookPoints = hookPointMap(cfg, options.optionalHooks);
+    this.decodeSessions = new SessionCache(options);
   }
 
   /** A hook point of this model; an unknown name is an error. */
@@ -156,21 +159,15 @@ export class Engine {
     return info;
   }
 
-  /** Swap in new weights; built graph variants are dropped. */
-  async setWeights(weights: FeatureMajorWeights): Promise<void> {
-    await this.dispose();
-    this.weights = weights;
-  }
-
   private weightArrays(): ReadonlyMap<string, Float32Array> {
     return this.weights.arrays;
   }
 
   /** The graph's weight inputs as onnxruntime tensors over the engine's arrays (no copy), shaped as the graph declares them. */
-  private weightTensorFeeds(): Record<string, ort.Tensor> {
+  private weightTensorFeeds(): Record<string, OrtValue> {
     if (this.weightTensors) return this.weightTensors;
-    const out: Record<string, ort.Tensor> = {};
-    for (const [name, data] of this.weightArrays()) out[name] = new ort.Tensor('float32', data, weightDims(this.cfg, name, true));
+    const out: Record<string, OrtValue> = {};
+    for (const [name, data] of this.weightArrays()) out[name] = f32(data, weightDims(this.cfg, name, true));
     this.weightTensors = out;
     return out;
   }
@@ -358,34 +355,33 @@ export class Engine {
   private async execute(plan: Plan, req: EngineRequest): Promise<EngineResult> {
     const head = this.needsHead(req) ? plan.headInput : null;
     const wanted = new Set<string>([...(req.observe ?? []), ...(head ? [head] : []), 'logits', 'token_logprobs']);
-    const values = new Map<string, ort.Tensor>(Object.entries(this.weightTensorFeeds()));
-    values.set('tokens', toInt64(req.tokens, 'tokens'));
-    if (req.targets && !head) values.set('targets', toInt64(req.targets, 'targets'));
-    if (req.attentionMask) values.set('attention_mask', toInt64(req.attentionMask, 'attentionMask'));
-    else if (plan.main) values.set('attention_mask', toInt64(req.tokens.map((r) => r.map(() => 1)), 'attentionMask'));
+    const values = new Map<string, OrtValue>(Object.entries(this.weightTensorFeeds()));
+    values.set('tokens', int64Rows(req.tokens, 'tokens'));
+    if (req.targets && !head) values.set('targets', int64Rows(req.targets, 'targets'));
+    if (req.attentionMask) values.set('attention_mask', int64Rows(req.attentionMask, 'attentionMask'));
+    else if (plan.main) values.set('attention_mask', int64Rows(req.tokens.map((r) => r.map(() => 1)), 'attentionMask'));
     if (req.logitPositions) {
       const pos = req.tokens[0].length;
       req.logitPositions.forEach((row, b) => row.forEach((p) => {
         if (!Number.isInteger(p) || p < 0 || p >= pos) throw new Error(`logitPositions[${b}] has ${p}; allowed: integers 0…${pos - 1}`);
       }));
-      values.set('logit_positions', toInt64(req.logitPositions, 'logitPositions'));
+      values.set('logit_positions', int64Rows(req.logitPositions, 'logitPositions'));
     }
     let first = 0;
     if (req.startAt) {
       const at = plan.segments.findIndex((s) => s.cut === req.startAt!.hook);
       first = at + 1;
-      const v = req.startAt.value;
-      values.set(req.startAt.hook, new ort.Tensor('float32', v.data, v.shape));
+      values.set(req.startAt.hook, fromTensor(req.startAt.value));
     }
     for (const [hook, iv] of req.interventions ?? []) {
       const feeds = interventionFeeds(hook);
-      values.set(feeds.mask, new ort.Tensor('bool', iv.mask.data, iv.mask.shape));
-      values.set(feeds.value, new ort.Tensor('float32', iv.value.data, iv.value.shape));
+      values.set(feeds.mask, bool(iv.mask.data, iv.mask.shape));
+      values.set(feeds.value, fromTensor(iv.value));
     }
 
     for (const seg of plan.segments.slice(first)) {
       if (!seg.session) continue; // nothing after the last cut is needed (no logits asked for)
-      const feeds: Record<string, ort.Tensor> = {};
+      const feeds: Record<string, OrtValue> = {};
       for (const name of seg.inputs) {
         const v = values.get(name);
         if (!v) {
@@ -401,7 +397,7 @@ export class Engine {
       if (seg.cut) {
         const name = seg.cut;
         const raw = values.get(name)!;
-        let act = new Tensor(raw.data as Float32Array, raw.dims as number[]);
+        let act = toTensor(raw);
         const { layer } = this.hookPoint(name);
         const point: HookPoint = { name, layer: () => layer };
         for (const fn of req.hooks?.get(name) ?? []) {
@@ -414,7 +410,7 @@ export class Engine {
             act = replaced;
           }
         }
-        values.set(name, new ort.Tensor('float32', act.data, act.shape));
+        values.set(name, fromTensor(act));
         if (name === req.stopAt) break;
       }
     }
@@ -423,19 +419,19 @@ export class Engine {
     for (const name of plan.hookOrder) {
       const v = values.get(name);
       if (!req.observe?.has(name) || !v) continue;
-      activations.set(name, new Tensor(v.data as Float32Array, v.dims as number[]));
+      activations.set(name, toTensor(v));
     }
     const result: EngineResult = { activations };
     const logits = values.get('logits');
-    if (logits) result.logits = new Tensor(logits.data as Float32Array, logits.dims as number[]);
+    if (logits) result.logits = toTensor(logits);
     const lp = values.get('token_logprobs');
-    if (lp) result.tokenLogprobs = new Tensor(lp.data as Float32Array, lp.dims as number[]);
+    if (lp) result.tokenLogprobs = toTensor(lp);
     const x = head ? values.get(head) : undefined;
     if (x) {
       // The unembedding, in chunks of rows (unembedHead.ts): x [batch, pos | k, d_model].
       const [batch, k] = x.dims as number[];
       values.clear(); // let go of what the segments produced before the logits are made
-      const targets = req.targets ? toInt64(req.targets, 'targets') : undefined;
+      const targets = req.targets ? int64Rows(req.targets, 'targets') : undefined;
       if (targets && targets.dims.join(',') !== `${batch},${k}`) {
         throw new Error(`targets must be [${batch}, ${k}] (one per position whose logits are computed); got [${targets.dims.join(', ')}]`);
       }
@@ -447,27 +443,48 @@ export class Engine {
     return result;
   }
 
-  private decodeSession: Promise<{ session: ort.InferenceSession; embedded: boolean }> | null = null;
+  /** The decoding graph's session: weights prepacked when plain runs use the prepacked main variant (see WeightMode), fed otherwise. */
+  private decodeSession(embedded: boolean): Promise<Session> {
+    return this.decodeSessions.get('decode', () => {
+      const graph = buildDecodeGraph(this.cfg, { lnHasWeights: this.cfg.normalization_type === 'LN', lastLogitsOnly: true, featureMajor: true });
+      const weights = this.weightArrays();
+      const [seg] = partitionGraph(graph.builder, [], new Set(graph.outputs), embedded ? new Set(weights.keys()) : new Set());
+      return { model: seg.model, external: new Map(seg.external.map((n) => [n, weights.get(n)!])) };
+    });
+  }
 
   /**
-   * Runs the key/value-cache decoding graph (decodeGraph.ts, last position's logits only) on `feeds`
-   * (tokens, attention_mask, past_key.L, past_value.L); the weights are added here, prepacked into
-   * the session when plain runs use the prepacked main variant (see WeightMode), fed otherwise.
+   * One step of generation with a key/value cache (decodeGraph.ts): `tokens` [batch, new] are the new
+   * tokens (the whole prompts at the first step, past = null), `mask` [batch, past + new] the attention
+   * mask of everything so far (1 = real token). Returns the logits of the last new position
+   * [batch, d_vocab] and the cache grown by the new positions, for the next step.
    */
-  async decode(feeds: Record<string, ort.Tensor>, fetches: readonly string[]): Promise<Record<string, ort.Tensor>> {
-    if (!this.decodeSession) {
-      this.decodeSession = (async () => {
-        const graph = buildDecodeGraph(this.cfg, { lnHasWeights: this.cfg.normalization_type === 'LN', lastLogitsOnly: true, featureMajor: true });
-        const weights = this.weightArrays();
-        const embedded = this.useMainVariant();
-        const [seg] = partitionGraph(graph.builder, [], new Set(graph.outputs), embedded ? new Set(weights.keys()) : new Set());
-        const session = await createSession(seg.model, this.options, new Map(seg.external.map((n) => [n, weights.get(n)!])));
-        return { session, embedded };
-      })();
-      this.decodeSession.catch(() => (this.decodeSession = null));
+  async decodeStep(tokens: number[][], mask: number[][], past: KvCache | null): Promise<{ logits: Float32Array; past: KvCache }> {
+    const batch = tokens.length;
+    const { n_layers, n_heads, d_head } = this.cfg;
+    const feeds: Record<string, OrtValue> = {};
+    if (past) {
+      const values = kvValues.get(past);
+      if (!values) throw new Error('decodeStep: past is not a KvCache made by this engine');
+      Object.assign(feeds, values);
+    } else {
+      const empty = f32(new Float32Array(0), [batch, n_heads, 0, d_head]);
+      for (let l = 0; l < n_layers; l++) feeds[kvNames.pastKey(l)] = feeds[kvNames.pastValue(l)] = empty;
     }
-    const { session, embedded } = await this.decodeSession;
-    return runSession(session, embedded ? feeds : { ...this.weightTensorFeeds(), ...feeds }, fetches);
+    feeds.tokens = int64Rows(tokens, 'tokens'); // [batch, new]
+    feeds.attention_mask = int64Rows(mask, 'attentionMask'); // [batch, past + new]
+    const embedded = this.useMainVariant();
+    const session = await this.decodeSession(embedded);
+    const fetches = ['logits', ...Array.from({ length: n_layers }, (_, l) => [kvNames.presentKey(l), kvNames.presentValue(l)]).flat()];
+    const out = await runSession(session, embedded ? feeds : { ...this.weightTensorFeeds(), ...feeds }, fetches);
+    const next: KvCache = Object.freeze({ positions: (past?.positions ?? 0) + (tokens[0]?.length ?? 0) });
+    const values: Record<string, OrtValue> = {};
+    for (let l = 0; l < n_layers; l++) {
+      values[kvNames.pastKey(l)] = out[kvNames.presentKey(l)];
+      values[kvNames.pastValue(l)] = out[kvNames.presentValue(l)];
+    }
+    kvValues.set(next, values);
+    return { logits: out.logits.data as Float32Array, past: next }; // logits [batch, 1, d_vocab]
   }
 
   /** Releases every onnxruntime session. */
@@ -478,15 +495,7 @@ export class Engine {
     const head = this.head;
     this.head = null;
     if (head) await head.release();
-    const decoder = this.decodeSession;
-    this.decodeSession = null;
-    if (decoder) {
-      try {
-        await (await decoder).session.release();
-      } catch {
-        // a decoder that failed to build holds no session
-      }
-    }
+    await this.decodeSessions.dispose();
     for (const p of plans) {
       try {
         const plan = await p;

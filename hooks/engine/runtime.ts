@@ -1,9 +1,13 @@
 /**
- * The one place that talks to onnxruntime-node: picks the execution provider for a device,
- * creates sessions, and runs them with feeds checked against the session's input names.
+ * The one place that talks to onnxruntime-node (the only module that imports it): picks the
+ * execution provider for a device, creates sessions with their options (the engine's, the kernels'
+ * and the trainer's alike), caches sessions made on first use, converts values to and from
+ * onnxruntime tensors (int64 token ids, float32, bool masks), and runs sessions with feeds checked
+ * against their input names.
  */
 import * as ort from 'onnxruntime-node';
 import { encodeModel, externalFileName } from '../onnx/proto.ts';
+import { Tensor } from '../tensor.ts';
 
 // onnxruntime reports failures as exceptions too; its own log would print a scary line to stderr
 // every time 'auto' probes for a CUDA provider that is not installed.
@@ -13,6 +17,12 @@ export type Device = 'cpu' | 'cuda' | 'webgpu' | 'auto';
 export type ResolvedDevice = 'cpu' | 'cuda' | 'webgpu';
 
 const DEVICES: readonly Device[] = ['cpu', 'cuda', 'webgpu', 'auto'];
+
+/** A value fed to or returned by a session (an onnxruntime tensor: read `.data` and `.dims`). */
+export type OrtValue = ort.Tensor;
+
+/** An onnxruntime inference session. */
+export type Session = ort.InferenceSession;
 
 export interface SessionConfig {
   device: ResolvedDevice;
@@ -86,7 +96,7 @@ export async function createSession(
   model: Uint8Array,
   cfg: SessionConfig,
   external: ReadonlyMap<string, Float32Array> = new Map(),
-): Promise<ort.InferenceSession> {
+): Promise<Session> {
   const options = sessionOptions(cfg);
   if (external.size > 0) {
     options.externalData = [...external].map(([name, data]) => ({
@@ -99,15 +109,98 @@ export async function createSession(
 
 /** Runs a session, first checking that every input it declares is fed (listing all missing ones). */
 export async function runSession(
-  session: ort.InferenceSession,
-  feeds: Record<string, ort.Tensor>,
+  session: Session,
+  feeds: Record<string, OrtValue>,
   fetches?: readonly string[],
-): Promise<Record<string, ort.Tensor>> {
+): Promise<Record<string, OrtValue>> {
   const missing = session.inputNames.filter((n) => !(n in feeds));
   if (missing.length > 0) throw new Error(`internal: session inputs not fed: ${missing.join(', ')}`);
-  const own: Record<string, ort.Tensor> = {};
+  const own: Record<string, OrtValue> = {};
   for (const n of session.inputNames) own[n] = feeds[n];
-  return (await (fetches ? session.run(own, fetches) : session.run(own))) as Record<string, ort.Tensor>;
+  return (await (fetches ? session.run(own, fetches) : session.run(own))) as Record<string, OrtValue>;
 }
 
-export { ort };
+/** A model's bytes and the bytes of the initializers it keeps outside (createSession's `external`). */
+export interface SessionModel {
+  model: Uint8Array;
+  external?: ReadonlyMap<string, Float32Array>;
+}
+
+/**
+ * Sessions made on first use and kept by key (a model's kernels, the trainer's products), all
+ * with this cache's options; a session that fails to build is forgotten. dispose() releases them.
+ */
+export class SessionCache {
+  private readonly sessions = new Map<string, Promise<Session>>();
+
+  constructor(private readonly config: SessionConfig) {}
+
+  /**
+   * The session for `key`, built from the model bytes `build` returns (and the bytes of its external
+   * initializers, see createSession), with `config` over the cache's options.
+   */
+  get(key: string, build: () => Uint8Array | SessionModel, config: Partial<SessionConfig> = {}): Promise<Session> {
+    let s = this.sessions.get(key);
+    if (!s) {
+      const built = build();
+      const { model, external } = built instanceof Uint8Array ? { model: built, external: undefined } : built;
+      s = createSession(model, { ...this.config, ...config }, external);
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  /** Releases every session built so far. */
+  async dispose(): Promise<void> {
+    const sessions = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of sessions) {
+      try {
+        await (await s).release();
+      } catch {
+        // a session that failed to build holds nothing
+      }
+    }
+  }
+}
+
+// ---- values -------------------------------------------------------------------------------------
+
+/** A float32 value over `data` (no copy). */
+export function f32(data: Float32Array, dims: readonly number[]): OrtValue {
+  return new ort.Tensor('float32', data, dims);
+}
+
+/** A bool value over `data` (0/1 bytes, no copy). */
+export function bool(data: Uint8Array, dims: readonly number[]): OrtValue {
+  return new ort.Tensor('bool', data, dims);
+}
+
+/** An int64 value from integers. */
+export function int64(values: BigInt64Array | readonly number[], dims: readonly number[]): OrtValue {
+  const data = values instanceof BigInt64Array ? values : BigInt64Array.from(values, (v) => BigInt(v));
+  return new ort.Tensor('int64', data, dims);
+}
+
+/** An int64 [rows, cols] value from equal-length rows (token ids, masks, positions); `what` names them in the error. */
+export function int64Rows(rows: readonly (readonly number[])[], what: string): OrtValue {
+  const batch = rows.length;
+  const pos = rows[0]?.length ?? 0;
+  const data = new BigInt64Array(batch * pos);
+  rows.forEach((row, b) => {
+    if (row.length !== pos) throw new Error(`${what}: every row must have ${pos} entries; row ${b} has ${row.length}`);
+    row.forEach((v, p) => (data[b * pos + p] = BigInt(v)));
+  });
+  return new ort.Tensor('int64', data, [batch, pos]);
+}
+
+/** A float32 value as a Lensboard Tensor over the same data (no copy). */
+export function toTensor(v: OrtValue): Tensor {
+  return new Tensor(v.data as Float32Array, v.dims as number[]);
+}
+
+/** A Lensboard Tensor as a float32 value over the same data (no copy). */
+export function fromTensor(t: Tensor): OrtValue {
+  return new ort.Tensor('float32', t.data, t.shape);
+}

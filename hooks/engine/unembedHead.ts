@@ -14,7 +14,7 @@ import { encodeModel } from '../onnx/proto.ts';
 import { logSumExp } from '../ops/index.ts';
 import { linear } from './graph/linear.ts';
 import { reduceLogSumExp, targetLogits } from './graph/unembed.ts';
-import { createSession, ort, runSession, type SessionConfig } from './runtime.ts';
+import { f32, int64, runSession, SessionCache, type OrtValue, type Session, type SessionConfig } from './runtime.ts';
 
 /** Vocabulary entries per slice. */
 export const UNEMBED_VOCAB_SLICE = 4096;
@@ -71,7 +71,7 @@ function sliceModel(cfg: HookedTransformerConfig, loss: boolean, embedded: { wid
 
 export class UnembedHead {
   /** Fed: one session per graph kind, shared by all slices. Embedded: one per kind and slice. */
-  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private readonly sessions: SessionCache;
 
   /** `W_U` is feature-major [d_vocab, d_model] (featureMajor.ts); `b_U` [d_vocab]. */
   constructor(
@@ -79,7 +79,9 @@ export class UnembedHead {
     private readonly W_U: Float32Array,
     private readonly b_U: Float32Array,
     readonly options: UnembedHeadOptions,
-  ) {}
+  ) {
+    this.sessions = new SessionCache(options);
+  }
 
   /** Fed, W_U is packed by every run: slices keep that to once per block of rows. Embedded (prepacked), one slice. */
   get vocabSlice(): number {
@@ -91,22 +93,16 @@ export class UnembedHead {
   }
 
   /** The session for slice [v0, v0 + width), with or without the loss outputs, and the weight feeds it needs. */
-  private async slice(v0: number, width: number, loss: boolean): Promise<{ session: ort.InferenceSession; feeds: Record<string, ort.Tensor> }> {
+  private async slice(v0: number, width: number, loss: boolean): Promise<{ session: Session; feeds: Record<string, OrtValue> }> {
     const { d_model } = this.cfg;
     const W = this.W_U.subarray(v0 * d_model, (v0 + width) * d_model);
     const b = this.b_U.subarray(v0, v0 + width);
     const embed = this.options.embed;
-    const key = embed ? `${loss}:${v0}` : `${loss}`;
-    let session = this.sessions.get(key);
-    if (!session) {
-      const model = sliceModel(this.cfg, loss, embed ? { width } : null);
-      session = createSession(model, this.options, embed ? new Map([['W', W], ['b', b]]) : new Map());
-      this.sessions.set(key, session);
-      session.catch(() => this.sessions.delete(key));
-    }
-    const feeds: Record<string, ort.Tensor> = embed
-      ? {}
-      : { W: new ort.Tensor('float32', W, [width, d_model]), b: new ort.Tensor('float32', b, [width]) };
+    const session = this.sessions.get(embed ? `${loss}:${v0}` : `${loss}`, () => ({
+      model: sliceModel(this.cfg, loss, embed ? { width } : null),
+      external: embed ? new Map([['W', W], ['b', b]]) : undefined,
+    }));
+    const feeds: Record<string, OrtValue> = embed ? {} : { W: f32(W, [width, d_model]), b: f32(b, [width]) };
     return { session: await session, feeds };
   }
 
@@ -131,7 +127,7 @@ export class UnembedHead {
     const block = this.blockRows;
     for (let r0 = 0; r0 < rows; r0 += block) {
       const n = Math.min(block, rows - r0);
-      const xs = new ort.Tensor('float32', x.subarray(r0 * d_model, (r0 + n) * d_model), [n, d_model]);
+      const xs = f32(x.subarray(r0 * d_model, (r0 + n) * d_model), [n, d_model]);
       for (let v0 = 0; v0 < d_vocab; v0 += slice) {
         const width = Math.min(slice, d_vocab - v0);
         const { session, feeds } = await this.slice(v0, width, loss);
@@ -144,7 +140,7 @@ export class UnembedHead {
             const t = Number(targets[r0 + i]) - v0;
             local[i] = BigInt(t < 0 ? 0 : t >= width ? width - 1 : t);
           }
-          feeds.targets = new ort.Tensor('int64', local, [n]);
+          feeds.targets = int64(local, [n]);
         }
         const out = await runSession(session, feeds, fetches);
         if (result.logits) {
@@ -175,15 +171,7 @@ export class UnembedHead {
   }
 
   /** Releases the sessions. */
-  async release(): Promise<void> {
-    const sessions = [...this.sessions.values()];
-    this.sessions.clear();
-    for (const s of sessions) {
-      try {
-        await (await s).release();
-      } catch {
-        // a session that failed to build holds nothing
-      }
-    }
+  release(): Promise<void> {
+    return this.sessions.dispose();
   }
 }

@@ -4,7 +4,7 @@
  * cross-entropy (forward and backward). `OrtKernels` runs each as one onnxruntime graph;
  * `JsKernels` is the plain-loop implementation (float64 accumulation) that tests compare against.
  */
-import { ort } from '../../hooks/engine/runtime.ts';
+import { f32 as f32Value, int64, type OrtValue } from '../../hooks/engine/runtime.ts';
 import { encodeModel, type OnnxNode, type ValueInfo } from '../../hooks/onnx/proto.ts';
 import { JsMatmul, OrtMatmul, type Matmul } from './matmul.ts';
 
@@ -224,8 +224,7 @@ export class OrtKernels extends OrtMatmul implements Kernels {
       nodes.push({ op: 'Reshape', inputs: ['zt', i64([0, 0, -1])], outputs: ['z'] });
       return OrtKernels.build(nodes, consts, [f32('qkv', ['B', 'T', 3 * H]), f32('mask', ['T', 'T'])], [f32('z', ['B', 'T', H]), f32('pattern', ['B', nh, 'T', 'T'])]);
     });
-    this.calls++;
-    const out = await sess.run({ qkv: new ort.Tensor('float32', qkv, [B, T, 3 * H]), mask: new ort.Tensor('float32', this.causalMask(T), [T, T]) });
+    const out = await this.run(sess, { qkv: f32Value(qkv, [B, T, 3 * H]), mask: f32Value(this.causalMask(T), [T, T]) });
     return { z: out.z.data as Float32Array, pattern: out.pattern.data as Float32Array };
   }
 
@@ -257,12 +256,7 @@ export class OrtKernels extends OrtMatmul implements Kernels {
       nodes.push({ op: 'Reshape', inputs: ['d5t', i64([0, 0, -1])], outputs: ['dqkv'] });
       return OrtKernels.build(nodes, consts, [f32('qkv', ['B', 'T', 3 * H]), f32('pattern', ['B', nh, 'T', 'T']), f32('dz', ['B', 'T', H])], [f32('dqkv', ['B', 'T', 3 * H])]);
     });
-    this.calls++;
-    const out = await sess.run({
-      qkv: new ort.Tensor('float32', qkv, [B, T, 3 * H]),
-      pattern: new ort.Tensor('float32', pattern, [B, nh, T, T]),
-      dz: new ort.Tensor('float32', dz, [B, T, H]),
-    });
+    const out = await this.run(sess, { qkv: f32Value(qkv, [B, T, 3 * H]), pattern: f32Value(pattern, [B, nh, T, T]), dz: f32Value(dz, [B, T, H]) });
     return out.dqkv.data as Float32Array;
   }
 
@@ -301,18 +295,12 @@ export class OrtKernels extends OrtMatmul implements Kernels {
         w[r] = 1 / count;
       }
     }
-    const feeds: Record<string, ort.Tensor> = {
-      h: new ort.Tensor('float32', h, [N, D]),
-      wte: new ort.Tensor('float32', wte, [V, D]),
-      off: new ort.Tensor('float32', off, [V]),
-      tgt: new ort.Tensor('int64', tgt, [N, 1]),
-    };
+    const feeds: Record<string, OrtValue> = { h: f32Value(h, [N, D]), wte: f32Value(wte, [V, D]), off: f32Value(off, [V]), tgt: int64(tgt, [N, 1]) };
     if (backward) {
-      feeds.minus1 = new ort.Tensor('float32', new Float32Array(N).fill(-1), [N, 1]);
-      feeds.w = new ort.Tensor('float32', w, [N, 1]);
+      feeds.minus1 = f32Value(new Float32Array(N).fill(-1), [N, 1]);
+      feeds.w = f32Value(w, [N, 1]);
     }
-    this.calls++;
-    const out = await sess.run(feeds);
+    const out = await this.run(sess, feeds);
     const raw = out.nll.data as Float32Array;
     const nll = new Float64Array(N);
     for (let r = 0; r < N; r++) if (targets[r] >= 0) nll[r] = raw[r];

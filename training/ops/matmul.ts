@@ -3,7 +3,7 @@
  * and batched 4-D products [b, h, m, k] @ [b, h, k, n], run on onnxruntime (one cached session per
  * op variant, dynamic shapes), with a plain float64-accumulating JS implementation for tests.
  */
-import { ort } from '../../hooks/engine/runtime.ts';
+import { f32, runSession, SessionCache, type OrtValue, type Session } from '../../hooks/engine/runtime.ts';
 import { encodeModel, type OnnxNode } from '../../hooks/onnx/proto.ts';
 
 export interface GemmOptions {
@@ -33,9 +33,12 @@ function checkLen(what: string, arr: Float32Array, n: number): void {
 /** onnxruntime-backed products: Gemm for 2-D (transA/transB/bias attributes), MatMul (+ Transpose) for batched. */
 export class OrtMatmul implements Matmul {
   calls = 0;
-  private readonly sessions = new Map<string, ort.InferenceSession>();
+  private readonly sessions: SessionCache;
 
-  protected constructor(private readonly threads: number, private readonly spinning: boolean) {}
+  /** Sessions on the CPU with the memory arena on; idle pool threads busy-wait only with `spinning` (the JS thread needs the cores between runs). */
+  protected constructor(threads: number, spinning: boolean) {
+    this.sessions = new SessionCache({ device: 'cpu', threads, spin: spinning, memArena: true });
+  }
 
   /** `threads`: onnxruntime intra-op threads (0 = one per physical core); `spinning`: let idle pool threads busy-wait. */
   static async create(threads = 0, spinning = false): Promise<OrtMatmul> {
@@ -43,20 +46,14 @@ export class OrtMatmul implements Matmul {
   }
 
   /** The session for `key`, built (once) from the model bytes `build` returns. */
-  protected async cachedSession(key: string, build: () => Uint8Array): Promise<ort.InferenceSession> {
-    let s = this.sessions.get(key);
-    if (!s) {
-      s = await ort.InferenceSession.create(build(), {
-        executionProviders: ['cpu'],
-        graphOptimizationLevel: 'all',
-        intraOpNumThreads: this.threads,
-        logSeverityLevel: 3,
-        // no busy-waiting of idle pool threads between runs: the JS thread needs the cores then
-        extra: { session: { intra_op: { allow_spinning: this.spinning ? '1' : '0' } } },
-      });
-      this.sessions.set(key, s);
-    }
-    return s;
+  protected cachedSession(key: string, build: () => Uint8Array): Promise<Session> {
+    return this.sessions.get(key, build);
+  }
+
+  /** Runs `session` on `feeds` (every input fed) and counts the call. */
+  protected async run(session: Session, feeds: Record<string, OrtValue>): Promise<Record<string, OrtValue>> {
+    this.calls++;
+    return runSession(session, feeds);
   }
 
   async gemm(a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: GemmOptions = {}): Promise<Float32Array> {
@@ -78,14 +75,9 @@ export class OrtMatmul implements Matmul {
         outputs: [{ name: 'Y', elemType: 'float32', dims: ['m', 'n'] }],
       });
     });
-    const feeds: Record<string, ort.Tensor> = {
-      A: new ort.Tensor('float32', a, transA ? [k, m] : [m, k]),
-      B: new ort.Tensor('float32', b, transB ? [n, k] : [k, n]),
-    };
-    if (bias) feeds.C = new ort.Tensor('float32', bias, [n]);
-    this.calls++;
-    const out = await s.run(feeds);
-    return out.Y.data as Float32Array;
+    const feeds: Record<string, OrtValue> = { A: f32(a, transA ? [k, m] : [m, k]), B: f32(b, transB ? [n, k] : [k, n]) };
+    if (bias) feeds.C = f32(bias, [n]);
+    return (await this.run(s, feeds)).Y.data as Float32Array;
   }
 
   async bmm(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number, opts: { transA?: boolean; transB?: boolean } = {}): Promise<Float32Array> {
@@ -109,17 +101,12 @@ export class OrtMatmul implements Matmul {
         outputs: [{ name: 'Y', elemType: 'float32', dims: ['b', 'm', 'n'] }],
       });
     });
-    this.calls++;
-    const out = await s.run({
-      A: new ort.Tensor('float32', a, transA ? [batch, k, m] : [batch, m, k]),
-      B: new ort.Tensor('float32', b, transB ? [batch, n, k] : [batch, k, n]),
-    });
+    const out = await this.run(s, { A: f32(a, transA ? [batch, k, m] : [batch, m, k]), B: f32(b, transB ? [batch, n, k] : [batch, k, n]) });
     return out.Y.data as Float32Array;
   }
 
-  async dispose(): Promise<void> {
-    for (const s of this.sessions.values()) await s.release();
-    this.sessions.clear();
+  dispose(): Promise<void> {
+    return this.sessions.dispose();
   }
 }
 

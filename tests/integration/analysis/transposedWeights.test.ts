@@ -65,7 +65,7 @@ describe('transposedWeight', () => {
   });
 
   it('transposedMatrix transposes rawWeights for a CacheModel without transposedWeight (same values)', () => {
-    const plain: CacheModel = { cfg: model.cfg, rawWeights: model.rawWeights };
+    const plain: CacheModel = { cfg: model.cfg, rawWeights: model.rawWeights, kernels: model.kernels };
     expect(transposedMatrix(plain, 'W_U')).toEqual(model.transposedWeight('W_U'));
     expect(transposedMatrix(plain, 'W_O', 1)).toEqual(model.transposedWeight('W_O', 1));
     expect(transposedMatrix(plain, 'W_out', 0)).toEqual(model.transposedWeight('W_out', 0));

@@ -1,7 +1,7 @@
 /** Composition scores against the framework's formula computed densely on a tiny random model (tolerance 1e-4). */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
-import { FactoredMatrix, OV, QK, allCompositionScores, compositionBaseline, compositionScores } from '../../../hooks/circuits/index.ts';
+import { FactoredMatrix, OV, QK, TensorWeights, allCompositionScores, compositionBaseline, compositionScores } from '../../../hooks/circuits/index.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
 import { Rng } from '../../../hooks/random.ts';
@@ -44,7 +44,7 @@ describe('QK and OV', () => {
       expect(maxDiff(mat(o.AB, i).x, ov[i].x)).toBeLessThan(1e-6);
     }
     // Also from a plain object of TL-shaped weights.
-    const fromObj = OV({ W_V: model.W_V, W_O: model.W_O });
+    const fromObj = OV(new TensorWeights({ W_V: model.W_V, W_O: model.W_O }));
     expect(maxDiff(fromObj.index(2, 1).AB.data, ov[2 * H + 1].x)).toBeLessThan(1e-6);
   });
 });
@@ -83,7 +83,7 @@ describe('allCompositionScores', () => {
     const off = (0 * H + 1) * 16 * 4;
     for (let i = 0; i < 16; i++) for (const j of [2, 3]) W_V.data[off + i * 4 + j] = W_V.data[off + i * 4 + j - 2];
     W_O.data.fill(0, (1 * H + 2) * 4 * 16, (1 * H + 3) * 4 * 16);
-    const src = { W_Q, W_K, W_V, W_O };
+    const src = new TensorWeights({ W_Q, W_K, W_V, W_O });
     const ovd = (i: number) => mm(mat(W_V, i), mat(W_O, i));
     for (const mode of ['K', 'V'] as const) {
       const s = await allCompositionScores(src, mode, { threads: 1 });
@@ -97,6 +97,7 @@ describe('allCompositionScores', () => {
       if (mode === 'V') expect(s.data[(0 * H + 0) * L * H + 1 * H + 2]).toBe(0);
       expect(s.data.every((v) => Number.isFinite(v))).toBe(true);
     }
+    await src.dispose();
   });
 
   it('rejects an unknown mode', async () => {

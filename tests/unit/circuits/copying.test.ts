@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import {
-  bigramTopTokens, copyingScoreOf, copyingScores, directPathLogits, eigenvalueScore, fullOVCircuit, topCopiedTokens,
+  bigramTopTokens, copyingScoreOf, copyingScores, directPathLogits, eigenvalueScore, fullOVCircuit, topCopiedTokens, TensorWeights,
 } from '../../../hooks/circuits/index.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
 import { Rng } from '../../../hooks/random.ts';
@@ -78,11 +78,12 @@ describe('copying scores', () => {
   });
 
   it('works from a plain object of weights too', async () => {
-    const obj = { W_E: model.W_E, W_U: model.W_U, W_V: model.W_V, W_O: model.W_O };
-    const a = await copyingScores(obj, { threads: 1 });
+    const obj = new TensorWeights({ W_E: model.W_E, W_U: model.W_U, W_V: model.W_V, W_O: model.W_O }, { threads: 1 });
+    const a = await copyingScores(obj);
     const b = await copyingScores(model, { threads: 1 });
     expect(maxDiff(a.data, b.data)).toBe(0);
-    await expect(copyingScores({ W_V: model.W_V, W_O: model.W_O })).rejects.toThrow(/'W_E' is missing/);
+    await expect(copyingScores(new TensorWeights({ W_V: model.W_V, W_O: model.W_O }))).rejects.toThrow(/'W_E' is missing/);
+    await obj.dispose();
   });
 });
 

@@ -1,7 +1,7 @@
 /** Positional QK circuits and the previous-token score from weights, against plain loops and a built previous-token head. */
 import { describe, expect, it } from 'vitest';
 import {
-  positionalPattern, positionalQK, previousTokenScoreFromWeights, previousTokenScoresFromWeights,
+  positionalPattern, positionalQK, previousTokenScoreFromWeights, previousTokenScoresFromWeights, TensorWeights,
 } from '../../../hooks/circuits/index.ts';
 import { stackedWeight } from '../../../hooks/stackedWeights.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
@@ -10,7 +10,8 @@ import { mat, maxAbs, maxDiff, mm, tr, type D } from './dense.ts';
 
 const cfg = gpt2Config({ n_layers: 2, n_heads: 2, d_model: 16, d_head: 8, d_mlp: 32, d_vocab: 20, n_ctx: 12 });
 const raw = randomWeights(cfg, { seed: 9, std: 0.5 });
-const weights = Object.fromEntries(['W_pos', 'W_Q', 'W_K'].map((n) => [n, stackedWeight(cfg, raw, n)])) as Record<string, Tensor>;
+const tensors = Object.fromEntries(['W_pos', 'W_Q', 'W_K'].map((n) => [n, stackedWeight(cfg, raw, n)])) as Record<string, Tensor>;
+const weights = new TensorWeights(tensors);
 
 /** Plain-loop causal softmax of s / √d_head and the mean mass on offset −1. */
 function refPrev(s: D, dHead: number): { pattern: Float64Array; prev: number } {
@@ -28,7 +29,7 @@ function refPrev(s: D, dHead: number): { pattern: Float64Array; prev: number } {
 }
 
 function denseQK(l: number, h: number, n: number, normalize = false): D {
-  const pos = mat(weights.W_pos);
+  const pos = mat(tensors.W_pos);
   const P: D = { r: n, c: 16, x: pos.x.slice(0, n * 16) };
   if (normalize) {
     for (let r = 0; r < n; r++) {
@@ -39,7 +40,7 @@ function denseQK(l: number, h: number, n: number, normalize = false): D {
     }
   }
   const i = l * 2 + h;
-  return mm(mm(P, mat(weights.W_Q, i)), tr(mm(P, mat(weights.W_K, i))));
+  return mm(mm(P, mat(tensors.W_Q, i)), tr(mm(P, mat(tensors.W_K, i))));
 }
 
 describe('positional QK', () => {
@@ -74,8 +75,8 @@ describe('positional QK', () => {
       if (i > 0) shift[i * n + i - 1] = 40;
     }
     const base = { W_pos: new Tensor(eye, [n, n]), W_K: new Tensor(eye.slice(), [1, 1, n, n]) };
-    const prevHead = { ...base, W_Q: new Tensor(shift, [1, 1, n, n]) };
-    const selfHead = { ...base, W_Q: new Tensor(eye.map((v) => 40 * v), [1, 1, n, n]) };
+    const prevHead = new TensorWeights({ ...base, W_Q: new Tensor(shift, [1, 1, n, n]) });
+    const selfHead = new TensorWeights({ ...base, W_Q: new Tensor(eye.map((v) => 40 * v), [1, 1, n, n]) });
     expect(previousTokenScoreFromWeights(prevHead, 0, 0)).toBeGreaterThan(0.99);
     expect(previousTokenScoreFromWeights(selfHead, 0, 0)).toBeLessThan(0.01);
     expect(positionalPattern(prevHead, 0, 0, { nPos: 4 }).get(3, 2)).toBeGreaterThan(0.99);
@@ -84,6 +85,6 @@ describe('positional QK', () => {
   it('rejects bad positions and heads', () => {
     expect(() => positionalQK(weights, 0, 0, { nPos: 13 })).toThrow(/nPos must be an integer in \[2, 12\]/);
     expect(() => positionalQK(weights, 0, 2)).toThrow(/head 2 is not an integer in \[0, 2\)/);
-    expect(() => positionalQK({ W_Q: weights.W_Q, W_K: weights.W_K }, 0, 0)).toThrow(/'W_pos' is missing/);
+    expect(() => positionalQK(new TensorWeights({ W_Q: tensors.W_Q, W_K: tensors.W_K }), 0, 0)).toThrow(/'W_pos' is missing/);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * `npx tsx bench/circuits.bench.ts`: circuits from the weights on a GPT-2-small-shaped random model
- * (12 layers, 12 heads, d_model 768, d_head 64, d_vocab 50257; randomWeights(gpt2Config(), { seed: 1 })),
+ * (12 layers, 12 heads, d_model 768, d_head 64, d_vocab 50257; randomWeights(gpt2Config(), { seed: 1 }), LayerNorms folded),
  * on this machine's CPU. Times all composition scores (Q, K, V; target < 10 s together), copying scores,
  * the random baseline, reading past block 0's MLP (effective embedding, MLP linearisation), and the SVD of a rank-64 768×768 FactoredMatrix from its factors vs a dense SVD of
  * the same product. Prints a markdown table. `--quick` skips the dense SVD (the slow reference).
@@ -8,12 +8,12 @@
 import { cpus, loadavg } from 'node:os';
 import { SingularValueDecomposition, Matrix } from 'ml-matrix';
 import {
-  FactoredMatrix, KernelSessions, allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet,
+  FactoredMatrix, allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet,
   mlpLinearization, type CompositionMode,
 } from '../hooks/circuits/index.ts';
 import { gpt2Config, randomWeights } from '../hooks/init.ts';
 import { Rng } from '../hooks/random.ts';
-import { stackedWeight } from '../hooks/stackedWeights.ts';
+import { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import { Tensor } from '../hooks/tensor.ts';
 
 const quick = process.argv.includes('--quick');
@@ -33,9 +33,8 @@ async function time<T>(fn: () => Promise<T> | T): Promise<[T, number]> {
 
 console.log(`load average at start: ${loadavg().map((x) => x.toFixed(1)).join(', ')} (other processes share these cores: wall times include waiting for them)`);
 console.log(`Lensboard circuits benchmark — ${cfg.n_layers} layers × ${cfg.n_heads} heads, d_model ${cfg.d_model}, d_head ${cfg.d_head}, d_vocab ${cfg.d_vocab}, CPU (${cpus().length} cores)`);
-const weights = randomWeights(cfg, { seed: 1 });
-// Like HookedTransformer.weight(name): a fresh TransformerLens-shaped copy per call (the copies are timed too).
-const model = { weight: (name: string) => stackedWeight(cfg, weights, name), kernels: new KernelSessions(0) };
+// LayerNorms folded (what reading past block 0's MLP needs); model.weight(name) makes a fresh TransformerLens-shaped copy per call (the copies are timed too).
+const model = await HookedTransformer.fromWeights(cfg, randomWeights(cfg, { seed: 1 }), { foldLn: true });
 
 const rows: [string, string, string, string][] = [];
 let total = 0;
@@ -58,8 +57,8 @@ rows.push(['compositionBaseline (100 random pairs)', fmt(msBase), cpuNotes.at(-1
 const [cs, msCopy] = await time(() => copyingScores(model));
 rows.push(['copyingScores [12, 12] (incl. W_U W_E, 768×50257×768)', fmt(msCopy), cpuNotes.at(-1)!, `range ${Math.min(...cs.data).toFixed(3)} … ${Math.max(...cs.data).toFixed(3)}`]);
 
-// Reading past block 0's MLP (the weights are random, so only the times mean something; LayerNorm read as folded).
-const mlpModel = { cfg: { ...cfg, normalization_type: 'LNPre' as const }, weight: model.weight, kernels: model.kernels };
+// Reading past block 0's MLP (the weights are random, so only the times mean something).
+const mlpModel = model;
 const tokenSet = embeddingTokenSet(mlpModel);
 const [emb, msEmb] = await time(() => effectiveEmbedding(mlpModel, tokenSet));
 rows.push([`effectiveEmbedding (${tokenSet.length} tokens)`, fmt(msEmb), cpuNotes.at(-1)!, `[${emb.vectors.shape.join(', ')}]`]);
@@ -90,3 +89,4 @@ if (!quick) {
 
 console.log('\n| what | wall | CPU (all threads) | notes |\n|---|---|---|---|');
 for (const [a, b, c, d] of rows) console.log(`| ${a} | ${b} | ${c} | ${d} |`);
+await model.dispose();

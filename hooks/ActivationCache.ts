@@ -2,37 +2,22 @@
 import { applySlice, sliceIndices, type SliceInput } from './analysis/slice.ts';
 import type { HookedTransformerConfig } from './config.ts';
 import type { KernelSessions } from './engine/kernels.ts';
-import { lensboardMatrixDims, type FeatureMajorMatrix } from './engine/featureMajor.ts';
-import { layerNormRows, transposeInto } from './ops/index.ts';
+import { layerNormRows } from './ops/index.ts';
 import { blockHook, getActName, layerNormHooks, type HookName } from './hookPoints.ts';
 import { Tensor } from './tensor.ts';
-import type { TransformerWeights } from './weights.ts';
+import type { WeightStore } from './weightStore.ts';
 
 /**
- * What the cache needs from its model for the decomposition methods: the config and the weights the
- * model runs (Lensboard's layout, see weights.ts). A HookedTransformer satisfies it.
+ * What the cache needs from its model for the decomposition methods: the config, the weights the
+ * model runs (its WeightStore, read without copies) and its kernels. A HookedTransformer is one.
  */
 export interface CacheModel {
   readonly cfg: HookedTransformerConfig;
-  readonly rawWeights: TransformerWeights;
+  readonly weights: WeightStore;
   /** The model's onnxruntime kernels (the logit lens's unembedding). */
   readonly kernels: KernelSessions;
   /** For string tokens in `logitAttrs`. */
   toSingleToken?(token: string): number;
-  /** A matrix transposed to [out, in] without a copy (HookedTransformer.transposedWeight); else transposedMatrix transposes rawWeights'. */
-  transposedWeight?(name: FeatureMajorMatrix, layer?: number): Float32Array;
-}
-
-/**
- * A matrix transposed to [out, in] (W_U → W_Uᵀ [d_vocab, d_model], W_O of `layer` → [d_model, n_heads·d_head],
- * W_out → [d_model, d_mlp], …): the model's own array when it stores it so, else a transposed copy of rawWeights'.
- */
-export function transposedMatrix(model: CacheModel, name: FeatureMajorMatrix, layer?: number): Float32Array {
-  if (model.transposedWeight) return model.transposedWeight(name, layer);
-  const w = model.rawWeights;
-  const src = name === 'W_U' ? w.W_U : w.blocks[layer!][name];
-  const [rows, cols] = lensboardMatrixDims(model.cfg, name);
-  return transposeInto(src, rows, cols, new Float32Array(src.length));
 }
 
 /** A token spec for logitAttrs: one token (id or single-token string), one per batch row (or per position), or [batch, pos]. */
@@ -358,13 +343,14 @@ export class ActivationCache {
     const neurons = sliceIndices(typeof neuronSlice === 'number' ? [neuronSlice] : neuronSlice, d_mlp, 'neuronSlice');
     const post = applySlice(this.get(blockHook(layer, 'mlp.hook_post')), posSlice, -2, 'posSlice'); // [...rest, d_mlp]
     const rows = post.size / d_mlp;
-    const W_out = model.rawWeights.blocks[layer].W_out; // [d_mlp, d_model]
+    const W_outRows = neurons.map((n) => outputRow(model, layer, n)); // W_out[n] [d_model] per neuron
     const out = new Float32Array(rows * neurons.length * d_model);
     for (let r = 0; r < rows; r++) {
       neurons.forEach((n, j) => {
         const a = post.data[r * d_mlp + n];
         const o = (r * neurons.length + j) * d_model;
-        for (let d = 0; d < d_model; d++) out[o + d] = a * W_out[n * d_model + d];
+        const w = W_outRows[j];
+        for (let d = 0; d < d_model; d++) out[o + d] = a * w[d];
       });
     }
     return new Tensor(out, [...post.shape.slice(0, -1), neurons.length, d_model]);
@@ -388,13 +374,13 @@ export class ActivationCache {
     let c = 0;
     for (let l = 0; l < layer; l++) {
       const post = applySlice(this.get(blockHook(l, 'mlp.hook_post')), opts.posSlice, -2, 'posSlice'); // [...rest, d_mlp]
-      const W_out = model.rawWeights.blocks[l].W_out; // [d_mlp, d_model]
       for (const n of neurons) {
         const base = c * rows * d_model;
+        const w = outputRow(model, l, n); // W_out[n] [d_model]
         for (let r = 0; r < rows; r++) {
           const a = post.data[r * d_mlp + n];
           const o = base + r * d_model;
-          for (let d = 0; d < d_model; d++) out[o + d] = a * W_out[n * d_model + d];
+          for (let d = 0; d < d_model; d++) out[o + d] = a * w[d];
         }
         labels.push(`L${l}N${n}`);
         c++;
@@ -428,7 +414,7 @@ export class ActivationCache {
     const hasBatchDim = opts.hasBatchDim ?? this.hasBatchDim;
     let s = stack;
     if (hasBatchDim && opts.batchSlice !== undefined && opts.batchSlice !== null) s = applySlice(s, opts.batchSlice, 1, 'batchSlice');
-    if (opts.recomputeLn && layer === cfg.n_layers) return layerNormLastDim(s, cfg.eps, model.rawWeights.ln_final);
+    if (opts.recomputeLn && layer === cfg.n_layers) return layerNormLastDim(s, cfg.eps, model.weights.layerNorm('ln_final'));
     const centred = s.sub(s.mean(-1, { keepdim: true }));
     const key = layerNormHooks(layer === cfg.n_layers ? null : layer, opts.mlpInput ? 'ln2' : 'ln1').scale;
     if (!this.store.has(key)) throw new Error(`ActivationCache.applyLnToStack: needs the cached LayerNorm scale '${key}'; cache it (namesFilter) to apply the LayerNorm`);
@@ -502,22 +488,32 @@ function withLabels<L extends boolean | undefined>(stack: Tensor, labels: string
   return (returnLabels ? [stack, labels] : stack) as WithLabels<L>;
 }
 
+/** Neuron n's output direction W_out[n, :] of `layer`, [d_model] (a column of the stored W_outᵀ [d_model, d_mlp]). */
+function outputRow(model: CacheModel, layer: number, n: number): Float32Array {
+  const { d_model, d_mlp } = model.cfg;
+  const W_outT = model.weights.matrix('W_out', layer); // [d_model, d_mlp]
+  const row = new Float32Array(d_model);
+  for (let d = 0; d < d_model; d++) row[d] = W_outT[d * d_mlp + n];
+  return row;
+}
+
 /** Per-head outputs z[..., h, :] @ W_O[h] of one layer: z [..., head, d_head] → [..., head, d_model]. */
 function headResults(model: CacheModel, layer: number, z: Tensor): Tensor {
   const { n_heads, d_head, d_model } = model.cfg;
-  const W_O = model.rawWeights.blocks[layer].W_O; // [n_heads, d_head, d_model]
-  const rows = z.size / (n_heads * d_head);
+  const H = n_heads * d_head;
+  const W_OT = model.weights.matrix('W_O', layer); // [d_model, n_heads·d_head]
+  const rows = z.size / H;
   const out = new Float32Array(rows * n_heads * d_model);
-  const acc = new Float64Array(d_model);
   for (let r = 0; r < rows; r++) {
     for (let h = 0; h < n_heads; h++) {
-      acc.fill(0);
-      for (let e = 0; e < d_head; e++) {
-        const zv = z.data[(r * n_heads + h) * d_head + e];
-        const wo = (h * d_head + e) * d_model;
-        for (let d = 0; d < d_model; d++) acc[d] += zv * W_O[wo + d];
+      const zo = (r * n_heads + h) * d_head;
+      const o = (r * n_heads + h) * d_model;
+      for (let d = 0; d < d_model; d++) {
+        const wo = d * H + h * d_head;
+        let acc = 0; // float64
+        for (let e = 0; e < d_head; e++) acc += z.data[zo + e] * W_OT[wo + e];
+        out[o + d] = acc;
       }
-      out.set(acc, (r * n_heads + h) * d_model);
     }
   }
   return new Tensor(out, [...z.shape.slice(0, -1), d_model]);
@@ -529,10 +525,10 @@ export function accumulatedBias(model: CacheModel, layer: number, mlpInput = fal
   const acc = new Float64Array(d_model);
   const add = (v: Float32Array) => { for (let d = 0; d < d_model; d++) acc[d] += v[d]; };
   for (let l = 0; l < layer; l++) {
-    add(model.rawWeights.blocks[l].b_O);
-    if (includeMlpBiases) add(model.rawWeights.blocks[l].b_out);
+    add(model.weights.vector('b_O', l));
+    if (includeMlpBiases) add(model.weights.vector('b_out', l));
   }
-  if (mlpInput) add(model.rawWeights.blocks[layer].b_O);
+  if (mlpInput) add(model.weights.vector('b_O', layer));
   return new Tensor(Float32Array.from(acc), [d_model]);
 }
 
@@ -563,7 +559,7 @@ export function tokensToResidualDirections(model: CacheModel, tokens: TokenSpec)
     (tokens as readonly number[]).forEach((t) => flat.push(id(t)));
     shape = [flat.length];
   }
-  const W_Ut = transposedMatrix(model, 'W_U'); // [d_vocab, d_model]: row t = W_U[:, t]
+  const W_Ut = model.weights.matrix('W_U'); // [d_vocab, d_model]: row t = W_U[:, t]
   const out = new Float32Array(flat.length * d_model);
   flat.forEach((t, i) => out.set(W_Ut.subarray(t * d_model, (t + 1) * d_model), i * d_model));
   return new Tensor(out, [...shape, d_model]);

@@ -18,11 +18,10 @@ import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
 import { nextTokenLoss } from './ops/index.ts';
 import { processWeights } from './processing.ts';
-import { stackedWeight } from './stackedWeights.ts';
-import { adoptWeights, FEATURE_MAJOR, lensboardView, type FeatureMajorMatrix, type FeatureMajorWeights } from './engine/featureMajor.ts';
 import { allCompositionScores, OV, QK, type CompositionMode, type CompositionOptions, type FactoredMatrix } from './circuits/index.ts';
 import { Tensor } from './tensor.ts';
 import { Gpt2Tokenizer, type PaddingSide } from './tokenizer.ts';
+import { MATRIX_NAMES, WeightStore, type MatrixName, type WeightName } from './weightStore.ts';
 import type { TransformerWeights } from './weights.ts';
 
 export type { HookFn, HookPoint };
@@ -145,8 +144,11 @@ export class HookedTransformer {
   /** The execution provider that really runs the model. */
   readonly device: ResolvedDevice;
   private readonly engine: Engine;
-  /** The model's one copy of the weights, in the engine's feature-major layout (featureMajor.ts). */
-  private readonly weights: FeatureMajorWeights;
+  /**
+   * The model's one copy of the weights (weightStore.ts): matrices without a copy by
+   * `weights.matrix(name, layer)`, biases by `weights.vector`, TransformerLens-shaped copies by `weights.stacked`.
+   */
+  readonly weights: WeightStore;
   private readonly hooks: RegisteredHook[] = [];
   private readonly hookInfo: Map<HookName, HookPointInfo>;
   private ownKernels: KernelSessions | null = null;
@@ -166,7 +168,7 @@ export class HookedTransformer {
       useSplitQkvInput: options.useSplitQkvInput,
       useHookMlpIn: options.useHookMlpIn,
     };
-    this.weights = adoptWeights(cfg, weights);
+    this.weights = WeightStore.adopt(cfg, weights);
     this.engine = new Engine(cfg, this.weights, {
       device,
       threads: options.threads ?? 0,
@@ -204,10 +206,10 @@ export class HookedTransformer {
 
   /**
    * A model from weights in memory (a trainer's, a test's). Processing flags default to none here.
-   * The model takes `weights` over without copying them: processing MUTATES them in place, and
-   * the matrices are then transposed in place into the engine's layout, their fields on `weights`
-   * becoming views that hand out Lensboard-layout copies when read (featureMajor.ts's
-   * adoptWeights). Clone the weights first to keep using your own arrays.
+   * The model takes `weights` over without copying them: processing MUTATES them in place, the
+   * matrices are then transposed in place into the store's layout (WeightStore.adopt), and `weights`
+   * is emptied; handing it to another model is an error. Clone the weights first (structuredClone)
+   * to keep your own arrays or build several models.
    */
   static async fromWeights(
     cfg: HookedTransformerConfig,
@@ -510,8 +512,8 @@ export class HookedTransformer {
   // ---- weights ------------------------------------------------------------------------------
 
   /** A weight by TransformerLens name, layer-stacked: `W_Q [n_layers, n_heads, d_model, d_head]`, … (a copy). */
-  weight(name: string): Tensor {
-    return stackedWeight(this.cfg, this.weights, name);
+  weight(name: WeightName): Tensor {
+    return this.weights.stacked(name);
   }
   get W_E(): Tensor { return this.weight('W_E'); }
   get W_pos(): Tensor { return this.weight('W_pos'); }
@@ -531,21 +533,14 @@ export class HookedTransformer {
   get b_U(): Tensor { return this.weight('b_U'); }
 
   /**
-   * One matrix transposed, [out, in], as the model itself stores it: no copy, so reading rows of it is
-   * cheap where `rawWeights` would first transpose the whole matrix (do not mutate it). W_U gives
-   * W_Uᵀ [d_vocab, d_model] (row t is token t's unembedding direction); with `layer`, W_Q/W_K/W_V give
-   * [n_heads·d_head, d_model], W_O [d_model, n_heads·d_head], W_in [d_mlp, d_model], W_out [d_model, d_mlp].
+   * One matrix transposed, [out, in], as the model itself stores it: no copy (do not mutate it);
+   * `weights.matrix(name, layer)`. W_U gives W_Uᵀ [d_vocab, d_model] (row t is token t's unembedding
+   * direction); with `layer`, W_Q/W_K/W_V give [n_heads·d_head, d_model], W_O [d_model, n_heads·d_head],
+   * W_in [d_mlp, d_model], W_out [d_model, d_mlp].
    */
-  transposedWeight(name: FeatureMajorMatrix, layer?: number): Float32Array {
-    if (!FEATURE_MAJOR.has(name)) throw new Error(`transposedWeight: '${String(name)}' is not one of ${[...FEATURE_MAJOR].join(', ')}`);
-    if (name === 'W_U') {
-      if (layer !== undefined) throw new Error('transposedWeight: W_U has no layer');
-      return this.weights.arrays.get('W_U')!;
-    }
-    if (layer === undefined || !Number.isInteger(layer) || layer < 0 || layer >= this.cfg.n_layers) {
-      throw new Error(`transposedWeight: ${name} needs a layer, an integer in 0…${this.cfg.n_layers - 1}; got ${String(layer)}`);
-    }
-    return this.weights.arrays.get(`blocks.${layer}.${name}`)!;
+  transposedWeight(name: MatrixName, layer?: number): Float32Array {
+    if (!(MATRIX_NAMES as readonly string[]).includes(name)) throw new Error(`transposedWeight: '${String(name)}' is not one of ${MATRIX_NAMES.join(', ')}`);
+    return this.weights.matrix(name, layer, 'transposedWeight');
   }
 
   /**
@@ -572,13 +567,11 @@ export class HookedTransformer {
   }
 
   /**
-   * The weights in Lensboard's layout (weights.ts), as a fresh view of the model's one copy:
-   * vectors are the model's own arrays (do not mutate them); each matrix is transposed from the
-   * engine's feature-major copy when first read from the returned object, which keeps it. Hold
-   * on to the object while you use it rather than calling this again.
+   * The weights in Lensboard's layout (weights.ts): a new copy of every array, e.g. to build another
+   * model with fromWeights. To read weights, use `weights.matrix`/`vector`/`stacked` (no full copy).
    */
   get rawWeights(): TransformerWeights {
-    return lensboardView(this.cfg, this.weights);
+    return this.weights.toTransformerWeights();
   }
 
   /**

@@ -12,6 +12,8 @@ export type { HookName, HookPointInfo, Dim } from './hookPoints.ts';
 export type { HookedTransformerConfig, ProcessingFlags } from './config.ts';
 export { DEFAULT_PROCESSING, NO_PROCESSING } from './config.ts';
 export type { TransformerWeights, BlockWeights } from './weights.ts';
+export { WeightStore } from './weightStore.ts';
+export type { MatrixName, WeightName } from './weightStore.ts';
 export { ablateHeads, ablateNeurons, ablatePositions, patchFrom } from './interventions.ts';
 export type { InterventionSpec } from './interventions.ts';
 export { Gpt2Tokenizer } from './tokenizer.ts';

@@ -1,8 +1,7 @@
 /**
- * The model's parameters as Lensboard stores them: one Float32Array per tensor, row-major,
- * in the layout the ONNX graph multiplies by directly (heads flattened into the last or first
- * axis). TransformerLens-shaped views (`W_Q [n_layers, n_heads, d_model, d_head]`, …) are built
- * from these by `stackedWeights.ts`.
+ * Lensboard's layout of a model's parameters, the form weights come in (loaders, processing, the
+ * trainer's export, the reference forward) before a model's WeightStore (weightStore.ts) takes them
+ * over: one Float32Array per tensor, row-major, [in, out] (heads flattened into the last or first axis).
  *
  * Layouts (H = n_heads * d_head, which equals d_model for GPT-2):
  *   W_E   [d_vocab, d_model]      W_pos [n_ctx, d_model]
@@ -15,7 +14,6 @@
  *   W_U   [d_model, d_vocab]      b_U   [d_vocab]
  * A LayerNorm's weight and bias are `null` once folded into the next linear map (LNPre).
  */
-
 import type { HookedTransformerConfig } from './config.ts';
 
 export interface LayerNormWeights {

@@ -8,9 +8,9 @@ import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HookedTransformerConfig } from '../hooks/config.ts';
 import { writeSafetensors, type SafetensorsDtype } from '../hooks/loading/safetensors.ts';
-import { transposed } from '../hooks/ops/index.ts';
 import { DEFAULT_GPT2_TOKENIZER_DIR } from '../hooks/tokenizer.ts';
-import type { BlockWeights, TransformerWeights } from '../hooks/weights.ts';
+import type { TransformerWeights } from '../hooks/weights.ts';
+import { weightsFromHf } from '../hooks/loading/hfWeights.ts';
 import { getParam, unembedParamName, type ParamSet } from './model/params.ts';
 import type { SeenVocab } from './model/vocab.ts';
 
@@ -41,36 +41,14 @@ export function hfTensorsFromParams(cfg: HookedTransformerConfig, vocab: SeenVoc
   return out;
 }
 
-/** Lensboard's TransformerWeights (full vocabulary, W_U = lm_headᵀ, or W_Eᵀ when tied; b_U = 0) for the trainer's parameters. */
-export function toTransformerWeights(cfg: HookedTransformerConfig, vocab: SeenVocab, params: ParamSet): TransformerWeights {
-  const { d_model: D, d_vocab: V } = cfg;
-  const H = cfg.n_heads * cfg.d_head;
-  const P = (n: string) => Float32Array.from(getParam(params, n));
-  const W_E = expandEmbedding(cfg, vocab, getParam(params, 'wte.weight'));
-  const blocks: BlockWeights[] = [];
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const h = `h.${l}.`;
-    const cAttn = getParam(params, `${h}attn.c_attn.weight`); // [D, 3H]
-    const cBias = getParam(params, `${h}attn.c_attn.bias`); // [3H]
-    const split = (part: number) => {
-      const w = new Float32Array(D * H);
-      for (let i = 0; i < D; i++) w.set(cAttn.subarray(i * 3 * H + part * H, i * 3 * H + (part + 1) * H), i * H);
-      return w;
-    };
-    blocks.push({
-      ln1: { w: P(`${h}ln_1.weight`), b: P(`${h}ln_1.bias`) },
-      W_Q: split(0), b_Q: cBias.slice(0, H),
-      W_K: split(1), b_K: cBias.slice(H, 2 * H),
-      W_V: split(2), b_V: cBias.slice(2 * H, 3 * H),
-      W_O: P(`${h}attn.c_proj.weight`), b_O: P(`${h}attn.c_proj.bias`),
-      ln2: { w: P(`${h}ln_2.weight`), b: P(`${h}ln_2.bias`) },
-      W_in: P(`${h}mlp.c_fc.weight`), b_in: P(`${h}mlp.c_fc.bias`),
-      W_out: P(`${h}mlp.c_proj.weight`), b_out: P(`${h}mlp.c_proj.bias`),
-    });
-  }
-  const head = unembedParamName(params) === 'wte.weight' ? W_E : expandEmbedding(cfg, vocab, getParam(params, 'lm_head.weight'));
-  const W_U = transposed(head, V, D); // [d_model, d_vocab]
-  return { W_E, W_pos: P('wpe.weight'), blocks, ln_final: { w: P('ln_f.weight'), b: P('ln_f.bias') }, W_U, b_U: new Float32Array(V) };
+/**
+ * Lensboard's TransformerWeights (full vocabulary, W_U = lm_headᵀ, or W_Eᵀ when tied; b_U = 0) for the
+ * trainer's parameters: the exported HF tensors through the loader's own mapping (weightsFromHf), every
+ * array a copy (a model built from them owns them and transposes them in place).
+ */
+export function toTransformerWeights(cfg: HookedTransformerConfig, vocab: SeenVocab, params: ParamSet): Promise<TransformerWeights> {
+  const tensors = hfTensorsFromParams(cfg, vocab, params);
+  return weightsFromHf(cfg, (name) => Float32Array.from(tensors.get(name)![1]), (name) => tensors.has(name));
 }
 
 export interface ExportOptions {

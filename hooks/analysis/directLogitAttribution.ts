@@ -5,7 +5,7 @@
  * batch, pos, d_model] stack. On a model with folded LayerNorm (the default processing) the parts sum
  * to the logit difference minus the b_U difference (given as `unembedBias`).
  */
-import { transposedMatrix, type ActivationCache, type CacheModel } from '../ActivationCache.ts';
+import type { ActivationCache, CacheModel } from '../ActivationCache.ts';
 import { withModel } from './cache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
 import { blockHook, type HookName } from '../hookPoints.ts';
@@ -75,8 +75,8 @@ export function dlaFromCache(cache: ActivationCache, correct: number | readonly 
   const { n_layers, n_heads, d_head, d_model, d_mlp, d_vocab } = model.cfg;
   const H = n_heads * d_head;
   // The matrices are read transposed, [out, in], as the model stores them (no copy of W_U, W_O, W_out).
-  const W_Ut = transposedMatrix(model, 'W_U'); // [d_vocab, d_model]
-  const b_U = model.rawWeights.b_U; // [d_vocab]
+  const W_Ut = model.weights.matrix('W_U'); // [d_vocab, d_model]
+  const b_U = model.weights.vector('b_U'); // [d_vocab]
   const embed = cache.get('hook_embed');
   const [batch, pos] = embed.shape;
   if (positions.length !== batch) throw new Error(`dlaFromCache: ${positions.length} positions for ${batch} prompts`);
@@ -129,8 +129,8 @@ export function dlaFromCache(cache: ActivationCache, correct: number | readonly 
     layerLabels.push(`${l}_attn_out`, `${l}_mlp_out`);
     const z = cache.get(blockHook(l, 'attn.hook_z')); // [batch, pos, head, d_head]
     const post = cache.get(blockHook(l, 'mlp.hook_post')); // [batch, pos, d_mlp]
-    const W_Ot = transposedMatrix(model, 'W_O', l); // [d_model, head·d_head]
-    const W_outT = transposedMatrix(model, 'W_out', l); // [d_model, d_mlp]
+    const W_Ot = model.weights.matrix('W_O', l); // [d_model, head·d_head]
+    const W_outT = model.weights.matrix('W_out', l); // [d_model, d_mlp]
     for (let b = 0; b < batch; b++) {
       const p = at(b);
       const s = scale.data[b * pos + p];

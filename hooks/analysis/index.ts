@@ -31,5 +31,5 @@ export {
   getActPatchBlockEvery, getActPatchAttnHeadAllPosEvery, getActPatchAttnHeadByPosEvery,
 } from './patching.ts';
 export type { AxisName, PatchActivation, PatchingOptions, GenericPatchOptions } from './patching.ts';
-export { accumulatedBias, tokensToResidualDirections, transposedMatrix } from '../ActivationCache.ts';
+export { accumulatedBias, tokensToResidualDirections } from '../ActivationCache.ts';
 export type { CacheModel, TokenSpec } from '../ActivationCache.ts';

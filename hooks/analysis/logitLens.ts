@@ -7,7 +7,6 @@ import { withModel } from './cache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
 import { blockHook, type HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
-import { transposedMatrix } from '../ActivationCache.ts';
 import { sliceIndices, type SliceInput } from './slice.ts';
 
 export interface LogitLensOptions {
@@ -90,7 +89,7 @@ export async function logitLensFromCache(cache: ActivationCache, tokens: number[
   // The unembedding [rows, d_model] · W_U (~10 GFLOP for GPT-2), its log-sum-exp and top k run on onnxruntime,
   // reading W_U transposed as the model stores it (no copy).
   const kk = Math.max(k, 1); // onnxruntime's TopK takes k ≥ 1
-  const head = await model.kernels.unembedTopK(rows, transposedMatrix(model, 'W_U'), model.rawWeights.b_U, kk, { threads: opts.threads });
+  const head = await model.kernels.unembedTopK(rows, model.weights.matrix('W_U'), model.weights.vector('b_U'), kk, { threads: opts.threads });
   const topTokens = new Float32Array(R * k);
   const topProbs = new Float32Array(R * k);
   for (let r = 0; r < R; r++) {

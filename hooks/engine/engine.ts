@@ -6,8 +6,8 @@
 import type { HookedTransformerConfig } from '../config.ts';
 import { blockHook, hookPointMap, hookShape, type HookName, type HookPointInfo, type OptionalHooks } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
-import type { FeatureMajorWeights } from './featureMajor.ts';
-import { buildGpt2Graph, interventionFeeds, weightDims, type GraphOptions } from './gpt2Graph.ts';
+import { weightDims, type WeightStore } from '../weightStore.ts';
+import { buildGpt2Graph, interventionFeeds, type GraphOptions } from './gpt2Graph.ts';
 import { buildDecodeGraph, kvNames } from './decodeGraph.ts';
 import { bool, createSession, f32, fromTensor, int64Rows, runSession, SessionCache, toTensor, type OrtValue, type Session, type SessionConfig } from './runtime.ts';
 import { partitionGraph } from './segments.ts';
@@ -142,10 +142,10 @@ export class Engine {
   private readonly hookPoints: ReadonlyMap<HookName, HookPointInfo>;
   private readonly decodeSessions: SessionCache;
 
-  /** `weights`: the model's one copy, feature-major (featureMajor.ts's adoptWeights). */
+  /** `weights`: the model's one copy (weightStore.ts), fed to the graphs by key. */
   constructor(
     readonly cfg: HookedTransformerConfig,
-    private readonly weights: FeatureMajorWeights,
+    private readonly weights: WeightStore,
     readonly options: EngineOptions,
   ) {
     this.hookPoints = hookPointMap(cfg, options.optionalHooks);
@@ -160,7 +160,7 @@ export class Engine {
   }
 
   private weightArrays(): ReadonlyMap<string, Float32Array> {
-    return this.weights.arrays;
+    return this.weights.feeds();
   }
 
   /** The graph's weight inputs as onnxruntime tensors over the engine's arrays (no copy), shaped as the graph declares them. */
@@ -175,8 +175,7 @@ export class Engine {
   /** The unembedding (logits and token log-probs) in chunks of rows; W_U prepacked when plain runs are. */
   private unembedHead(): UnembedHead {
     if (!this.head) {
-      const a = this.weightArrays();
-      this.head = new UnembedHead(this.cfg, a.get('W_U')!, a.get('b_U')!, {
+      this.head = new UnembedHead(this.cfg, this.weights.matrix('W_U'), this.weights.vector('b_U'), {
         device: this.options.device,
         threads: this.options.threads,
         memArena: this.options.memArena ?? true,
@@ -286,9 +285,7 @@ export class Engine {
     if (this.options.weightMode === 'feed') return false;
     if (this.options.weightMode === 'embed') return true;
     if (this.options.device === 'cpu') return false;
-    let bytes = 0;
-    for (const a of this.weightArrays().values()) bytes += a.byteLength;
-    return bytes <= (this.options.autoEmbedLimitBytes ?? AUTO_EMBED_LIMIT_BYTES);
+    return this.weights.byteLength <= (this.options.autoEmbedLimitBytes ?? AUTO_EMBED_LIMIT_BYTES);
   }
 
   private plan(req: EngineRequest): Promise<Plan> {

@@ -14,7 +14,7 @@ import { allowedKeys, axisLength, embeddings, maskPositions } from './graph/embe
 import { layerNorm } from './graph/layerNorm.ts';
 import { gatherRows, tokenLogprobs, unembed } from './graph/unembed.ts';
 
-export { interventionFeeds, weightDims } from './graph/context.ts';
+export { interventionFeeds } from './graph/context.ts';
 
 export interface GraphOptions {
   /** Hook points whose values must exist as such (cached, hooked from JS, or read by the caller). */

@@ -73,7 +73,7 @@ export class UnembedHead {
   /** Fed: one session per graph kind, shared by all slices. Embedded: one per kind and slice. */
   private readonly sessions: SessionCache;
 
-  /** `W_U` is feature-major [d_vocab, d_model] (featureMajor.ts); `b_U` [d_vocab]. */
+  /** `W_U` as the weight store keeps it, W_Uᵀ [d_vocab, d_model]; `b_U` [d_vocab]. */
   constructor(
     readonly cfg: HookedTransformerConfig,
     private readonly W_U: Float32Array,

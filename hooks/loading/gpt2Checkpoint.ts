@@ -5,9 +5,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 import type { HookedTransformerConfig } from '../config.ts';
-import { transposed } from '../ops/index.ts';
-import type { BlockWeights, LayerNormWeights, TransformerWeights } from '../weights.ts';
+import type { TransformerWeights } from '../weights.ts';
 import { hfConfigToHooked } from './hfConfig.ts';
+import { weightsFromHf } from './hfWeights.ts';
 import { SafetensorsFile, isFile } from './safetensors.ts';
 
 export interface LoadedCheckpoint {
@@ -164,18 +164,6 @@ function validateIndex(index: TensorIndex, cfg: HookedTransformerConfig, dir: st
   }
 }
 
-/** Split a [rows, parts*width] matrix column-wise into `parts` matrices [rows, width]. */
-function splitColumns(src: Float32Array, rows: number, width: number, parts: number): Float32Array[] {
-  const outs = Array.from({ length: parts }, () => new Float32Array(rows * width));
-  for (let r = 0; r < rows; r++) {
-    for (let p = 0; p < parts; p++) {
-      const from = r * parts * width + p * width;
-      outs[p].set(src.subarray(from, from + width), r * width);
-    }
-  }
-  return outs;
-}
-
 export async function loadGpt2Checkpoint(dir: string, opts: LoadCheckpointOptions = {}): Promise<LoadedCheckpoint> {
   const st = await stat(dir).catch(() => null);
   if (!st || !st.isDirectory()) {
@@ -201,35 +189,7 @@ export async function loadGpt2Checkpoint(dir: string, opts: LoadCheckpointOption
       const t = index.get(name)!;
       return t.file.readTensor(t.key);
     };
-    const ln = async (p: string): Promise<LayerNormWeights> => ({ w: await read(`${p}.weight`), b: await read(`${p}.bias`) });
-    const { d_model: D, d_vocab: V } = cfg;
-    const H = cfg.n_heads * cfg.d_head;
-
-    const W_E = await read('wte.weight'); // [d_vocab, d_model]
-    const W_pos = await read('wpe.weight'); // [n_ctx, d_model]
-    const blocks: BlockWeights[] = [];
-    for (let l = 0; l < cfg.n_layers; l++) {
-      const p = `h.${l}.`;
-      const ln1 = await ln(`${p}ln_1`);
-      // c_attn: [d_model, 3H] = [W_Q | W_K | W_V] column blocks, each [d_model, n_heads*d_head].
-      const [W_Q, W_K, W_V] = splitColumns(await read(`${p}attn.c_attn.weight`), D, H, 3);
-      const [b_Q, b_K, b_V] = splitColumns(await read(`${p}attn.c_attn.bias`), 1, H, 3);
-      blocks.push({
-        ln1,
-        W_Q, b_Q, W_K, b_K, W_V, b_V,
-        W_O: await read(`${p}attn.c_proj.weight`), // [H, d_model]
-        b_O: await read(`${p}attn.c_proj.bias`), // [d_model]
-        ln2: await ln(`${p}ln_2`),
-        W_in: await read(`${p}mlp.c_fc.weight`), // [d_model, d_mlp]
-        b_in: await read(`${p}mlp.c_fc.bias`), // [d_mlp]
-        W_out: await read(`${p}mlp.c_proj.weight`), // [d_mlp, d_model]
-        b_out: await read(`${p}mlp.c_proj.bias`), // [d_model]
-      });
-    }
-    const ln_final = await ln('ln_f');
-    // W_U [d_model, d_vocab] = lm_headᵀ; lm_head [d_vocab, d_model] equals wte when tied (or is absent).
-    const W_U = index.has('lm_head.weight') ? transposed(await read('lm_head.weight'), V, D) : transposed(W_E, V, D);
-    const weights: TransformerWeights = { W_E, W_pos, blocks, ln_final, W_U, b_U: new Float32Array(V) };
+    const weights = await weightsFromHf(cfg, read, (name) => index.has(name));
     return { cfg, weights, dir };
   } finally {
     await Promise.all(files.map((f) => f.close()));

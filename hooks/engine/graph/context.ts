@@ -8,36 +8,10 @@
 import type { HookedTransformerConfig } from '../../config.ts';
 import { hookPointMap, type HookName, type OptionalHooks } from '../../hookPoints.ts';
 import { GraphBuilder } from '../../onnx/builder.ts';
-
-/** The matrices stored feature-major ([out, in]) when weights are fed: x W is computed as MatMul(x, Transpose(Wᵀ)). */
-export const FEATURE_MAJOR: ReadonlySet<string> = new Set(['W_Q', 'W_K', 'W_V', 'W_O', 'W_in', 'W_out', 'W_U']);
+import { weightDims, weightKey } from '../../weightStore.ts';
 
 /** A weight's name within its layer: `W_Q`, `b_in`, `ln1.w`, … (`W_E`, `W_pos`, `W_U`, `b_U`, `ln_final.w` outside the blocks). */
 export type WeightFeed = string;
-
-/** The graph input (and engine feed) name of weight `name` of `layer` (null outside the blocks): `blocks.3.W_Q`, `W_U`. */
-export function weightFeedName(name: WeightFeed, layer: number | null): string {
-  return layer === null ? name : `blocks.${layer}.${name}`;
-}
-
-/**
- * The shape of each weight feed by its last name part ('W_Q', 'b_in', 'w' of a LayerNorm, …) in
- * Lensboard's layout (weights.ts); with `featureMajor` the matrices in FEATURE_MAJOR are [out, in].
- */
-export function weightDims(cfg: HookedTransformerConfig, name: string, featureMajor = false): number[] {
-  const { d_model, d_vocab, n_ctx, d_mlp } = cfg;
-  const H = cfg.n_heads * cfg.d_head;
-  const dims: Record<string, number[]> = {
-    W_E: [d_vocab, d_model], W_pos: [n_ctx, d_model], W_U: [d_model, d_vocab], b_U: [d_vocab],
-    W_Q: [d_model, H], W_K: [d_model, H], W_V: [d_model, H], b_Q: [H], b_K: [H], b_V: [H],
-    W_O: [H, d_model], b_O: [d_model], W_in: [d_model, d_mlp], b_in: [d_mlp], W_out: [d_mlp, d_model], b_out: [d_model],
-    w: [d_model], b: [d_model],
-  };
-  const key = name.split('.').pop()!;
-  const d = dims[key];
-  if (!d) throw new Error(`internal: no weight feed named '${name}'`);
-  return featureMajor && FEATURE_MAJOR.has(key) ? [d[1], d[0]] : d;
-}
 
 /** Feed names of an in-graph intervention at a hook point. */
 export const interventionFeeds = (hook: HookName) => ({ mask: `${hook}::mask`, value: `${hook}::value` });
@@ -90,7 +64,7 @@ abstract class BaseContext implements GraphContext {
   }
 
   weight(name: WeightFeed, layer: number | null): string {
-    return this.b.input(weightFeedName(name, layer), 'float32', weightDims(this.cfg, name, this.featureMajor));
+    return this.b.input(weightKey(name, layer), 'float32', weightDims(this.cfg, name, this.featureMajor));
   }
 
   abstract hook(name: HookName, compute: (out: string) => void): string;

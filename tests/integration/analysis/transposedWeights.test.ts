@@ -1,10 +1,9 @@
 /**
  * Reading matrices transposed, as the model stores them (no copy): HookedTransformer.transposedWeight,
- * transposedMatrix (with its fallback for other CacheModels), tokensToResidualDirections, and the logit
- * lens's onnxruntime unembedding (its log-sum-exp stays finite for logits in the hundreds; topK 0).
+ * the weight store's matrix/vector (what the cache and the toolkit read), tokensToResidualDirections,
+ * and the logit lens's onnxruntime unembedding (its log-sum-exp stays finite for logits in the hundreds; topK 0).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transposedMatrix, type CacheModel } from '../../../hooks/ActivationCache.ts';
 import { logitLens } from '../../../hooks/analysis/logitLens.ts';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import { referenceForward } from '../../../hooks/reference.ts';
@@ -64,11 +63,15 @@ describe('transposedWeight', () => {
     expect(() => model.transposedWeight('W_in', 2)).toThrow('transposedWeight: W_in needs a layer, an integer in 0…1; got 2');
   });
 
-  it('transposedMatrix transposes rawWeights for a CacheModel without transposedWeight (same values)', () => {
-    const plain: CacheModel = { cfg: model.cfg, rawWeights: model.rawWeights, kernels: model.kernels };
-    expect(transposedMatrix(plain, 'W_U')).toEqual(model.transposedWeight('W_U'));
-    expect(transposedMatrix(plain, 'W_O', 1)).toEqual(model.transposedWeight('W_O', 1));
-    expect(transposedMatrix(plain, 'W_out', 0)).toEqual(model.transposedWeight('W_out', 0));
+  it("the store's matrix() is the same array and equals the original (Lensboard-layout) weights transposed; vector() the biases", () => {
+    const original = tinyWeights(cfg, 5);
+    expect(model.weights.matrix('W_U')).toBe(model.transposedWeight('W_U'));
+    expect(model.weights.matrix('W_U')).toEqual(transpose(original.W_U, cfg.d_model, cfg.d_vocab));
+    expect(model.weights.matrix('W_O', 1)).toEqual(transpose(original.blocks[1].W_O, H, cfg.d_model));
+    expect(model.weights.matrix('W_out', 0)).toEqual(transpose(original.blocks[0].W_out, cfg.d_mlp, cfg.d_model));
+    expect(model.weights.matrix('W_E')).toEqual(original.W_E);
+    expect(model.weights.vector('b_O', 1)).toEqual(original.blocks[1].b_O);
+    expect(() => model.weights.matrix('W_O')).toThrow('weights.matrix: W_O needs a layer, an integer in 0…1; got undefined');
   });
 });
 

@@ -187,7 +187,7 @@ describe('weight getters', () => {
   });
 
   it('an unknown weight name is a clear error', () => {
-    expect(() => model.weight('W_X')).toThrow(/unknown weight 'W_X'; known: W_E/);
+    expect(() => model.weight('W_X' as never)).toThrow(/unknown weight 'W_X'; known: W_E/);
   });
 });
 

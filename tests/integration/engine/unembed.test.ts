@@ -5,12 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine, type EngineOptions } from '../../../hooks/engine/engine.ts';
-import { adoptWeights, type FeatureMajorWeights } from '../../../hooks/engine/featureMajor.ts';
 import { UnembedHead } from '../../../hooks/engine/unembedHead.ts';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import { listHookPoints, type HookName } from '../../../hooks/hookPoints.ts';
 import { referenceForward } from '../../../hooks/reference.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
+import { WeightStore } from '../../../hooks/weightStore.ts';
 import { cloneWeights, expectClose, maxDiff, tinyConfig, tinyWeights, tokenBatch } from './helpers.ts';
 
 const cfg = tinyConfig({ n_layers: 2, d_vocab: 61 }); // d_model 16, 4 heads, d_mlp 64; 61: slices of 7 leave 5
@@ -37,7 +37,7 @@ const refLp = refLogprobs(ref.logits, targets);
 
 const engines: Engine[] = [];
 function engine(opts: Partial<EngineOptions>): Engine {
-  const e = new Engine(cfg, adoptWeights(cfg, cloneWeights(original)), { device: 'cpu', threads: 1, weightMode: 'feed', ...opts });
+  const e = new Engine(cfg, WeightStore.adopt(cfg, cloneWeights(original)), { device: 'cpu', threads: 1, weightMode: 'feed', ...opts });
   engines.push(e);
   return e;
 }
@@ -46,16 +46,16 @@ afterAll(async () => {
 });
 
 describe('UnembedHead', () => {
-  let fm: FeatureMajorWeights;
+  let store: WeightStore;
   let x: Float32Array; // [rows, d_model]: the reference's final LayerNormed residual
   beforeAll(() => {
-    fm = adoptWeights(cfg, cloneWeights(original));
+    store = WeightStore.adopt(cfg, cloneWeights(original));
     x = ref.cache.get('ln_final.hook_normalized')!.data;
   });
 
   for (const embed of [false, true]) {
     it(`${embed ? 'embedded' : 'fed'}: logits in blocks of 4 rows × slices of 7 = x W_U + b_U (1e-5); log-probs = log softmax at the targets (1e-5)`, async () => {
-      const head = new UnembedHead(cfg, fm.arrays.get('W_U')!, fm.arrays.get('b_U')!, { device: 'cpu', threads: 1, embed, blockRows: 4, vocabSlice: 7 });
+      const head = new UnembedHead(cfg, store.matrix('W_U'), store.vector('b_U'), { device: 'cpu', threads: 1, embed, blockRows: 4, vocabSlice: 7 });
       try {
         const flatTargets = BigInt64Array.from(targets.flat().map(BigInt));
         const out = await head.run(x, { logits: true, targets: flatTargets });
@@ -123,7 +123,7 @@ describe('the engine with feature-major weights, on the head path and the in-gra
   });
 });
 
-describe('HookedTransformer keeps one feature-major copy', () => {
+describe('HookedTransformer keeps one copy (the weight store)', () => {
   let model: HookedTransformer;
   let handedOver: ReturnType<typeof cloneWeights>;
   beforeAll(async () => {
@@ -134,13 +134,15 @@ describe('HookedTransformer keeps one feature-major copy', () => {
     await model?.dispose();
   });
 
-  it('rawWeights and the handed-over object read the original values in Lensboard layout', () => {
+  it('rawWeights reads the original values in Lensboard layout; the handed-over object was taken over (emptied), not copied', () => {
     expect(structuredClone(model.rawWeights)).toEqual(original);
-    expect(structuredClone(handedOver)).toEqual(original);
+    expect(handedOver.blocks).toEqual([]);
+    expect(handedOver.W_U.length).toBe(0);
   });
 
-  it('the same object handed to a second model, with processing, gives the processed reference (1e-4); the first model is unchanged', async () => {
-    const folded = await HookedTransformer.fromWeights(cfg, handedOver, { threads: 1, foldLn: true, centerWritingWeights: true, centerUnembed: true });
+  it("the model's own weights (rawWeights) handed to a second model, with processing, give the processed reference (1e-4); the first model is unchanged; the taken-over object is refused", async () => {
+    await expect(HookedTransformer.fromWeights(cfg, handedOver, { threads: 1 })).rejects.toThrow(/handed to a model already/);
+    const folded = await HookedTransformer.fromWeights(cfg, model.rawWeights, { threads: 1, foldLn: true, centerWritingWeights: true, centerUnembed: true });
     try {
       const logProbs = (l: Tensor) => l.sub(l.exp().sum(-1, { keepdim: true }).log());
       expectClose(logProbs(await folded.forward(tokens)), logProbs(ref.logits), 1e-4, 'folded log-probs');

@@ -3,14 +3,15 @@ import { describe, expect, it } from 'vitest';
 import {
   positionalPattern, positionalQK, previousTokenScoreFromWeights, previousTokenScoresFromWeights, TensorWeights,
 } from '../../../hooks/circuits/index.ts';
-import { stackedWeight } from '../../../hooks/stackedWeights.ts';
+import { WeightStore } from '../../../hooks/weightStore.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
 import { mat, maxAbs, maxDiff, mm, tr, type D } from './dense.ts';
 
 const cfg = gpt2Config({ n_layers: 2, n_heads: 2, d_model: 16, d_head: 8, d_mlp: 32, d_vocab: 20, n_ctx: 12 });
 const raw = randomWeights(cfg, { seed: 9, std: 0.5 });
-const tensors = Object.fromEntries(['W_pos', 'W_Q', 'W_K'].map((n) => [n, stackedWeight(cfg, raw, n)])) as Record<string, Tensor>;
+const store = WeightStore.adopt(cfg, structuredClone(raw));
+const tensors = { W_pos: store.stacked('W_pos'), W_Q: store.stacked('W_Q'), W_K: store.stacked('W_K') };
 const weights = new TensorWeights(tensors);
 
 /** Plain-loop causal softmax of s / √d_head and the mean mass on offset −1. */

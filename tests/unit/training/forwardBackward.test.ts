@@ -110,7 +110,7 @@ describe.each([
     const tokens = tokenRows(7, 3, 10);
     expect(tokens.flat().some((t) => t >= 40)).toBe(true);
     const res = await forwardBackward(cfg, vocab, params, classBatch(tokens), ort);
-    const weights = toTransformerWeights(cfg, vocab, params);
+    const weights = await toTransformerWeights(cfg, vocab, params);
     const ref = referenceForward(cfg, weights, tokens);
     const refLoss = lmCrossEntropyLoss(ref.logits, tokens);
     expect(Math.abs(res.loss - refLoss)).toBeLessThan(1e-4);

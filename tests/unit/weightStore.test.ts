@@ -1,6 +1,5 @@
-/** The weight store: in-place transposition, adoption of TransformerWeights, reads without copies, TransformerLens-shaped stacks, export to Lensboard's layout. */
+/** The weight store: adoption of TransformerWeights (matrices transposed in place), reads without copies, TransformerLens-shaped stacks, export to Lensboard's layout. */
 import { describe, expect, it } from 'vitest';
-import { transposeInPlace, transposeInto } from '../../hooks/ops/index.ts';
 import { gpt2Config, randomWeights } from '../../hooks/init.ts';
 import { FEATURE_MAJOR, WeightStore, type WeightName } from '../../hooks/weightStore.ts';
 import type { TransformerWeights } from '../../hooks/weights.ts';
@@ -20,38 +19,6 @@ const dims = (key: string): [number, number] => {
   const H = cfg.n_heads * cfg.d_head;
   return ({ W_Q: [cfg.d_model, H], W_K: [cfg.d_model, H], W_V: [cfg.d_model, H], W_O: [H, cfg.d_model], W_in: [cfg.d_model, cfg.d_mlp], W_out: [cfg.d_mlp, cfg.d_model], W_U: [cfg.d_model, cfg.d_vocab] } as Record<string, [number, number]>)[key];
 };
-
-describe('transposeInPlace', () => {
-  it('equals a plain-loop transpose for every scratch size, including prime shapes (one-float segments)', () => {
-    for (const [rows, cols] of [[1, 7], [7, 1], [6, 10], [13, 7], [12, 17], [64, 31]]) {
-      for (const scratch of [1, cols, 2 * cols, 5 * cols, rows * cols]) {
-        const a = Float32Array.from({ length: rows * cols }, (_, i) => i * 0.5 - 3);
-        const want = naiveTranspose(a, rows, cols);
-        expect(Array.from(transposeInPlace(a, rows, cols, scratch)), `[${rows}, ${cols}] scratch ${scratch}`).toEqual(Array.from(want));
-      }
-    }
-  });
-
-  it('uses a given scratch buffer when it is large enough, and is right either way', () => {
-    const a = Float32Array.from({ length: 12 * 17 }, (_, i) => i);
-    const want = Array.from(naiveTranspose(a, 12, 17));
-    const buffer = new Float32Array(4 * 17).fill(-1);
-    expect(Array.from(transposeInPlace(a.slice(), 12, 17, 4 * 17, buffer))).toEqual(want);
-    expect(buffer.some((v) => v !== -1)).toBe(true); // the slabs went through it
-    const small = new Float32Array(3).fill(-1);
-    expect(Array.from(transposeInPlace(a.slice(), 12, 17, 4 * 17, small))).toEqual(want);
-    expect(Array.from(small)).toEqual([-1, -1, -1]); // too small: not used
-  });
-
-  it('transposeInto equals the plain loop on a shape larger than its tiles', () => {
-    const a = Float32Array.from({ length: 70 * 45 }, (_, i) => Math.sin(i));
-    expect(Array.from(transposeInto(a, 70, 45, new Float32Array(a.length)))).toEqual(Array.from(naiveTranspose(a, 70, 45)));
-  });
-
-  it('rejects an array that is not rows × cols', () => {
-    expect(() => transposeInPlace(new Float32Array(5), 2, 3)).toThrow(/transposeInPlace of 5 floats as \[2, 3\]/);
-  });
-});
 
 /**
  * TransformerLens's shape of a weight from Lensboard's layout, by plain loops (the independent

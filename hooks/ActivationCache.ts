@@ -1,5 +1,5 @@
 /** The activations of one run, by hook name, with TransformerLens's residual-stream decomposition methods (ActivationCache). */
-import { applySlice, sliceIndices, type SliceInput } from './analysis/slice.ts';
+import { applySlice, sliceIndices, type SliceInput } from './slice.ts';
 import type { HookedTransformerConfig } from './config.ts';
 import type { KernelSessions } from './engine/kernels.ts';
 import { layerNormRows } from './ops/index.ts';

@@ -1,6 +1,6 @@
 /** Lensboard's interpretability toolkit: logit lens, direct logit attribution, head detection, induction, IOI, ablations and activation patching. */
-export { applySlice, sliceIndices } from './slice.ts';
-export type { SliceInput, SliceRange } from './slice.ts';
+export { applySlice, sliceIndices } from '../slice.ts';
+export type { SliceInput, SliceRange } from '../slice.ts';
 export { withModel } from './cache.ts';
 export { runVariants, throwIfAborted } from './batchedRuns.ts';
 export type { Variant, VariantEdit, LogitsMetric, BatchOptions } from './batchedRuns.ts';

@@ -7,7 +7,7 @@ import { withModel } from './cache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
 import { blockHook, type HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
-import { sliceIndices, type SliceInput } from './slice.ts';
+import { sliceIndices, type SliceInput } from '../slice.ts';
 
 export interface LogitLensOptions {
   /** Also read resid_mid of every layer. */

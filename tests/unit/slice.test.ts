@@ -1,7 +1,7 @@
 /** TL-style slices (index, list, Python range) against hand-written Python results. */
 import { describe, expect, it } from 'vitest';
-import { applySlice, sliceIndices } from '../../../hooks/analysis/slice.ts';
-import { Tensor } from '../../../hooks/tensor.ts';
+import { applySlice, sliceIndices } from '../../hooks/slice.ts';
+import { Tensor } from '../../hooks/tensor.ts';
 
 describe('sliceIndices (Python semantics, hand-checked)', () => {
   it('null keeps everything; an int picks one; lists resolve negatives', () => {

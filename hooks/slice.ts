@@ -1,5 +1,5 @@
 /** TransformerLens's `Slice` for positions, batch rows and neurons: an index, a list of indices, or a Python-style range. */
-import { Tensor } from '../tensor.ts';
+import { Tensor } from './tensor.ts';
 
 /** A Python-style range `start:stop:step` (negatives count from the end, missing bounds mean the ends). */
 export interface SliceRange {

@@ -166,12 +166,24 @@ export class WeightStore {
     return { w: this.arrays.get(weightKey(`${ln}.w`, at))!, b: this.arrays.get(weightKey(`${ln}.b`, at))! };
   }
 
-  /** A weight by TransformerLens name and shape, layer-stacked (`W_Q [n_layers, n_heads, d_model, d_head]`, …): a new Tensor. */
-  stacked(name: WeightName): Tensor {
+  /**
+   * A weight by TransformerLens name and shape, layer-stacked (`W_Q [n_layers, n_heads, d_model, d_head]`, …),
+   * or with `layer` that layer's alone (`W_Q` [n_heads, d_model, d_head]): a new Tensor.
+   */
+  stacked(name: WeightName, layer?: number): Tensor {
     const { d_model, n_heads, d_head, d_mlp, d_vocab, n_ctx, n_layers } = this.cfg;
+    if (layer !== undefined && TOP_LEVEL.has(name)) throw new Error(`weights.stacked: ${name} has no layer`);
+    if (layer !== undefined && (!Number.isInteger(layer) || layer < 0 || layer >= n_layers)) {
+      throw new Error(`weights.stacked: layer must be an integer in 0…${n_layers - 1}; got ${layer}`);
+    }
     const copy = (n: WeightName) => this.get(n, undefined, 'weights.stacked').slice();
     const perLayer = (shape: number[], fill: (l: number, out: Float32Array) => void): Tensor => {
       const size = shape.reduce((a, b) => a * b, 1);
+      if (layer !== undefined) {
+        const out = new Float32Array(size);
+        fill(layer, out);
+        return new Tensor(out, shape);
+      }
       const out = new Float32Array(n_layers * size);
       for (let l = 0; l < n_layers; l++) fill(l, out.subarray(l * size, (l + 1) * size));
       return new Tensor(out, [n_layers, ...shape]);

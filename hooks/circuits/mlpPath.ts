@@ -18,11 +18,13 @@ import { activationDerivative, activationFn } from '../ops/index.ts';
 import { Tensor } from '../tensor.ts';
 import { fmtShape, normalizeRows } from './linalg.ts';
 import type { KernelOptions, KernelSessions } from '../engine/kernels.ts';
+import type { WeightName, WeightStore } from '../weightStore.ts';
 
 /** What these functions read: a model's config and TransformerLens-named, layer-stacked weights. */
 export interface MlpSource {
   cfg: HookedTransformerConfig;
-  weight(name: string): Tensor;
+  /** The model's weights (read one layer at a time, the embeddings without a copy). */
+  readonly weights: WeightStore;
   readonly kernels: KernelSessions;
 }
 
@@ -47,7 +49,7 @@ export interface MlpInputsOptions {
 }
 
 function checkFolded(fn: string, model: MlpSource): void {
-  if (!model || typeof model.weight !== 'function' || !model.cfg) throw new Error(`${fn}: pass a HookedTransformer (cfg and weight(name))`);
+  if (!model || !model.weights || !model.cfg) throw new Error(`${fn}: pass a HookedTransformer (cfg, weights and kernels)`);
   if (model.cfg.normalization_type !== 'LNPre') {
     throw new Error(`${fn}: needs the LayerNorms folded into the weights (normalization_type 'LNPre', the default processing); this model has '${model.cfg.normalization_type}'`);
   }
@@ -84,11 +86,10 @@ export function embeddingTokenSet(model: { cfg: { d_vocab: number }; randomToken
   return [...chosen].sort((a, b) => a - b);
 }
 
-/** One layer's slice of a layer-stacked weight, as float32 with its per-layer shape. */
-function layerSlice(model: MlpSource, name: string, layer: number): { data: Float32Array; shape: number[] } {
-  const w = model.weight(name);
-  const per = w.data.length / w.shape[0];
-  return { data: w.data.subarray(layer * per, (layer + 1) * per), shape: w.shape.slice(1) };
+/** One layer of a weight, TransformerLens-shaped, as float32 with its shape (a copy of that layer only). */
+function layerSlice(model: MlpSource, name: WeightName, layer: number): { data: Float32Array; shape: number[] } {
+  const w = model.weights.stacked(name, layer);
+  return { data: w.data, shape: w.shape };
 }
 
 /** An MLP's pre-activations LN(x) W_in + b_in [rows, d_mlp] for normalised rows n [rows, d_model]. */
@@ -115,8 +116,8 @@ export async function effectiveEmbedding(model: MlpSource, tokens: readonly numb
   checkTokenIds('effectiveEmbedding', tokens, d_vocab);
   const positions = opts.positions ?? Array.from({ length: defaultMaxPos(n_ctx) }, (_, i) => i + 1);
   checkPositions('effectiveEmbedding', positions, n_ctx);
-  const W_E = model.weight('W_E').data;
-  const W_pos = model.weight('W_pos').data;
+  const W_E = model.weights.matrix('W_E'); // [d_vocab, d_model], no copy
+  const W_pos = model.weights.matrix('W_pos'); // [n_ctx, d_model]
   const b_O = layerSlice(model, 'b_O', 0).data; // [d_model]
   const shift = new Float64Array(d); // mean W_pos + b_O
   for (const p of positions) for (let k = 0; k < d; k++) shift[k] += W_pos[p * d + k] / positions.length;
@@ -147,8 +148,8 @@ export function blockZeroMlpInputs(model: MlpSource, tokens: readonly number[], 
   if (!Number.isInteger(samples) || samples < 1) throw new Error(`blockZeroMlpInputs: samples must be a positive integer, got ${samples}`);
   const maxPos = opts.maxPos ?? defaultMaxPos(n_ctx);
   if (!Number.isInteger(maxPos) || maxPos < 1 || maxPos >= n_ctx) throw new Error(`blockZeroMlpInputs: maxPos must be an integer in [1, ${n_ctx}), got ${maxPos}`);
-  const W_E = model.weight('W_E').data;
-  const W_pos = model.weight('W_pos').data;
+  const W_E = model.weights.matrix('W_E'); // [d_vocab, d_model], no copy
+  const W_pos = model.weights.matrix('W_pos'); // [n_ctx, d_model]
   const W_V = layerSlice(model, 'W_V', 0).data; // [n_heads, d_model, d_head]
   const b_V = layerSlice(model, 'b_V', 0).data; // [n_heads, d_head]
   const W_O = layerSlice(model, 'W_O', 0).data; // [n_heads, d_head, d_model]

@@ -125,6 +125,19 @@ describe('WeightStore reads', () => {
     expect(store.stacked('W_E').data).not.toBe(store.matrix('W_E'));
   });
 
+  it("stacked(name, layer) is that layer's slice of the stack (exactly)", () => {
+    const store = WeightStore.adopt(cfg, fresh());
+    for (const name of ['W_Q', 'W_O', 'b_V', 'W_in', 'b_in', 'W_out'] as const) {
+      const all = store.stacked(name);
+      const per = all.size / cfg.n_layers;
+      const one = store.stacked(name, 1);
+      expect(one.shape, name).toEqual(all.shape.slice(1));
+      expect(Array.from(one.data), name).toEqual(Array.from(all.data.subarray(per, 2 * per)));
+    }
+    expect(() => store.stacked('W_E', 0)).toThrow('weights.stacked: W_E has no layer');
+    expect(() => store.stacked('W_in', 2)).toThrow('weights.stacked: layer must be an integer in 0…1; got 2');
+  });
+
   it('names and layers are checked', () => {
     const store = WeightStore.adopt(cfg, fresh());
     expect(() => store.matrix('W_U', 0)).toThrow('weights.matrix: W_U has no layer');

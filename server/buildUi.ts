@@ -23,12 +23,19 @@ function newest(dir: string): number {
 
 /** The dashboard's sources: ui/ itself and the figure builders it bundles from hooks/figures/. */
 const UI_SOURCES = [UI_DIR, fileURLToPath(new URL('../hooks/figures/', import.meta.url))];
+/** The notebooks its guides link (bundled as assets): only the .ipynb files count (running them writes elsewhere). */
+const NOTEBOOKS_DIR = fileURLToPath(new URL('../notebooks/', import.meta.url));
+
+function newestNotebook(): number {
+  if (!existsSync(NOTEBOOKS_DIR)) return 0;
+  return Math.max(0, ...readdirSync(NOTEBOOKS_DIR).filter((f) => f.endsWith('.ipynb')).map((f) => statSync(join(NOTEBOOKS_DIR, f)).mtimeMs));
+}
 
 /** Whether ui/dist is missing or older than any of the dashboard's sources. */
 export function uiIsStale(): boolean {
   const index = join(UI_DIST, 'index.html');
   const built = existsSync(index) ? statSync(index).mtimeMs : 0;
-  return built === 0 || built < Math.max(...UI_SOURCES.map(newest));
+  return built === 0 || built < Math.max(...UI_SOURCES.map(newest), newestNotebook());
 }
 
 function main(): void {

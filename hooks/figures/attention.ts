@@ -43,6 +43,16 @@ function patternRows(a: AttentionData, pairs: { layer: number; head: number }[])
 }
 const PATTERN_COLUMNS = ['layer', 'head', 'query_pos', 'key_pos', 'query_token', 'key_token', 'pattern'];
 
+/** Outlines of token `focus`'s row (what it attends to, solid) and column (what attends to it, dotted) in an n × n head figure. */
+export function focusShapes(n: number, focus: number | null | undefined): Record<string, unknown>[] {
+  if (focus === null || focus === undefined || focus < 0 || focus >= n) return [];
+  const line = { color: '#e6550d', width: 2 };
+  return [
+    { type: 'rect', xref: 'x', yref: 'y', x0: -0.5, x1: focus + 0.5, y0: focus - 0.5, y1: focus + 0.5, line },
+    { type: 'rect', xref: 'x', yref: 'y', x0: focus - 0.5, x1: focus + 0.5, y0: focus - 0.5, y1: n - 0.5, line: { ...line, dash: 'dot' } },
+  ];
+}
+
 export interface HeadFigureOptions {
   /** Outline this token's row (what it attends to) and column (what attends to it). */
   focus?: number | null;
@@ -56,13 +66,7 @@ export function attentionHeadFigure(a: AttentionData, layer: number, head: numbe
   const labels = positionLabels(labelsOf(a));
   const n = labels.length;
   const text = z.map((row, q) => row.map((v, k) => `query ${labels[q]}<br>key ${labels[k]}<br>${v === null ? 'masked (future)' : fmt(v)}`));
-  const shapes: Record<string, unknown>[] = [];
-  const f = opts.focus;
-  if (f !== null && f !== undefined && f >= 0 && f < n) {
-    const line = { color: '#e6550d', width: 2 };
-    shapes.push({ type: 'rect', xref: 'x', yref: 'y', x0: -0.5, x1: f + 0.5, y0: f - 0.5, y1: f + 0.5, line });
-    shapes.push({ type: 'rect', xref: 'x', yref: 'y', x0: f - 0.5, x1: f + 0.5, y0: f - 0.5, y1: n - 0.5, line: { ...line, dash: 'dot' } });
-  }
+  const shapes = focusShapes(n, opts.focus);
   const data: Trace[] = [{
     type: 'heatmap', z, zmin: 0, zmax: 1, colorscale: SEQUENTIAL, colorbar: colorbar('attention'),
     text, hovertemplate: '%{text}<extra></extra>', hoverongaps: false, xgap: n > 40 ? 0 : 1, ygap: n > 40 ? 0 : 1,
@@ -77,15 +81,63 @@ export function attentionHeadFigure(a: AttentionData, layer: number, head: numbe
 }
 
 /**
+ * A pattern [query][key] (null above the diagonal) pooled into blocks of `b` × `b` positions, each block the largest
+ * weight in it (a stripe one position wide stays at full strength), null where the whole block is in the future.
+ */
+export function poolPattern(z: readonly (readonly (number | null)[])[], b: number): (number | null)[][] {
+  if (b <= 1) return z.map((row) => [...row]);
+  const n = z.length;
+  const m = Math.ceil(n / b);
+  const out: (number | null)[][] = Array.from({ length: m }, () => new Array<number | null>(m).fill(null));
+  for (let q = 0; q < n; q++) {
+    const row = z[q];
+    const bq = Math.floor(q / b);
+    for (let k = 0; k <= q && k < row.length; k++) {
+      const v = row[k];
+      if (v === null) continue;
+      const bk = Math.floor(k / b);
+      const cur = out[bq][bk];
+      if (cur === null || v > cur) out[bq][bk] = v;
+    }
+  }
+  return out;
+}
+
+export interface GridFigureOptions {
+  /** Outline this head (the CLI's choice; the dashboard draws its lock box as an on-screen overlay instead: gridHeadOutline). */
+  selected?: { layer: number; head: number } | null;
+  /** At most this many cells per thumbnail side: longer prompts are max-pooled into blocks (default 48). */
+  maxCells?: number;
+}
+
+/** The outline of head (layer, head) in attentionGridFigure's layout (a shape). */
+export function gridHeadOutline(a: AttentionData, layer: number, head: number): Record<string, unknown> | null {
+  const li = a.layers.indexOf(layer);
+  const hi = a.heads.indexOf(head);
+  if (li < 0 || hi < 0) return null;
+  const i = li * a.heads.length + hi;
+  const ax = i === 0 ? '' : String(i + 1);
+  return { type: 'rect', xref: `x${ax} domain`, yref: `y${ax} domain`, x0: -0.03, x1: 1.03, y0: -0.03, y1: 1.0, line: { color: '#e6550d', width: 3 } };
+}
+
+/**
  * All heads as a grid of small heatmaps (rows = layers, columns = heads), one colour scale (0..1).
  * Trace i is the head at layers[floor(i / heads.length)], heads[i % heads.length] (see gridHeadAt).
+ * Prompts longer than `maxCells` tokens are drawn max-pooled (the hover names each block's positions); the table
+ * always holds every weight.
  */
-export function attentionGridFigure(a: AttentionData, opts: { selected?: { layer: number; head: number } | null } = {}): FigureSpec {
+export function attentionGridFigure(a: AttentionData, opts: GridFigureOptions = {}): FigureSpec {
   const nl = a.layers.length;
   const nh = a.heads.length;
   const labels = positionLabels(labelsOf(a));
+  const n = labels.length;
+  const b = Math.max(1, Math.ceil(n / (opts.maxCells ?? 48)));
+  const m = Math.ceil(n / b);
+  const span = (i: number) => (b === 1 ? labels[i] : `${i * b}–${Math.min(n, (i + 1) * b) - 1} (largest weight in the block)`);
+  // The hover text of a cell is the same for every head but its label: built once.
+  const cellText = Array.from({ length: m }, (_r, q) => Array.from({ length: m }, (_c, k) => `query ${span(q)}<br>key ${span(k)}`));
   const data: Trace[] = [];
-  const layout: Layout = heatmapLayout('All heads (hover to preview, click to lock)', {
+  const layout: Layout = heatmapLayout(b > 1 ? `All heads (${b}×${b} positions a cell)` : 'All heads', {
     grid: { rows: nl, columns: nh, pattern: 'independent', xgap: 0.08, ygap: 0.12 },
     margin: { l: 50, r: 20, t: 40, b: 20 },
     annotations: [] as unknown[],
@@ -99,18 +151,18 @@ export function attentionGridFigure(a: AttentionData, opts: { selected?: { layer
       const head = a.heads[hi];
       pairs.push({ layer, head });
       const ax = i === 0 ? '' : String(i + 1);
-      const z = headPattern(a, layer, head);
+      const z = poolPattern(headPattern(a, layer, head), b);
       data.push({
         type: 'heatmap', z, zmin: 0, zmax: 1, colorscale: SEQUENTIAL, xaxis: `x${ax}`, yaxis: `y${ax}`,
         showscale: i === 0, ...(i === 0 ? { colorbar: colorbar('attention') } : {}),
-        customdata: z.map((row, q) => row.map((_v, k) => `${headLabel(layer, head)}<br>query ${labels[q]}<br>key ${labels[k]}`)),
-        hovertemplate: '%{customdata}<br>%{z:.3f}<extra></extra>', hoverongaps: false,
+        customdata: cellText,
+        hovertemplate: `${headLabel(layer, head)}<br>%{customdata}<br>%{z:.3f}<extra></extra>`, hoverongaps: false,
       });
       const hidden = { showticklabels: false, ticks: '', showgrid: false, zeroline: false };
       // square cells: the subplot shrinks to a square inside its grid slot (constrain: domain) instead of padding its range
-      layout[`xaxis${ax}`] = { ...hidden, range: [-0.5, labels.length - 0.5], constrain: 'domain' };
+      layout[`xaxis${ax}`] = { ...hidden, range: [-0.5, m - 0.5], constrain: 'domain' };
       layout[`yaxis${ax}`] = {
-        ...hidden, range: [labels.length - 0.5, -0.5], scaleanchor: `x${ax}`, constrain: 'domain',
+        ...hidden, range: [m - 0.5, -0.5], scaleanchor: `x${ax}`, constrain: 'domain',
         ...(hi === 0 ? { title: { text: `L${layer}`, standoff: 2 } } : {}),
       };
       // Up to 8 heads a row each subplot is labelled L{l}H{h}; wider grids label only the top row (H{h}) so labels never collide.
@@ -120,12 +172,11 @@ export function attentionGridFigure(a: AttentionData, opts: { selected?: { layer
           x: 0.5, y: 1, yanchor: 'bottom', yshift: 2, font: { size: 10 },
         });
       }
-      if (opts.selected && opts.selected.layer === layer && opts.selected.head === head) {
-        (layout.shapes as unknown[]).push({
-          type: 'rect', xref: `x${ax} domain`, yref: `y${ax} domain`, x0: -0.03, x1: 1.03, y0: -0.03, y1: 1.0, line: { color: '#e6550d', width: 3 },
-        });
-      }
     }
+  }
+  if (opts.selected) {
+    const outline = gridHeadOutline(a, opts.selected.layer, opts.selected.head);
+    if (outline) (layout.shapes as unknown[]).push(outline);
   }
   return { name: 'attention-grid', data, layout, table: { columns: PATTERN_COLUMNS, rows: patternRows(a, pairs) } };
 }

@@ -1,5 +1,7 @@
 /** Circuits figures from the /api/circuits/* endpoints: composition scores (Q, K, V), copying scores, positional QK, top copied tokens. */
-import { colorbar, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, MASKED_COLOUR, headTicks, num, SEQUENTIAL, titleOf, tokenLabel } from './common.ts';
+import {
+  colorbar, DIVERGING, finiteOrNull, fmt, headLabel, heatmapLayout, indexAxis, MASKED_COLOUR, headTicks, maxAbs, num, SEQUENTIAL, titleOf, tokenLabel,
+} from './common.ts';
 import type { Cell, FigureSpec, Trace } from './types.ts';
 
 export interface CompositionData {
@@ -13,27 +15,49 @@ export interface CompositionData {
   pastMlp0?: boolean;
 }
 
+export interface CompositionFigureOptions {
+  /**
+   * 'z' (default): colour = (score − baseline mean) / baseline std, diverging around 0, so scores at the random baseline
+   * are white whatever the model's size; 'score': the raw score on 0..max. The hover and the table give both.
+   */
+  scale?: 'z' | 'score';
+}
+
 /** Rows = earlier head (writing), columns = later head (reading through Q, K or V); entries with l1 ≥ l2 are greyed. */
-export function compositionFigure(r: CompositionData): FigureSpec {
+export function compositionFigure(r: CompositionData, opts: CompositionFigureOptions = {}): FigureSpec {
   const heads: { layer: number; head: number }[] = [];
   r.layers.forEach((l) => r.heads.forEach((h) => heads.push({ layer: l, head: h })));
   const nh = r.heads.length;
   const labels = heads.map((x) => headLabel(x.layer, x.head));
-  const z: (number | null)[][] = [];
+  const mean = num(r.baseline.mean);
+  const std = num(r.baseline.std);
+  // A z-score needs a spread: without one (a single baseline sample) the raw score is drawn.
+  const useZ = (opts.scale ?? 'z') === 'z' && Number.isFinite(std) && std > 0 && Number.isFinite(mean);
+  const zOf = (v: number | null) => (v === null ? null : (v - mean) / std);
+  const raw: (number | null)[][] = [];
   const hover: string[][] = [];
   const table: Cell[][] = [];
   heads.forEach((a, i) => {
     const li = Math.floor(i / nh);
     const hi = i % nh;
-    z.push(heads.map((b, j) => (a.layer < b.layer ? finiteOrNull(r.scores[li][hi][Math.floor(j / nh)][j % nh]) : null)));
-    hover.push(heads.map((b) => `${headLabel(a.layer, a.head)} → ${headLabel(b.layer, b.head)}`));
+    raw.push(heads.map((b, j) => (a.layer < b.layer ? finiteOrNull(r.scores[li][hi][Math.floor(j / nh)][j % nh]) : null)));
+    hover.push(heads.map((b, j) => {
+      const v = raw[i][j];
+      const pair = `${headLabel(a.layer, a.head)} → ${headLabel(b.layer, b.head)}`;
+      return v === null ? pair : `${pair}<br>${r.mode}-composition ${fmt(v, 4)}${useZ ? `<br>z = ${fmt(zOf(v), 1)} vs the random baseline` : ''}`;
+    }));
     heads.forEach((b, j) => {
-      if (a.layer < b.layer) table.push([r.mode, a.layer, a.head, b.layer, b.head, z[i][j]]);
+      if (a.layer < b.layer) table.push([r.mode, a.layer, a.head, b.layer, b.head, raw[i][j], useZ ? zOf(raw[i][j]) : null]);
     });
   });
+  const z = useZ ? raw.map((row) => row.map(zOf)) : raw;
+  const lim = maxAbs(z, 3);
   const trace: Trace = {
-    type: 'heatmap', z, colorscale: SEQUENTIAL, zmin: 0, colorbar: colorbar(`${r.mode}-composition`),
-    customdata: hover, hovertemplate: `%{customdata}<br>${r.mode}-composition %{z:.4f}<extra></extra>`, hoverongaps: false,
+    type: 'heatmap', z,
+    ...(useZ
+      ? { colorscale: DIVERGING, zmid: 0, zmin: -lim, zmax: lim, colorbar: colorbar(`${r.mode}-composition, z vs random`) }
+      : { colorscale: SEQUENTIAL, zmin: 0, colorbar: colorbar(`${r.mode}-composition`) }),
+    customdata: hover, hovertemplate: '%{customdata}<extra></extra>', hoverongaps: false,
     xgap: heads.length > 48 ? 0 : 1, ygap: heads.length > 48 ? 0 : 1,
   };
   const shapes = r.layers.slice(1).map((_l, k) => {
@@ -43,18 +67,18 @@ export function compositionFigure(r: CompositionData): FigureSpec {
       { type: 'line', yref: 'y', xref: 'paper', y0: at, y1: at, x0: 0, x1: 1, line: { color: '#fff', width: 1 } },
     ];
   }).flat();
+  const what = r.pastMlp0 ? `${r.mode}-composition, layer-0 heads read past block 0's MLP` : `${r.mode}-composition scores`;
+  const baseline = `random baseline ${fmt(mean)} ± ${fmt(std)}, ${r.baseline.samples} pairs`;
   return {
     name: `composition-${r.mode}${r.pastMlp0 ? '-past-mlp0' : ''}`,
     data: [trace],
-    layout: heatmapLayout(r.pastMlp0
-      ? `${r.mode}-composition scores, layer-0 heads read past block 0's MLP (their random baseline ${fmt(num(r.baseline.mean))} ± ${fmt(num(r.baseline.std))})`
-      : `${r.mode}-composition scores (random baseline ${fmt(num(r.baseline.mean))} ± ${fmt(num(r.baseline.std))})`, {
+    layout: heatmapLayout(useZ ? `${what} as z-scores against random matrices (${baseline})` : `${what} (${baseline})`, {
       xaxis: { ...indexAxis(labels, `later head (reads through ${r.mode})`), ...headTicks(r.layers, r.heads), tickangle: 0 },
       yaxis: { ...indexAxis(labels, 'earlier head (writes)', { reversed: true }), ...headTicks(r.layers, r.heads) },
       plot_bgcolor: MASKED_COLOUR,
       shapes,
     }),
-    table: { columns: ['mode', 'layer_from', 'head_from', 'layer_to', 'head_to', 'score'], rows: table },
+    table: { columns: ['mode', 'layer_from', 'head_from', 'layer_to', 'head_to', 'score', 'z_vs_baseline'], rows: table },
   };
 }
 
@@ -67,7 +91,13 @@ export interface CopyingData {
   tokens?: number;
 }
 
-/** One bar per head (L{l}H{h}), the copying score Σλ / Σ|λ| of its full OV circuit, with the 0.7 line. */
+/**
+ * A reference level for copying scores: Σλ / Σ|λ| ≥ 0.7 means at least 85 % of the eigenvalue mass is positive (the OV
+ * circuit mostly raises the token it reads). A reading aid, not a threshold from the literature.
+ */
+export const COPYING_REFERENCE = 0.7;
+
+/** One bar per head (L{l}H{h}), the copying score Σλ / Σ|λ| of its full OV circuit, with the labelled 0.7 reference line. */
 export function copyingFigure(r: CopyingData): FigureSpec {
   const labels: string[] = [];
   const y: (number | null)[] = [];
@@ -98,7 +128,11 @@ export function copyingFigure(r: CopyingData): FigureSpec {
       font: { size: 11 },
       xaxis: { ...indexAxis(labels, 'head'), ...headTicks(r.layers, r.heads), tickangle: labels.length > 24 ? 0 : -45 },
       yaxis: { title: { text: 'Σλ / Σ|λ|' }, range: [-1.05, 1.05], zeroline: true, automargin: true },
-      shapes: [{ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: 0.7, y1: 0.7, line: { color: '#555', dash: 'dot', width: 1 } }],
+      shapes: [{ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: COPYING_REFERENCE, y1: COPYING_REFERENCE, line: { color: '#555', dash: 'dot', width: 1 } }],
+      annotations: [{
+        text: `${COPYING_REFERENCE}: mostly copying`, xref: 'paper', x: 1, xanchor: 'right', y: COPYING_REFERENCE, yanchor: 'bottom',
+        showarrow: false, font: { size: 10, color: '#555' },
+      }],
     },
     table: { columns: ['layer', 'head', 'copying_score'], rows: table },
   };
@@ -126,7 +160,7 @@ export function positionalFigure(r: PositionalData): FigureSpec {
       type: 'heatmap', z, zmin: 0, zmax: 1, colorscale: SEQUENTIAL, colorbar: colorbar('attention'), hoverongaps: false,
       hovertemplate: 'query %{y} → key %{x}: %{z:.3f}<extra></extra>',
     }],
-    layout: heatmapLayout(`Positional QK pattern of ${headLabel(r.layer, r.head)} (previous-token score ${fmt(num(r.previousTokenScore))})`, {
+    layout: heatmapLayout(`Positional QK pattern of ${headLabel(r.layer, r.head)} from the weights (softmax of W_pos W_QK W_posᵀ); positional previous-token score ${fmt(num(r.previousTokenScore))}`, {
       xaxis: { ...indexAxis(idx, 'key position', { maxTicks: 16 }), constrain: 'domain' },
       yaxis: { ...indexAxis(idx, 'query position', { reversed: true, maxTicks: 16 }), scaleanchor: 'x', constrain: 'domain' },
     }),

@@ -13,6 +13,8 @@ export interface HeadGridOptions {
   title: string;
   /** Colour-bar title and the value column's name. */
   valueName: string;
+  /** A colour-bar title other than valueName (the table column keeps valueName). */
+  colorbarTitle?: string;
   /** diverging: red < 0 < blue, symmetric around 0; sequential: Viridis over [zmin, zmax]. */
   scale: 'diverging' | 'sequential';
   zmin?: number;
@@ -32,6 +34,13 @@ export function cellText(v: number | null): string {
   return Math.abs(v) < 99.995 ? v.toFixed(2) : Math.abs(v) < 1e5 ? String(Math.round(v)) : v.toExponential(0);
 }
 
+/** Outlines of heads in a headGridFigure (x = head, y = layer): an ablation set, a chosen head. */
+export function headOutlines(heads: readonly { layer: number; head: number }[]): Record<string, unknown>[] {
+  return heads.map(({ layer, head }) => ({
+    type: 'rect', xref: 'x', yref: 'y', x0: head - 0.5, x1: head + 0.5, y0: layer - 0.5, y1: layer + 0.5, line: { color: '#111', width: 3 },
+  }));
+}
+
 export function headGridFigure(g: HeadGrid, o: HeadGridOptions): FigureSpec {
   const z = g.values.map((row) => row.map(finiteOrNull));
   const hover = g.layers.map((l) => g.heads.map((h) => headLabel(l, h)));
@@ -41,13 +50,11 @@ export function headGridFigure(g: HeadGrid, o: HeadGridOptions): FigureSpec {
     : { colorscale: SEQUENTIAL, ...(o.zmin !== undefined ? { zmin: o.zmin } : {}), ...(o.zmax !== undefined ? { zmax: o.zmax } : {}) };
   const showText = o.cellText ?? g.layers.length * g.heads.length <= 256;
   const trace: Trace = {
-    type: 'heatmap', z, x: g.heads, y: g.layers, ...scale, colorbar: colorbar(o.valueName),
+    type: 'heatmap', z, x: g.heads, y: g.layers, ...scale, colorbar: colorbar(o.colorbarTitle ?? o.valueName),
     customdata: hover, hovertemplate: `%{customdata}<br>${o.valueName}: %{z:.4g}<extra></extra>`, xgap: 1, ygap: 1,
     ...(showText ? { text: z.map((row) => row.map(cellText)), texttemplate: '%{text}', textfont: { size: 9 } } : {}),
   };
-  const shapes = (o.selected ?? []).map(({ layer, head }) => ({
-    type: 'rect', xref: 'x', yref: 'y', x0: head - 0.5, x1: head + 0.5, y0: layer - 0.5, y1: layer + 0.5, line: { color: '#111', width: 3 },
-  }));
+  const shapes = headOutlines(o.selected ?? []);
   const layout: Layout = heatmapLayout(o.title, {
     xaxis: { ...indexAxis(g.heads.map(String), 'head'), tickvals: g.heads, ticktext: g.heads.map(String), range: [Math.min(...g.heads) - 0.5, Math.max(...g.heads) + 0.5] },
     yaxis: { ...indexAxis(g.layers.map(String), 'layer', { y: true }), tickvals: g.layers, ticktext: g.layers.map(String), range: [Math.max(...g.layers) + 0.5, Math.min(...g.layers) - 0.5] },

@@ -4,15 +4,19 @@ export { tableToCsv, tableToJson } from './csv.ts';
 export { DIVERGING, SEQUENTIAL, MASKED_COLOUR, tokenLabel, positionLabels, headLabel, num, finiteOrNull } from './common.ts';
 export { logitLensFigure, lensRowLabel } from './logitLens.ts';
 export type { LogitLensData, LensMetric, LogitLensOptions } from './logitLens.ts';
-export { attentionHeadFigure, attentionGridFigure, attentionLinesFigure, attentionFocus, gridHeadAt, headPattern } from './attention.ts';
-export type { AttentionData } from './attention.ts';
-export { headGridFigure, rankHeads } from './heads.ts';
+export {
+  attentionHeadFigure, attentionGridFigure, attentionLinesFigure, attentionFocus, focusShapes, gridHeadAt, gridHeadOutline, headPattern, poolPattern,
+} from './attention.ts';
+export type { AttentionData, GridFigureOptions, HeadFigureOptions } from './attention.ts';
+export { headGridFigure, headOutlines, rankHeads } from './heads.ts';
 export type { HeadGrid, HeadGridOptions } from './heads.ts';
 export { ablationSweepFigure, ablationResultFigure } from './ablation.ts';
 export type { AblateSweepData, AblateData } from './ablation.ts';
-export { headScoreFigure, lossByPositionFigure, scoresOf } from './induction.ts';
+export { headScoreFigure, inductionCeiling, lossByPositionFigure, repeatedShape, scoresOf } from './induction.ts';
 export type { HeadsDetectData, DetectKindName } from './induction.ts';
 export { ioiLogitDiffFigure, ioiAttributionFigure, patchingFigure } from './ioi.ts';
 export type { IoiData, PatchData } from './ioi.ts';
-export { compositionFigure, copyingFigure, positionalFigure, topCopiedFigure } from './circuits.ts';
-export type { CompositionData, CopyingData, PositionalData, TopCopiedData } from './circuits.ts';
+export { compositionFigure, copyingFigure, COPYING_REFERENCE, positionalFigure, topCopiedFigure } from './circuits.ts';
+export type { CompositionFigureOptions, CompositionData, CopyingData, PositionalData, TopCopiedData } from './circuits.ts';
+export { attentionTextFigure, lensTextFigure, lossTextFigure, textScaleAt } from './text.ts';
+export type { ForwardData, TextFigure, TextScale } from './text.ts';

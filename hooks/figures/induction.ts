@@ -6,12 +6,15 @@ import type { FigureSpec, Trace } from './types.ts';
 export type DetectKindName = 'previous_token' | 'duplicate_token' | 'induction';
 
 export interface HeadsDetectData {
+  /** [sequence][pos] the tokens scored on (the API's answer has them; titles then say what was scored). */
+  tokens?: number[][];
   layers: number[];
   heads: number[];
   scores: { kind: DetectKindName; values: (number | string)[][] }[];
   lossByPosition: { loss: (number | string)[]; firstRepeat: number | string; secondRepeat: number | string } | null;
 }
 
+/** TransformerLens detect_head scores: attention-based (the share of a head's attention on the detection pattern). */
 const TITLES: Record<DetectKindName, string> = {
   previous_token: 'Previous-token score',
   duplicate_token: 'Duplicate-token score',
@@ -24,9 +27,30 @@ export function scoresOf(r: HeadsDetectData, kind: DetectKindName): { layers: nu
   return { layers: r.layers, heads: r.heads, values: s.values };
 }
 
+/** Sequences and span length of a repeated-random-tokens answer (BOS + span + span), or null for a prompt. */
+export function repeatedShape(r: HeadsDetectData): { batch: number; seqLen: number } | null {
+  if (!r.lossByPosition || !r.tokens?.length) return null;
+  return { batch: r.tokens.length, seqLen: Math.floor((r.tokens[0].length - 1) / 2) };
+}
+
+/**
+ * The highest TransformerLens induction score a head can reach on BOS + span + span: detect_head's 'mul' score is the
+ * attention on the detection pattern's 1s divided by all attention, and only the span's second copy (seqLen of the
+ * 2·seqLen + 1 queries) has an earlier occurrence to look after, so a perfect induction head scores seqLen / (2·seqLen + 1)
+ * (< 0.5). Dividing by it gives the share of the second copy's attention on the induction target.
+ */
+export function inductionCeiling(seqLen: number): number {
+  return seqLen / (2 * seqLen + 1);
+}
+
 export function headScoreFigure(r: HeadsDetectData, kind: DetectKindName, selected?: { layer: number; head: number }[]): FigureSpec {
+  const shape = repeatedShape(r);
+  const on = shape ? ` on ${shape.batch} × [BOS + ${shape.seqLen} + ${shape.seqLen}] random tokens` : r.tokens ? ` on a ${r.tokens[0].length}-token prompt` : '';
+  const ceiling = kind === 'induction' && shape ? inductionCeiling(shape.seqLen) : null;
   return headGridFigure(scoresOf(r, kind), {
-    title: TITLES[kind], valueName: 'score', scale: 'sequential', zmin: 0, zmax: 1, selected, name: `head-scores-${kind}`,
+    title: `${TITLES[kind]}${on}`,
+    valueName: 'score', ...(ceiling === null ? {} : { colorbarTitle: `score (ceiling ${ceiling.toFixed(2)})` }),
+    scale: 'sequential', zmin: 0, zmax: 1, selected, name: `head-scores-${kind}`,
   });
 }
 

@@ -111,7 +111,7 @@ export function patchingFigure(r: PatchData, index: number): FigureSpec {
   return {
     name: `patch-${res.kind}`,
     data: [trace],
-    layout: heatmapLayout(`${PATCH_TITLES[res.kind] ?? res.kind} (clean ${fmt(num(r.clean))}, corrupted ${fmt(num(r.corrupted))})`, {
+    layout: heatmapLayout(`${PATCH_TITLES[res.kind] ?? res.kind}: ${tokenLabel(r.metric.label)}, normalised (clean ${fmt(num(r.clean))} = 1, corrupted ${fmt(num(r.corrupted))} = 0)`, {
       xaxis: indexAxis(cols, xTitle),
       yaxis: indexAxis(rows, yTitle, { reversed: true }),
     }),

@@ -19,8 +19,17 @@ export interface LogitLensOptions {
   metric?: LensMetric;
   /** 'top': the top-1 token of each cell; a number: that entry of `targets`. */
   of?: 'top' | number;
-  /** Write the top-1 token in each cell (default: when there are at most 24 positions). */
+  /** Write in each cell the top-1 token (or, for a target, its value) (default: when there are at most 24 positions). */
   cellText?: boolean;
+  /** At most this many position tick labels (default 40; a figure wide enough for every label passes the positions). */
+  maxTicks?: number;
+}
+
+/** A target's value in a cell: probability to two decimals, log-probability to one, rank as a whole number. */
+function targetCellText(metric: LensMetric, prob: number, rank: number): string {
+  if (metric === 'rank') return Number.isFinite(rank) ? String(rank) : '';
+  if (metric === 'logprob') return Number.isFinite(prob) && prob > 0 ? Math.log(prob).toFixed(1) : '';
+  return !Number.isFinite(prob) ? '' : prob < 0.005 ? '<.01' : prob.toFixed(2);
 }
 
 /** "0_pre" → "L0 resid_pre", "final_post" → "final". */
@@ -50,7 +59,10 @@ export function logitLensFigure(r: LogitLensData, opts: LogitLensOptions = {}): 
     const v = value(li, pi);
     return Number.isFinite(v) ? v : null;
   }));
-  const top1 = r.labels.map((_l, li) => r.positions.map((_p, pi) => tokenLabel(r.top[li][pi][0]?.str ?? String(r.top[li][pi][0]?.token))));
+  // Cells name what is coloured: the top-1 token, or the target's own value (its token is in the title).
+  const cells = r.labels.map((_l, li) => r.positions.map((_p, pi) => (target
+    ? targetCellText(metric, num(target.prob[li][pi]), num(target.rank[li][pi]))
+    : tokenLabel(r.top[li][pi][0]?.str ?? String(r.top[li][pi][0]?.token)))));
   const hover = r.labels.map((_l, li) => r.positions.map((_p, pi) => {
     const lines = r.top[li][pi].map((t, k) => `${k + 1}. ${tokenLabel(t.str ?? String(t.token))}  ${fmt(num(t.prob))}`);
     const head = `${rows[li]} · pos ${xLabels[pi]}`;
@@ -66,7 +78,7 @@ export function logitLensFigure(r: LogitLensData, opts: LogitLensOptions = {}): 
     type: 'heatmap', z, colorscale: SEQUENTIAL, reversescale: metric === 'rank', colorbar: cb,
     ...(metric === 'prob' ? { zmin: 0, zmax: 1 } : metric === 'logprob' ? { zmax: 0 } : { zmin: 0 }),
     customdata: hover, hovertemplate: '%{customdata}<extra></extra>', xgap: 1, ygap: 1,
-    ...(showText ? { text: top1, texttemplate: '%{text}', textfont: { size: r.positions.length > 14 ? 8 : 10 } } : {}),
+    ...(showText ? { text: cells, texttemplate: '%{text}', textfont: { size: r.positions.length > 14 ? 8 : 10 } } : {}),
   };
   const table: Cell[][] = [];
   r.labels.forEach((label, li) => r.positions.forEach((p, pi) => {
@@ -77,7 +89,7 @@ export function logitLensFigure(r: LogitLensData, opts: LogitLensOptions = {}): 
     name: `logit-lens-${metric}`,
     data: [trace],
     layout: heatmapLayout(`Logit lens: ${metricName} of the ${whose}`, {
-      xaxis: indexAxis(xLabels, 'position'),
+      xaxis: { ...indexAxis(xLabels, 'position', { maxTicks: opts.maxTicks }), title: { text: 'position', standoff: 12 } },
       yaxis: indexAxis(rows, 'residual stream', { y: true }),
       margin: { l: 110, r: 20, t: 40, b: 60 },
     }),

@@ -57,17 +57,22 @@ export interface DashboardServer {
   close(): Promise<void>;
 }
 
-/** The real app on 127.0.0.1:0 with the e2e model ('tiny') loaded and ui/dist served at /. */
-export async function startDashboard(): Promise<DashboardServer> {
+/**
+ * The real app on 127.0.0.1:0 with a model loaded and ui/dist served at /: the e2e model ('tiny', random weights) or
+ * the shipped trained one ('embedded': 3 layers × 4 heads, n_ctx 128, with real induction heads; for screenshots).
+ */
+export async function startDashboard(opts: { model?: 'tiny' | 'embedded' } = {}): Promise<DashboardServer> {
   const tmp = await mkdtemp(join(tmpdir(), 'lensboard-e2e-'));
-  const packageRoot = join(tmp, 'models');
+  const name = opts.model ?? 'tiny';
+  const packageRoot = name === 'embedded' ? join(ROOT, 'models') : join(tmp, 'models');
   await mkdir(join(tmp, 'extra'), { recursive: true });
-  const cfg = await writeTinyModel(join(packageRoot, 'tiny'), 7, E2E_MODEL);
+  const tiny = name === 'tiny' ? await writeTinyModel(join(packageRoot, 'tiny'), 7, E2E_MODEL) : null;
   const config = validateConfig({
-    model: 'tiny', port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), modelRoots: [join(tmp, 'extra')],
+    model: name, port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), modelRoots: [join(tmp, 'extra')],
   });
   const host = await ModelHost.create(config, packageRoot);
-  await host.load(await host.resolve('tiny'), { name: 'tiny', processing: { foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true } });
+  const info = await host.load(await host.resolve(name), { name, processing: { foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true } });
+  const cfg = tiny ?? (info.config as unknown as HookedTransformerConfig);
   const app = createApp(config, host, { log: pino({ level: 'silent' }), staticDir: UI_DIST });
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));

@@ -23,7 +23,8 @@ declare module 'plotly.js-dist-min' {
   const Plotly: {
     react(el: HTMLElement, data: unknown[], layout: Record<string, unknown>, config?: Record<string, unknown>): Promise<PlotlyHTMLElement>;
     purge(el: HTMLElement): void;
-    toImage(el: HTMLElement, opts: ImageOptions): Promise<string>;
+    /** `figure`: a chart's div, or a figure {data, layout} drawn off-screen. */
+    toImage(figure: HTMLElement | { data: unknown[]; layout: Record<string, unknown> }, opts: ImageOptions): Promise<string>;
     Plots: { resize(el: HTMLElement): void };
   };
   export default Plotly;

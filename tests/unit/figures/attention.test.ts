@@ -1,7 +1,8 @@
 /** Attention figure specs from a hand-made /api/attention answer: axes, masked upper triangle, grid traces, focus and lines. */
 import { describe, expect, it } from 'vitest';
 import {
-  attentionFocus, attentionGridFigure, attentionHeadFigure, attentionLinesFigure, gridHeadAt, headPattern, type AttentionData,
+  attentionFocus, attentionGridFigure, attentionHeadFigure, attentionLinesFigure, focusShapes, gridHeadAt, gridHeadOutline, headPattern, poolPattern,
+  type AttentionData,
 } from '../../../hooks/figures/index.ts';
 
 // 2 layers × 2 heads over 3 tokens; row q is a causal distribution (the server sends 0 above the diagonal).
@@ -78,6 +79,42 @@ describe('attentionGridFigure', () => {
     expect(shapes).toHaveLength(1);
     expect(shapes[0].xref).toBe('x4 domain');
     expect(f.table.rows).toHaveLength(4 * 6);
+  });
+});
+
+describe('long prompts in the grid', () => {
+  it('max-pools a pattern into blocks, null where a whole block is in the future', () => {
+    const z = [[1, null, null, null, null], [0.5, 0.5, null, null, null], [0.1, 0.2, 0.7, null, null], [0.9, 0, 0, 0.1, null], [0.2, 0.2, 0.2, 0.2, 0.2]];
+    expect(poolPattern(z, 2)).toEqual([[1, null, null], [0.9, 0.7, null], [0.2, 0.2, 0.2]]);
+    expect(poolPattern(z, 1)).toEqual(z);
+  });
+  it('draws at most maxCells cells a side, names each block in the hover, keeps every weight in the table', () => {
+    const n = 10;
+    const pat = Array.from({ length: n }, (_r, q) => Array.from({ length: n }, (_c, k) => (k <= q ? 1 / (q + 1) : 0)));
+    const long: AttentionData = { tokens: Array.from({ length: n }, (_v, i) => i), strTokens: null, layers: [0], heads: [0], patterns: [[pat]] };
+    const g = attentionGridFigure(long, { maxCells: 4 });
+    const t = g.data[0] as any;
+    expect(t.z).toHaveLength(4); // blocks of 3: 0-2, 3-5, 6-8, 9
+    expect(t.z[0][0]).toBe(1);
+    expect(t.z[3][3]).toBeCloseTo(0.1, 12);
+    expect(t.customdata[1][0]).toBe('query 3–5 (largest weight in the block)<br>key 0–2 (largest weight in the block)');
+    expect((g.layout.title as any).text).toBe('All heads (3×3 positions a cell)');
+    expect(g.table.rows).toHaveLength((n * (n + 1)) / 2);
+  });
+});
+
+describe('what the dashboard draws over figures (never exported)', () => {
+  it('the grid title carries no UI hint; the lock box is a separate shape', () => {
+    const g = attentionGridFigure(A);
+    expect((g.layout.title as any).text).not.toMatch(/hover|click/);
+    expect(g.layout.shapes).toEqual([]);
+    expect(gridHeadOutline(A, 1, 1)).toMatchObject({ xref: 'x4 domain', yref: 'y4 domain' });
+    expect(gridHeadOutline(A, 5, 1)).toBeNull();
+  });
+  it('focus shapes are the focused row and column', () => {
+    expect(focusShapes(3, 1)).toEqual(attentionHeadFigure(A, 1, 0, { focus: 1 }).layout.shapes);
+    expect(focusShapes(3, null)).toEqual([]);
+    expect(focusShapes(3, 3)).toEqual([]);
   });
 });
 

@@ -1,7 +1,7 @@
 /** Layers × heads figures (ablation sweep, head scores, IOI attribution, patching) and copying / composition / positional figures from hand-made answers. */
 import { describe, expect, it } from 'vitest';
 import {
-  ablationResultFigure, ablationSweepFigure, compositionFigure, copyingFigure, headGridFigure, headScoreFigure, ioiAttributionFigure,
+  ablationResultFigure, ablationSweepFigure, compositionFigure, copyingFigure, headGridFigure, headScoreFigure, inductionCeiling, ioiAttributionFigure,
   ioiLogitDiffFigure, lossByPositionFigure, patchingFigure, positionalFigure, rankHeads, topCopiedFigure, type HeadsDetectData,
 } from '../../../hooks/figures/index.ts';
 
@@ -59,6 +59,16 @@ describe('induction figures', () => {
     expect([t.zmin, t.zmax]).toEqual([0, 1]);
     expect(() => headScoreFigure(r, 'duplicate_token')).toThrow(/no duplicate_token scores/);
   });
+  it('titles say what was scored; the induction colour bar gives the ceiling seqLen / (2 seqLen + 1)', () => {
+    // 2 sequences of BOS + 3 + 3 tokens
+    const withTokens = { ...r, tokens: [[0, 1, 2, 3, 1, 2, 3], [0, 4, 5, 6, 4, 5, 6]] };
+    expect(inductionCeiling(3)).toBeCloseTo(3 / 7, 12);
+    const ind = headScoreFigure(withTokens, 'induction');
+    expect((ind.layout.title as any).text).toBe('Induction score on 2 × [BOS + 3 + 3] random tokens');
+    expect((ind.data[0] as any).colorbar.title.text).toBe('score (ceiling 0.43)');
+    expect(ind.table.columns).toEqual(['layer', 'head', 'score']);
+    expect((headScoreFigure(withTokens, 'previous_token').data[0] as any).colorbar.title.text).toBe('score');
+  });
   it('loss by position splits the first and second copy of the span', () => {
     const f = lossByPositionFigure(r);
     expect((f.data[0] as any).y).toEqual([5, 6, 7, null, null, null]);
@@ -112,19 +122,36 @@ describe('circuits figures', () => {
       mode: 'K' as const, layers: [0, 1], heads: [0, 1], baseline: { mean: 0.1, std: 0.01, samples: 10 },
       scores: [[[s(0), s(0)], [s(0), s(0)]], [[s(0), s(0)], [s(0), s(0)]]].map((l1, a) => l1.map((h1, b) => h1.map((_l2, c) => [0.1 * (a * 8 + b * 4 + c * 2), 0.1 * (a * 8 + b * 4 + c * 2 + 1)]))),
     };
-    const f = compositionFigure(r);
-    const t = f.data[0] as any;
+    const raw = compositionFigure(r, { scale: 'score' });
+    const t = raw.data[0] as any;
     expect(t.z[0]).toEqual([null, null, 0.1 * 2, 0.1 * 3]); // L0H0 → L1H0, L1H1
     expect(t.z[1][2]).toBeCloseTo(0.1 * 6, 12);
     expect(t.z[2]).toEqual([null, null, null, null]);
-    expect(t.customdata[0][3]).toBe('L0H0 → L1H1');
+    expect(t.customdata[0][3]).toBe('L0H0 → L1H1<br>K-composition 0.3000');
+    expect(t.customdata[2][0]).toBe('L1H0 → L0H0');
     expect(t.colorbar.title.text).toBe('K-composition');
+    expect((raw.layout.title as any).text).toContain('baseline 0.100 ± 0.010');
+    // default: z-scores against the baseline, (score − 0.1) / 0.01, on a diverging scale centred on the baseline
+    const f = compositionFigure(r);
+    const zt = f.data[0] as any;
+    expect(zt.z[0][2]).toBeCloseTo((0.2 - 0.1) / 0.01, 9);
+    expect(zt.z[1][3]).toBeCloseTo((0.7 - 0.1) / 0.01, 9);
+    expect(zt.zmid).toBe(0);
+    expect(zt.zmax).toBeCloseTo(60, 9);
+    expect(zt.zmin).toBeCloseTo(-60, 9);
+    expect(zt.colorbar.title.text).toBe('K-composition, z vs random');
+    expect(zt.customdata[0][3]).toBe('L0H0 → L1H1<br>K-composition 0.3000<br>z = 20.0 vs the random baseline');
+    expect((f.layout.title as any).text.replace(/<br>/g, ' ')).toBe('K-composition scores as z-scores against random matrices (random baseline 0.100 ± 0.010, 10 pairs)');
+    expect(f.table.columns).toEqual(['mode', 'layer_from', 'head_from', 'layer_to', 'head_to', 'score', 'z_vs_baseline']);
     expect(f.table.rows).toHaveLength(4);
-    expect((f.layout.title as any).text).toContain('baseline 0.100 ± 0.010');
+    expect(f.table.rows[0][5]).toBeCloseTo(0.2, 12);
+    expect(f.table.rows[0][6]).toBeCloseTo(10, 9);
+    // a baseline without spread cannot give z-scores: the raw score is drawn
+    expect((compositionFigure({ ...r, baseline: { mean: 0.1, std: 0, samples: 1 } }).data[0] as any).z).toEqual(t.z);
     const past = compositionFigure({ ...r, pastMlp0: true });
     expect((past.layout.title as any).text).toContain("layer-0 heads read past block 0's");
     expect(past.name).toBe('composition-K-past-mlp0');
-    expect((past.data[0] as any).z).toEqual(t.z);
+    expect((past.data[0] as any).z).toEqual(zt.z);
   });
   it('copying scores: one bar per head', () => {
     const f = copyingFigure({ layers: [0, 1], heads: [0, 1], scores: [[0.9, -0.2], [0.1, 'NaN']] });
@@ -133,6 +160,8 @@ describe('circuits figures', () => {
     expect(t.customdata).toEqual(['L0H0', 'L0H1', 'L1H0', 'L1H1']);
     expect((f.layout.xaxis as any).ticktext).toEqual(['L0H0', 'L0H1', 'L1H0', 'L1H1']);
     expect(t.marker.colorbar.title.text).toBe('copying score');
+    expect((f.layout.shapes as any[])[0]).toMatchObject({ y0: 0.7, y1: 0.7 });
+    expect((f.layout.annotations as any[])[0]).toMatchObject({ text: '0.7: mostly copying', y: 0.7 });
     const past = copyingFigure({ layers: [0], heads: [0], scores: [[0.5]], pastMlp0: true, tokens: 512 });
     expect((past.layout.title as any).text).toMatch(/past block 0's(<br>| )MLP.*512 tokens/);
     expect(past.name).toBe('copying-scores-past-mlp0');

@@ -55,6 +55,17 @@ describe('logitLensFigure', () => {
     expect((logitLensFigure(R, { metric: 'rank' }).data[0] as any).z).toEqual([[0.5, 0.25], [0.6, 0.4], [0.7, 0.9]]);
     expect(() => logitLensFigure(R, { of: 1 })).toThrow(/target 1 is not in the answer \(1 targets\)/);
   });
+  it('with a target the cells show its own value, not the top-1 token', () => {
+    expect((logitLensFigure(R, { of: 0 }).data[0] as any).text).toEqual([['0.01', '0.10'], ['0.02', '0.40'], ['0.03', '0.90']]);
+    expect((logitLensFigure(R, { of: 0, metric: 'rank' }).data[0] as any).text).toEqual([['99', '3'], ['9', '0'], ['0', '0']]);
+    expect((logitLensFigure(R, { of: 0, metric: 'logprob' }).data[0] as any).text[0][0]).toBe(Math.log(0.01).toFixed(1));
+    expect((logitLensFigure(R, { of: 0 }).layout.title as any).text).toBe('Logit lens: probability of the target  John');
+  });
+  it('every position can have its tick label (maxTicks)', () => {
+    const many = { ...R, positions: Array.from({ length: 60 }, (_v, i) => i % 2), top: R.top.map((row) => Array.from({ length: 60 }, (_v, i) => row[i % 2])) };
+    expect((logitLensFigure(many).layout.xaxis as any).tickvals).toHaveLength(30);
+    expect((logitLensFigure(many, { maxTicks: 60 }).layout.xaxis as any).tickvals).toHaveLength(60);
+  });
   it('exports component × position rows', () => {
     const f = logitLensFigure(R);
     expect(f.table.columns).toEqual(['component', 'pos', 'token', 'top1_id', 'top1_str', 'top1_prob', 'prob']);

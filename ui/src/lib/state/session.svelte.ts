@@ -1,10 +1,13 @@
-/** The session: the active model (and loading it, with download progress), the prompt and its tokens, the target tokens. */
+/** The session: the active model (and loading it, with download progress), the prompt and its tokens, the target tokens, the focused token. */
 import { api, ApiError, loadModel, type LoadProgress, type ModelInfo, type Models, type TokenizeResult } from '../api.ts';
+import type { Jobs } from './job.svelte.ts';
 import type { UrlState } from './url.svelte.ts';
 
 export const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
 export type Device = (typeof DEVICES)[number];
 export const DEFAULT_PROMPT = 'When Mary and John went to the store, John gave a drink to';
+export const DEFAULT_TARGET = ' Mary';
+export const DEFAULT_CONTRAST = ' John';
 
 export interface TokenCheck {
   text: string;
@@ -12,8 +15,23 @@ export interface TokenCheck {
   error: string | null;
 }
 
+/** How a text tokenizes on its own (no BOS): its tokens and their strings, as the active model's tokenizer reads it. */
+export interface Tokenization {
+  text: string;
+  tokens: number[];
+  strTokens: string[];
+}
+
+/** Checks that a token field's text is exactly one token (the API takes a single-token string or an id). */
+export function checkSingle(t: Tokenization): TokenCheck {
+  if (t.tokens.length === 1) return { text: t.text, id: t.tokens[0], error: null };
+  if (t.tokens.length === 0) return { text: t.text, id: null, error: 'empty: type a token (with its leading space, e.g. " Paris")' };
+  return { text: t.text, id: null, error: `"${t.text}" is ${t.tokens.length} tokens (${t.strTokens.map((s) => JSON.stringify(s)).join(' ')}); pick a single token` };
+}
+
 export class Session {
   #url: UrlState;
+  #jobs: Jobs;
   #model = $state.raw<ModelInfo | null>(null);
   #models = $state.raw<Models | null>(null);
   #loading = $state<{ name: string; progress: LoadProgress | null } | null>(null);
@@ -21,9 +39,21 @@ export class Session {
   #tokens = $state.raw<TokenizeResult | null>(null);
   #tokenError = $state<string | null>(null);
   #targets = $state.raw<{ target: TokenCheck; contrast: TokenCheck } | null>(null);
+  /** The token position hovered in the prompt's token strip (views outline it), or null. */
+  focus = $state<number | null>(null);
+  /** Tokenizations of texts without BOS, per text (token fields ask often; each text is sent once per model). */
+  #pieces = new Map<string, Promise<Tokenization>>();
+  #tokenizedPrompt: string | null = null;
+  #ranks = new Map<string, Promise<{ token: number; rank: number; logit: number }[]>>();
 
-  constructor(url: UrlState) {
+  constructor(url: UrlState, jobs: Jobs) {
     this.#url = url;
+    this.#jobs = jobs;
+    url.onPop(() => {
+      // Back / Forward never load a model: the URL names the active one.
+      if (this.#model && this.#url.get('model', '') !== this.#model.name) this.#url.set({ model: this.#model.name }, { history: 'replace' });
+      void this.retokenize();
+    });
   }
 
   get model() {
@@ -66,10 +96,10 @@ export class Session {
   }
   /** Target and contrast token texts (" Mary" vs " John"), from the URL. */
   get target(): string {
-    return this.#url.get('target', ' Mary');
+    return this.#url.get('target', DEFAULT_TARGET);
   }
   get contrast(): string {
-    return this.#url.get('contrast', ' John');
+    return this.#url.get('contrast', DEFAULT_CONTRAST);
   }
   /** The targets resolved to single token ids (null id with an error when a text is not one token). */
   get targets() {
@@ -84,7 +114,7 @@ export class Session {
       this.#model = model;
       const wanted = this.#url.get('model', '');
       if (wanted && wanted !== model?.name) await this.load(wanted, this.#url.get('device', model?.device ?? 'cpu') as Device);
-      else if (model) this.#url.set({ model: model.name });
+      else if (model) this.#url.set({ model: model.name }, { history: 'replace' });
     } catch (e) {
       this.#modelError = (e as Error).message;
     }
@@ -95,7 +125,10 @@ export class Session {
     this.#models = await api.models();
   }
 
-  /** Loads a model (downloading it if needed) on `device` and makes it the active model. */
+  /**
+   * Loads a model (downloading it if needed) on `device` and makes it the active model. The URL always names the active
+   * model: after a failed load it keeps naming the one still active.
+   */
   async load(name: string, device: Device): Promise<void> {
     this.#loading = { name, progress: null };
     this.#modelError = null;
@@ -103,11 +136,17 @@ export class Session {
       this.#model = await loadModel({ name, device }, (p) => {
         if (this.#loading) this.#loading = { name, progress: p };
       });
-      this.#url.set({ model: name, device: device === 'cpu' ? null : device });
+      this.#pieces.clear();
+      this.#ranks.clear();
+      this.#tokenizedPrompt = null;
+      this.#targets = null;
+      this.#jobs.reset();
+      this.#url.set({ model: this.#model.name, device: device === 'cpu' ? null : device }, { history: 'replace' });
       await this.refreshModels();
       await this.retokenize();
     } catch (e) {
       this.#modelError = e instanceof ApiError ? e.message : `loading ${name} failed: ${(e as Error).message}`;
+      this.#url.set({ model: this.#model?.name ?? null }, { history: 'replace' });
     } finally {
       this.#loading = null;
     }
@@ -121,36 +160,75 @@ export class Session {
 
   /** Sets the target / contrast token texts and checks that each is one token. */
   async setTargets(target: string, contrast: string): Promise<void> {
-    this.#url.set({ target: target === ' Mary' ? null : target, contrast: contrast === ' John' ? null : contrast });
+    this.#url.set({ target: target === DEFAULT_TARGET ? null : target, contrast: contrast === DEFAULT_CONTRAST ? null : contrast });
     await this.checkTargets();
   }
 
+  /** How `text` tokenizes on its own (no BOS), asked once per text and model. */
+  tokenize(text: string): Promise<Tokenization> {
+    let p = this.#pieces.get(text);
+    if (!p) {
+      p = text === ''
+        ? Promise.resolve({ text, tokens: [], strTokens: [] })
+        : api.tokenize({ text, prependBos: false }).then((r) => ({ text, tokens: r.tokens[0], strTokens: r.strTokens[0] }));
+      p.catch(() => this.#pieces.delete(text));
+      this.#pieces.set(text, p);
+    }
+    return p;
+  }
+
+  /**
+   * The next-token rank (0 = top) and logit of each single token `ids` after `prompt` (the logit lens's final row at the
+   * last position: the model's own prediction), asked once per prompt and tokens.
+   */
+  nextTokenRanks(prompt: string, ids: number[]): Promise<{ token: number; rank: number; logit: number }[]> {
+    const key = JSON.stringify([prompt, ids]);
+    let p = this.#ranks.get(key);
+    if (!p) {
+      p = api.logitLens({ prompt, targets: ids, topK: 1 }).result.then((r) => {
+        const last = r.labels.length - 1;
+        const pos = r.positions.length - 1;
+        return r.targets.map((t) => ({ token: t.token, rank: Number(t.rank[last][pos]), logit: Number(t.logit[last][pos]) }));
+      });
+      p.catch(() => this.#ranks.delete(key));
+      this.#ranks.set(key, p);
+    }
+    return p;
+  }
+
+  /** Tokenizes the prompt (once per prompt and model) and checks the targets. */
   async retokenize(): Promise<void> {
     if (!this.#model) return;
-    try {
-      this.#tokens = await api.tokenize({ text: this.prompt });
-      this.#tokenError = null;
-    } catch (e) {
-      this.#tokens = null;
-      this.#tokenError = (e as Error).message;
+    const prompt = this.prompt;
+    if (prompt !== this.#tokenizedPrompt) {
+      this.#tokenizedPrompt = prompt;
+      try {
+        const r = await api.tokenize({ text: prompt });
+        if (prompt !== this.prompt) return;
+        this.#tokens = r;
+        this.#tokenError = null;
+        if (this.focus !== null && this.focus >= r.tokens[0].length) this.focus = null;
+      } catch (e) {
+        if (prompt !== this.prompt) return;
+        this.#tokenizedPrompt = null;
+        this.#tokens = null;
+        this.#tokenError = (e as Error).message;
+      }
     }
     await this.checkTargets();
   }
 
   private async checkTargets(): Promise<void> {
     if (!this.#model) return;
-    const texts = [this.target, this.contrast];
+    const [target, contrast] = [this.target, this.contrast];
+    if (this.#targets && this.#targets.target.text === target && this.#targets.contrast.text === contrast && this.#targets.target.error === null && this.#targets.contrast.error === null) return;
     try {
-      const r = await api.tokenize({ text: texts, prependBos: false });
-      const check = (i: number): TokenCheck => {
-        const ids = r.tokens[i];
-        if (ids.length === 1) return { text: texts[i], id: ids[0], error: null };
-        return { text: texts[i], id: null, error: `"${texts[i]}" is ${ids.length} tokens (${r.strTokens[i].map((s) => JSON.stringify(s)).join(' ')}); pick a single token` };
-      };
-      this.#targets = { target: check(0), contrast: check(1) };
+      const [a, b] = await Promise.all([this.tokenize(target), this.tokenize(contrast)]);
+      if (target !== this.target || contrast !== this.contrast) return;
+      this.#targets = { target: checkSingle(a), contrast: checkSingle(b) };
     } catch (e) {
       const err = (e as Error).message;
-      this.#targets = { target: { text: texts[0], id: null, error: err }, contrast: { text: texts[1], id: null, error: err } };
+      this.#targets = { target: { text: target, id: null, error: err }, contrast: { text: contrast, id: null, error: err } };
     }
   }
 }

@@ -73,7 +73,7 @@ export function attentionHeadFigure(a: AttentionData, layer: number, head: numbe
   }];
   const layout = heatmapLayout(`Attention pattern ${headLabel(layer, head)}`, {
     xaxis: { ...indexAxis(labels, 'key (source) position', { maxTicks: opts.maxTicks }), side: 'bottom', constrain: 'domain' },
-    yaxis: { ...indexAxis(labels, 'query (destination) position', { reversed: true, maxTicks: opts.maxTicks }), scaleanchor: 'x', constrain: 'domain' },
+    yaxis: { ...indexAxis(labels, 'query (destination) position', { reversed: true, maxTicks: opts.maxTicks }), scaleanchor: 'x', constrain: 'domain', constraintoward: 'top' },
     plot_bgcolor: MASKED_COLOUR,
     shapes,
   });
@@ -194,6 +194,22 @@ export function attentionFocus(pattern: (number | null)[][], pos: number, k = 3)
   const attendsTo = top(row.map((v, j) => [j, v ?? 0]));
   const attendedBy = top(pattern.map((r, q) => [q, r[pos] ?? 0]));
   return { attendsTo, attendedBy };
+}
+
+/**
+ * The focused token's lines in attentionLinesFigure as shapes (drawn over the figure: a focus changes no trace, so the
+ * chart redraws only its shapes): every weight ≥ minWeight into or out of `focus`, thicker for larger weights.
+ */
+export function focusLineShapes(a: AttentionData, layer: number, head: number, focus: number | null | undefined, minWeight = 0.05): Record<string, unknown>[] {
+  const z = headPattern(a, layer, head);
+  if (focus === null || focus === undefined || focus < 0 || focus >= z.length) return [];
+  const out: Record<string, unknown>[] = [];
+  const line = (k: number, q: number, w: number) => out.push({
+    type: 'line', xref: 'x', yref: 'y', x0: 0, x1: 1, y0: k, y1: q, line: { color: '#e6550d', width: 1 + 4 * w },
+  });
+  for (let k = 0; k <= focus; k++) if ((z[focus][k] ?? 0) >= minWeight) line(k, focus, z[focus][k] ?? 0);
+  for (let q = focus + 1; q < z.length; q++) if ((z[q][focus] ?? 0) >= minWeight) line(focus, q, z[q][focus] ?? 0);
+  return out;
 }
 
 /**

@@ -5,7 +5,7 @@ export { DIVERGING, SEQUENTIAL, MASKED_COLOUR, tokenLabel, positionLabels, headL
 export { logitLensFigure, lensRowLabel } from './logitLens.ts';
 export type { LogitLensData, LensMetric, LogitLensOptions } from './logitLens.ts';
 export {
-  attentionHeadFigure, attentionGridFigure, attentionLinesFigure, attentionFocus, focusShapes, gridHeadAt, gridHeadOutline, headPattern, poolPattern,
+  attentionHeadFigure, attentionGridFigure, attentionLinesFigure, attentionFocus, focusLineShapes, focusShapes, gridHeadAt, gridHeadOutline, headPattern, poolPattern,
 } from './attention.ts';
 export type { AttentionData, GridFigureOptions, HeadFigureOptions } from './attention.ts';
 export { headGridFigure, headOutlines, rankHeads } from './heads.ts';

@@ -4,44 +4,31 @@
  * page and compared with the API's answers for the same request; exports are checked byte by byte; screenshots of every
  * view go to tests/.artifacts/screenshots/.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Download, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsv } from '../integration/server/helpers.ts';
-import { ensureUiBuilt, openBrowser, plotOf, SCREENSHOTS, startDashboard, type Browser, type DashboardServer } from './helpers.ts';
+import {
+  apiAt, clickCellOn, downloadOf, ensureUiBuilt, openBrowser, plotOf, SCREENSHOTS, startDashboard, waitPlotOn, type Browser, type DashboardServer,
+} from './helpers.ts';
 
 let srv: DashboardServer;
 let br: Browser;
 let page: Page;
 const PROMPT = 'The cat sat on the mat because it was warm';
 
-async function api<T = any>(path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${srv.url}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: res.status, body: (await res.json()) as T };
+function api<T = any>(path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  return apiAt<T>(srv.url, path, body);
 }
 
-/** Waits until the figure card `id` holds a plot whose data and layout satisfy `pred` (polled from here: the page's CSP forbids eval). */
-async function waitPlot(id: string, pred: (data: any[], layout: any) => boolean = () => true, timeout = 60_000, on: Page = page): Promise<{ data: any[]; layout: any }> {
-  const until = Date.now() + timeout;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const f = await plotOf(on, id);
-      if (f.data.length > 0 && pred(f.data, f.layout)) return f;
-      last = f.layout?.title?.text;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > until) throw new Error(`figure ${id} did not reach the expected state in ${timeout} ms (last: ${String(last)})`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
+/** Waits until the figure card `id` holds a plot whose data and layout satisfy `pred`. */
+function waitPlot(id: string, pred: (data: any[], layout: any) => boolean = () => true, timeout = 60_000, on: Page = page): Promise<{ data: any[]; layout: any }> {
+  return waitPlotOn(on, id, pred, timeout);
 }
 
 async function download(click: () => Promise<void>): Promise<{ name: string; bytes: Buffer }> {
-  const [d] = await Promise.all([page.waitForEvent('download') as Promise<Download>, click()]);
-  const path = await d.path();
-  return { name: d.suggestedFilename(), bytes: readFileSync(path) };
+  return downloadOf(page, click);
 }
 
 async function shot(name: string): Promise<void> {
@@ -49,11 +36,9 @@ async function shot(name: string): Promise<void> {
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 
-/** Clicks the centre of cell (row, col) of a heatmap with rows top→bottom and cols left→right in an nRows × nCols grid. */
-async function clickCell(id: string, row: number, col: number, nRows: number, nCols: number, subplot = 'xy'): Promise<void> {
-  const box = await page.locator(`[data-testid="${id}"] .nsewdrag[data-subplot="${subplot}"]`).boundingBox();
-  if (!box) throw new Error(`no drag box in ${id}`);
-  await page.mouse.click(box.x + ((col + 0.5) / nCols) * box.width, box.y + ((row + 0.5) / nRows) * box.height);
+/** Clicks the centre of cell (row, col) of a heatmap (rows top→bottom, cols left→right). */
+function clickCell(id: string, row: number, col: number, nRows: number, nCols: number, subplot = 'xy'): Promise<void> {
+  return clickCellOn(page, id, row, col, nRows, nCols, subplot);
 }
 
 async function tokensOf(text: string): Promise<string[]> {
@@ -171,8 +156,8 @@ describe('dashboard', () => {
         else expect(Math.abs((z[q][k] as number) - ref.body.patterns[0][0][q][k])).toBeLessThan(1e-6);
       }
     }
-    // hover token 3: what it attends to / what attends to it
-    await page.locator('[data-testid="focus-tokens"] .tok').nth(3).hover();
+    // hover token 3 in the prompt bar's token strip: what it attends to / what attends to it
+    await page.locator('[data-testid="chips"] .chip').nth(3).hover();
     await expect.poll(() => page.locator('[data-testid="focus-info"]').textContent()).toMatch(/3:.*attends to .* attended to by /);
     await waitPlot('fig-attention-head', (_d, l) => l.shapes?.length === 2);
     await shot('attention');
@@ -229,7 +214,8 @@ describe('dashboard', () => {
     for (const k of ['induction', 'previous_token', 'duplicate_token']) {
       const f = await waitPlot(`fig-scores-${k}`);
       expect(f.data[0].z.map((r: number[]) => r.length)).toEqual([4, 4, 4]);
-      expect(f.data[0].colorbar.title.text).toBe('score');
+      // the induction score's ceiling on BOS + 20 + 20 tokens: 20 / 41
+      expect(f.data[0].colorbar.title.text).toBe(k === 'induction' ? 'score (ceiling 0.49)' : 'score');
     }
     const loss = await waitPlot('fig-loss-by-pos');
     expect(loss.data[0].x).toHaveLength(40); // BOS + 20 + 20: 40 predicted tokens
@@ -253,8 +239,13 @@ describe('dashboard', () => {
     await page.locator('[data-testid="tab-circuits"]').click();
     const comp = await waitPlot('fig-composition');
     expect(comp.data[0].z).toHaveLength(12);
-    expect(comp.data[0].customdata[0][4]).toBe('L0H0 → L1H0');
+    expect(comp.data[0].customdata[0][4]).toMatch(/^L0H0 → L1H0<br>K-composition [\d.]+<br>z = /);
     expect(comp.data[0].z[0][0]).toBeNull();
+    // colour = z-score against the random baseline the API returns
+    const kRef = (await api('/api/circuits/composition', { mode: 'K' })).body;
+    const zRef = (kRef.scores[0][0][1][0] - kRef.baseline.mean) / kRef.baseline.std;
+    expect(Math.abs(comp.data[0].z[0][4] - zRef)).toBeLessThan(1e-6 * Math.max(1, Math.abs(zRef)));
+    expect(comp.data[0].zmid).toBe(0);
     const copying = await waitPlot('fig-copying');
     expect(copying.data[0].y).toHaveLength(12);
     await waitPlot('fig-positional');
@@ -269,8 +260,9 @@ describe('dashboard', () => {
     copyingPast.data[0].y.forEach((v: number, i: number) => expect(Math.abs(v - flatPast[i])).toBeLessThan(1e-6));
     expect(flatPast.some((v, i) => Math.abs(v - copying.data[0].y[i]) > 1e-3)).toBe(true);
     const compPast = await waitPlot('fig-composition', (_d, l) => /past block 0's(<br>| )MLP/.test(l.title.text));
-    const kPast = (await api('/api/circuits/composition', { mode: 'K', pastMlp0: true })).body.scores;
-    expect(Math.abs(compPast.data[0].z[0][4] - kPast[0][0][1][0])).toBeLessThan(1e-6);
+    const kPast = (await api('/api/circuits/composition', { mode: 'K', pastMlp0: true })).body;
+    const zPast = (kPast.scores[0][0][1][0] - kPast.baseline.mean) / kPast.baseline.std;
+    expect(Math.abs(compPast.data[0].z[0][4] - zPast)).toBeLessThan(1e-6 * Math.max(1, Math.abs(zPast)));
     await waitPlot('fig-top-copied', (_d, l) => /past block 0's(<br>| )MLP/.test(l.title.text));
     expect(page.url()).toContain('circ.mlp0=1');
     await shot('circuits-past-mlp0');

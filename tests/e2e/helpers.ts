@@ -3,7 +3,7 @@
  * random GPT-2-vocabulary checkpoint serving ui/dist, and drive Debian's Chromium through playwright-core.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type BrowserContext, type Download, type Page } from 'playwright-core';
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
 import { createApp } from '../../server/app.ts';
 import { uiIsStale } from '../../server/buildUi.ts';
@@ -100,8 +100,12 @@ export interface Browser {
   page: Page;
   /** Every URL the page requested. */
   requests: string[];
+  /** Every request with its method and body (to count requests). */
+  calls: { method: string; url: string; body: string | null }[];
   /** Console errors and uncaught page errors. */
   errors: string[];
+  /** Resolves once no request has been in flight for `quietMs` (a debounced field, a follow-up job would have started). */
+  idle(quietMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -116,8 +120,22 @@ export async function openBrowser(): Promise<Browser> {
     acceptDownloads: true,
   });
   const requests: string[] = [];
+  const calls: Browser['calls'] = [];
   const errors: string[] = [];
-  context.on('request', (r) => requests.push(r.url()));
+  let inflight = 0;
+  let lastActivity = Date.now();
+  context.on('request', (r) => {
+    requests.push(r.url());
+    calls.push({ method: r.method(), url: r.url(), body: r.postData() });
+    inflight++;
+    lastActivity = Date.now();
+  });
+  const done = () => {
+    inflight = Math.max(0, inflight - 1);
+    lastActivity = Date.now();
+  };
+  context.on('requestfinished', done);
+  context.on('requestfailed', done);
   const watch = (page: Page) => {
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.location().url ? `${m.text()} (${m.location().url})` : m.text());
@@ -128,7 +146,11 @@ export async function openBrowser(): Promise<Browser> {
   const page = context.pages()[0] ?? (await context.newPage());
   watch(page);
   return {
-    context, page, requests, errors,
+    context, page, requests, calls, errors,
+    idle: async (quietMs = 400) => {
+      const until = Date.now() + 60_000;
+      while ((inflight > 0 || Date.now() - lastActivity < quietMs) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    },
     close: async () => {
       await context.close();
       await rm(profile, { recursive: true, force: true });
@@ -143,4 +165,43 @@ export async function plotOf(page: Page, id: string): Promise<{ data: any[]; lay
     if (!el || !el.data) throw new Error(`no plot in ${sel}`);
     return { data: JSON.parse(JSON.stringify(el.data)), layout: JSON.parse(JSON.stringify(el.layout)) };
   }, id);
+}
+
+/** Waits until the figure card `id` holds a plot whose data and layout satisfy `pred` (polled from here: the page's CSP forbids eval). */
+export async function waitPlotOn(
+  page: Page, id: string, pred: (data: any[], layout: any) => boolean = () => true, timeout = 60_000,
+): Promise<{ data: any[]; layout: any }> {
+  const until = Date.now() + timeout;
+  let last: unknown = null;
+  for (;;) {
+    try {
+      const f = await plotOf(page, id);
+      if (f.data.length > 0 && pred(f.data, f.layout)) return f;
+      last = f.layout?.title?.text;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`figure ${id} did not reach the expected state in ${timeout} ms (last: ${String(last)})`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+/** The file a click downloads: its suggested name and bytes. */
+export async function downloadOf(page: Page, click: () => Promise<void>): Promise<{ name: string; bytes: Buffer }> {
+  const [d] = await Promise.all([page.waitForEvent('download') as Promise<Download>, click()]);
+  const path = await d.path();
+  return { name: d.suggestedFilename(), bytes: readFileSync(path) };
+}
+
+/** A JSON request to the API at `base` (POST when there is a body). */
+export async function apiAt<T = any>(base: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${base}${path}`, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+/** Clicks the centre of cell (row, col) of a heatmap with rows top→bottom and cols left→right in an nRows × nCols grid. */
+export async function clickCellOn(page: Page, id: string, row: number, col: number, nRows: number, nCols: number, subplot = 'xy'): Promise<void> {
+  const box = await page.locator(`[data-testid="${id}"] .nsewdrag[data-subplot="${subplot}"]`).boundingBox();
+  if (!box) throw new Error(`no drag box in ${id}`);
+  await page.mouse.click(box.x + ((col + 0.5) / nCols) * box.width, box.y + ((row + 0.5) / nRows) * box.height);
 }

@@ -1,7 +1,7 @@
 /** Attention figure specs from a hand-made /api/attention answer: axes, masked upper triangle, grid traces, focus and lines. */
 import { describe, expect, it } from 'vitest';
 import {
-  attentionFocus, attentionGridFigure, attentionHeadFigure, attentionLinesFigure, focusShapes, gridHeadAt, gridHeadOutline, headPattern, poolPattern,
+  attentionFocus, attentionGridFigure, attentionHeadFigure, attentionLinesFigure, focusLineShapes, focusShapes, gridHeadAt, gridHeadOutline, headPattern, poolPattern,
   type AttentionData,
 } from '../../../hooks/figures/index.ts';
 
@@ -133,5 +133,14 @@ describe('attentionFocus and attentionLinesFigure', () => {
     expect(segments).toBe(4);
     const focused = attentionLinesFigure(A, 1, 0, { minWeight: 0.2, focus: 2 });
     expect(focused.table.rows).toEqual([[1, 0, 2, 0, 0.25], [1, 0, 2, 1, 0.25], [1, 0, 2, 2, 0.5]]);
+  });
+  it('the focused token\'s lines as shapes: the same edges as the focused figure', () => {
+    // token 1 of L1H0: it attends to 0 (0.6) and 1 (0.4); token 2 attends to it with 0.25
+    const shapes = focusLineShapes(A, 1, 0, 1, 0.2);
+    expect(shapes.map((s: any) => [s.y0, s.y1])).toEqual([[0, 1], [1, 1], [1, 2]]);
+    expect((shapes[0] as any).line.width).toBeCloseTo(1 + 4 * 0.6, 12);
+    const focused = attentionLinesFigure(A, 1, 0, { minWeight: 0.2, focus: 1 }).table.rows.map((r) => [r[3], r[2]]);
+    expect(shapes.map((s: any) => [s.y0, s.y1]).sort()).toEqual(focused.sort());
+    expect(focusLineShapes(A, 1, 0, null)).toEqual([]);
   });
 });

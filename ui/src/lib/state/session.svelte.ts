@@ -45,6 +45,8 @@ export class Session {
   #pieces = new Map<string, Promise<Tokenization>>();
   #tokenizedPrompt: string | null = null;
   #ranks = new Map<string, Promise<{ token: number; rank: number; logit: number }[]>>();
+  /** The last prompts' tokenizations (Back / Forward redraw without asking again). */
+  #prompts = new Map<string, TokenizeResult>();
 
   constructor(url: UrlState, jobs: Jobs) {
     this.#url = url;
@@ -138,6 +140,7 @@ export class Session {
       });
       this.#pieces.clear();
       this.#ranks.clear();
+      this.#prompts.clear();
       this.#tokenizedPrompt = null;
       this.#targets = null;
       this.#jobs.reset();
@@ -203,7 +206,12 @@ export class Session {
     if (prompt !== this.#tokenizedPrompt) {
       this.#tokenizedPrompt = prompt;
       try {
-        const r = await api.tokenize({ text: prompt });
+        let r = this.#prompts.get(prompt);
+        if (!r) {
+          r = await api.tokenize({ text: prompt });
+          this.#prompts.set(prompt, r);
+          while (this.#prompts.size > 16) this.#prompts.delete(this.#prompts.keys().next().value as string);
+        }
         if (prompt !== this.prompt) return;
         this.#tokens = r;
         this.#tokenError = null;

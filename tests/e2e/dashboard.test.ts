@@ -140,7 +140,8 @@ describe('dashboard', () => {
     // L1H1 is trace 5 → subplot x6y6
     const cell = page.locator('[data-testid="fig-attention-grid"] .nsewdrag[data-subplot="x6y6"]');
     await cell.hover();
-    await waitPlot('fig-attention-head', (_d, l) => l.title.text === 'Attention pattern L1H1');
+    // previewed over the large head (a canvas: no Plotly redraw while hovering), locked by a click
+    await expect.poll(() => page.locator('[data-testid="head-preview"]').getAttribute('data-head')).toBe('L1H1');
     await cell.click();
     await expect.poll(() => page.locator('[data-testid="locked-head"]').textContent()).toBe('L1H1');
     expect(page.url()).toContain('att.l=1');

@@ -203,8 +203,12 @@ describe('lensboard CLI', () => {
     expect(circ.topCopied[0].rows[0].top.map((t: { token: number }) => t.token)).toEqual(copied.ids);
     expect((await readdir(outC)).sort()).toEqual(['composition-K.csv', 'copying-scores.csv', 'positional-L1H2.csv', 'result.json', 'top-copied-L1H2.csv']);
     const lines = await csvLines(join(outC, 'composition-K.csv'));
-    expect(lines[0]).toBe('mode,layer_from,head_from,layer_to,head_to,score');
+    expect(lines[0]).toBe('mode,layer_from,head_from,layer_to,head_to,score,z_vs_baseline');
     expect(lines.length - 1).toBe(model.cfg.n_heads * model.cfg.n_heads); // pairs with layer_from < layer_to in 2 layers
+    // the figure's colour: the score's z against the random baseline of the same answer
+    const { mean, std } = circ.composition[0].baseline as { mean: number; std: number };
+    const [, , , , , score, z] = lines[1].split(',').map(Number);
+    expect(Math.abs(z - (score - mean) / std)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(z)));
 
     // --past-mlp0: the same scores read past block 0's MLP (library: outputMaps / embedding over embeddingTokenSet).
     const outM = join(dir, 'circuits-mlp0');

@@ -29,3 +29,9 @@ export function textOn([r, g, b]: RGB): string {
 export function gradient(scale: readonly RGB[]): string {
   return `linear-gradient(to right, ${scale.map((c, i) => `${css(c)} ${((i / (scale.length - 1)) * 100).toFixed(0)}%`).join(', ')})`;
 }
+
+/** Plotly's 'Viridis' (the figures' sequential scale), 17 evenly spaced stops, for previews drawn without Plotly. */
+export const VIRIDIS: RGB[] = [
+  [68, 1, 84], [72, 24, 106], [71, 45, 123], [66, 64, 134], [59, 82, 139], [51, 99, 141], [44, 114, 142], [38, 130, 142], [33, 145, 140],
+  [31, 160, 136], [40, 174, 128], [63, 188, 115], [94, 201, 98], [132, 212, 75], [173, 220, 48], [216, 226, 25], [253, 231, 37],
+];

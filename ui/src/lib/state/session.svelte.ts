@@ -123,6 +123,11 @@ export class Session {
     await this.retokenize();
   }
 
+  /** Hides the last load error (the active model is still the one shown). */
+  dismissModelError(): void {
+    this.#modelError = null;
+  }
+
   async refreshModels(): Promise<void> {
     this.#models = await api.models();
   }

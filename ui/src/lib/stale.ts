@@ -1,5 +1,5 @@
 /** The words of a stale marker: what changed since a figure ran, and what the figure shows meanwhile. */
-import type { Staleness } from './state/job.svelte.ts';
+import type { Staleness } from './state/keys.ts';
 
 /**
  * A stale figure's marker text, or null when the figure answers its controls. `names` turns request fields into words

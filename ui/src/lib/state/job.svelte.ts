@@ -5,21 +5,10 @@
  * nothing, and the last few results are kept, so Back / Forward and tab switches redraw without a request.
  */
 import { ApiError, CancelledError, type Job, type JobProgress } from '../api.ts';
+import { bodyKey, changedFields, type Staleness } from './keys.ts';
 import type { RunRef, UrlState } from './url.svelte.ts';
 
-/** A request body's key: JSON with object keys sorted (two bodies with the same fields are the same request). */
-export function bodyKey(body: unknown): string {
-  return JSON.stringify(body, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1))) : v);
-}
-
-/** The top-level fields in which two bodies differ, in `wanted`'s order (then `shown`'s). */
-export function changedFields(shown: unknown, wanted: unknown): string[] {
-  const a = (shown ?? {}) as Record<string, unknown>;
-  const b = (wanted ?? {}) as Record<string, unknown>;
-  const names = [...new Set([...Object.keys(b), ...Object.keys(a)])];
-  return names.filter((k) => bodyKey(a[k]) !== bodyKey(b[k]));
-}
+export type { Staleness } from './keys.ts';
 
 export type Start<B, T> = (body: B, onProgress: (p: JobProgress) => void) => Job<T>;
 
@@ -27,14 +16,6 @@ interface Shown<B, T> {
   key: string;
   body: B;
   result: T;
-}
-
-/** How a figure's run relates to what its controls ask for now. */
-export interface Staleness {
-  /** 'updating': the wanted run is in flight; 'cancelled': it was stopped; 'changed': it has not been run. */
-  state: 'updating' | 'cancelled' | 'changed';
-  /** Request fields that differ between the figure's run and the controls. */
-  fields: string[];
 }
 
 const CACHE_SIZE = 6;

@@ -45,7 +45,8 @@ export function inductionCeiling(seqLen: number): number {
 
 export function headScoreFigure(r: HeadsDetectData, kind: DetectKindName, selected?: { layer: number; head: number }[]): FigureSpec {
   const shape = repeatedShape(r);
-  const on = shape ? ` on ${shape.batch} × [BOS + ${shape.seqLen} + ${shape.seqLen}] random tokens` : r.tokens ? ` on a ${r.tokens[0].length}-token prompt` : '';
+  // short enough for a third of the dashboard's width
+  const on = shape ? `, ${shape.batch} × [BOS + ${shape.seqLen} + ${shape.seqLen} random]` : r.tokens ? `, a ${r.tokens[0].length}-token prompt` : '';
   const ceiling = kind === 'induction' && shape ? inductionCeiling(shape.seqLen) : null;
   return headGridFigure(scoresOf(r, kind), {
     title: `${TITLES[kind]}${on}`,
@@ -85,11 +86,12 @@ export function lossByPositionFigure(r: HeadsDetectData): FigureSpec {
     ],
     layout: {
       title: title.title,
-      margin: { l: 60, r: 20, t: title.top, b: 50 },
+      margin: { l: 60, r: 20, t: title.top + 24, b: 50 },
       font: { size: 11 },
       xaxis: { title: { text: 'position of the predicted token' }, automargin: true },
       yaxis: { title: { text: 'loss (nats)' }, rangemode: 'tozero', automargin: true },
-      legend: { orientation: 'h', x: 1, xanchor: 'right', y: 1.02, yanchor: 'bottom' },
+      // its own line between the title and the plot (beside the title it ran into it)
+      legend: { orientation: 'h', x: 0, xanchor: 'left', y: 1.02, yanchor: 'bottom' },
     },
     table: { columns: ['predicted_pos', 'copy', 'loss'], rows: loss.map((v, i) => [i + 1, i + 1 <= seqLen ? 'first' : 'second', v]) },
   };

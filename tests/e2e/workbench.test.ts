@@ -102,7 +102,7 @@ function textValues(): Promise<string[]> {
  * docs/screenshots/, as a 256-colour PNG (sharp, installed with @huggingface/transformers) to stay small in the repository.
  */
 async function shot(name: string): Promise<void> {
-  await page.waitForTimeout(400);
+  await page.waitForTimeout(200);
   const path = join(SCREENSHOTS, `${name}.png`);
   await page.screenshot({ path });
   if (DOCS) {

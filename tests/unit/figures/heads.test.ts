@@ -64,7 +64,7 @@ describe('induction figures', () => {
     const withTokens = { ...r, tokens: [[0, 1, 2, 3, 1, 2, 3], [0, 4, 5, 6, 4, 5, 6]] };
     expect(inductionCeiling(3)).toBeCloseTo(3 / 7, 12);
     const ind = headScoreFigure(withTokens, 'induction');
-    expect((ind.layout.title as any).text).toBe('Induction score on 2 × [BOS + 3 + 3] random tokens');
+    expect((ind.layout.title as any).text).toBe('Induction score, 2 × [BOS + 3 + 3 random]');
     expect((ind.data[0] as any).colorbar.title.text).toBe('score (ceiling 0.43)');
     expect(ind.table.columns).toEqual(['layer', 'head', 'score']);
     expect((headScoreFigure(withTokens, 'previous_token').data[0] as any).colorbar.title.text).toBe('score');

@@ -33,6 +33,8 @@ export class JobState<B, T> {
   #cancelledKey = $state<string | null>(null);
   #job: Job<T> | null = null;
   #seq = 0;
+  /** Counts model changes: an answer from before one is not kept. */
+  #epoch = 0;
   #cache = new Map<string, Shown<B, T>>();
 
   constructor(id: string, start: Start<B, T>, opts: { url?: UrlState; explicit?: boolean } = {}) {
@@ -82,7 +84,10 @@ export class JobState<B, T> {
 
   /**
    * Shows the result for `body`: nothing is sent when it is on show or running already, a kept result is shown at once,
-   * otherwise the request starts (cancelling another one still running). The previous result stays until the new one lands.
+   * otherwise the request starts. The previous result stays until the new one lands. A request still running for other
+   * controls is not cancelled but left to finish and kept (the server runs one job at a time, so it delays the new one
+   * by what it had left; cancelling a job inside a long computation makes the server stop its thread and reload the
+   * model, which costs far more). Only the Cancel button cancels.
    */
   async run(body: B): Promise<T | null> {
     const key = bodyKey(body);
@@ -90,14 +95,14 @@ export class JobState<B, T> {
     if (!this.#pending && this.#shown?.key === key && !this.#error) return this.#shown.result;
     const kept = this.#cache.get(key);
     if (kept) {
-      this.#stopRunning();
+      this.#detach();
       this.#cancelledKey = null;
       this.#error = null;
       this.#show(kept);
       return kept.result;
     }
-    if (this.#job) void this.#job.cancel();
     const seq = ++this.#seq;
+    const epoch = this.#epoch;
     this.#pending = { key, body };
     this.#progress = null;
     this.#error = null;
@@ -109,11 +114,9 @@ export class JobState<B, T> {
     this.#job = job;
     try {
       const result = await job.result;
-      if (seq !== this.#seq) return null;
       const entry = { key, body, result };
-      this.#cache.delete(key);
-      this.#cache.set(key, entry);
-      while (this.#cache.size > CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value as string);
+      if (epoch === this.#epoch) this.#keep(entry);
+      if (seq !== this.#seq) return null;
       this.#shown = entry;
       return result;
     } catch (e) {
@@ -149,7 +152,7 @@ export class JobState<B, T> {
       void this.run(ref.body as B);
       return;
     }
-    this.#stopRunning();
+    this.#detach();
     this.#shown = null;
     this.#error = null;
     this.#cancelledKey = null;
@@ -157,7 +160,8 @@ export class JobState<B, T> {
 
   /** Forgets every result (a different model is loaded: none of them describes it). */
   reset(): void {
-    this.#stopRunning();
+    this.#epoch++;
+    this.#detach();
     this.#cache.clear();
     this.#shown = null;
     this.#error = null;
@@ -169,8 +173,14 @@ export class JobState<B, T> {
     this.#record({ key: entry.key, body: entry.body }, this.explicit);
   }
 
-  #stopRunning(): void {
-    if (this.#job) void this.#job.cancel();
+  #keep(entry: Shown<B, T>): void {
+    this.#cache.delete(entry.key);
+    this.#cache.set(entry.key, entry);
+    while (this.#cache.size > CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value as string);
+  }
+
+  /** Stops following the running request (it finishes on the server; its answer is kept unless the model changed). */
+  #detach(): void {
     this.#job = null;
     this.#seq++;
     this.#pending = null;

@@ -55,6 +55,6 @@ export function createApp(config: ServerConfig, host: ModelHost, opts: AppOption
     app.get(/^(?!\/api\/).*/, (_req, res) => res.sendFile('index.html', { root: dir }));
   }
   app.use(notFoundHandler);
-  app.use(errorHandler(log));
+  app.use(errorHandler(log, host.redact));
   return app;
 }

@@ -1,10 +1,15 @@
 /** The server's configuration: command-line flags and LENSBOARD_* environment variables, validated once with zod. */
+import { totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 
 /** <package root>/models: the built-in model root, which holds `embedded` (the default model). */
 export const PACKAGE_MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url));
+
+const MiB = 2 ** 20;
+/** The default per-job memory budget: a quarter of the machine's memory. */
+export const DEFAULT_JOB_MEMORY_BYTES = Math.floor(totalmem() / 4);
 
 /** Request limits; every one is stated in the 4xx answer that enforces it. */
 export const LimitsSchema = z.strictObject({
@@ -18,10 +23,24 @@ export const LimitsSchema = z.strictObject({
   maxElements: z.number().int().min(1).default(2_000_000),
   /** Most jobs waiting per model; more get 503. */
   maxQueue: z.number().int().min(1).default(1000),
-  /** Tokens per forward pass inside a job (bounds the logits buffer, [tokens, d_vocab] floats). */
+  /** Tokens per forward pass of /api/forward (bounds its logits buffer, [tokens, d_vocab] floats). */
   tokensPerStep: z.number().int().min(1).default(256),
-  /** How long a cancelled job may keep running before its worker is terminated and the model reloaded (ms). */
+  /**
+   * Tokens per onnxruntime run in batched jobs (IOI prompts, sweep and patching variants, logit-lens rows), as far as a
+   * single row allows: each run stays well under a second on GPT-2 small, so a cancelled job usually stops at its next
+   * check instead of having its runner killed.
+   */
+  tokensPerPass: z.number().int().min(1).default(1024),
+  /** How long a cancelled job may keep running before its runner process is killed and restarted (ms). */
   cancelGraceMs: z.number().int().min(10).default(1000),
+  /**
+   * Estimated peak memory one job may use (bytes; --max-job-memory): logits, caches and activations of its largest
+   * step. Large jobs are cut into steps that fit; one whose smallest step does not fit is refused with a 400 stating
+   * the estimate and this budget.
+   */
+  maxJobMemoryBytes: z.number().int().min(16 * MiB).default(DEFAULT_JOB_MEMORY_BYTES),
+  /** Largest answer (bytes of JSON) a job may return; larger ones are refused with a 400 saying how to narrow the request. */
+  maxResponseBytes: z.number().int().min(64 * 1024).default(16 * MiB),
   /** Largest sweep (/api/ablate/sweep, /api/patch): forward-pass variants × prompt tokens. */
   maxSweepTokens: z.number().int().min(1).default(1_000_000),
   /** Most prompts in one /api/ioi request (generated or given). */
@@ -48,6 +67,13 @@ export const ServerConfigSchema = z.strictObject({
   /** Never contact the hub: only cached hub models load. */
   offline: z.boolean().default(false),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Host names (and IP literals) the server answers besides localhost, 127.0.0.1, [::1] and --host; '*' turns the Host
+   * check off. Requests naming any other Host get 403 (a DNS-rebinding page cannot use the API).
+   */
+  allowedHosts: z.array(z.string().min(1).max(253)).default([]),
+  /** A model runner whose RSS after a job exceeds its RSS after loading by more than this (bytes) is restarted. */
+  recycleRssBytes: z.number().int().min(0).default(1024 * MiB),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
 });
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
@@ -64,14 +90,27 @@ export function validateConfig(input: ServerConfigInput): ServerConfig {
 }
 
 const USAGE = `Usage: npm start -- [--model NAME_OR_DIR] [--device cpu|cuda|webgpu|auto] [--port 7860] [--host 127.0.0.1]
-                    [--models-dir DIR]... [--threads N] [--offline] [--log-level info]
+                    [--models-dir DIR]... [--threads N] [--offline] [--log-level info] [--allowed-hosts NAME,...]
+                    [--max-job-memory SIZE] [--recycle-rss SIZE]        (SIZE: bytes, or with a unit: 512M, 6G, 1.5GiB)
 Environment: LENSBOARD_MODEL, LENSBOARD_DEVICE, LENSBOARD_PORT, LENSBOARD_HOST, LENSBOARD_MODELS_DIR (':'-separated),
-             LENSBOARD_THREADS, LENSBOARD_LOG_LEVEL, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE. Flags win over env.`;
+             LENSBOARD_THREADS, LENSBOARD_LOG_LEVEL, LENSBOARD_ALLOWED_HOSTS (','-separated), LENSBOARD_MAX_JOB_MEMORY,
+             LENSBOARD_RECYCLE_RSS, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE. Flags win over env.`;
 
 function toInt(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw new Error(`${flag} must be a non-negative integer; got '${v}'\n${USAGE}`);
   return Number(v);
+}
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: MiB, mb: MiB, mib: MiB, g: 1024 * MiB, gb: 1024 * MiB, gib: 1024 * MiB };
+
+/** '512M', '6G', '1.5GiB', '1048576' → bytes (units are powers of 1024). */
+export function parseSize(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(v.trim());
+  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new Error(`${flag} must be a size in bytes or with a unit (K, M, G; e.g. 512M, 6G); got '${v}'\n${USAGE}`);
+  return Math.floor(Number(m[1]) * unit);
 }
 
 /** Flags and environment → validated config. `--help` throws the usage text. */
@@ -89,6 +128,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
         threads: { type: 'string' },
         offline: { type: 'boolean' },
         'log-level': { type: 'string' },
+        'allowed-hosts': { type: 'string', multiple: true },
+        'max-job-memory': { type: 'string' },
+        'recycle-rss': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -101,6 +143,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
   env = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')); // an empty variable counts as unset
   const envRoots = env.LENSBOARD_MODELS_DIR ? env.LENSBOARD_MODELS_DIR.split(':').filter(Boolean) : [];
   const offlineEnv = ['1', 'ON', 'YES', 'TRUE'].includes((env.HF_HUB_OFFLINE ?? '').toUpperCase());
+  const hostLists = values['allowed-hosts'] ?? (env.LENSBOARD_ALLOWED_HOSTS ? [env.LENSBOARD_ALLOWED_HOSTS] : []);
+  const maxJobMemoryBytes = parseSize('--max-job-memory', values['max-job-memory'] ?? env.LENSBOARD_MAX_JOB_MEMORY);
   return validateConfig({
     model: values.model ?? env.LENSBOARD_MODEL,
     device: (values.device ?? env.LENSBOARD_DEVICE) as ServerConfigInput['device'],
@@ -112,5 +156,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
     hubEndpoint: env.HF_ENDPOINT,
     offline: values.offline ?? offlineEnv,
     logLevel: (values['log-level'] ?? env.LENSBOARD_LOG_LEVEL) as ServerConfigInput['logLevel'],
+    allowedHosts: hostLists.flatMap((l) => l.split(',')).map((h) => h.trim()).filter(Boolean),
+    recycleRssBytes: parseSize('--recycle-rss', values['recycle-rss'] ?? env.LENSBOARD_RECYCLE_RSS),
+    ...(maxJobMemoryBytes !== undefined ? { limits: { maxJobMemoryBytes } } : {}),
   });
 }

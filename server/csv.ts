@@ -1,7 +1,7 @@
 /** Every result as CSV: a table (column names + rows), RFC 4180 quoting, and the JSON-or-CSV choice of a request. */
 import type { Request, Response } from 'express';
-import { badRequest } from './errors.ts';
-import { nonFiniteReplacer } from './nonFinite.ts';
+import { badRequest, HttpError } from './errors.ts';
+import { nonFiniteReplacer, stringifyJson } from './nonFinite.ts';
 
 export type Cell = string | number | boolean | null | undefined;
 
@@ -43,11 +43,19 @@ export function resultFormat(req: Request): ResultFormat {
   return 'json';
 }
 
-/** Sends `result` as JSON, or as CSV via `table` when the request asks for CSV. */
-export function sendResult<R>(req: Request, res: Response, result: R, table: (r: R) => Table): void {
-  if (resultFormat(req) === 'csv') {
-    res.type('text/csv; charset=utf-8').send(toCsv(table(result)));
-  } else {
-    res.json(result);
-  }
+/** The 400 for an answer over maxResponseBytes (measured once serialised: a last guard behind the jobs' own estimates). */
+export function answerTooLarge(bytes: number, maxBytes: number, format: string): HttpError {
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  return badRequest(
+    `the answer is ${mib(bytes)} of ${format}; the limit is ${mib(maxBytes)} (maxResponseBytes): ask for fewer prompts, positions, layers or heads, or a smaller topK`,
+  );
+}
+
+/** Sends `result` as JSON, or as CSV via `table` when the request asks for CSV; refuses an answer over `maxBytes`. */
+export function sendResult<R>(req: Request, res: Response, result: R, table: (r: R) => Table, maxBytes = Infinity): void {
+  const csv = resultFormat(req) === 'csv';
+  const text = csv ? toCsv(table(result)) : stringifyJson(result);
+  const bytes = Buffer.byteLength(text);
+  if (bytes > maxBytes) throw answerTooLarge(bytes, maxBytes, csv ? 'CSV' : 'JSON');
+  res.type(csv ? 'text/csv; charset=utf-8' : 'application/json; charset=utf-8').send(text);
 }

@@ -14,6 +14,8 @@ export class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly details?: ErrorDetail[],
+    /** Extra response headers (Retry-After on 429 and 503). */
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
     this.name = 'HttpError';
@@ -23,12 +25,20 @@ export class HttpError extends Error {
 export const badRequest = (message: string, details?: ErrorDetail[]) => new HttpError(400, message, details);
 export const notFound = (message: string) => new HttpError(404, message);
 export const conflict = (message: string) => new HttpError(409, message);
-export const unavailable = (message: string) => new HttpError(503, message);
+/** 503; with `retryAfterS`, a Retry-After header (the condition is expected to pass: a model loading or restarting). */
+export const unavailable = (message: string, retryAfterS?: number) =>
+  new HttpError(503, message, undefined, retryAfterS === undefined ? undefined : { 'Retry-After': String(retryAfterS) });
+/** 429 with Retry-After: the job queue is full. */
+export const tooManyRequests = (message: string, retryAfterS: number) =>
+  new HttpError(429, message, undefined, { 'Retry-After': String(retryAfterS) });
 
 /** A job that was cancelled (by DELETE /api/jobs/:id, a client disconnect or shutdown). */
 export class CancelledError extends Error {
-  constructor(readonly jobId: string) {
-    super(`job ${jobId} was cancelled`);
+  constructor(
+    readonly jobId: string,
+    reason?: string,
+  ) {
+    super(`job ${jobId} was cancelled${reason ? `: ${reason}` : ''}`);
     this.name = 'CancelledError';
   }
 }
@@ -65,8 +75,11 @@ interface BodyParserError extends Error {
   length?: number;
 }
 
-/** The one error middleware: HttpError → its status; body-parser errors → 400/413/415; anything else → 500 (logged). */
-export function errorHandler(log: Logger): ErrorRequestHandler {
+/**
+ * The one error middleware: HttpError → its status; body-parser errors → 400/413/415; anything else → 500 (logged).
+ * `redact` takes absolute server paths out of the messages.
+ */
+export function errorHandler(log: Logger, redact: (message: string) => string = (m) => m): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     let status = 500;
     let body: { error: string; details?: ErrorDetail[] };
@@ -74,6 +87,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     if (err instanceof HttpError) {
       status = err.status;
       body = err.details ? { error: err.message, details: err.details } : { error: err.message };
+      if (err.headers && !res.headersSent) res.set(err.headers);
     } else if (err instanceof CancelledError) {
       status = 409; // cancelled by DELETE /api/jobs/:id while this client waited (a client that left gets nothing)
       body = { error: err.message };
@@ -98,6 +112,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       res.end();
       return;
     }
+    body.error = redact(body.error);
     res.status(status).json(body);
   };
 }

@@ -27,7 +27,7 @@ if (config.model === 'embedded' && !existsSync(join(PACKAGE_MODELS_DIR, 'embedde
   process.exit(1);
 }
 
-const host = await ModelHost.create(config).catch((e: Error) => {
+const host = await ModelHost.create(config, PACKAGE_MODELS_DIR, log).catch((e: Error) => {
   log.fatal(e.message);
   process.exit(1);
 });
@@ -58,22 +58,36 @@ const server = app.listen(config.port, config.host, (err?: Error) => {
   log.info({ url: `http://${config.host}:${port}/`, roots: host.roots, ui: staticDir ?? null }, 'Lensboard API listening');
 });
 
+// Responses in flight, so that shutdown can let the cancelled answers reach their clients before closing connections.
+let inFlight = 0;
+server.on('request', (_req, res) => {
+  inFlight++;
+  res.once('close', () => inFlight--);
+});
+
+/** Shutdown's deadline: the issue's promise is an exit within 5 s, whatever the runners do. */
+const SHUTDOWN_DEADLINE_MS = 4500;
+
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) {
     log.warn(`${signal} again: exiting now`);
+    host.kill();
     process.exit(1);
   }
   stopping = true;
-  log.info({ signal }, 'shutting down: no new connections, cancelling jobs, stopping model workers');
+  log.info({ signal }, 'shutting down: no new connections, cancelling jobs, stopping the model runners');
   const force = setTimeout(() => {
-    log.error('shutdown took over 10 s; exiting');
-    process.exit(1);
-  }, 10_000);
+    host.kill();
+    log.warn({ deadlineMs: SHUTDOWN_DEADLINE_MS }, 'shutdown deadline reached: model runners killed');
+    log.info('stopped');
+    process.exit(0);
+  }, SHUTDOWN_DEADLINE_MS);
   force.unref();
   server.close();
   server.closeIdleConnections();
-  await host.close();
+  await host.close('the server is shutting down'); // every job answers: 409 JSON, or an SSE `cancelled` event
+  for (let waited = 0; inFlight > 0 && waited < 1000; waited += 10) await new Promise((r) => setTimeout(r, 10));
   server.closeAllConnections();
   log.info('stopped');
   process.exit(0);

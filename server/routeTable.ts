@@ -63,7 +63,7 @@ export function mountRoutes(router: Router, routes: readonly RouteDef[], deps: R
         req, res, body: body as never, ...deps,
         send: (result, table) => {
           if (!def.formats.includes('csv') && req.query.format === 'csv') throw new HttpError(406, `${def.method.toUpperCase()} ${def.path} answers JSON only`);
-          sendResult(req, res, result, table);
+          sendResult(req, res, result, table, deps.config.limits.maxResponseBytes);
         },
       });
     });

@@ -31,8 +31,13 @@ export class SseStream {
   }
 
   send(event: string, data: unknown): void {
+    this.sendJson(event, stringifyJson(data));
+  }
+
+  /** Sends an event whose data is already serialised JSON. */
+  sendJson(event: string, json: string): void {
     if (!this.isOpen) return;
-    this.res.write(`event: ${event}\ndata: ${stringifyJson(data)}\n\n`);
+    this.res.write(`event: ${event}\ndata: ${json}\n\n`);
   }
 
   comment(text: string): void {

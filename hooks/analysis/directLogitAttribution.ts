@@ -45,19 +45,28 @@ function perPrompt(v: number | readonly number[], batch: number, what: string): 
   return [...v];
 }
 
-/** Runs the model and attributes the logit difference at each prompt's position to heads, layers and neurons. */
+/**
+ * Runs the model and attributes the logit difference at each prompt's position to heads, layers and neurons. Logits are
+ * computed at those positions only (`logitPositions`), so a batch costs d_vocab floats per prompt, not per token.
+ */
 export async function directLogitAttribution(model: HookedTransformer, input: ModelInput, opts: DlaOptions): Promise<DlaResult> {
   const { tokens, attentionMask } = model.prepareInput(input, { prependBos: opts.prependBos, attentionMask: opts.attentionMask });
   const names: HookName[] = ['hook_embed', 'hook_pos_embed', 'ln_final.hook_scale', blockHook(model.cfg.n_layers - 1, 'hook_resid_post')];
   for (let l = 0; l < model.cfg.n_layers; l++) {
     names.push(blockHook(l, 'attn.hook_z'), blockHook(l, 'hook_attn_out'), blockHook(l, 'mlp.hook_post'), blockHook(l, 'hook_mlp_out'));
   }
-  const [logits, raw] = await model.runWithCache(tokens, { namesFilter: names, ...(attentionMask ? { attentionMask } : {}) });
-  const cache = withModel(raw, model);
   const pos = tokens[0].length;
   const positions = perPrompt(opts.positions ?? -1, tokens.length, 'positions').map((p) => (p < 0 ? p + pos : p));
+  for (const p of positions) {
+    if (!Number.isInteger(p) || p < 0 || p >= pos) throw new Error(`directLogitAttribution: position ${p} is out of range for ${pos} positions`);
+  }
+  // Logits only where the difference is read: [batch, 1, d_vocab], not [batch, pos, d_vocab].
+  const [logits, raw] = await model.runWithCache(tokens, {
+    namesFilter: names, logitPositions: positions.map((p) => [p]), ...(attentionMask ? { attentionMask } : {}),
+  });
+  const cache = withModel(raw, model);
   const result = dlaFromCache(cache, opts.correct, opts.incorrect, positions);
-  const diffs = logitDiffs(logits, { correct: opts.correct, incorrect: opts.incorrect, positions });
+  const diffs = logitDiffs(logits, { correct: opts.correct, incorrect: opts.incorrect, positions: 0 });
   result.logitDiff = Tensor.from(diffs);
   result.mean.logitDiff = diffs.reduce((a, b) => a + b, 0) / diffs.length;
   return result;

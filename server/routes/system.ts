@@ -1,8 +1,8 @@
-/** GET /api/health (never touches a model thread), GET /api/jobs, DELETE /api/jobs/:id. */
+/** GET /api/health (never touches a model runner), GET /api/jobs, DELETE /api/jobs/:id. */
 import { z } from 'zod';
 import type { Table } from '../csv.ts';
 import { notFound } from '../errors.ts';
-import { RECENT_JOBS, type CancelOutcome, type JobSummary } from '../host/ModelWorker.ts';
+import { RECENT_JOBS, type CancelOutcome, type JobSummary } from '../host/ModelRunner.ts';
 import { defineRoute, type RouteDef } from '../routeTable.ts';
 
 const startedAt = Date.now();
@@ -14,6 +14,12 @@ export const HealthResponse = z.object({
   modelState: z.enum(['ready', 'restarting', 'failed', 'closed']).nullable(),
   loading: z.string().nullable(),
   jobs: z.object({ running: z.number().int(), queued: z.number().int() }),
+  runner: z.object({
+    pid: z.number().int().nullable().describe('process id of the active model\'s runner (null while it restarts)'),
+    rssBytes: z.number().int().nullable().describe('resident memory of the runner after its last job (or after loading)'),
+    restarts: z.number().int().describe('runner restarts since the model was loaded: crashes, kills that stopped a cancelled job, recycling'),
+    lastRestart: z.object({ reason: z.string(), at: z.string() }).nullable(),
+  }).nullable().describe('the active model\'s runner process (null without a model)'),
 });
 type Health = z.infer<typeof HealthResponse>;
 
@@ -49,6 +55,7 @@ export function systemRoutes(): RouteDef[] {
           modelState: active?.state ?? null,
           loading: ctx.host.loading?.name ?? null,
           jobs: { running: jobs.filter((j) => j.state === 'running').length, queued: jobs.filter((j) => j.state === 'queued').length },
+          runner: active?.health ?? null,
         };
         ctx.send(result, (h) => ({ columns: ['key', 'value'], rows: Object.entries(h).map(([k, v]) => [k, typeof v === 'object' && v !== null ? JSON.stringify(v) : v]) }));
       },
@@ -60,7 +67,7 @@ export function systemRoutes(): RouteDef[] {
     }),
     defineRoute({
       method: 'delete', path: '/api/jobs/:id', formats: ['json', 'csv'], response: CancelResponse,
-      summary: 'Cancel a job; answers once it has stopped (a running job stops within cancelGraceMs, by default 1 s). ' +
+      summary: 'Cancel a job; answers once it has stopped (a running job stops within cancelGraceMs, by default 1 s, else its runner process is killed and restarted). ' +
         `A job that has already ended (one of the last ${RECENT_JOBS} of its model) answers how it ended (outcome finished or cancelled, how null); an unknown id is a 404`,
       handler: async (ctx) => {
         const id = String(ctx.req.params.id);

@@ -6,7 +6,7 @@ import { softmaxAt } from '../../hooks/ops/index.ts';
 import type { Tensor } from '../../hooks/tensor.ts';
 import {
   ablationSpecs, detectHead, directLogitAttribution, generateRepeatedTokens, getActPatchAttnHeadOutAllPos, getActPatchAttnHeadOutByPos,
-  getActPatchAttnOut, getActPatchMlpOut, getActPatchResidPre, headAblationSweep, ioiDataset, ioiHeadAttribution, logitLensFromCache,
+  getActPatchAttnOut, getActPatchMlpOut, getActPatchResidPre, headAblationSweep, ioiDataset, logitLensFromCache,
   lossByPosition, logitDiffMetric, normalisedMetric, positionedMetric, withModel, type AblationTargets, type HeadName, type LogitLensResult as LibLogitLens,
   type PositionedMetric,
 } from '../../hooks/analysis/index.ts';
@@ -19,8 +19,9 @@ import type {
   CopyingResult, HeadsDetectRequest, HeadsDetectResult, IoiRequest, IoiResult, LogitLensRequest, LogitLensResult, PatchKind, PatchRequest,
   PatchResult, PositionalRequest, PositionalResult, TopCopiedRequest, TopCopiedResult,
 } from '../schemas.ts';
+import { checkMemory, engineBytesPerToken, F32, rowsPerStep, type MemoryPart } from './budget.ts';
 import { UserError, type JobContext, type JobHandler } from './context.ts';
-import { preparePrompt } from './inference.ts';
+import { checkSize, preparePrompt } from './inference.ts';
 import { nest, range } from './select.ts';
 
 type Grid = number[][];
@@ -63,12 +64,6 @@ function resolvePos(field: string, p: number, pos: number): number {
   const q = p < 0 ? p + pos : p;
   if (q < 0 || q >= pos) throw new UserError(`${field}: position ${p} is out of range for a prompt of ${pos} tokens (allowed ${-pos}..${pos - 1})`);
   return q;
-}
-
-function checkSize(count: number, ctx: JobContext, hint: string): void {
-  if (count > ctx.limits.maxElements) {
-    throw new UserError(`the answer would hold ${count} numbers; the limit is ${ctx.limits.maxElements} (maxElements): ${hint}`);
-  }
 }
 
 function checkSweep(variants: number, pos: number, ctx: JobContext, hint: string): void {
@@ -142,13 +137,23 @@ function ablationSource(model: HookedTransformer, p: { mode: 'zero' | 'mean' | '
 // ───────────────────────────── POST /api/logit-lens ─────────────────────────────
 
 export const logitLens: JobHandler<LogitLensRequest, LogitLensResult> = async (model, p, ctx) => {
-  const { n_layers } = model.cfg;
+  const { n_layers, d_model, d_vocab } = model.cfg;
   const { tokens } = preparePrompt(model, p.prompt, p);
   const targets = (p.targets ?? []).map((t, i) => tokenId(model, `targets[${i}]`, t));
   const pos = tokens[0].length;
   const L = n_layers * (p.inclMid ? 2 : 1) + 1;
-  const k = Math.min(p.topK, model.cfg.d_vocab);
+  const k = Math.min(p.topK, d_vocab);
   checkSize(L * pos * (k * 2 + targets.length * 3), ctx, 'use a shorter prompt, a smaller topK or fewer targets');
+  // The residual streams are cached once; the unembedding runs over a few positions at a time ([L · positions, d_vocab]
+  // logits, kept in JavaScript too when targets are tracked).
+  const positionsPerStep = rowsPerStep(ctx, {
+    fixed: [
+      { what: `cached residual streams ${L} × ${pos} × ${d_model} floats`, bytes: L * pos * d_model * F32 },
+      { what: `onnxruntime working memory for ${pos} tokens`, bytes: pos * engineBytesPerToken(model.cfg, pos) },
+    ],
+    perRow: [{ what: `logits of ${L} residual streams × ${d_vocab} floats per position${targets.length ? ' (×3 with targets)' : ' (×2)'}`, bytes: L * d_vocab * F32 * (targets.length ? 3 : 2) }],
+    rowTokens: L, rows: pos,
+  }, 'use a shorter prompt');
   const names: HookName[] = [];
   for (let l = 0; l < n_layers; l++) {
     names.push(blockHook(l, 'hook_resid_pre'));
@@ -158,33 +163,61 @@ export const logitLens: JobHandler<LogitLensRequest, LogitLensResult> = async (m
   ctx.checkCancelled();
   const [, raw] = await model.runWithCache(tokens, { namesFilter: names, returnType: 'none' });
   const cache = withModel(raw, model);
-  ctx.checkCancelled();
-  // One unembedding for the top tokens and every target.
-  const lens: LibLogitLens = await logitLensFromCache(cache, tokens, { inclMid: p.inclMid, applyLn: p.applyLn, topK: k, targets });
-  const plane = (t: Tensor) => grid(t.reshape([t.shape[0], t.shape[2]])); // [label, 1, pos] → [label][pos]
-  const tracked: LogitLensResult['targets'] = (lens.targets ?? []).map((r, i) => (
-    { token: targets[i], str: strOf(model, targets[i]), prob: plane(r.prob), rank: plane(r.rank), logit: plane(r.logit) }
-  ));
-  ctx.progress(1, 1, 'logit lens');
-  const nL = lens.labels.length;
+  let labels: string[] = [];
   const top: LogitLensResult['top'] = [];
-  for (let l = 0; l < nL; l++) {
-    const row: LogitLensResult['top'][number] = [];
-    for (let q = 0; q < lens.positions.length; q++) {
-      const cands = [];
-      for (let j = 0; j < k; j++) {
-        const at = (l * lens.positions.length + q) * k + j;
-        const token = lens.topTokens.data[at];
-        cands.push({ token, str: strOf(model, token), prob: lens.topProbs.data[at] });
+  const planes = targets.map(() => ({ prob: [] as number[][], rank: [] as number[][], logit: [] as number[][] })); // [label][pos]
+  for (let p0 = 0; p0 < pos; p0 += positionsPerStep) {
+    ctx.checkCancelled();
+    const p1 = Math.min(pos, p0 + positionsPerStep);
+    // One unembedding for the top tokens and every target.
+    const lens: LibLogitLens = await logitLensFromCache(cache, tokens, {
+      inclMid: p.inclMid, applyLn: p.applyLn, topK: k, targets, positions: range(p1 - p0).map((i) => p0 + i),
+    });
+    labels = lens.labels;
+    const P = p1 - p0;
+    for (let l = 0; l < L; l++) {
+      top[l] ??= [];
+      for (let q = 0; q < P; q++) {
+        const cands = [];
+        for (let j = 0; j < k; j++) {
+          const at = (l * P + q) * k + j;
+          const token = lens.topTokens.data[at];
+          cands.push({ token, str: strOf(model, token), prob: lens.topProbs.data[at] });
+        }
+        top[l].push(cands);
       }
-      row.push(cands);
     }
-    top.push(row);
+    (lens.targets ?? []).forEach((r, i) => {
+      for (const key of ['prob', 'rank', 'logit'] as const) {
+        for (let l = 0; l < L; l++) (planes[i][key][l] ??= []).push(...r[key].data.subarray(l * P, (l + 1) * P)); // [label, 1, P]
+      }
+    });
+    ctx.progress(p1, pos, 'positions');
   }
-  return { tokens: tokens[0], strTokens: strTokens(model, tokens[0]), labels: lens.labels, positions: lens.positions, top, targets: tracked };
+  const tracked: LogitLensResult['targets'] = planes.map((pl, i) => ({ token: targets[i], str: strOf(model, targets[i]), ...pl }));
+  return { tokens: tokens[0], strTokens: strTokens(model, tokens[0]), labels, positions: range(pos), top, targets: tracked };
 };
 
 // ───────────────────────────── POST /api/ablate, /api/ablate/sweep ─────────────────────────────
+
+/** Upper bound of the in-graph masks and replacement values of a set of ablations on one prompt ([1, pos, …] per hook). */
+function ablationMaskBytes(model: HookedTransformer, t: AblationTargets, pos: number): number {
+  const { d_model, d_head, n_heads, d_mlp } = model.cfg;
+  const layers = (xs: readonly { layer: number }[] = []) => new Set(xs.map((x) => x.layer)).size;
+  return 2 * F32 * pos * (layers(t.heads) * n_heads * d_head + layers(t.neurons) * d_mlp + layers(t.positions) * d_model);
+}
+
+/** Per variant row of a batched sweep or patching pass: its tokens' working memory and its logits (one position, or all for a loss). */
+function variantRow(model: HookedTransformer, pos: number, positioned: boolean): MemoryPart[] {
+  const V = model.cfg.d_vocab;
+  return [
+    { what: `onnxruntime working memory for ${pos} tokens per variant`, bytes: pos * engineBytesPerToken(model.cfg, pos) },
+    { what: `intervention mask and value per variant`, bytes: 2 * pos * model.cfg.d_model * F32 },
+    positioned
+      ? { what: `logits 1 × ${V} floats per variant`, bytes: V * F32 }
+      : { what: `logits ${pos} × ${V} floats per variant (the loss reads every position)`, bytes: pos * V * F32 },
+  ];
+}
 
 export const ablate: JobHandler<AblateRequest, AblateResult> = async (model, p, ctx) => {
   const { n_layers, n_heads, d_mlp } = model.cfg;
@@ -210,6 +243,11 @@ export const ablate: JobHandler<AblateRequest, AblateResult> = async (model, p, 
     }
   });
   const source = ablationSource(model, p, pos);
+  checkMemory(ctx, [
+    { what: `logits ${pos} × ${model.cfg.d_vocab} floats`, bytes: pos * model.cfg.d_vocab * F32 },
+    { what: `intervention masks and values of ${p.ablations.length} ablations`, bytes: ablationMaskBytes(model, targets, pos) },
+    { what: `onnxruntime working memory for ${pos} tokens`, bytes: pos * engineBytesPerToken(model.cfg, pos) },
+  ], 'use a shorter prompt');
   ctx.checkCancelled();
   const specs = await ablationSpecs(model, tokens, targets, source);
   ctx.progress(1, 3, 'runs');
@@ -233,11 +271,16 @@ export const ablateSweep: JobHandler<AblateSweepRequest, AblateSweepResult> = as
   const heads = layers.flatMap((layer) => range(n_heads).map((head) => ({ layer, head })));
   checkSweep(heads.length, pos, ctx, 'sweep fewer layers or use a shorter prompt');
   const source = ablationSource(model, p, pos);
+  const chunkSize = rowsPerStep(ctx, {
+    fixed: [{ what: `clean logits ${pos} × ${model.cfg.d_vocab} floats`, bytes: pos * model.cfg.d_vocab * F32 }],
+    perRow: variantRow(model, pos, p.metric.kind !== 'loss'),
+    rowTokens: pos, rows: heads.length, requested: p.chunkSize ?? 32,
+  }, 'use a shorter prompt');
   ctx.checkCancelled();
   const clean = metric.fn(await model.forward(tokens));
   ctx.checkCancelled();
   const scores = await headAblationSweep(model, tokens, metric.fn, {
-    ...source, heads, ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}),
+    ...source, heads, chunkSize,
     onProgress: passProgress(ctx, 0, undefined, 'heads'),
   });
   const values = layers.map((l) => range(n_heads).map((h) => scores.get(l, h)));
@@ -274,6 +317,15 @@ export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx
   checkSize(total, ctx, 'ask for fewer kinds or use shorter prompts');
   const metric = buildMetric(model, p.metric, clean);
   const names = [...new Set(kinds.flatMap((k) => range(n_layers).map((l) => blockHook(l, PATCHERS[k].act))))];
+  const V = model.cfg.d_vocab;
+  const chunkSize = rowsPerStep(ctx, {
+    fixed: [
+      { what: `the clean run's cache of ${names.length} hook points × ${pos} × ${model.cfg.d_model} floats`, bytes: names.length * pos * model.cfg.d_model * F32 },
+      { what: `clean and corrupted logits 2 × ${pos} × ${V} floats`, bytes: 2 * pos * V * F32 },
+    ],
+    perRow: variantRow(model, pos, true),
+    rowTokens: pos, rows: Math.max(...kinds.map((k) => sizes[k])), requested: p.chunkSize ?? 32,
+  }, 'use shorter prompts');
   ctx.checkCancelled();
   const [cleanLogits, cache] = await model.runWithCache(clean, { namesFilter: names });
   const cleanValue = metric.fn(cleanLogits);
@@ -290,7 +342,7 @@ export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx
   for (const kind of kinds) {
     ctx.checkCancelled();
     const t = await PATCHERS[kind].fn(model, corrupted, cache, normalised, {
-      ...(p.chunkSize ? { chunkSize: p.chunkSize } : {}),
+      chunkSize,
       onProgress: passProgress(ctx, done, total, kind),
     });
     done += sizes[kind];
@@ -320,6 +372,12 @@ export const headsDetect: JobHandler<HeadsDetectRequest, HeadsDetectResult> = as
   const kinds = [...new Set(p.kinds)];
   const steps = kinds.length + (p.repeated ? 1 : 0);
   const patterns = range(n_layers).map((l) => blockHook(l, 'attn.hook_pattern'));
+  const rows = tokens.length;
+  checkMemory(ctx, [
+    { what: `cached patterns ${n_layers} layers × ${rows} × ${n_heads} heads × ${n}² floats`, bytes: n_layers * rows * n_heads * n * n * F32 },
+    { what: `onnxruntime working memory for ${rows * n} tokens`, bytes: rows * n * engineBytesPerToken(model.cfg, n) },
+    ...(p.repeated ? [{ what: `logits for the loss ${rows} × ${n} × ${model.cfg.d_vocab} floats`, bytes: rows * n * model.cfg.d_vocab * F32 }] : []),
+  ], p.repeated ? 'use a smaller repeated.batch or seqLen' : 'use a shorter prompt');
   ctx.checkCancelled();
   // One sequence: one run, its cache shared by every kind. Several: detectHead averages over them.
   const cache = tokens.length === 1 ? (await model.runWithCache(tokens, { namesFilter: patterns, returnType: 'none' }))[1] : undefined;
@@ -352,13 +410,19 @@ export const headsDetect: JobHandler<HeadsDetectRequest, HeadsDetectResult> = as
 
 // ───────────────────────────── POST /api/ioi ─────────────────────────────
 
+/** The hook points directLogitAttribution caches, in floats per token. */
+function dlaFloatsPerToken(model: HookedTransformer): number {
+  const { n_layers, d_model, d_mlp } = model.cfg;
+  return 3 * d_model + 1 + n_layers * (3 * d_model + d_mlp); // embeds, ln_final scale, last resid_post; z, attn_out, mlp post, mlp_out
+}
+
 export const ioi: JobHandler<IoiRequest, IoiResult> = async (model, p, ctx) => {
-  const { n_layers, n_heads, n_ctx } = model.cfg;
+  const { n_layers, n_heads, n_ctx, d_vocab } = model.cfg;
   const tok = model.tokenizer;
   if (!tok) throw new UserError('this model was loaded without tokenizer files; /api/ioi needs a tokenizer');
   const prependBos = p.prependBos ?? model.cfg.default_prepend_bos;
   let prompts: { text: string; io: string; s: string }[];
-  let dla;
+  let ds: { tokens: number[][]; attentionMask: number[][]; ioTokens: number[]; sTokens: number[]; endPos: number[] };
   ctx.checkCancelled();
   if (p.prompts) {
     prompts = p.prompts;
@@ -372,23 +436,51 @@ export const ioi: JobHandler<IoiRequest, IoiResult> = async (model, p, ctx) => {
     const { tokens, attentionMask } = tok.toTokens(prompts.map((q) => q.text), { prependBos, paddingSide: 'right' });
     if (tokens[0].length > n_ctx) throw new UserError(`prompts: the longest prompt has ${tokens[0].length} tokens; the model's context is n_ctx = ${n_ctx}`);
     const endPos = attentionMask.map((row) => row.reduce((a, b) => a + b, 0) - 1);
-    const padded = attentionMask.some((r) => r.some((m) => m === 0));
-    // What ioiHeadAttribution does for a generated dataset, on the given prompts.
-    dla = await directLogitAttribution(model, tokens, { correct: ioTokens, incorrect: sTokens, positions: endPos, ...(padded ? { attentionMask } : {}) });
+    ds = { tokens, attentionMask, ioTokens, sTokens, endPos };
   } else {
-    const ds = userCall('n', () => ioiDataset(tok, { n: p.n, seed: p.seed, order: p.order === 'both' ? 'mixed' : p.order, prependBos }));
-    prompts = ds.prompts.map((q) => ({ text: q.prompt, io: q.io, s: q.s }));
-    dla = await ioiHeadAttribution(model, ds);
+    const gen = userCall('n', () => ioiDataset(tok, { n: p.n, seed: p.seed, order: p.order === 'both' ? 'mixed' : p.order, prependBos }));
+    prompts = gen.prompts.map((q) => ({ text: q.prompt, io: q.io, s: q.s }));
+    ds = gen;
   }
-  ctx.progress(1, 1, 'prompts');
-  const diffs = Array.from(dla.logitDiff.data);
+  // What ioiHeadAttribution does, a few prompts at a time: the logit difference is read at each prompt's last token
+  // only (logits [rows, 1, d_vocab]), and each step caches what the attribution needs for its prompts alone.
+  const n = ds.tokens.length;
+  const pos = ds.tokens[0].length;
+  const step = rowsPerStep(ctx, {
+    fixed: [],
+    perRow: [
+      { what: `cached activations for attribution, ${pos} tokens × ${dlaFloatsPerToken(model)} floats per prompt`, bytes: pos * dlaFloatsPerToken(model) * F32 },
+      { what: `onnxruntime working memory for ${pos} tokens per prompt`, bytes: pos * engineBytesPerToken(model.cfg, pos) },
+      { what: `logits 1 × ${d_vocab} floats per prompt`, bytes: d_vocab * F32 },
+    ],
+    rowTokens: pos, rows: n,
+  }, 'use shorter prompts');
+  const diffs: number[] = [];
+  const headSum = new Float64Array(n_layers * n_heads);
+  for (let b0 = 0; b0 < n; b0 += step) {
+    ctx.checkCancelled();
+    const b1 = Math.min(n, b0 + step);
+    const rows = range(b1 - b0).map((i) => b0 + i);
+    const len = Math.max(...rows.map((b) => ds.endPos[b])) + 1; // right-padded: this step's longest prompt
+    const mask = rows.map((b) => ds.attentionMask[b].slice(0, len));
+    const padded = mask.some((r) => r.some((m) => m === 0));
+    const dla = await directLogitAttribution(model, rows.map((b) => ds.tokens[b].slice(0, len)), {
+      correct: rows.map((b) => ds.ioTokens[b]), incorrect: rows.map((b) => ds.sTokens[b]), positions: rows.map((b) => ds.endPos[b]),
+      ...(padded ? { attentionMask: mask } : {}),
+    });
+    diffs.push(...dla.logitDiff.data);
+    const heads = dla.heads.data; // [rows, n_layers, n_heads]
+    for (let r = 0; r < rows.length; r++) for (let i = 0; i < headSum.length; i++) headSum[i] += heads[r * headSum.length + i];
+    ctx.progress(b1, n, 'prompts');
+  }
+  const headMean = Float32Array.from(headSum, (v) => v / n);
   return {
     prompts: prompts.map((q, i) => ({ text: q.text, io: q.io, s: q.s, logitDiff: diffs[i] })),
-    meanLogitDiff: dla.mean.logitDiff,
-    accuracy: diffs.filter((d) => d > 0).length / diffs.length,
+    meanLogitDiff: diffs.reduce((a, b) => a + b, 0) / n,
+    accuracy: diffs.filter((d) => d > 0).length / n,
     layers: range(n_layers),
     heads: range(n_heads),
-    headAttribution: grid(dla.mean.heads),
+    headAttribution: nest(headMean, [n_layers, n_heads]) as number[][],
   };
 };
 

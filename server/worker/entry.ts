@@ -1,4 +1,7 @@
-/** The model worker thread: loads one model, then runs jobs one at a time, posting progress, results and typed errors. */
+/**
+ * The model thread of a runner process (server/runner/main.ts): loads one model, then runs jobs one at a time, posting
+ * progress, results and typed errors; `gc` (after each job) collects garbage so the runner can measure what it keeps.
+ */
 import { parentPort, workerData } from 'node:worker_threads';
 import { HookedTransformer } from '../../hooks/HookedTransformer.ts';
 import { HubHttpError } from '../../hooks/loading/hubHttp.ts';
@@ -90,6 +93,15 @@ async function runJob(seq: number, kind: string, payload: unknown): Promise<void
 
 // Messages are handled strictly one after another (the host sends one job at a time, this keeps it so).
 let chain: Promise<void> = Promise.resolve();
+function collectGarbage(): void {
+  (globalThis as { gc?: () => void }).gc?.(); // exposed by the runner's --expose-gc
+  post({ type: 'gcDone' });
+}
+
 port.on('message', (msg: ToWorker) => {
-  chain = chain.then(() => (msg.type === 'load' ? load(msg.source, msg.options) : runJob(msg.seq, msg.kind, msg.payload)));
+  chain = chain.then(() => {
+    if (msg.type === 'load') return load(msg.source, msg.options);
+    if (msg.type === 'gc') return collectGarbage();
+    return runJob(msg.seq, msg.kind, msg.payload);
+  });
 });

@@ -6,6 +6,7 @@ import type { Tensor } from '../../hooks/tensor.ts';
 import type {
   ActivationsRequest, ActivationsResult, AttentionRequest, AttentionResult, ForwardRequest, ForwardResult, TokenizeRequest, TokenizeResult,
 } from '../schemas.ts';
+import { checkAnswerBytes, checkMemory, engineBytesPerToken, F32, JSON_BYTES_PER_NUMBER, rowsPerStep } from './budget.ts';
 import { UserError, type JobContext, type JobHandler } from './context.ts';
 import { gather, nest, range, resolveSelection } from './select.ts';
 
@@ -75,15 +76,26 @@ export const forward: JobHandler<ForwardRequest, ForwardResult> = async (model, 
   const batch = tokens.length;
   const pos = tokens[0].length;
   const k = Math.min(p.topK, model.cfg.d_vocab);
-  const rowsPerStep = Math.max(1, Math.floor(ctx.limits.tokensPerStep / pos));
+  // ≈ 75 bytes per candidate ({"token":12345,"str":" word","prob":0.0123…,"logit":-1.234…}) and 20 per loss.
+  checkAnswerBytes(ctx, batch * pos * (k * 75 + JSON_BYTES_PER_NUMBER), `${batch} prompts × ${pos} positions × top ${k}`,
+    'ask for a smaller topK, fewer prompts or shorter ones');
+  const V = model.cfg.d_vocab;
+  const step = rowsPerStep(ctx, {
+    fixed: [],
+    perRow: [
+      { what: `logits and log-probabilities ${pos} × ${V} floats ×2 per prompt`, bytes: 2 * pos * V * F32 },
+      { what: `onnxruntime working memory for ${pos} tokens`, bytes: pos * engineBytesPerToken(model.cfg, pos) },
+    ],
+    rowTokens: pos, rows: batch, requested: Math.max(1, Math.floor(ctx.limits.tokensPerStep / pos)),
+  }, 'use shorter prompts');
   const top: ForwardResult['top'] = [];
   const lossPerToken: ForwardResult['lossPerToken'] = [];
   let sum = 0;
   let count = 0;
-  for (let b0 = 0; b0 < batch; b0 += rowsPerStep) {
+  for (let b0 = 0; b0 < batch; b0 += step) {
     ctx.checkCancelled();
-    const rows = tokens.slice(b0, b0 + rowsPerStep);
-    const mask = attentionMask?.slice(b0, b0 + rowsPerStep);
+    const rows = tokens.slice(b0, b0 + step);
+    const mask = attentionMask?.slice(b0, b0 + step);
     let logits: Tensor;
     if (pos >= 2) {
       const out = await model.forward(rows, { returnType: 'both', lossPerToken: true, attentionMask: mask });
@@ -125,10 +137,12 @@ function checkRange(field: string, values: readonly number[], n: number, what: s
   });
 }
 
-function checkSize(count: number, ctx: JobContext, hint: string): void {
+/** Refuses an answer of more than maxElements numbers, or more than maxResponseBytes of JSON. */
+export function checkSize(count: number, ctx: JobContext, hint: string): void {
   if (count > ctx.limits.maxElements) {
     throw new UserError(`the answer would hold ${count} numbers; the limit is ${ctx.limits.maxElements} (maxElements): ${hint}`);
   }
+  checkAnswerBytes(ctx, count * JSON_BYTES_PER_NUMBER, `${count} numbers`, hint);
 }
 
 export const attention: JobHandler<AttentionRequest, AttentionResult> = async (model, p, ctx) => {
@@ -140,6 +154,10 @@ export const attention: JobHandler<AttentionRequest, AttentionResult> = async (m
   const { tokens } = preparePrompt(model, p.prompt, p);
   const pos = tokens[0].length;
   checkSize(layers.length * heads.length * pos * pos * (p.scores ? 2 : 1), ctx, 'ask for fewer layers or heads, or a shorter prompt');
+  checkMemory(ctx, [
+    { what: `cached patterns${p.scores ? ' and scores' : ''} of ${layers.length} layers × ${n_heads} heads × ${pos}² floats`, bytes: layers.length * n_heads * pos * pos * F32 * (p.scores ? 2 : 1) },
+    { what: `onnxruntime working memory for ${pos} tokens`, bytes: pos * engineBytesPerToken(model.cfg, pos) },
+  ], 'ask for fewer layers or a shorter prompt');
   const names = layers.flatMap((l) => [
     blockHook(l, 'attn.hook_pattern'),
     ...(p.scores ? [blockHook(l, 'attn.hook_attn_scores')] : []),
@@ -170,6 +188,11 @@ export const activations: JobHandler<ActivationsRequest, ActivationsResult> = as
   const fullShape = hookShape(info, model.cfg, tokens.length, tokens[0].length);
   const sel = resolveSelection(`hook ${info.name}`, info.dims, fullShape, p.select ?? {});
   checkSize(sel.count, ctx, `narrow the slice with select (hook shape [${fullShape.join(', ')}], dims ${info.dims.join(', ')})`);
+  const tokenCount = tokens.length * tokens[0].length;
+  checkMemory(ctx, [
+    { what: `the cached ${info.name} [${fullShape.join(', ')}]`, bytes: fullShape.reduce((a, b) => a * b, 1) * F32 },
+    { what: `onnxruntime working memory for ${tokenCount} tokens`, bytes: tokenCount * engineBytesPerToken(model.cfg, tokens[0].length) },
+  ], 'use fewer or shorter prompts');
   ctx.checkCancelled();
   const [, cache] = await model.runWithCache(tokens, { returnType: 'none', namesFilter: [info.name], attentionMask });
   const values = nest(gather(cache.get(info.name), sel.perDim), sel.shape);

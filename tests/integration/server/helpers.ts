@@ -41,7 +41,7 @@ export interface TestServer {
  * Starts the real app on 127.0.0.1:0 with `tiny` (a random checkpoint) loaded from a temporary package-models root;
  * with `packageRoot`, that root is used as is and `input.model` is loaded from it.
  */
-export async function startServer(input: Partial<ServerConfigInput> = {}, opts: { packageRoot?: string } = {}): Promise<TestServer> {
+export async function startServer(input: Partial<ServerConfigInput> = {}, opts: { packageRoot?: string; log?: pino.Logger } = {}): Promise<TestServer> {
   const tmp = await mkdtemp(join(tmpdir(), 'lensboard-server-'));
   const packageRoot = opts.packageRoot ?? join(tmp, 'models');
   const extraRoot = join(tmp, 'extra');
@@ -54,9 +54,10 @@ export async function startServer(input: Partial<ServerConfigInput> = {}, opts: 
     model: 'tiny', port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'),
     ...input, modelRoots: [extraRoot, ...(input.modelRoots ?? [])],
   });
-  const host = await ModelHost.create(config, packageRoot);
+  const log = opts.log ?? pino({ level: 'silent' });
+  const host = await ModelHost.create(config, packageRoot, log);
   await host.load(await host.resolve(config.model), { name: config.model, processing: { foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true } });
-  const app = createApp(config, host, { log: pino({ level: 'silent' }) });
+  const app = createApp(config, host, { log });
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });

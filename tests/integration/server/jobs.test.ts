@@ -1,4 +1,4 @@
-/** Jobs under load: 100 concurrent mixed requests, /api/health within 100 ms during a long job, cancel (DELETE or disconnect) within 1 s, a stuck job's worker terminated and restarted. */
+/** Jobs under load: 100 concurrent mixed requests, /api/health within 100 ms during a long job, cancel (DELETE or disconnect) within 1 s, a stuck job's runner killed and restarted. */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PROCESSING } from '../../../hooks/config.ts';
@@ -8,7 +8,8 @@ import { Rng } from '../../../hooks/random.ts';
 import type { Tensor } from '../../../hooks/tensor.ts';
 import { LimitsSchema } from '../../../server/config.ts';
 import { CancelledError } from '../../../server/errors.ts';
-import { ModelWorker } from '../../../server/host/ModelWorker.ts';
+import { ModelRunner } from '../../../server/host/ModelRunner.ts';
+import pino from 'pino';
 import { get, maxAbsDiff, post, startServer, type JsonAnswer, type TestServer } from './helpers.ts';
 
 let srv: TestServer;
@@ -189,10 +190,14 @@ describe('long jobs', () => {
 });
 
 describe('a job that does not check the cancel flag', () => {
-  it('is stopped by terminating its worker after cancelGraceMs; the model is restarted and answers correctly', async () => {
+  it('is stopped by killing its runner process after cancelGraceMs; the runner is restarted and answers correctly', async () => {
     const limits = LimitsSchema.parse({ cancelGraceMs: 20, maxBatch: 1000 });
     const source = { kind: 'dir' as const, name: 'tiny', dir: join(srv.packageRoot, 'tiny'), root: srv.packageRoot };
-    const worker = await ModelWorker.start(source, { device: 'cpu', threads: 1, processing: { ...DEFAULT_PROCESSING }, offline: true }, limits);
+    const worker = await ModelRunner.start(
+      { source, options: { device: 'cpu', roots: srv.host.roots, threads: 1, processing: { ...DEFAULT_PROCESSING }, offline: true }, limits },
+      { log: pino({ level: 'silent' }), recycleRssBytes: 2 ** 30 },
+    );
+    const pid = worker.health.pid;
     try {
       // tokenizing ~1.2 MB of text is one long synchronous step with no cancel check in it
       const job = worker.submit('tokenize', { text: 'lorem ipsum '.repeat(100_000) });
@@ -203,11 +208,12 @@ describe('a job that does not check the cancel flag', () => {
       expect(outcome).toMatchObject({ outcome: 'cancelled', how: 'terminated' });
       expect(outcome.stoppedInMs).toBeLessThan(1000);
       await expect(job.result).rejects.toBeInstanceOf(CancelledError);
-      expect(worker.state).toBe('restarting');
-      const r = await after.result; // runs on the restarted worker
+      const r = await after.result; // runs on the restarted runner
       const logits = await ref.forward([50256, 7, 8]);
       r.top[0].forEach((c, p) => expect(c[0].token).toBe(logits.index(0, 0).index(0, p).argmax().item()));
       expect(worker.state).toBe('ready');
+      expect(worker.health).toMatchObject({ restarts: 1, lastRestart: { reason: expect.stringContaining(`killed to stop job ${job.id}`) } });
+      expect(worker.health.pid).not.toBe(pid);
     } finally {
       await worker.close();
     }

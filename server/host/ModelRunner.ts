@@ -74,6 +74,8 @@ export interface RunnerHealth {
   /** Runner restarts since the model was loaded (crashes, kills to stop a job, recycling). */
   restarts: number;
   lastRestart: { reason: string; at: string } | null;
+  /** The runner's RSS before, at the peak of and after its last job (bytes; peak null where not measurable). */
+  lastJob: JobMemory | null;
 }
 
 interface Job {
@@ -118,6 +120,7 @@ export class ModelRunner {
   private restarts = 0;
   private lastRestart: RunnerHealth['lastRestart'] = null;
   private lastRss: number;
+  private lastJob: JobMemory | null = null;
   /** Mean duration of recent jobs (ms), for Retry-After. */
   private meanJobMs = 1000;
   private readonly log: Logger;
@@ -163,7 +166,10 @@ export class ModelRunner {
   }
 
   get health(): RunnerHealth {
-    return { pid: this.runner?.alive ? this.runner.pid : null, rssBytes: this.lastRss, restarts: this.restarts, lastRestart: this.lastRestart };
+    return {
+      pid: this.runner?.alive ? this.runner.pid : null, rssBytes: this.lastRss, restarts: this.restarts, lastRestart: this.lastRestart,
+      lastJob: this.lastJob,
+    };
   }
 
   /** Queues a job; its result promise rejects with HttpError (4xx from the request, 5xx on faults) or CancelledError. */
@@ -213,7 +219,7 @@ export class ModelRunner {
     if (qi >= 0) {
       const [job] = this.queue.splice(qi, 1);
       this.remember(id, 'cancelled');
-      this.log.info({ jobId: id, endpoint: job.endpoint, waitedMs: start - job.createdAt.getTime(), how: 'dequeued' }, 'job cancelled');
+      this.log.info({ ...this.timing(job), how: 'dequeued' }, 'job cancelled');
       job.reject(new CancelledError(id));
       return Promise.resolve({ id, outcome: 'cancelled', how: 'dequeued', stoppedInMs: Date.now() - start });
     }
@@ -242,7 +248,7 @@ export class ModelRunner {
     this.closed = true; // from here on: no new jobs, no restarts
     for (const j of this.queue.splice(0)) {
       this.remember(j.id, 'cancelled');
-      this.log.info({ jobId: j.id, endpoint: j.endpoint, waitedMs: Date.now() - j.createdAt.getTime(), how: 'dequeued', reason }, 'job cancelled');
+      this.log.info({ ...this.timing(j), how: 'dequeued', reason }, 'job cancelled');
       j.reject(new CancelledError(j.id, reason));
     }
     if (this.running) await this.cancel(this.running.id);
@@ -282,10 +288,9 @@ export class ModelRunner {
   private finish(job: Job, outcome: 'result' | 'error' | 'cancelled', value: unknown, how: CancelOutcome['how'] = 'flag'): void {
     if (this.running !== job) return;
     this.running = null;
-    const ms = Date.now() - (job.startedAt ?? job.createdAt).getTime();
-    this.meanJobMs = 0.8 * this.meanJobMs + 0.2 * ms;
+    const where = this.timing(job);
+    if (where.ranMs !== null && outcome !== 'cancelled') this.meanJobMs = 0.8 * this.meanJobMs + 0.2 * where.ranMs;
     this.remember(job.id, outcome === 'cancelled' ? 'cancelled' : 'finished');
-    const where = { jobId: job.id, endpoint: job.endpoint, durationMs: ms };
     if (job.cancel) {
       clearTimeout(job.cancel.timer);
       const o: CancelOutcome = {
@@ -328,6 +333,7 @@ export class ModelRunner {
   private onIdle(memory: JobMemory): void {
     this.awaitingIdle = null;
     this.lastRss = memory.after;
+    this.lastJob = memory;
     const runner = this.runner!;
     const kept = memory.after - runner.loadedRss;
     const mib = (b: number) => Math.round(b / 2 ** 20);
@@ -346,7 +352,7 @@ export class ModelRunner {
     const runner = this.runner;
     if (!runner) return this.finish(job, 'cancelled', null, 'terminated');
     const graceMs = this.spec.limits.cancelGraceMs;
-    this.log.warn({ jobId: job.id, endpoint: job.endpoint, pid: runner.pid, graceMs }, 'runner killed: a cancelled job was still running after the grace period');
+    this.log.warn({ ...this.timing(job), pid: runner.pid, graceMs }, 'runner killed: a cancelled job was still running after the grace period');
     this.finish(job, 'cancelled', null, 'terminated');
     runner.kill(`killed to stop job ${job.id} (${job.endpoint}), still running ${graceMs} ms after it was cancelled`);
   }
@@ -362,7 +368,7 @@ export class ModelRunner {
     }
     if (job) {
       this.running = null;
-      const where = { jobId: job.id, endpoint: job.endpoint, durationMs: Date.now() - job.startedAt!.getTime() };
+      const where = this.timing(job);
       if (job.attempts < MAX_ATTEMPTS) {
         this.log.warn({ ...where, pid: runner.pid, reason }, 'the runner died under a job; the job runs again on the restarted runner');
         job.state = 'queued';
@@ -405,13 +411,19 @@ export class ModelRunner {
       this.failure = new Error(`its runner could not be restarted (${this.redact(lastError!.message)})`);
       for (const j of this.queue.splice(0)) {
         this.remember(j.id, 'finished');
-        this.log.error({ jobId: j.id, endpoint: j.endpoint }, 'job failed: the model runner could not be restarted');
+        this.log.error(this.timing(j), 'job failed: the model runner could not be restarted');
         j.reject(unavailable(`model ${this.name} is not available: ${this.failure.message}`));
       }
     })().finally(() => {
       this.restarting = null;
       this.pump();
     });
+  }
+
+  /** What every job log line carries: id, endpoint, time since it was submitted and since it (last) started running. */
+  private timing(job: Job): { jobId: string; endpoint: string; durationMs: number; ranMs: number | null } {
+    const now = Date.now();
+    return { jobId: job.id, endpoint: job.endpoint, durationMs: now - job.createdAt.getTime(), ranMs: job.startedAt ? now - job.startedAt.getTime() : null };
   }
 
   private redact(message: string): string {

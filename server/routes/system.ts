@@ -19,6 +19,8 @@ export const HealthResponse = z.object({
     rssBytes: z.number().int().nullable().describe('resident memory of the runner after its last job (or after loading)'),
     restarts: z.number().int().describe('runner restarts since the model was loaded: crashes, kills that stopped a cancelled job, recycling'),
     lastRestart: z.object({ reason: z.string(), at: z.string() }).nullable(),
+    lastJob: z.object({ before: z.number().int(), peak: z.number().int().nullable(), after: z.number().int() }).nullable()
+      .describe('the runner\'s RSS (bytes) before, at the peak of and after its last job (after a full garbage collection)'),
   }).nullable().describe('the active model\'s runner process (null without a model)'),
 });
 type Health = z.infer<typeof HealthResponse>;

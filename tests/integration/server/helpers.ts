@@ -73,6 +73,13 @@ export async function startServer(input: Partial<ServerConfigInput> = {}, opts: 
   };
 }
 
+/** A pino logger whose JSON lines are kept (parsed) in `lines`, for tests that check what the server logs. */
+export function captureLog(level: pino.Level = 'info'): { log: pino.Logger; lines: Record<string, any>[] } {
+  const lines: Record<string, any>[] = [];
+  const log = pino({ level }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+  return { log, lines };
+}
+
 export interface JsonAnswer<T = any> {
   status: number;
   body: T;

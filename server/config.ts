@@ -38,7 +38,7 @@ export const LimitsSchema = z.strictObject({
    * step. Large jobs are cut into steps that fit; one whose smallest step does not fit is refused with a 400 stating
    * the estimate and this budget.
    */
-  maxJobMemoryBytes: z.number().int().min(16 * MiB).default(DEFAULT_JOB_MEMORY_BYTES),
+  maxJobMemoryBytes: z.number().int().min(128 * MiB).default(DEFAULT_JOB_MEMORY_BYTES),
   /** Largest answer (bytes of JSON) a job may return; larger ones are refused with a 400 saying how to narrow the request. */
   maxResponseBytes: z.number().int().min(64 * 1024).default(16 * MiB),
   /** Largest sweep (/api/ablate/sweep, /api/patch): forward-pass variants × prompt tokens. */

@@ -4,21 +4,31 @@
  * (prompts, variants, positions) gets steps that fit `maxJobMemoryBytes`, and one whose smallest step does not fit is
  * refused with a 400 stating the estimate and the budget. Answers are bounded the same way by `maxResponseBytes`.
  *
- * The working-memory model (engineBytesPerToken) was calibrated against measured peak RSS: the embedded model
- * (3 × 128, 256 prompts of 114 tokens: 18–35 KB per token measured, 22 KB estimated) and GPT-2 small's shape
- * (README benchmarks: ~270 KB per token at 128 positions, 227 KB estimated), so it is the right size, not a bound.
+ * The model was calibrated against the runner's measured peak RSS (VmHWM above its RSS when the job started). On the
+ * embedded model (3 × 128) the 132 KB IOI request's steps peaked at 67–98 MiB (8 prompts), 149–203 MiB (32) and
+ * 181–248 MiB (41): lumpy, as onnxruntime's arena grows by powers of two; estimated: JOB_OVERHEAD 96 MiB + 12 KB of
+ * cache + 44 KB of working memory per token (6.4 MiB per prompt). GPT-2 small's shape: ~270 KB per token measured at
+ * 128 positions (README benchmarks), 454 KB estimated. An estimate is meant as an upper bound of the peak.
  */
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
 import { UserError, type JobContext } from './context.ts';
 
 export const F32 = 4;
+/**
+ * What any job adds whatever its size: onnxruntime's arenas and session buffers grown for a new shape, and the
+ * JavaScript heap's garbage before a collection (60–100 MiB measured on the embedded model's IOI steps).
+ */
+export const JOB_OVERHEAD: MemoryPart = { what: 'onnxruntime arenas and JavaScript heap growth of a job', bytes: 96 * 2 ** 20 };
 /** Bytes of JSON per number in an answer (a float32 printed as a double: "-0.12345678359270096,"). */
 export const JSON_BYTES_PER_NUMBER = 20;
 
-/** onnxruntime's working memory per token of a pass over `pos` positions: residual copies, QKV, MLP, attention rows. */
+/**
+ * onnxruntime's working memory per token of a pass over `pos` positions (residual copies, QKV, MLP, attention rows),
+ * doubled: its arena grows by powers of two, and measured peaks of equal steps vary by up to that much.
+ */
 export function engineBytesPerToken(cfg: HookedTransformerConfig, pos: number): number {
   const { n_layers: L, d_model: D, d_mlp, n_heads } = cfg;
-  return F32 * (4 * L * D + 8 * D + 3 * d_mlp + 3 * n_heads * pos);
+  return 2 * F32 * (4 * L * D + 8 * D + 3 * d_mlp + 3 * n_heads * pos);
 }
 
 export function formatBytes(b: number): string {
@@ -27,7 +37,7 @@ export function formatBytes(b: number): string {
   return `${Math.ceil(b / 1024)} KiB`;
 }
 
-/** One term of an estimate: what it is and its bytes ("logits 256 × 1 × 50257 floats"). */
+/** A job's memory estimate, term by term. */
 export interface MemoryPart {
   what: string;
   bytes: number;
@@ -45,10 +55,11 @@ function refuse(ctx: JobContext, parts: readonly MemoryPart[], scope: string, hi
   );
 }
 
-/** Refuses the job when its (single-step) estimate is over the budget. */
+/** Refuses the job when its (single-step) estimate, JOB_OVERHEAD included, is over the budget. */
 export function checkMemory(ctx: JobContext, parts: readonly MemoryPart[], hint: string): void {
-  const total = parts.reduce((a, p) => a + p.bytes, 0);
-  if (total > ctx.limits.maxJobMemoryBytes) refuse(ctx, parts, 'at once', hint);
+  const all = [...parts, JOB_OVERHEAD];
+  const total = all.reduce((a, p) => a + p.bytes, 0);
+  if (total > ctx.limits.maxJobMemoryBytes) refuse(ctx, all, 'at once', hint);
 }
 
 export interface StepPlan {
@@ -69,10 +80,11 @@ export interface StepPlan {
  * not fit, the job is refused with the estimate for one row.
  */
 export function rowsPerStep(ctx: JobContext, plan: StepPlan, hint: string): number {
-  const fixed = plan.fixed.reduce((a, p) => a + p.bytes, 0);
+  const fixedParts = [...plan.fixed, JOB_OVERHEAD];
+  const fixed = fixedParts.reduce((a, p) => a + p.bytes, 0);
   const row = plan.perRow.reduce((a, p) => a + p.bytes, 0);
   const byMemory = row > 0 ? Math.floor((ctx.limits.maxJobMemoryBytes - fixed) / row) : plan.rows;
-  if (byMemory < 1) refuse(ctx, [...plan.fixed, ...plan.perRow], 'for its smallest step (one row)', hint);
+  if (byMemory < 1) refuse(ctx, [...fixedParts, ...plan.perRow], 'for its smallest step (one row)', hint);
   const byTime = Math.max(1, Math.floor(ctx.limits.tokensPerPass / Math.max(1, plan.rowTokens)));
   return Math.max(1, Math.min(byMemory, byTime, plan.rows, plan.requested ?? Infinity));
 }

@@ -4,7 +4,6 @@
  * and run ablations and patching inside the graph.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ActivationCache, tokensToResidualDirections, type TokenSpec } from './ActivationCache.ts';
 import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type ProcessingFlags } from './config.ts';
@@ -17,6 +16,8 @@ import { materializeInterventions, type InterventionSpec } from './interventions
 import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
 import { nextTokenLoss } from './ops/index.ts';
+import { readJsonFile, type FileAccess } from './loading/modelFiles.ts';
+import { EMBEDDED_MODEL_DIR } from './loading/modelNames.ts';
 import { processWeights } from './processing.ts';
 import { allCompositionScores, OV, QK, type CompositionMode, type CompositionOptions, type FactoredMatrix } from './circuits/index.ts';
 import { Tensor } from './tensor.ts';
@@ -118,18 +119,18 @@ export interface ModelOptions {
  * Reads the `induction_pool` of a checkpoint's optional `training_vocab.json` (written by Lensboard's
  * trainer): the tokens the model saw often in training. Null when the file is absent.
  */
-async function readRandomTokenPool(dir: string, d_vocab: number): Promise<number[] | null> {
+async function readRandomTokenPool(dir: string, d_vocab: number, access: FileAccess): Promise<number[] | null> {
   const path = join(dir, 'training_vocab.json');
   if (!existsSync(path)) return null;
-  const parsed = JSON.parse(await readFile(path, 'utf8')) as { induction_pool?: unknown };
-  const pool = parsed.induction_pool;
+  const parsed = (await readJsonFile(path, access)) as { induction_pool?: unknown } | null;
+  const pool = parsed?.induction_pool;
   if (!Array.isArray(pool) || pool.length === 0 || pool.some((t) => !Number.isInteger(t) || t < 0 || t >= d_vocab)) {
     throw new Error(`${path}: induction_pool must be a non-empty list of token ids in [0, ${d_vocab})`);
   }
   return pool as number[];
 }
 
-export interface FromPretrainedOptions extends ModelOptions, HubOptions, Partial<ProcessingFlags> {
+export interface FromPretrainedOptions extends ModelOptions, HubOptions, Partial<ProcessingFlags>, FileAccess {
   /** Use this tokenizer instead of the checkpoint's tokenizer files. */
   tokenizer?: Gpt2Tokenizer;
 }
@@ -181,9 +182,10 @@ export class HookedTransformer {
   /**
    * Loads GPT-2 by name (`gpt2`, `gpt2-medium`, `gpt2-large`, `gpt2-xl`, `distilgpt2`, `gpt2-small`, …),
    * by hub repo id, or from a local directory, and applies TransformerLens's default weight processing
-   * (foldLn, centerWritingWeights, centerUnembed, foldValueBiases) unless switched off.
+   * (foldLn, centerWritingWeights, centerUnembed, foldValueBiases) unless switched off. With no name: the embedded
+   * model Lensboard ships (models/embedded). `allowedRoots` confines every file read to those directories.
    */
-  static async fromPretrained(nameOrPath: string, options: FromPretrainedOptions = {}): Promise<HookedTransformer> {
+  static async fromPretrained(nameOrPath: string = EMBEDDED_MODEL_DIR, options: FromPretrainedOptions = {}): Promise<HookedTransformer> {
     const { cfg, weights, dir } = await loadGpt2(nameOrPath, options);
     const flags: ProcessingFlags = {
       foldLn: options.foldLn ?? DEFAULT_PROCESSING.foldLn,
@@ -191,16 +193,16 @@ export class HookedTransformer {
       centerUnembed: options.centerUnembed ?? DEFAULT_PROCESSING.centerUnembed,
       foldValueBiases: options.foldValueBiases ?? DEFAULT_PROCESSING.foldValueBiases,
     };
-    const randomTokenPool = options.randomTokenPool ?? (await readRandomTokenPool(dir, cfg.d_vocab)) ?? undefined;
+    const randomTokenPool = options.randomTokenPool ?? (await readRandomTokenPool(dir, cfg.d_vocab, options)) ?? undefined;
     const tokenizer =
       options.tokenizer ?? (existsSync(join(dir, 'tokenizer.json')) && existsSync(join(dir, 'tokenizer_config.json'))
-        ? await Gpt2Tokenizer.fromDir(dir)
+        ? await Gpt2Tokenizer.fromDir(dir, options)
         : null);
     return HookedTransformer.fromWeights(cfg, weights, { ...options, ...flags, tokenizer: tokenizer ?? undefined, randomTokenPool });
   }
 
   /** fromPretrained with every weight-processing step off: the raw Hugging Face weights. */
-  static async fromPretrainedNoProcessing(nameOrPath: string, options: FromPretrainedOptions = {}): Promise<HookedTransformer> {
+  static async fromPretrainedNoProcessing(nameOrPath: string = EMBEDDED_MODEL_DIR, options: FromPretrainedOptions = {}): Promise<HookedTransformer> {
     return HookedTransformer.fromPretrained(nameOrPath, { ...options, ...NO_PROCESSING });
   }
 

@@ -10,10 +10,10 @@
 // (HF tokenizers/Oniguruma, Python `regex` in OpenAI's encoder.py and HF's slow GPT2Tokenizer, Rust tiktoken)
 // on two code points: U+0085 (NEL) is whitespace there but not in JS, U+FEFF (BOM) is whitespace in JS only.
 // We swap the pattern for one with the Oniguruma whitespace class so those texts tokenize as in HF GPT-2.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PreTrainedTokenizer } from '@huggingface/transformers';
+import { readJsonFile, type FileAccess } from './loading/modelFiles.ts';
 
 export type PaddingSide = 'left' | 'right';
 
@@ -80,14 +80,13 @@ function installOnigWhitespacePattern(tok: PreTrainedTokenizer): void {
   (pre as { pattern: RegExp }).pattern = GPT2_PRETOKENIZE_PATTERN;
 }
 
-async function readJson(path: string): Promise<unknown> {
-  let text: string;
+/** A tokenizer file's JSON; a missing, unreadable or corrupt file is named in the error (its contents never are). */
+async function readJson(path: string, access: FileAccess): Promise<unknown> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readJsonFile(path, access);
   } catch (err) {
-    throw new Error(`Gpt2Tokenizer: cannot read ${path} (${(err as Error).message}); run \`npx tsx scripts/build-gpt2-tokenizer.ts\` to create it`);
+    throw new Error(`Gpt2Tokenizer: ${(err as Error).message}`);
   }
-  return JSON.parse(text);
 }
 
 export class Gpt2Tokenizer {
@@ -114,21 +113,33 @@ export class Gpt2Tokenizer {
     this.modelMaxLength = typeof maxLen === 'number' && Number.isFinite(maxLen) ? maxLen : 1024;
   }
 
-  /** Loads tokenizer.json + tokenizer_config.json from `dir` (no network). */
-  static async fromDir(dir: string): Promise<Gpt2Tokenizer> {
-    const [tokenizerJson, tokenizerConfig] = await Promise.all([
-      readJson(join(dir, 'tokenizer.json')),
-      readJson(join(dir, 'tokenizer_config.json')),
-    ]);
+  /**
+   * Loads tokenizer.json + tokenizer_config.json from `dir` (no network). With `allowedRoots`, both must resolve inside
+   * one of them (see loading/modelFiles.ts). A file that is not a GPT-2 tokenizer is named in the error.
+   */
+  static async fromDir(dir: string, access: FileAccess = {}): Promise<Gpt2Tokenizer> {
+    const files = ['tokenizer.json', 'tokenizer_config.json'].map((f) => join(dir, f));
+    const [tokenizerJson, tokenizerConfig] = await Promise.all(files.map((f) => readJson(f, access)));
     const { GPT2Tokenizer } = await import('@huggingface/transformers');
-    const tok = new GPT2Tokenizer(tokenizerJson, tokenizerConfig);
+    let tok: PreTrainedTokenizer;
+    try {
+      tok = new GPT2Tokenizer(tokenizerJson as object, tokenizerConfig as object);
+    } catch (err) {
+      throw new Error(`Gpt2Tokenizer: ${files[0]} with ${files[1]} is not a usable tokenizer (${(err as Error).message})`);
+    }
     installOnigWhitespacePattern(tok);
-    return new Gpt2Tokenizer(tok);
+    try {
+      return new Gpt2Tokenizer(tok);
+    } catch (err) {
+      throw new Error(`${(err as Error).message} (in ${files[0]})`);
+    }
   }
 
   /** GPT-2's tokenizer from models/gpt2-tokenizer in this package. */
   static async default(): Promise<Gpt2Tokenizer> {
-    return Gpt2Tokenizer.fromDir(DEFAULT_GPT2_TOKENIZER_DIR);
+    return Gpt2Tokenizer.fromDir(DEFAULT_GPT2_TOKENIZER_DIR).catch((err: Error) => {
+      throw new Error(`${err.message}; run \`npx tsx scripts/build-gpt2-tokenizer.ts\` to (re)create models/gpt2-tokenizer`);
+    });
   }
 
   /** Token ids of `text`, no BOS. The literal text "<|endoftext|>" becomes the special token 50256, as in HF. */

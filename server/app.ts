@@ -1,4 +1,7 @@
-/** Builds the Express app (no listening here): helmet, JSON bodies with a size limit, the /api routes, OpenAPI, JSON 404 and errors. */
+/**
+ * Builds the Express app (no listening here): helmet, the Host/Origin guard, JSON bodies with a size limit, the /api
+ * routes, OpenAPI, JSON 404 and errors.
+ */
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import pino, { type Logger } from 'pino';
@@ -6,6 +9,7 @@ import type { ServerConfig } from './config.ts';
 import { errorHandler, notFoundHandler } from './errors.ts';
 import type { ModelHost } from './host/ModelHost.ts';
 import { nonFiniteReplacer } from './nonFinite.ts';
+import { originGuard } from './originGuard.ts';
 import { openApiDocument } from './openapi.ts';
 import { defineRoute, mountRoutes, type RouteDef } from './routeTable.ts';
 import { analysisRoutes } from './routes/analysis.ts';
@@ -33,6 +37,7 @@ export function createApp(config: ServerConfig, host: ModelHost, opts: AppOption
   app.set('json replacer', nonFiniteReplacer);
   app.set('query parser', 'simple');
   app.use(helmet());
+  app.use(originGuard(config));
   app.use(express.json({ limit: config.limits.maxBodyBytes, strict: true }));
 
   const routes = apiRoutes(config);

@@ -1,7 +1,8 @@
 /** Every result as CSV: a table (column names + rows), RFC 4180 quoting, and the JSON-or-CSV choice of a request. */
 import type { Request, Response } from 'express';
 import { badRequest, HttpError } from './errors.ts';
-import { nonFiniteReplacer, stringifyJson } from './nonFinite.ts';
+import { csvCell } from '../hooks/figures/csv.ts';
+import { stringifyJson } from './nonFinite.ts';
 
 export type Cell = string | number | boolean | null | undefined;
 
@@ -10,21 +11,17 @@ export interface Table {
   rows: Cell[][];
 }
 
-function cell(v: Cell): string {
-  if (v === null || v === undefined) return '';
-  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : String(nonFiniteReplacer('', v));
-  const s = String(v);
-  return /[",\r\n]/.test(s) || s !== s.trim() ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
-/** RFC 4180 text: a header line, then one line per row, CRLF line ends. Non-finite numbers as in JSON answers. */
+/**
+ * RFC 4180 text: a header line, then one line per row, CRLF line ends. Non-finite numbers as in JSON answers; text that
+ * begins with =, +, -, @, a tab or a carriage return gets a leading apostrophe (csvCell: no spreadsheet formulas).
+ */
 export function toCsv(table: Table): string {
-  const lines = [table.columns.map(cell).join(',')];
+  const lines = [table.columns.map(csvCell).join(',')];
   for (const row of table.rows) {
     if (row.length !== table.columns.length) {
       throw new Error(`internal: CSV row has ${row.length} cells for ${table.columns.length} columns`);
     }
-    lines.push(row.map(cell).join(','));
+    lines.push(row.map(csvCell).join(','));
   }
   return lines.join('\r\n') + '\r\n';
 }

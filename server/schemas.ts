@@ -1,5 +1,6 @@
 /** Request and response schemas of the inference endpoints (zod): bodies are parsed with them and the OpenAPI document is generated from them. */
 import { z } from 'zod';
+import type { Dim } from '../hooks/hookPoints.ts';
 import type { Limits } from './config.ts';
 import { JsonNumber } from './nonFinite.ts';
 
@@ -107,15 +108,19 @@ const DimSelector = z.union(
   { error: 'a selector is an index (negative counts from the end), a non-empty array of indices, or {start, end}' },
 );
 
+/** Every dim name a hook point can have (hooks/hookPoints.ts's Dim). */
+const DIM_NAMES: readonly Dim[] = ['batch', 'pos', 'query_pos', 'key_pos', 'head', 'd_model', 'd_head', 'd_mlp', '1'];
+
 export function activationsSchema(limits: Limits) {
   return z.strictObject({
     prompt: batchPrompt(limits),
     ...InputOptions,
     hook: z.string().min(1).max(200).describe('hook point name, e.g. blocks.0.attn.hook_pattern (see GET /api/model)'),
+    // A strict object, not a record: a record silently drops a "__proto__" key, where every other unknown key is a 400.
     select: z
-      .record(z.string().max(40), DimSelector)
+      .strictObject(Object.fromEntries(DIM_NAMES.map((d) => [d, DimSelector.optional()])) as Record<Dim, z.ZodOptional<typeof DimSelector>>)
       .optional()
-      .describe('per dim name (batch, pos, head, d_model, …): an index (dim dropped), an index list, or {start, end}'),
+      .describe(`per dim name (${DIM_NAMES.join(', ')}): an index (dim dropped), an index list, or {start, end}`),
   });
 }
 export type ActivationsRequest = z.infer<ReturnType<typeof activationsSchema>>;

@@ -2,12 +2,13 @@
  * Load a Hugging Face GPT-2 checkpoint directory (config.json + model.safetensors, or
  * model.safetensors.index.json + shards) into Lensboard's TransformerWeights, one tensor at a time.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, join, resolve, sep } from 'node:path';
 import type { HookedTransformerConfig } from '../config.ts';
 import type { TransformerWeights } from '../weights.ts';
 import { hfConfigToHooked } from './hfConfig.ts';
 import { weightsFromHf } from './hfWeights.ts';
+import { readJsonFile, resolveModelFile, type FileAccess } from './modelFiles.ts';
 import { SafetensorsFile, isFile } from './safetensors.ts';
 
 export interface LoadedCheckpoint {
@@ -16,7 +17,7 @@ export interface LoadedCheckpoint {
   dir: string;
 }
 
-export interface LoadCheckpointOptions {
+export interface LoadCheckpointOptions extends FileAccess {
   /** cfg.model_name; default: `org/name` for a Hugging Face cache snapshot, else the directory's name. */
   modelName?: string;
 }
@@ -71,13 +72,8 @@ export function expectedHfShapes(cfg: HookedTransformerConfig): Map<string, numb
 type TensorIndex = Map<string, { file: SafetensorsFile; key: string }>;
 
 /** A sharded checkpoint's model.safetensors.index.json: tensor name → shard file, and the distinct shard files. */
-export async function readShardIndex(indexPath: string): Promise<{ weightMap: Record<string, string>; shards: string[] }> {
-  let index: unknown;
-  try {
-    index = JSON.parse(await readFile(indexPath, 'utf8'));
-  } catch (err) {
-    throw new Error(`Invalid JSON in ${indexPath}: ${(err as Error).message}`);
-  }
+export async function readShardIndex(indexPath: string, access: FileAccess = {}): Promise<{ weightMap: Record<string, string>; shards: string[] }> {
+  const index = await readJsonFile(indexPath, access);
   const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw new Error(`${indexPath} has no "weight_map" object mapping tensor names to shard files`);
@@ -91,10 +87,10 @@ export async function readShardIndex(indexPath: string): Promise<{ weightMap: Re
   return { weightMap: weightMap as Record<string, string>, shards: shards as string[] };
 }
 
-async function openWeightFiles(dir: string): Promise<SafetensorsFile[]> {
+async function openWeightFiles(dir: string, access: FileAccess): Promise<SafetensorsFile[]> {
   const single = join(dir, WEIGHTS_FILE);
   const indexPath = join(dir, WEIGHTS_INDEX_FILE);
-  if (await isFile(single)) return [await SafetensorsFile.open(single)];
+  if (await isFile(single)) return [await SafetensorsFile.open(await resolveModelFile(single, access))];
   if (!(await isFile(indexPath))) {
     const hasBin = await isFile(join(dir, 'pytorch_model.bin'));
     throw new Error(
@@ -102,13 +98,13 @@ async function openWeightFiles(dir: string): Promise<SafetensorsFile[]> {
         (hasBin ? '; the directory has pytorch_model.bin, but only safetensors weights are supported' : ''),
     );
   }
-  const { weightMap, shards: shardNames } = await readShardIndex(indexPath);
+  const { weightMap, shards: shardNames } = await readShardIndex(indexPath, access);
   const files: SafetensorsFile[] = [];
   try {
     for (const shard of shardNames) {
       const shardPath = join(dir, shard);
       if (!(await isFile(shardPath))) throw new Error(`Missing shard ${shardPath} (listed in ${indexPath})`);
-      files.push(await SafetensorsFile.open(shardPath));
+      files.push(await SafetensorsFile.open(await resolveModelFile(shardPath, access)));
     }
     for (const [name, shard] of Object.entries(weightMap)) {
       const f = files[shardNames.indexOf(shard)];
@@ -134,6 +130,31 @@ function buildIndex(files: SafetensorsFile[]): TensorIndex {
     }
   }
   return index;
+}
+
+/**
+ * config.json against the tensors' header shapes, before anything the config sizes is built: a wrong count or width
+ * is named by its config field (n_layer, n_embd, vocab_size, n_positions, n_inner), not found later as a shape mismatch
+ * or a failed allocation.
+ */
+function checkConfigAgainstWeights(index: TensorIndex, cfg: HookedTransformerConfig, dir: string): void {
+  const shape = (name: string) => {
+    const t = index.get(name);
+    return t ? t.file.entry(t.key).shape : null;
+  };
+  const blocks = new Set([...index.keys()].map((k) => /^h\.(\d+)\./.exec(k)?.[1]).filter((x) => x !== undefined)).size;
+  const wrong: string[] = [];
+  if (blocks !== cfg.n_layers) wrong.push(`n_layer is ${cfg.n_layers} but the weights hold ${blocks} blocks (h.0 …)`);
+  const wte = shape('wte.weight');
+  if (wte && wte.length === 2) {
+    if (wte[0] !== cfg.d_vocab) wrong.push(`vocab_size is ${cfg.d_vocab} but wte.weight has ${wte[0]} rows`);
+    if (wte[1] !== cfg.d_model) wrong.push(`n_embd is ${cfg.d_model} but wte.weight is ${fmt(wte)}`);
+  }
+  const wpe = shape('wpe.weight');
+  if (wpe && wpe.length === 2 && wpe[0] !== cfg.n_ctx) wrong.push(`n_positions is ${cfg.n_ctx} but wpe.weight has ${wpe[0]} rows`);
+  const fc = shape('h.0.mlp.c_fc.weight');
+  if (fc && fc.length === 2 && fc[1] !== cfg.d_mlp) wrong.push(`n_inner is ${cfg.d_mlp} but h.0.mlp.c_fc.weight is ${fmt(fc)}`);
+  if (wrong.length > 0) throw new Error(`config.json of ${dir} does not match its weights: ${wrong.join('; ')}`);
 }
 
 /** Check names and shapes of every tensor before reading any data. */
@@ -173,17 +194,13 @@ export async function loadGpt2Checkpoint(dir: string, opts: LoadCheckpointOption
   if (!(await isFile(configPath))) {
     throw new Error(`No config.json in ${dir}: a GPT-2 checkpoint directory needs config.json and ${WEIGHTS_FILE} (or ${WEIGHTS_INDEX_FILE} + shards)`);
   }
-  let configJson: unknown;
-  try {
-    configJson = JSON.parse(await readFile(configPath, 'utf8'));
-  } catch (err) {
-    throw new Error(`Invalid JSON in ${configPath}: ${(err as Error).message}`);
-  }
+  const configJson = await readJsonFile(configPath, opts);
   const cfg = hfConfigToHooked(configJson, opts.modelName ?? modelNameFromDir(dir));
 
-  const files = await openWeightFiles(dir);
+  const files = await openWeightFiles(dir, opts);
   try {
     const index = buildIndex(files);
+    checkConfigAgainstWeights(index, cfg, dir);
     validateIndex(index, cfg, dir);
     const read = (name: string) => {
       const t = index.get(name)!;

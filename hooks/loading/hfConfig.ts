@@ -12,11 +12,21 @@ const ACT_FNS: Record<string, ActFn> = {
   relu: 'relu',
 };
 
+/**
+ * Sane upper bounds of a GPT-2 config's sizes (gpt2-xl: 48 layers, n_embd 1600, 25 heads, 1024 positions, 50257
+ * tokens), checked before anything they size is allocated: a config.json with n_layer 1e9 is refused at once.
+ */
+export const CONFIG_BOUNDS = {
+  n_layer: 512, n_embd: 32_768, n_head: 1024, n_inner: 262_144, vocab_size: 1_048_576, n_positions: 131_072, n_ctx: 131_072,
+} as const;
+
 function positiveInt(cfg: Record<string, unknown>, key: string, fallback?: number): number {
   const v = cfg[key] ?? fallback;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
     throw new Error(`config.json: '${key}' must be a positive integer, got ${JSON.stringify(cfg[key])}`);
   }
+  const max = (CONFIG_BOUNDS as Record<string, number>)[key];
+  if (max !== undefined && v > max) throw new Error(`config.json: '${key}' is ${v}, out of range (allowed 1..${max})`);
   return v;
 }
 
@@ -67,7 +77,7 @@ export function hfConfigToHooked(configJson: unknown, modelName: string): Hooked
   }
   const d_mlp = c.n_inner === null || c.n_inner === undefined ? 4 * d_model : positiveInt(c, 'n_inner');
   const d_vocab = positiveInt(c, 'vocab_size');
-  const n_ctx = positiveInt(c, 'n_positions', c.n_ctx as number | undefined);
+  const n_ctx = positiveInt(c, c.n_positions === undefined && c.n_ctx !== undefined ? 'n_ctx' : 'n_positions');
 
   const actName = c.activation_function ?? 'gelu_new';
   const act_fn = typeof actName === 'string' ? ACT_FNS[actName] : undefined;

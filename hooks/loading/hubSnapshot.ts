@@ -3,7 +3,7 @@
  * files) into the Hugging Face cache and return the snapshot directory. A file already in the snapshot of
  * the cached commit costs no request; offline (HF_HUB_OFFLINE=1 or localFilesOnly) only the cache is read.
  */
-import { mkdir, readFile, rename } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readShardIndex } from './gpt2Checkpoint.ts';
 import { assertGpt2Architecture } from './hfConfig.ts';
@@ -24,6 +24,7 @@ import { downloadToFile, headFile } from './hubHttp.ts';
 import type { HubFileMetadata, HubHttpOptions } from './hubHttp.ts';
 import { defaultProgress } from './progress.ts';
 import type { ProgressCallback, ProgressEvent } from './progress.ts';
+import { readJsonFile } from './modelFiles.ts';
 import { isFile } from './safetensors.ts';
 
 export interface HubOptions {
@@ -121,12 +122,7 @@ async function loadSnapshot(ctx: Ctx, checkForUpdates: boolean): Promise<string>
 
   const configPath = await fetchFile(ctx, CONFIG_FILE, true);
   // Check the architecture before fetching gigabytes of weights.
-  let configJson: unknown;
-  try {
-    configJson = JSON.parse(await readFile(configPath!, 'utf8'));
-  } catch (err) {
-    throw new Error(`Invalid JSON in ${configPath}: ${(err as Error).message}`);
-  }
+  const configJson = await readJsonFile(configPath!);
   if (typeof configJson !== 'object' || configJson === null) throw new Error(`${configPath} is not a JSON object`);
   assertGpt2Architecture(configJson as Record<string, unknown>, ctx.repo);
 

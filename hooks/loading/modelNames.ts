@@ -1,4 +1,8 @@
-/** Official GPT-2 model names, their Hugging Face hub repo ids and TransformerLens aliases. */
+/** Official GPT-2 model names, their Hugging Face hub repo ids and TransformerLens aliases; where the embedded model lives. */
+import { fileURLToPath } from 'node:url';
+
+/** <package root>/models/embedded: the small model Lensboard ships, loaded by `HookedTransformer.fromPretrained()` with no name. */
+export const EMBEDDED_MODEL_DIR = fileURLToPath(new URL('../../models/embedded/', import.meta.url));
 
 export interface OfficialModel {
   /** TransformerLens's official name, used as cfg.model_name. */

@@ -5,6 +5,7 @@ import { loadGpt2Checkpoint } from './gpt2Checkpoint.ts';
 import type { LoadedCheckpoint } from './gpt2Checkpoint.ts';
 import { downloadGpt2Snapshot } from './hubSnapshot.ts';
 import type { HubOptions } from './hubSnapshot.ts';
+import type { FileAccess } from './modelFiles.ts';
 import { officialModel, resolveModelName } from './modelNames.ts';
 
 async function isDirectory(p: string): Promise<boolean> {
@@ -36,8 +37,8 @@ export async function resolveModelDir(nameOrPath: string, opts: HubOptions = {})
  * Load GPT-2 weights by official name (`gpt2`, `gpt2-small`, …), hub repo id or local directory.
  * cfg.model_name is the official name when there is one (as TransformerLens names it), else the repo id or directory name.
  */
-export async function loadGpt2(nameOrPath: string, opts: HubOptions = {}): Promise<LoadedCheckpoint> {
+export async function loadGpt2(nameOrPath: string, opts: HubOptions & FileAccess = {}): Promise<LoadedCheckpoint> {
   const dir = await resolveModelDir(nameOrPath, opts);
   const official = (await isDirectory(nameOrPath)) ? undefined : officialModel(nameOrPath);
-  return loadGpt2Checkpoint(dir, official ? { modelName: official.name } : {});
+  return loadGpt2Checkpoint(dir, { ...(official ? { modelName: official.name } : {}), allowedRoots: opts.allowedRoots });
 }

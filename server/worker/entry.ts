@@ -4,6 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { HookedTransformer } from '../../hooks/HookedTransformer.ts';
+import { hubCacheDir } from '../../hooks/loading/hfCache.ts';
 import { HubHttpError } from '../../hooks/loading/hubHttp.ts';
 import type { FromWorker, LoadOptions, ModelInfo, ModelSource, ToWorker, WireError, WorkerData } from '../host/protocol.ts';
 import { JobCancelled, UserError, type JobContext, type JobHandler } from './context.ts';
@@ -48,6 +49,8 @@ async function load(src: ModelSource, o: LoadOptions): Promise<void> {
       cacheDir: o.hfCacheDir,
       endpoint: o.hubEndpoint,
       localFilesOnly: o.offline,
+      // Every file the model opens (config, weights, shards, tokenizer files) must resolve inside a model root, or the HF cache.
+      allowedRoots: src.kind === 'dir' ? o.roots : [hubCacheDir(o.hfCacheDir)],
       onProgress: (event) => post({ type: 'loadProgress', event }),
     });
     source = src;

@@ -358,3 +358,24 @@ describe('getTokenPosition', () => {
     expect(() => tok.getTokenPosition(' John', prompt, { mode: 'middle' as 'first' })).toThrow(/'first' or 'last'/);
   });
 });
+
+describe('tokenizer files that are not a tokenizer', () => {
+  it('a corrupt tokenizer.json is named in the error (its contents never are); a wrong one too', async () => {
+    const { mkdtemp, copyFile, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { DEFAULT_GPT2_TOKENIZER_DIR } = await import('../../hooks/tokenizer.ts');
+    const dir = await mkdtemp(join(tmpdir(), 'lensboard-tok-'));
+    try {
+      await copyFile(join(DEFAULT_GPT2_TOKENIZER_DIR, 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
+      await writeFile(join(dir, 'tokenizer.json'), '{"model": SECRET-CONTENT');
+      const corrupt = (await Gpt2Tokenizer.fromDir(dir).catch((e: Error) => e)) as Error;
+      expect(corrupt.message).toBe(`Gpt2Tokenizer: ${join(dir, 'tokenizer.json')} is not valid JSON`);
+      await writeFile(join(dir, 'tokenizer.json'), '{"model": {"type": "Unigram"}}');
+      const wrong = (await Gpt2Tokenizer.fromDir(dir).catch((e: Error) => e)) as Error;
+      expect(wrong.message).toMatch(new RegExp(`^Gpt2Tokenizer: ${join(dir, 'tokenizer.json')} with ${join(dir, 'tokenizer_config.json')} is not a usable tokenizer \\(`));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -40,3 +40,27 @@ describe('random token pool', () => {
     await other.dispose();
   });
 });
+
+describe('HookedTransformer.fromPretrained() with no name', () => {
+  it('loads the embedded model: same config, tokenizer, token pool and logits as fromPretrained(models/embedded)', async () => {
+    const bare = await HookedTransformer.fromPretrained(undefined, { threads: 1 });
+    try {
+      expect(bare.cfg).toEqual(model.cfg);
+      expect(bare.cfg.model_name).toBe('embedded');
+      expect(bare.randomTokenPool).toEqual(pool);
+      const prompt = 'When Mary and John went to the store, John gave a drink to';
+      expect(bare.toTokens(prompt)).toEqual(model.toTokens(prompt));
+      const [a, b] = [await bare.forward(prompt), await model.forward(prompt)];
+      expect(Array.from(a.data)).toEqual(Array.from(b.data));
+    } finally {
+      await bare.dispose();
+    }
+    const raw = await HookedTransformer.fromPretrainedNoProcessing();
+    try {
+      expect(raw.processing).toEqual({ foldLn: false, centerWritingWeights: false, centerUnembed: false, foldValueBiases: false });
+      expect(raw.cfg.n_layers).toBe(model.cfg.n_layers);
+    } finally {
+      await raw.dispose();
+    }
+  });
+});

@@ -1,5 +1,5 @@
 /** loadGpt2Checkpoint: HF GPT-2 layout round trips (dtypes, prefix, buffers, lm_head, shards) and a clear error for each bad checkpoint. */
-import { mkdir, mkdtemp, rm, truncate, writeFile, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, truncate, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -154,7 +154,43 @@ describe('loadGpt2Checkpoint errors', () => {
     const dir = freshDir();
     await writeHfCheckpoint(dir, cfg, weights, base);
     await writeFile(join(dir, 'config.json'), '{ "n_layer": ');
-    await expect(loadGpt2Checkpoint(dir)).rejects.toThrow(/Invalid JSON in .*config\.json/);
+    await expect(loadGpt2Checkpoint(dir)).rejects.toThrow(/config\.json is not valid JSON/);
+  });
+
+  it('a config.json that is not JSON is named, its contents never shown', async () => {
+    const dir = freshDir();
+    await writeHfCheckpoint(dir, cfg, weights, base);
+    await writeFile(join(dir, 'config.json'), 'root:x:0:0:SECRET');
+    const err = await loadGpt2Checkpoint(dir).catch((e: Error) => e);
+    expect((err as Error).message).toBe(`${join(dir, 'config.json')} is not valid JSON`);
+  });
+
+  it('a config.json that disagrees with the weights names each field before anything is built', async () => {
+    const dir = freshDir();
+    await writeHfCheckpoint(dir, cfg, weights, base);
+    const c = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ...c, n_layer: 500, n_positions: 16, n_inner: 32 }));
+    await expect(loadGpt2Checkpoint(dir)).rejects.toThrow(
+      `config.json of ${dir} does not match its weights: n_layer is 500 but the weights hold 2 blocks (h.0 …); n_positions is 16 but wpe.weight has 8 rows; n_inner is 32 but h.0.mlp.c_fc.weight is [16, 64]`,
+    );
+  });
+
+  it('with allowedRoots, every file must resolve inside them: links out are refused, links within are followed', async () => {
+    const inside = freshDir();
+    const outside = freshDir();
+    await writeHfCheckpoint(outside, cfg, weights, base);
+    await mkdir(inside, { recursive: true });
+    await symlink(join(outside, 'config.json'), join(inside, 'config.json'));
+    await symlink(join(outside, 'model.safetensors'), join(inside, 'model.safetensors'));
+    await expect(loadGpt2Checkpoint(inside, { allowedRoots: [inside] })).rejects.toThrow(
+      `${join(inside, 'config.json')} is a link to a file outside the model roots; only files inside a model root are read`,
+    );
+    await expect(loadGpt2Checkpoint(inside, { allowedRoots: [inside, join(outside, 'config.json')] })).rejects.toThrow(
+      `${join(inside, 'model.safetensors')} is a link to a file outside the model roots`,
+    );
+    const loaded = await loadGpt2Checkpoint(inside, { allowedRoots: [root] }); // both directories are under `root`
+    expectWeights(loaded.weights, weights, 'F32');
+    expect((await loadGpt2Checkpoint(inside)).cfg).toEqual(loaded.cfg); // no allowedRoots: the library follows links as before
   });
 
   it('missing tensor', async () => {

@@ -62,6 +62,15 @@ describe('hfConfigToHooked', () => {
     expect(() => hfConfigToHooked({ ...GPT2_CONFIG, scale_attn_by_inverse_layer_idx: true }, 'x')).toThrow(/scale_attn_by_inverse_layer_idx/);
     expect(() => hfConfigToHooked([], 'x')).toThrow(/must be a JSON object/);
   });
+
+  it('refuses sizes beyond sane bounds at once, naming the field and the bounds (n_layer 1e9 is not tried)', () => {
+    expect(() => hfConfigToHooked({ ...GPT2_CONFIG, n_layer: 1e9 }, 'x')).toThrow("config.json: 'n_layer' is 1000000000, out of range (allowed 1..512)");
+    expect(() => hfConfigToHooked({ ...GPT2_CONFIG, n_embd: 65_536, n_head: 1 }, 'x')).toThrow("'n_embd' is 65536, out of range (allowed 1..32768)");
+    expect(() => hfConfigToHooked({ ...GPT2_CONFIG, vocab_size: 2 ** 21 }, 'x')).toThrow("'vocab_size' is 2097152, out of range (allowed 1..1048576)");
+    expect(() => hfConfigToHooked({ ...GPT2_CONFIG, n_positions: undefined, n_ctx: 1e7 }, 'x')).toThrow("'n_ctx' is 10000000, out of range");
+    expect(() => hfConfigToHooked({ ...GPT2_CONFIG, n_inner: 1e6 }, 'x')).toThrow("'n_inner' is 1000000, out of range (allowed 1..262144)");
+    expect(hfConfigToHooked({ ...GPT2_CONFIG, n_layer: 512 }, 'x').n_layers).toBe(512);
+  });
 });
 
 describe('model names', () => {

@@ -14,9 +14,13 @@ import type { JobContext } from '../server/worker/context.ts';
 import { UsageError } from './errors.ts';
 import type { FlagDef } from './flags.ts';
 
-/** The server's limits guard a shared service; a local run may be as large as the user likes. */
+/**
+ * The server's limits guard a shared service; a local run may be as large as the user likes (its answers go to files,
+ * not over HTTP). The per-job memory budget stays: it sizes the steps of large runs and refuses a step that cannot fit.
+ */
 export const CLI_LIMITS: Limits = LimitsSchema.parse({
   maxBatch: 4096, maxTopK: 50_257, maxElements: 2_000_000_000, maxSweepTokens: 1e12, maxIoiPrompts: 100_000,
+  maxResponseBytes: Number.MAX_SAFE_INTEGER,
 });
 
 export interface Experiment {

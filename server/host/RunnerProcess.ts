@@ -75,6 +75,11 @@ export class RunnerProcess {
         env: { ...process.env, ...MALLOC_ENV },
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       });
+      // A failed spawn, send or kill is an 'error' event, which would throw (and take the server down) without a
+      // listener: this one stays for the process's whole life; what matters shows up as its exit.
+      child.on('error', (e) => log.warn({ runner: child.pid, err: e.message }, 'model runner process error'));
+      child.stdout?.on('error', () => {});
+      child.stderr?.on('error', () => {});
       const tail: string[] = [];
       pipeLines(child, log, tail);
       let settled = false;
@@ -124,7 +129,7 @@ export class RunnerProcess {
   send(m: ToRunner): boolean {
     if (this.exited || !this.child.connected) return false;
     try {
-      this.child.send(m);
+      this.child.send(m, (err) => void err); // a failure (the channel closed meanwhile) shows as the exit
       return true;
     } catch {
       return false;

@@ -78,7 +78,7 @@ export interface JobMemory {
   before: number;
   /** Peak RSS during the job (VmHWM, reset when the job starts; null where /proc is not available). */
   peak: number | null;
-  /** RSS after the job, after a full garbage collection. */
+  /** RSS after the job (after a full garbage collection when the job grew the runner by 32 MiB or more). */
   after: number;
 }
 

@@ -5,8 +5,8 @@
  * thread stays free to relay IPC while onnxruntime computes: a `cancel` sets the model thread's shared cancel flag at
  * once, and the running job sees it at its next check (between steps), exactly as before the runner existed.
  *
- * After each job the runner collects garbage on the model thread and reports the job's memory (RSS before, peak,
- * after) with `idle`; the server decides from it whether to recycle the runner (restart it to give memory back).
+ * After each job the runner reports the job's memory (RSS before, peak, after; after a full garbage collection when the
+ * job grew the runner) with `idle`; the server decides from it whether to recycle the runner (restart it to give memory back).
  * It ignores SIGINT/SIGTERM (a terminal's Ctrl-C reaches the whole process group; the server shuts its runners down
  * itself) and exits when the server says `exit` or its IPC channel closes (the server died).
  */
@@ -55,11 +55,13 @@ function resetPeakRss(): void {
   }
 }
 
+/** A full garbage collection on the model thread, then on this one. */
 function collectGarbage(): Promise<void> {
   return new Promise((resolve) => {
     const onMessage = (m: FromWorker) => {
       if (m.type !== 'gcDone') return;
       worker!.off('message', onMessage);
+      (globalThis as { gc?: () => void }).gc?.();
       resolve();
     };
     worker!.on('message', onMessage);
@@ -67,12 +69,17 @@ function collectGarbage(): Promise<void> {
   });
 }
 
-/** The job ended (its result, error or cancellation was relayed): collect garbage, then report its memory. */
+/** A job that grew the runner by this much (at its peak, or still after it) is followed by a full garbage collection. */
+const GC_AFTER_BYTES = 32 * 2 ** 20;
+
+/**
+ * The job ended (its result, error or cancellation was relayed): after a job that grew the runner, collect garbage on
+ * both threads (a full GC costs tens of milliseconds: small jobs skip it), then report the job's memory.
+ */
 async function jobEnded(seq: number, before: number): Promise<void> {
-  await collectGarbage();
-  (globalThis as { gc?: () => void }).gc?.();
-  const after = process.memoryUsage().rss;
-  const memory: JobMemory = { before, peak: peakRss(), after };
+  const peak = peakRss();
+  if (process.memoryUsage().rss - before > GC_AFTER_BYTES || (peak ?? 0) - before > GC_AFTER_BYTES) await collectGarbage();
+  const memory: JobMemory = { before, peak, after: process.memoryUsage().rss };
   running = null;
   send({ type: 'idle', seq, memory });
 }
@@ -80,8 +87,8 @@ async function jobEnded(seq: number, before: number): Promise<void> {
 function onWorkerMessage(m: FromWorker): void {
   if (m.type === 'gcDone') return;
   if (m.type === 'loaded') {
-    (globalThis as { gc?: () => void }).gc?.();
-    send({ type: 'loaded', info: m.info, rss: process.memoryUsage().rss });
+    // The baseline that recycling compares against: measured after loading's garbage is gone.
+    void collectGarbage().then(() => send({ type: 'loaded', info: m.info, rss: process.memoryUsage().rss }));
     return;
   }
   send(m);

@@ -21,6 +21,8 @@ const cancelFlag = new Int32Array(flagBuffer);
 let worker: Worker | null = null;
 /** The job the model thread is running (its seq), with its memory at the start; null when idle. */
 let running: { seq: number; before: number } | null = null;
+/** True while the model thread loads the model (onnxruntime sessions may be being created). */
+let loading = false;
 
 function send(m: FromRunner): void {
   try {
@@ -30,9 +32,9 @@ function send(m: FromRunner): void {
   }
 }
 
-/** Leaves at once. With a job inside onnxruntime a normal exit would tear the model thread down inside the native call. */
+/** Leaves at once. With the model thread busy (a job, or loading) a normal exit could tear it down inside onnxruntime. */
 function exitNow(): never {
-  if (running) process.kill(process.pid, 'SIGKILL');
+  if (running || loading) process.kill(process.pid, 'SIGKILL');
   process.exit(0);
 }
 
@@ -86,6 +88,7 @@ async function jobEnded(seq: number, before: number): Promise<void> {
 
 function onWorkerMessage(m: FromWorker): void {
   if (m.type === 'gcDone') return;
+  if (m.type === 'loaded' || m.type === 'loadError') loading = false;
   if (m.type === 'loaded') {
     // The baseline that recycling compares against: measured after loading's garbage is gone.
     void collectGarbage().then(() => send({ type: 'loaded', info: m.info, rss: process.memoryUsage().rss }));
@@ -114,6 +117,7 @@ function startWorker(limits: WorkerData['limits']): Worker {
 process.on('message', (m: ToRunner) => {
   switch (m.type) {
     case 'load':
+      loading = true;
       worker = startWorker(m.limits);
       worker.postMessage({ type: 'load', source: m.source, options: m.options });
       break;

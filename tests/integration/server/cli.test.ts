@@ -1,7 +1,7 @@
 /** server/index.ts and its config: flags and env validated once, a real start on an ephemeral port, graceful SIGTERM, clear start-up failures. */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -22,6 +22,19 @@ describe('parseConfig', () => {
     expect(parseConfig([], env)).toMatchObject({ model: 'gpt2', port: 9000, modelRoots: ['/a', '/b'], device: 'auto', offline: true });
     const c = parseConfig(['--model', 'x', '--port', '0', '--models-dir', '/c', '--models-dir', '/d', '--host', '0.0.0.0'], env);
     expect(c).toMatchObject({ model: 'x', port: 0, modelRoots: ['/c', '/d'], host: '0.0.0.0' });
+  });
+
+  it('--allowed-hosts (comma-separated, repeatable, or env), --max-job-memory and --recycle-rss sizes with units', () => {
+    const c = parseConfig(['--allowed-hosts', 'a.example,b.example', '--allowed-hosts', 'c.example', '--max-job-memory', '512M', '--recycle-rss', '1.5G'], {});
+    expect(c.allowedHosts).toEqual(['a.example', 'b.example', 'c.example']);
+    expect(c.limits.maxJobMemoryBytes).toBe(512 * 2 ** 20);
+    expect(c.recycleRssBytes).toBe(1.5 * 2 ** 30);
+    expect(parseConfig([], { LENSBOARD_ALLOWED_HOSTS: 'x.example, y.example', LENSBOARD_MAX_JOB_MEMORY: '2147483648' })).toMatchObject({
+      allowedHosts: ['x.example', 'y.example'], limits: { maxJobMemoryBytes: 2 ** 31 },
+    });
+    expect(parseConfig([], {}).limits.maxJobMemoryBytes).toBe(Math.floor(totalmem() / 4));
+    expect(() => parseConfig(['--max-job-memory', 'lots'], {})).toThrow("--max-job-memory must be a size in bytes or with a unit (K, M, G; e.g. 512M, 6G); got 'lots'");
+    expect(() => parseConfig(['--max-job-memory', '1M'], {})).toThrow(/limits\.maxJobMemoryBytes: Too small: expected number to be >=134217728/);
   });
 
   it('bad values are refused with the field and what is allowed', () => {

@@ -90,7 +90,7 @@ async function referenceIoi(): Promise<{ logitDiff: number; heads: Float32Array 
 describe('the 132 KB IOI request, cancelled 20 times in a row', () => {
   // The cheapest faithful setup: the request runs as finding 1 ran it, one onnxruntime run over all 256 prompts
   // (tokensPerPass unbounded here; 1,024 tokens by default), and the grace is 100 ms (1 s by default), so a cancel that
-  // lands inside that run outlasts the grace and the runner is killed there, on any machine — about a minute in all.
+  // lands inside that run outlasts the grace and the runner is killed there, on any machine — about half a minute in all.
   let srv: TestServer;
   let expected: Awaited<ReturnType<typeof referenceIoi>>;
   const { log, lines } = captureLog();
@@ -101,7 +101,7 @@ describe('the 132 KB IOI request, cancelled 20 times in a row', () => {
   });
   afterAll(async () => srv?.close());
 
-  it('by disconnect and by DELETE at many points, most inside onnxruntime: the server stays healthy and answers the next job', async () => {
+  it('by disconnect and by DELETE at many points, half of them inside onnxruntime: the server stays healthy and answers the next job', async () => {
     expect(JSON.stringify(IOI_BODY).length).toBeGreaterThan(130_000);
     const rng = new Rng(17);
     const ids: string[] = [];
@@ -109,9 +109,9 @@ describe('the 132 KB IOI request, cancelled 20 times in a row', () => {
     for (let i = 0; i < 20; i++) {
       const job = await startSseJob(srv.url, '/api/ioi', IOI_BODY);
       ids.push(job.id);
-      // Every fourth right away (queued behind a restart, or tokenizing); the others 300–500 ms after the job started
-      // running: past the tokenizer, inside the onnxruntime run.
-      if (i % 4 !== 0) {
+      // Half right away (queued behind a restart, or tokenizing); the other half 300–500 ms after the job started
+      // running: past the tokenizer, inside the onnxruntime run. Each half by disconnect and by DELETE alternately.
+      if (i % 4 >= 2) {
         await waitFor(`job ${job.id} to run`, async () => (await get(`${srv.url}/api/jobs`)).body.jobs.some((j: { id: string; state: string }) => j.id === job.id && j.state === 'running'));
         await sleep(rng.int(300, 500));
         inside.push(job.id);
@@ -142,7 +142,7 @@ describe('the 132 KB IOI request, cancelled 20 times in a row', () => {
     expect(cancels.map((l) => l.jobId).sort()).toEqual([...ids].sort());
     for (const l of cancels) expect(l).toMatchObject({ endpoint: 'POST /api/ioi', durationMs: expect.any(Number) });
     const killedInside = cancels.filter((l) => l.how === 'terminated' && inside.includes(l.jobId)).length;
-    expect(killedInside).toBeGreaterThanOrEqual(12); // of 15
+    expect(killedInside).toBeGreaterThanOrEqual(8); // of 10
     const killed = cancels.filter((l) => l.how === 'terminated').length;
     const health = (await get(`${srv.url}/api/health`)).body;
     expect(health.runner.restarts).toBe(killed);

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DEVICES } from '../server/config.ts';
 import { UserError, type JobContext } from '../server/worker/context.ts';
+import { BATCH_SUMMARY, WORKER_SUMMARY, batchCli } from './batch.ts';
 import { COMMANDS, CLI_LIMITS } from './commands.ts';
 import { UsageError } from './errors.ts';
 import { flagHelp, parseFlags, type FlagDef } from './flags.ts';
@@ -37,6 +38,8 @@ const CliOptions = z.strictObject({
 export const USAGE = `Usage: npm run lens -- <command> [flags]      (or: lensboard <command> [flags])
 Commands:
 ${Object.values(COMMANDS).map((c) => `  ${c.name.padEnd(11)} ${c.summary}`).join('\n')}
+  ${'batch'.padEnd(11)} ${BATCH_SUMMARY}
+  ${'worker'.padEnd(11)} ${WORKER_SUMMARY}
 Run 'lensboard <command> --help' for its flags.`;
 
 function commandUsage(name: string): string {
@@ -92,9 +95,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     (name === undefined ? process.stderr : process.stdout).write(`${USAGE}\n`);
     return name === undefined ? 2 : 0;
   }
+  if (name === 'batch' || name === 'worker') return batchCli(name, rest);
   try {
     const cmd = COMMANDS[name];
-    if (!cmd) throw new UsageError(`unknown command '${name}'; the commands are ${Object.keys(COMMANDS).join(', ')}\n${USAGE}`);
+    if (!cmd) throw new UsageError(`unknown command '${name}'; the commands are ${[...Object.keys(COMMANDS), 'batch', 'worker'].join(', ')}\n${USAGE}`);
     if (rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write(`${commandUsage(name)}\n`);
       return 0;

@@ -20,3 +20,5 @@ export { compositionFigure, copyingFigure, COPYING_REFERENCE, positionalFigure, 
 export type { CompositionFigureOptions, CompositionData, CopyingData, PositionalData, TopCopiedData } from './circuits.ts';
 export { attentionTextFigure, lensTextFigure, lossTextFigure, textScaleAt } from './text.ts';
 export type { ForwardData, TextFigure, TextScale } from './text.ts';
+export { meanSeriesFigure, meanLabel } from './experiments.ts';
+export type { MeanSeries, MeanSeriesOptions } from './experiments.ts';

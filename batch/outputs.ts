@@ -4,10 +4,8 @@
  * standard error of the analysis's numbers over items), figures.json (the figure specs, for the dashboard) and each
  * figure as CSV / HTML / PNG / SVG.
  */
-import { createWriteStream } from 'node:fs';
-import { rename } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { once } from 'node:events';
 import { TreeStats, type NumericTree } from '../hooks/experiments/aggregate.ts';
 import { writeExperiment, type Format } from '../cli/output.ts';
 import type { Progress } from '../cli/progress.ts';
@@ -36,9 +34,13 @@ export async function writeOutputs(store: ExperimentStore, formats: readonly For
 
   const jsonl = join(store.dir, 'items.jsonl');
   const tmp = `${jsonl}.${process.pid}.tmp`;
-  const out = createWriteStream(tmp);
-  const write = async (line: string) => {
-    if (!out.write(line)) await once(out, 'drain');
+  const fh = await open(tmp, 'w');
+  let buffered: string[] = [];
+  let size = 0;
+  const flush = async () => {
+    await fh.write(buffered.join(''));
+    buffered = [];
+    size = 0;
   };
   try {
     for (const s of shards) {
@@ -46,7 +48,10 @@ export async function writeOutputs(store: ExperimentStore, formats: readonly For
       for (let j = 0; j < file.results.length; j++) {
         const index = s.start + j;
         const result = file.results[j];
-        await write(`${stringifyJson({ index, item: items[index], result })}\n`);
+        const line = `${stringifyJson({ index, item: items[index], result })}\n`;
+        buffered.push(line);
+        size += line.length;
+        if (size > 1 << 20) await flush();
         const values = analysis.values(result, options);
         axes ??= analysis.axes(result, options);
         try {
@@ -61,11 +66,12 @@ export async function writeOutputs(store: ExperimentStore, formats: readonly For
         perItem.push({ item: items[index], scalars });
       }
     }
-    out.end();
-    await once(out, 'finish');
+    await flush();
+    await fh.close();
     await rename(tmp, jsonl);
   } catch (e) {
-    out.destroy();
+    await fh.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
     throw e;
   }
 

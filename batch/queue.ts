@@ -118,12 +118,14 @@ export class RedisUnavailable extends Error {}
 export async function checkRedis(s: RedisSettings): Promise<string> {
   const where = redactUrl(s.url);
   const client = redisClient(s, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableReadyCheck: false, enableOfflineQueue: false });
-  client.on('error', () => {}); // reported through the rejected calls below
+  let lastError: NodeJS.ErrnoException | null = null; // the socket's error (connect() itself only says the connection closed)
+  client.on('error', (e: NodeJS.ErrnoException) => (lastError = e));
   try {
     try {
       await client.connect();
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      const err = lastError ?? (e as NodeJS.ErrnoException);
+      const code = err.code ?? err.message;
       throw new RedisUnavailable(`cannot reach Redis at ${where} (${code}): is redis-server running there and reachable from this machine? See the README's "Distributed runs"`);
     }
     let info: string;

@@ -104,8 +104,9 @@ async function batch(argv: readonly string[]): Promise<number> {
   const prepared = await loadExperiment(file, { model: o.model, shardSize: o.shardSize, out: o.out });
   if (!prepared.out) throw new UsageError('an output directory is required: pass --out DIR (or "out" in the experiment file)');
   if (settings) {
-    const { validateSettings } = await import('../batch/queue.ts');
+    const { checkRedis, validateSettings } = await import('../batch/queue.ts');
     validateSettings(settings);
+    await checkRedis(settings); // unreachable or too old: said before anything is written
   }
   const out = resolve(prepared.out);
   const store = await ExperimentStore.open(out, prepared);

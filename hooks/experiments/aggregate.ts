@@ -1,6 +1,7 @@
 /**
  * Mean and standard error over items of nested numeric results (numbers, arrays, objects of them), accumulated
- * item by item in a fixed order (Welford's update), so the same items in the same order give the same bits.
+ * item by item in a fixed order (Welford's update), so the same items in the same order give the same bits. A leaf
+ * that was ever non-finite averages to that infinity (NaN for both signs or a NaN), with a NaN standard error.
  */
 
 /** A number (or a non-finite number as the strings "NaN", "Infinity", "-Infinity"), or arrays / objects of them. */
@@ -62,6 +63,8 @@ export class TreeStats {
   private first: NumericTree | undefined;
   private mean = new Float64Array(0);
   private m2 = new Float64Array(0);
+  /** Per leaf: 1 once +Infinity was seen, 2 once -Infinity, 4 once NaN (those bypass Welford's update). */
+  private special = new Uint8Array(0);
   private count = 0;
   private readonly leaves: number[] = [];
 
@@ -77,10 +80,15 @@ export class TreeStats {
       this.first = tree;
       this.mean = new Float64Array(this.leaves.length);
       this.m2 = new Float64Array(this.leaves.length);
+      this.special = new Uint8Array(this.leaves.length);
     }
     const n = ++this.count;
     for (let i = 0; i < this.leaves.length; i++) {
       const x = this.leaves[i];
+      if (!Number.isFinite(x)) {
+        this.special[i] |= Number.isNaN(x) ? 4 : x > 0 ? 1 : 2;
+        continue;
+      }
       const d = x - this.mean[i];
       this.mean[i] += d / n;
       this.m2[i] += d * (x - this.mean[i]);
@@ -90,8 +98,17 @@ export class TreeStats {
   result(): TreeAggregate {
     if (this.first === undefined) throw new Error('no items to aggregate');
     const n = this.count;
+    const mean = Float64Array.from(this.mean);
     const se = new Float64Array(this.mean.length);
-    for (let i = 0; i < se.length; i++) se[i] = n < 2 ? NaN : Math.sqrt(this.m2[i] / (n - 1) / n);
-    return { n, mean: unflatten(this.first, this.mean, { i: 0 }), stderr: unflatten(this.first, se, { i: 0 }) };
+    for (let i = 0; i < se.length; i++) {
+      const f = this.special[i];
+      if (f === 0) se[i] = n < 2 ? NaN : Math.sqrt(this.m2[i] / (n - 1) / n);
+      else {
+        // A mean over ±Infinity is that infinity (NaN with both signs or a NaN); its spread is undefined.
+        mean[i] = f === 1 ? Infinity : f === 2 ? -Infinity : NaN;
+        se[i] = NaN;
+      }
+    }
+    return { n, mean: unflatten(this.first, mean, { i: 0 }), stderr: unflatten(this.first, se, { i: 0 }) };
   }
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../../cli/errors.ts';
 import { loadExperiment } from '../../../batch/experiment.ts';
 import { ExperimentStore } from '../../../batch/store.ts';
-import { lensRun } from './helpers.ts';
+import { lensRun } from '../../helpers/processes.ts';
 
 let dir: string;
 const OUTPUTS = ['items.jsonl', 'aggregate.json', 'figures.json', 'ablation-sweep-logit_diff.csv', 'ablation-sweep-logit_diff.html'];

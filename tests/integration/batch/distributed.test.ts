@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkRedis, validateSettings } from '../../../batch/queue.ts';
-import { freePort, lens, lensRun, sleep, startRedis, type Proc } from './helpers.ts';
+import { freePort, lens, lensRun, sleep, startRedis, type Proc } from '../../helpers/processes.ts';
 
 const OUTPUTS = ['items.jsonl', 'aggregate.json', 'figures.json', 'ablation-sweep-logit_diff.csv'];
 const EXPERIMENT = { dataset: { kind: 'ioi', n: 32, seed: 4 }, analysis: { kind: 'sweep', metric: { kind: 'logit_diff' } }, shardSize: 8 };

@@ -1,11 +1,11 @@
-/** Test helpers for dataset experiments: the `lensboard` bin as a child process, a real redis-server on a free loopback port. */
+/** Test (and bench) helpers for dataset experiments: the `lensboard` bin as a child process, a real redis-server on a free loopback port. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'cli', 'bin.mjs');
 
 /** A child process whose output is collected, with waits on what it prints. */

@@ -74,6 +74,8 @@ export const ServerConfigSchema = z.strictObject({
   allowedHosts: z.array(z.string().min(1).max(253)).default([]),
   /** A model runner whose RSS after a job exceeds its RSS after loading by more than this (bytes) is restarted. */
   recycleRssBytes: z.number().int().min(0).default(1024 * MiB),
+  /** A folder of dataset-experiment output folders (lensboard batch --out) the dashboard shows. */
+  experimentsDir: z.string().min(1).optional(),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
 });
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
@@ -91,10 +93,11 @@ export function validateConfig(input: ServerConfigInput): ServerConfig {
 
 const USAGE = `Usage: npm start -- [--model NAME_OR_DIR] [--device cpu|cuda|webgpu|auto] [--port 7860] [--host 127.0.0.1]
                     [--models-dir DIR]... [--threads N] [--offline] [--log-level info] [--allowed-hosts NAME,...]
-                    [--max-job-memory SIZE] [--recycle-rss SIZE]        (SIZE: bytes, or with a unit: 512M, 6G, 1.5GiB)
+                    [--max-job-memory SIZE] [--recycle-rss SIZE] [--experiments-dir DIR]
+                    (SIZE: bytes, or with a unit: 512M, 6G, 1.5GiB)
 Environment: LENSBOARD_MODEL, LENSBOARD_DEVICE, LENSBOARD_PORT, LENSBOARD_HOST, LENSBOARD_MODELS_DIR (':'-separated),
              LENSBOARD_THREADS, LENSBOARD_LOG_LEVEL, LENSBOARD_ALLOWED_HOSTS (','-separated), LENSBOARD_MAX_JOB_MEMORY,
-             LENSBOARD_RECYCLE_RSS, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE. Flags win over env.`;
+             LENSBOARD_RECYCLE_RSS, LENSBOARD_EXPERIMENTS_DIR, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE. Flags win over env.`;
 
 function toInt(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -131,6 +134,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
         'allowed-hosts': { type: 'string', multiple: true },
         'max-job-memory': { type: 'string' },
         'recycle-rss': { type: 'string' },
+        'experiments-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -159,5 +163,6 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
     allowedHosts: hostLists.flatMap((l) => l.split(',')).map((h) => h.trim()).filter(Boolean),
     recycleRssBytes: parseSize('--recycle-rss', values['recycle-rss'] ?? env.LENSBOARD_RECYCLE_RSS),
     ...(maxJobMemoryBytes !== undefined ? { limits: { maxJobMemoryBytes } } : {}),
+    experimentsDir: values['experiments-dir'] ?? env.LENSBOARD_EXPERIMENTS_DIR,
   });
 }

@@ -15,7 +15,7 @@ import { chromium, type BrowserContext, type Download, type Page } from 'playwri
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
 import { createApp } from '../../server/app.ts';
 import { uiIsStale } from '../../server/buildUi.ts';
-import { validateConfig } from '../../server/config.ts';
+import { validateConfig, type ServerConfigInput } from '../../server/config.ts';
 import { ModelHost } from '../../server/host/ModelHost.ts';
 import { writeTinyModel } from '../integration/server/helpers.ts';
 
@@ -59,16 +59,17 @@ export interface DashboardServer {
 
 /**
  * The real app on 127.0.0.1:0 with a model loaded and ui/dist served at /: the e2e model ('tiny', random weights) or
- * the shipped trained one ('embedded': 3 layers × 4 heads, n_ctx 128, with real induction heads; for screenshots).
+ * the shipped trained one ('embedded': 3 layers × 4 heads, n_ctx 128, with real induction heads; for screenshots);
+ * `config` adds server configuration fields.
  */
-export async function startDashboard(opts: { model?: 'tiny' | 'embedded' } = {}): Promise<DashboardServer> {
+export async function startDashboard(opts: { model?: 'tiny' | 'embedded'; config?: Partial<ServerConfigInput> } = {}): Promise<DashboardServer> {
   const tmp = await mkdtemp(join(tmpdir(), 'lensboard-e2e-'));
   const name = opts.model ?? 'tiny';
   const packageRoot = name === 'embedded' ? join(ROOT, 'models') : join(tmp, 'models');
   await mkdir(join(tmp, 'extra'), { recursive: true });
   const tiny = name === 'tiny' ? await writeTinyModel(join(packageRoot, 'tiny'), 7, E2E_MODEL) : null;
   const config = validateConfig({
-    model: name, port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), modelRoots: [join(tmp, 'extra')],
+    model: name, port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), modelRoots: [join(tmp, 'extra')], ...opts.config,
   });
   const host = await ModelHost.create(config, packageRoot);
   const info = await host.load(await host.resolve(name), { name, processing: { foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true } });

@@ -5,6 +5,7 @@
  */
 import type { z } from 'zod';
 import type { ProgressEvent } from '../../../hooks/loading/progress.ts';
+import type { ExperimentResponse, ExperimentsResponse } from '../../../server/routes/experiments.ts';
 import type { LoadBody, ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
 import type {
   AblateResponse, ablateSchema, AblateSweepResponse, ablateSweepSchema, AttentionResponse, attentionSchema,
@@ -45,6 +46,8 @@ export type PositionalResult = z.infer<typeof PositionalResponse>;
 export type TopCopiedRequest = z.input<ReturnType<typeof topCopiedSchema>>;
 export type TopCopiedResult = z.infer<typeof TopCopiedResponse>;
 export type LoadProgress = ProgressEvent;
+export type ExperimentList = z.infer<typeof ExperimentsResponse>;
+export type ExperimentDetail = z.infer<typeof ExperimentResponse>;
 
 /** An error answer of the server: its HTTP status and its message (shown as is). */
 export class ApiError extends Error {
@@ -222,4 +225,6 @@ export const api = {
   copying: (body: CopyingRequest, onProgress?: (p: JobProgress) => void) => startJob<CopyingResult>('/api/circuits/copying', body, onProgress),
   positional: (body: PositionalRequest, onProgress?: (p: JobProgress) => void) => startJob<PositionalResult>('/api/circuits/positional', body, onProgress),
   topCopied: (body: TopCopiedRequest, onProgress?: (p: JobProgress) => void) => startJob<TopCopiedResult>('/api/circuits/top-copied', body, onProgress),
+  experiments: (signal?: AbortSignal) => call<ExperimentList>('GET', '/api/experiments', undefined, signal),
+  experiment: (id: string, signal?: AbortSignal) => call<ExperimentDetail>('GET', `/api/experiments/${encodeURIComponent(id)}`, undefined, signal),
 };

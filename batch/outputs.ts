@@ -11,6 +11,7 @@ import { writeExperiment, type Format } from '../cli/output.ts';
 import type { Progress } from '../cli/progress.ts';
 import { stringifyJson } from '../server/nonFinite.ts';
 import { ANALYSES, analysisOptions, type AggregateView } from './analyses.ts';
+import { BatchError } from './errors.ts';
 import { writeFileAtomic, type ExperimentStore } from './store.ts';
 
 /** What aggregate.json holds. */
@@ -57,7 +58,7 @@ export async function writeOutputs(store: ExperimentStore, formats: readonly For
         try {
           stats.add(values, `item ${index}`);
         } catch (e) {
-          throw new Error(`cannot average the items' results: ${(e as Error).message} (per-position results need prompts of one token length)`);
+          throw new BatchError(`cannot average the items' results: ${(e as Error).message} (per-position results need prompts of one token length)`);
         }
         const scalars: Record<string, number> = {};
         if (typeof values === 'object' && !Array.isArray(values)) {

@@ -7,6 +7,7 @@ import type { RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { UsageError } from '../cli/errors.ts';
 import type { ShardTask } from './runShard.ts';
+import { BatchError } from './errors.ts';
 
 /** One queue for every experiment; a job id starts with its experiment's fingerprint. */
 export const QUEUE_NAME = 'shards';
@@ -112,7 +113,7 @@ export function versionAtLeast(version: string, min: string): boolean {
 }
 
 /** Redis cannot be used: unreachable, the password refused, or too old. */
-export class RedisUnavailable extends Error {}
+export class RedisUnavailable extends BatchError {}
 
 /** Connects once (no retries) and reads the server's version: returns it, or throws RedisUnavailable saying what is wrong. */
 export async function checkRedis(s: RedisSettings): Promise<string> {
@@ -120,22 +121,24 @@ export async function checkRedis(s: RedisSettings): Promise<string> {
   const client = redisClient(s, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableReadyCheck: false, enableOfflineQueue: false });
   let lastError: NodeJS.ErrnoException | null = null; // the socket's error (connect() itself only says the connection closed)
   client.on('error', (e: NodeJS.ErrnoException) => (lastError = e));
+  const refused = (msg: string) => /NOAUTH|WRONGPASS|invalid password|invalid username-password/i.test(msg);
+  const credentials = (msg: string) => new RedisUnavailable(
+    `Redis at ${where} refused the connection's credentials (${msg}): give the password in the URL (redis://:PASSWORD@HOST:PORT) or in LENSBOARD_REDIS_PASSWORD`,
+  );
   try {
     try {
       await client.connect();
     } catch (e) {
       const err = lastError ?? (e as NodeJS.ErrnoException);
-      const code = err.code ?? err.message;
-      throw new RedisUnavailable(`cannot reach Redis at ${where} (${code}): is redis-server running there and reachable from this machine? See the README's "Distributed runs"`);
+      if (refused(err.message)) throw credentials(err.message);
+      throw new RedisUnavailable(`cannot reach Redis at ${where} (${err.code ?? err.message}): is redis-server running there and reachable from this machine? See the README's "Distributed runs"`);
     }
     let info: string;
     try {
       info = await client.info('server');
     } catch (e) {
       const msg = (e as Error).message;
-      if (/NOAUTH|WRONGPASS|invalid password|AUTH/i.test(msg)) {
-        throw new RedisUnavailable(`Redis at ${where} refused the connection's credentials (${msg}): give the password in the URL (redis://:PASSWORD@HOST:PORT) or in LENSBOARD_REDIS_PASSWORD`);
-      }
+      if (refused(msg)) throw credentials(msg);
       throw new RedisUnavailable(`Redis at ${where} did not answer INFO: ${msg}`);
     }
     const version = /redis_version:([\d.]+)/.exec(info)?.[1];

@@ -11,10 +11,11 @@ import {
 } from './queue.ts';
 import type { RunReporter } from './report.ts';
 import { shardTask } from './runShard.ts';
+import { BatchError } from './errors.ts';
 import type { ExperimentStore } from './store.ts';
 
 /** A shard failed for good (its item is refused, or every attempt failed). */
-export class ShardFailed extends Error {}
+export class ShardFailed extends BatchError {}
 
 const JOB_OPTIONS = { attempts: 3, backoff: { type: 'exponential', delay: 2000 }, removeOnComplete: false, removeOnFail: false } as const;
 const CHECK_EVERY_MS = 3000;

@@ -167,12 +167,12 @@ export async function batchCli(name: 'batch' | 'worker', argv: readonly string[]
   try {
     return await (name === 'batch' ? batch(argv) : worker(argv));
   } catch (e) {
-    const { RedisUnavailable } = await import('../batch/queue.ts');
+    const { BatchError } = await import('../batch/errors.ts');
     if (e instanceof UsageError || e instanceof UserError) {
       process.stderr.write(`lensboard ${name}: ${e.message}\n`);
       return 2;
     }
-    if (e instanceof RedisUnavailable) {
+    if (e instanceof BatchError) {
       process.stderr.write(`lensboard ${name}: ${e.message}\n`);
       return 1;
     }

@@ -65,10 +65,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Debian's redis-server on 127.0.0.1:`port`, no persistence, its files in `dir`. */
-export async function startRedis(port: number, dir: string): Promise<Proc> {
+/** Debian's redis-server on 127.0.0.1:`port`, no persistence, its files in `dir`; with `password`, requiring it. */
+export async function startRedis(port: number, dir: string, password?: string): Promise<Proc> {
   await mkdir(dir, { recursive: true });
-  const p = new Proc(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(password ? ['--requirepass', password] : [])];
+  const p = new Proc(spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   await p.waitFor(/Ready to accept connections/, 20_000);
   return p;
 }

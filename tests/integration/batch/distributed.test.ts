@@ -1,6 +1,7 @@
 /**
  * Distributed dataset experiments on a real redis-server (Debian's, on a free loopback port, its own directory, no
- * persistence), two `lensboard worker` processes and `lensboard batch --redis` submitters: the outputs equal the
+ * persistence, a password; a key prefix of the tests' own), two `lensboard worker` processes (the password in the
+ * URL) and `lensboard batch --redis` submitters (the password from LENSBOARD_REDIS_PASSWORD): the outputs equal the
  * local run's byte for byte, also when a worker is killed mid-shard, when the submitter is killed and restarted,
  * and when Redis stops mid-run and comes back (empty: every unfinished shard is queued again).
  */
@@ -9,12 +10,14 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkRedis, validateSettings } from '../../../batch/queue.ts';
+import { checkRedis, redisClient, validateSettings } from '../../../batch/queue.ts';
 import { freePort, lens, lensRun, sleep, startRedis, type Proc } from '../../helpers/processes.ts';
 
 const OUTPUTS = ['items.jsonl', 'aggregate.json', 'figures.json', 'ablation-sweep-logit_diff.csv'];
 const EXPERIMENT = { dataset: { kind: 'ioi', n: 32, seed: 4 }, analysis: { kind: 'sweep', metric: { kind: 'logit_diff' } }, shardSize: 8 };
 const SHARDS = 4;
+const PASSWORD = 'test-secret';
+const PREFIX = 'lbtest';
 
 let dir: string;
 let file: string;
@@ -26,12 +29,12 @@ let local: Buffer[];
 
 /** A worker that loses its lock 1.5 s after it stops renewing it, checked every 0.5 s (defaults: 30 s, 10 s). */
 async function startWorker(): Promise<Proc> {
-  const w = lens(['worker', '--redis', url, '--threads', '1', '--model', 'embedded', '--lock-duration', '1500', '--stalled-interval', '500']);
+  const w = lens(['worker', '--redis', url.replace('//', `//:${PASSWORD}@`), '--prefix', PREFIX, '--threads', '1', '--model', 'embedded', '--lock-duration', '1500', '--stalled-interval', '500']);
   await w.waitFor(/"msg":"worker ready"/, 120_000);
   return w;
 }
 
-const submit = (out: string) => lens(['batch', file, '--out', out, '--redis', url, '--threads', '1', '--formats', 'json,csv']);
+const submit = (out: string) => lens(['batch', file, '--out', out, '--redis', url, '--prefix', PREFIX, '--threads', '1', '--formats', 'json,csv'], { LENSBOARD_REDIS_PASSWORD: PASSWORD });
 
 async function shardsIn(out: string): Promise<number> {
   return (await readdir(join(out, 'shards')).catch(() => [])).filter((f) => /^\d{6}\.json$/.test(f)).length;
@@ -64,7 +67,7 @@ beforeAll(async () => {
   await writeFile(file, JSON.stringify(EXPERIMENT));
   port = await freePort();
   url = `redis://127.0.0.1:${port}`;
-  redis = await startRedis(port, join(dir, 'redis'));
+  redis = await startRedis(port, join(dir, 'redis'), PASSWORD);
   const reference = lensRun(['batch', file, '--out', join(dir, 'local'), '--threads', '1', '--formats', 'json,csv', '--quiet']);
   workers.push(...(await Promise.all([startWorker(), startWorker()])));
   const r = await reference;
@@ -84,11 +87,17 @@ describe('lensboard batch --redis with two lensboard worker processes', () => {
     const out = join(dir, 'plain');
     const sub = submit(out);
     expect(await sub.exited, sub.stderr).toBe(0);
-    expect(sub.stderr).toMatch(new RegExp(`queued ${SHARDS} shard\\(s\\) on redis://127\\.0\\.0\\.1:${port} \\(prefix lensboard\\)`));
+    expect(sub.stderr).toMatch(new RegExp(`queued ${SHARDS} shard\\(s\\) on redis://127\\.0\\.0\\.1:${port} \\(prefix ${PREFIX}\\)`));
     await expectLocalOutputs(out);
     const status = JSON.parse(await readFile(join(out, 'status.json'), 'utf8'));
     expect(status).toMatchObject({ state: 'done', mode: 'distributed', shardsDone: SHARDS });
     expect(Object.values(status.workers as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(SHARDS);
+    const client = redisClient({ url, prefix: PREFIX, password: PASSWORD });
+    const keys = await client.keys('*');
+    client.disconnect();
+    expect(keys.length).toBeGreaterThan(0);
+    expect(keys.filter((k) => !k.startsWith(`${PREFIX}:shards:`))).toEqual([]); // every key under the prefix
+    expect(keys.filter((k) => /:\w{32}-\d+$/.test(k))).toEqual([]); // the collected jobs were removed
   });
 
   it('the submitter killed (SIGKILL) and started again resumes: finished shards are kept, the rest collected from the queue', async () => {
@@ -115,7 +124,7 @@ describe('lensboard batch --redis with two lensboard worker processes', () => {
     await sub.waitFor(new RegExp(`lost the connection to Redis at redis://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); waiting for it to come back\\. Finished shards are safe in`));
     await sleep(600); // status.json is written at most twice a second
     expect(JSON.parse(await readFile(join(out, 'status.json'), 'utf8')).state).toBe('waiting');
-    redis = await startRedis(port, join(dir, 'redis'));
+    redis = await startRedis(port, join(dir, 'redis'), PASSWORD);
     expect(await sub.exited, sub.stderr).toBe(0);
     expect(sub.stderr).toMatch(/Redis at redis:\/\/127\.0\.0\.1:\d+ is back; checking the queue/);
     await expectLocalOutputs(out);
@@ -167,7 +176,11 @@ describe('lensboard batch --redis with two lensboard worker processes', () => {
     await expect(checkRedis({ url: `redis://127.0.0.1:${oldPort}`, prefix: 'lensboard' }))
       .rejects.toThrow(`Redis at redis://127.0.0.1:${oldPort} is version 5.0.7; Lensboard's queue (BullMQ) needs Redis 6.2.0 or newer (Debian 12 ships 7.0)`);
     old.close();
-    await expect(checkRedis({ url, prefix: 'lensboard' })).resolves.toMatch(/^\d+\.\d+\.\d+$/);
+    await expect(checkRedis({ url, prefix: PREFIX, password: PASSWORD })).resolves.toMatch(/^\d+\.\d+\.\d+$/);
+    for (const password of [undefined, 'wrong']) {
+      await expect(checkRedis({ url, prefix: PREFIX, ...(password ? { password } : {}) }))
+        .rejects.toThrow(new RegExp(`^Redis at redis://127\\.0\\.0\\.1:${port} refused the connection's credentials \\((NOAUTH|WRONGPASS)`));
+    }
 
     expect(() => validateSettings({ url: 'http://127.0.0.1:6379', prefix: 'lensboard' })).toThrow('--redis: the URL must start with redis:// or rediss:// (TLS); got http://');
     expect(() => validateSettings({ url: 'redis://h:1', prefix: 'a b' })).toThrow("--prefix: 'a b' must be 1..64 letters, digits, _ . or -");

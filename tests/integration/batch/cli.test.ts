@@ -2,13 +2,14 @@
  * `lensboard batch` on this machine, as a subprocess: the progress bar, the outputs, resuming from the shards
  * already written; and bad experiment files, each refused with a message naming the field.
  */
-import { mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../../cli/errors.ts';
 import { loadExperiment } from '../../../batch/experiment.ts';
 import { ExperimentStore } from '../../../batch/store.ts';
+import { FORMAT_VERSION } from '../../../batch/experiment.ts';
 import { lensRun } from '../../helpers/processes.ts';
 
 let dir: string;
@@ -111,5 +112,29 @@ describe('lensboard batch (local)', () => {
     await writeFile(join(dir, 'notes.txt'), 'mine');
     const prepared = await loadExperiment(file);
     await expect(ExperimentStore.open(dir, prepared)).rejects.toThrow(/--out: '.*' is not empty and holds no experiment\.json; give a new or empty directory/);
+  });
+});
+
+describe('the shard store', () => {
+  it("accepts a shard's result once, even from racing writers, and refuses another experiment's", async () => {
+    const file = await experiment('store', { dataset: { kind: 'ioi', n: 5 }, analysis: { kind: 'ioi' }, shardSize: 2 });
+    const prepared = await loadExperiment(file);
+    const out = join(dir, 'store-out');
+    const store = await ExperimentStore.open(out, prepared);
+    const shard = (index: number, tag: string) => JSON.stringify({
+      v: FORMAT_VERSION, fingerprint: prepared.fingerprint, shard: index, start: prepared.shards[index].start,
+      results: Array.from({ length: prepared.shards[index].end - prepared.shards[index].start }, () => tag),
+    });
+    const raced = await Promise.all([1, 2, 3, 4].map((k) => store.accept(1, shard(1, `writer ${k}`))));
+    expect(raced.filter(Boolean)).toHaveLength(1);
+    const kept = (await store.readShard(1)).results[0];
+    expect(await store.accept(1, shard(1, 'late'))).toBe(false);
+    expect((await store.readShard(1)).results[0]).toBe(kept); // the first accepted result stays
+    expect([...store.done]).toEqual([1]);
+    expect(store.itemsDone).toBe(2);
+    await expect(store.accept(2, shard(1, 'x'))).rejects.toThrow(/shard 2: the result is not this experiment's/);
+    await expect(store.accept(0, shard(0, 'x').replace(prepared.fingerprint, 'f'.repeat(64)))).rejects.toThrow(/fingerprint ffffffffffff/);
+    expect((await ExperimentStore.open(out, prepared)).done).toEqual(new Set([1])); // reopened: resumes from what is there
+    expect((await readdir(join(out, 'shards'))).sort()).toEqual(['000001.json']); // no temporary file left
   });
 });

@@ -6,6 +6,7 @@ import { canonicalJson, fingerprint, shardRanges } from '../../../hooks/experime
 import { ioiDataset } from '../../../hooks/analysis/ioi.ts';
 import { Rng } from '../../../hooks/random.ts';
 import { Gpt2Tokenizer } from '../../../hooks/tokenizer.ts';
+import { formatBar, formatDuration, formatRate } from '../../../cli/progress.ts';
 
 /** Mean and sample standard error of xs, two-pass (the textbook formula, independent of Welford's update). */
 function meanSe(xs: number[]): [number, number] {
@@ -134,5 +135,16 @@ describe('datasets', () => {
     w.forEach((x, k) => expect(x.prompt).toEqual([50256, ...all.slice(3 * k, 3 * k + 5)]));
     expect(textWindowItems(tok, text, { length: 5, limit: 2, prependBos: false })).toEqual([{ prompt: all.slice(0, 5) }, { prompt: all.slice(5, 10) }]);
     expect(() => textWindowItems(tok, 'short', { length: 50 })).toThrow(/fewer than one window of 50/);
+  });
+});
+
+describe('the progress line', () => {
+  it('shows items per second since the first update and the time left at that rate', () => {
+    // 30 items done in 12 s since a resumed start at 100 of 400: 2.5 items/s, 270 left → 108 s.
+    expect(formatRate('items', { done: 100, ms: 0 }, 130, 400, 12_000)).toBe('2.50 items/s, ETA 1m48s');
+    expect(formatRate('items', { done: 0, ms: 0 }, 150, 400, 10_000)).toBe('15.0 items/s, ETA 17s');
+    expect(formatRate('items', { done: 5, ms: 0 }, 5, 400, 10_000)).toBe(''); // nothing done since the start yet
+    expect([formatDuration(59.4), formatDuration(3600 * 2 + 3 * 60 + 9)]).toEqual(['59s', '2h03m']);
+    expect(formatBar('items', 130, 400, '2.50 items/s, ETA 1m48s', 10)).toBe('items [###-------] 130/400  32% 2.50 items/s, ETA 1m48s');
   });
 });

@@ -35,7 +35,7 @@ export async function runDistributed(store: ExperimentStore, settings: RedisSett
   let recheckAll = false;
   let wake: () => void = () => {};
   const showProgress = () => report.progress([...inFlight.values()].reduce((a, b) => a + b, 0));
-  const ignore = () => {}; // connection errors: the monitor reports them once
+  const ignore = () => {}; // connection errors: the watcher below says them once
   queue.on('error', ignore);
   events.on('error', ignore);
 

@@ -3,7 +3,7 @@ import { applySlice, sliceIndices, type SliceInput } from './slice.ts';
 import type { HookedTransformerConfig } from './config.ts';
 import type { KernelSessions } from './engine/kernels.ts';
 import { layerNormRows } from './ops/index.ts';
-import { blockHook, getActName, layerNormHooks, type HookName } from './hookPoints.ts';
+import { blockHook, getActName, layerNormHooks, type CacheKey, type HookName } from './hookPoints.ts';
 import { Tensor } from './tensor.ts';
 import type { WeightStore } from './weightStore.ts';
 
@@ -110,14 +110,17 @@ export interface LogitAttrsOptions {
 }
 
 export class ActivationCache {
-  private readonly store: Map<HookName, Tensor>;
+  private readonly store: Map<CacheKey, Tensor>;
 
   constructor(
-    store: Map<HookName, Tensor>,
+    /** Activations by hook point in forward order, and (from a run with a backward pass) gradients `<hook>_grad`. */
+    store: Map<CacheKey, Tensor>,
     /** True when the batch dimension was removed (a batch of one, `removeBatchDim`). */
     readonly hasBatchDim = true,
     /** The model that produced the activations; needed by the decomposition methods. */
     readonly model?: CacheModel,
+    /** With gradients: the scalar they are the gradients of (the loss, or the metric of `backwardFrom`). */
+    readonly backwardValue: number | null = null,
   ) {
     this.store = store;
   }
@@ -126,19 +129,20 @@ export class ActivationCache {
    * The activation at a hook point: a full name (`blocks.3.attn.hook_pattern`) or TransformerLens's
    * shorthand as arguments to getActName (`get('pattern', 3)`, `get('scale', 2, 'ln1')`).
    */
-  get(name: HookName | string, layer?: number | null, layerType?: 'ln1' | 'ln2' | 'ln_final'): Tensor {
+  get(name: CacheKey | string, layer?: number | null, layerType?: 'ln1' | 'ln2' | 'ln_final'): Tensor {
     const key = this.resolve(name, layer, layerType);
     const value = this.store.get(key);
     if (!value) {
       const known = [...this.store.keys()];
-      throw new Error(
-        `ActivationCache has no '${key}'. ${known.length} cached: ${known.slice(0, 8).join(', ')}${known.length > 8 ? ', …' : ''}. Pass it in namesFilter to cache it.`,
-      );
+      const how = key.endsWith('_grad')
+        ? 'Gradients are cached by runWithCache(input, { inclBwd: true, … }) for the hook points of namesFilter.'
+        : 'Pass it in namesFilter to cache it.';
+      throw new Error(`ActivationCache has no '${key}'. ${known.length} cached: ${known.slice(0, 8).join(', ')}${known.length > 8 ? ', …' : ''}. ${how}`);
     }
     return value;
   }
 
-  has(name: HookName | string, layer?: number | null, layerType?: 'ln1' | 'ln2' | 'ln_final'): boolean {
+  has(name: CacheKey | string, layer?: number | null, layerType?: 'ln1' | 'ln2' | 'ln_final'): boolean {
     try {
       return this.store.has(this.resolve(name, layer, layerType));
     } catch {
@@ -146,12 +150,12 @@ export class ActivationCache {
     }
   }
 
-  /** Cached hook names in forward order. */
-  keys(): HookName[] {
+  /** Cached hook names in forward order, then (with a backward pass) the gradients in the order the backward pass reached them, as TransformerLens's cache. */
+  keys(): CacheKey[] {
     return [...this.store.keys()];
   }
 
-  entries(): [HookName, Tensor][] {
+  entries(): [CacheKey, Tensor][] {
     return [...this.store.entries()];
   }
 
@@ -159,9 +163,9 @@ export class ActivationCache {
     return this.store.size;
   }
 
-  private resolve(name: string, layer?: number | null, layerType?: 'ln1' | 'ln2' | 'ln_final'): HookName {
-    if (this.store.has(name as HookName)) return name as HookName;
-    if (name.includes('.') || name.startsWith('hook_')) return name as HookName;
+  private resolve(name: string, layer?: number | null, layerType?: 'ln1' | 'ln2' | 'ln_final'): CacheKey {
+    if (this.store.has(name as CacheKey)) return name as CacheKey;
+    if (name.includes('.') || name.startsWith('hook_')) return name as CacheKey;
     return getActName(name, layer, layerType);
   }
 
@@ -275,7 +279,7 @@ export class ActivationCache {
     const missing: number[] = [];
     for (let l = 0; l < n_layers; l++) if (!this.store.has(blockHook(l, 'attn.hook_result'))) missing.push(l);
     if (missing.length === 0) return;
-    const computed = new Map<HookName, Tensor>(); // each layer's hook_z -> its hook_result
+    const computed = new Map<CacheKey, Tensor>(); // each layer's hook_z -> its hook_result
     for (const l of missing) computed.set(blockHook(l, 'attn.hook_z'), headResults(model, l, this.get(blockHook(l, 'attn.hook_z'))));
     // Re-insert in forward order (each result right after its layer's hook_z).
     const entries = [...this.store.entries()];

@@ -1,17 +1,19 @@
 /**
  * TransformerLens's HookedTransformer for GPT-2, in TypeScript: load weights, run them on
  * onnxruntime, read and change any hook point (`runWithCache`, `runWithHooks`, `withHooks`),
- * and run ablations and patching inside the graph.
+ * run ablations and patching inside the graph, and take gradients at hook points (a backward
+ * pass with `inclBwd` / `backwardFrom`, backward hooks).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ActivationCache, tokensToResidualDirections, type TokenSpec } from './ActivationCache.ts';
 import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type ProcessingFlags } from './config.ts';
-import { Engine, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
+import { Engine, type BwdHookFn, type EngineBackward, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
 import { KernelSessions } from './engine/kernels.ts';
 import { generate, type GenerateOptions, type GenerateOutput, type GenerateReturnType } from './generate.ts';
 import { resolveDevice, type Device, type ResolvedDevice } from './engine/runtime.ts';
-import { blockHook, hookPointMap, type HookName, type HookPointInfo } from './hookPoints.ts';
+import { blockHook, gradName, hookPointMap, type CacheKey, type HookName, type HookPointInfo } from './hookPoints.ts';
+import { compileSeed, type BackwardFrom } from './gradients.ts';
 import { materializeInterventions, type InterventionSpec } from './interventions.ts';
 import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
@@ -25,7 +27,7 @@ import { Gpt2Tokenizer, type PaddingSide } from './tokenizer.ts';
 import { MATRIX_NAMES, WeightStore, type MatrixName, type WeightName } from './weightStore.ts';
 import type { TransformerWeights } from './weights.ts';
 
-export type { HookFn, HookPoint };
+export type { BwdHookFn, HookFn, HookPoint };
 
 /** What a model takes: text, a batch of texts, token ids, a batch of token ids, or a [batch, pos] tensor of ids. */
 export type ModelInput = string | readonly string[] | readonly number[] | readonly (readonly number[])[] | Tensor;
@@ -62,6 +64,10 @@ export interface ForwardOptions extends InputOptions {
 /** A hook's target: a hook name, or a predicate over hook names (TransformerLens's name filter). */
 export type HookTarget = HookName | ((name: HookName) => boolean);
 export type FwdHook = readonly [HookTarget, HookFn];
+/** A backward hook: `fn(grad, hook)` may return a replacement gradient (same shape), which flows upstream. */
+export type BwdHook = readonly [HookTarget, BwdHookFn];
+/** TransformerLens's hook direction: a forward hook (on the value) or a backward hook (on its gradient). */
+export type HookDirection = 'fwd' | 'bwd';
 
 export type Loss = number | Tensor;
 export type ForwardOutput<R extends ReturnType> = R extends 'logits'
@@ -80,11 +86,23 @@ export interface RunWithCacheOptions<R extends ReturnType> extends ForwardOption
   namesFilter?: NamesFilter;
   /** Drop the batch dimension of every cached value (batch of one only), as TransformerLens. */
   removeBatchDim?: boolean;
+  /**
+   * TransformerLens's incl_bwd: also run the backward pass and cache, beside each cached hook point,
+   * `<hook>_grad`: the gradient of the scalar (the returned loss with returnType 'loss', else
+   * `backwardFrom`) with respect to that hook point's value.
+   */
+  inclBwd?: boolean;
+  /** The scalar the backward pass differentiates (see BackwardFrom); with inclBwd and returnType 'loss', the loss. */
+  backwardFrom?: BackwardFrom;
 }
 
 export interface RunWithHooksOptions<R extends ReturnType> extends ForwardOptions {
   returnType?: R;
   fwdHooks?: readonly FwdHook[];
+  /** Backward hooks: they run in the backward pass of `backwardFrom`, which a run with them must give. */
+  bwdHooks?: readonly BwdHook[];
+  /** Run a backward pass of this scalar after the forward pass (see BackwardFrom): backward hooks run in it. */
+  backwardFrom?: BackwardFrom;
   /** Remove the hooks afterwards (default true, as TransformerLens). */
   resetHooksEnd?: boolean;
 }
@@ -137,8 +155,16 @@ export interface FromPretrainedOptions extends ModelOptions, HubOptions, Partial
 
 interface RegisteredHook {
   target: HookTarget;
-  fn: HookFn;
+  fn: HookFn | BwdHookFn;
+  dir: HookDirection;
   permanent: boolean;
+}
+
+/** What a run's backward pass differentiates, which gradients it keeps and the backward hooks of the call. */
+interface BackwardRequest {
+  from: BackwardFrom;
+  observe: ReadonlySet<HookName>;
+  callHooks: readonly BwdHook[];
 }
 
 export class HookedTransformer {
@@ -330,13 +356,26 @@ export class HookedTransformer {
     return [...this.hookInfo.values()];
   }
 
-  /** TransformerLens's add_hook: `target` is a hook name or a predicate over names. */
-  addHook(target: HookTarget, fn: HookFn, opts: { isPermanent?: boolean } = {}): void {
+  /**
+   * TransformerLens's add_hook: `target` is a hook name or a predicate over names; `dir` 'fwd'
+   * (default) hooks the value, 'bwd' its gradient (`fn(grad, hook)`, run by every backward pass).
+   */
+  addHook(target: HookTarget, fn: HookFn, dir?: 'fwd' | { isPermanent?: boolean }, opts?: { isPermanent?: boolean }): void;
+  addHook(target: HookTarget, fn: BwdHookFn, dir: 'bwd', opts?: { isPermanent?: boolean }): void;
+  addHook(target: HookTarget, fn: HookFn | BwdHookFn, dir: HookDirection | { isPermanent?: boolean } = 'fwd', opts: { isPermanent?: boolean } = {}): void {
+    const direction = typeof dir === 'string' ? dir : 'fwd';
+    const options = typeof dir === 'object' ? dir : opts;
+    if (direction !== 'fwd' && direction !== 'bwd') throw new Error(`addHook: dir must be 'fwd' or 'bwd'; got '${String(direction)}'`);
+    this.checkHook(target, fn, direction === 'fwd' ? 'addHook' : "addHook(…, 'bwd')");
+    this.hooks.push({ target, fn, dir: direction, permanent: options.isPermanent ?? false });
+  }
+
+  /** A hook's target and function, checked. */
+  private checkHook(target: HookTarget, fn: unknown, what: string): void {
     if (typeof target === 'string' && !this.hookInfo.has(target)) {
-      throw new Error(`unknown hook point '${target}'; see model.hookPoints() for the ${this.hookInfo.size} names`);
+      throw new Error(`${what}: unknown hook point '${target}'; see model.hookPoints() for the ${this.hookInfo.size} names`);
     }
-    if (typeof fn !== 'function') throw new Error(`addHook('${String(target)}'): the hook must be a function (activation, hook) => Tensor | void`);
-    this.hooks.push({ target, fn, permanent: opts.isPermanent ?? false });
+    if (typeof fn !== 'function') throw new Error(`${what}: the hook for '${String(target)}' must be a function (value, hook) => Tensor | void`);
   }
 
   /** Removes hooks added with addHook (permanent ones too when asked). */
@@ -347,11 +386,15 @@ export class HookedTransformer {
   }
 
   /** Runs `fn` with the hooks added, and always removes them afterwards (TransformerLens's `hooks()` context). */
-  async withHooks<T>(fwdHooks: readonly FwdHook[], fn: (model: this) => Promise<T> | T): Promise<T> {
+  async withHooks<T>(fwdHooks: readonly FwdHook[], fn: (model: this) => Promise<T> | T, opts: { bwdHooks?: readonly BwdHook[] } = {}): Promise<T> {
     const added: RegisteredHook[] = [];
     try {
       for (const [target, hookFn] of fwdHooks) {
         this.addHook(target, hookFn);
+        added.push(this.hooks[this.hooks.length - 1]);
+      }
+      for (const [target, hookFn] of opts.bwdHooks ?? []) {
+        this.addHook(target, hookFn, 'bwd');
         added.push(this.hooks[this.hooks.length - 1]);
       }
       return await fn(this);
@@ -363,17 +406,16 @@ export class HookedTransformer {
     }
   }
 
-  /** The model's registered hooks followed by this call's own, by hook name. */
-  private activeHooks(callHooks: readonly FwdHook[] = []): Map<HookName, HookFn[]> {
-    const byName = new Map<HookName, HookFn[]>();
+  /** The model's registered hooks of direction `dir` followed by this call's own, by hook name. */
+  private activeHooks(dir: 'fwd', callHooks?: readonly FwdHook[]): Map<HookName, HookFn[]>;
+  private activeHooks(dir: 'bwd', callHooks?: readonly BwdHook[]): Map<HookName, BwdHookFn[]>;
+  private activeHooks(dir: HookDirection, callHooks: readonly (FwdHook | BwdHook)[] = []): Map<HookName, (HookFn | BwdHookFn)[]> {
+    const byName = new Map<HookName, (HookFn | BwdHookFn)[]>();
     const own = callHooks.map(([target, fn]) => {
-      if (typeof target === 'string' && !this.hookInfo.has(target)) {
-        throw new Error(`unknown hook point '${target}'; see model.hookPoints() for the ${this.hookInfo.size} names`);
-      }
-      if (typeof fn !== 'function') throw new Error(`fwdHooks: the hook for '${String(target)}' must be a function (activation, hook) => Tensor | void`);
-      return { target, fn, permanent: false };
+      this.checkHook(target, fn, dir === 'fwd' ? 'fwdHooks' : 'bwdHooks');
+      return { target, fn, dir, permanent: false };
     });
-    for (const h of [...this.hooks, ...own]) {
+    for (const h of [...this.hooks.filter((r) => r.dir === dir), ...own]) {
       for (const name of this.hookInfo.keys()) {
         const match = typeof h.target === 'string' ? h.target === name : h.target(name);
         if (match) byName.set(name, [...(byName.get(name) ?? []), h.fn]);
@@ -389,13 +431,19 @@ export class HookedTransformer {
     opts: ForwardOptions,
     observe: ReadonlySet<HookName>,
     callHooks: readonly FwdHook[] = [],
-  ): Promise<{ output: unknown; activations: Map<HookName, Tensor>; tokens: number[][] }> {
+    backward?: BackwardRequest,
+  ): Promise<{ output: unknown; activations: Map<HookName, Tensor>; tokens: number[][]; grads: Map<HookName, Tensor>; backwardValue: number | null }> {
     const returnType = opts.returnType ?? 'logits';
     if (!['logits', 'loss', 'both', 'none'].includes(returnType)) {
       throw new Error(`returnType must be 'logits', 'loss', 'both' or 'none'; got '${String(returnType)}'`);
     }
+    if (backward) {
+      for (const [what, v] of [['startAtLayer', opts.startAtLayer], ['stopAtLayer', opts.stopAtLayer], ['logitPositions', opts.logitPositions]] as const) {
+        if (v !== undefined) throw new Error(`${what} cannot be combined with a backward pass (inclBwd / backwardFrom): the backward pass runs the whole model`);
+      }
+    }
     let { tokens, attentionMask } = this.prepareInput(input, opts);
-    const hooks = this.activeHooks(callHooks);
+    const hooks = this.activeHooks('fwd', callHooks);
     const activations = new Map<HookName, Tensor>();
 
     // hook_tokens sits on the input itself: run its hooks here, before the graph.
@@ -415,7 +463,11 @@ export class HookedTransformer {
     const pos = tokens[0].length;
     if (needLoss && pos < 2) throw new Error('a loss needs at least 2 tokens per prompt');
     if (needLoss && opts.logitPositions) throw new Error('logitPositions computes some logits only; it cannot give a loss');
-    const targets = needLoss ? tokens.map((row) => [...row.slice(1), 0]) : undefined;
+    const seed = backward ? compileSeed(backward.from, { tokens, attentionMask, dVocab: this.cfg.d_vocab }) : undefined;
+    const targets = needLoss || seed?.kind === 'loss' ? tokens.map((row) => [...row.slice(1), 0]) : undefined;
+    const engineBackward: EngineBackward | undefined = backward && seed
+      ? { seed, observe: new Set([...backward.observe].filter((n) => n !== 'hook_tokens')), hooks: this.activeHooks('bwd', backward.callHooks) }
+      : undefined;
     const graphObserve = new Set<HookName>([...observe].filter((n) => n !== 'hook_tokens'));
     const startAt = this.layerEdge('startAtLayer', opts.startAtLayer);
     if (startAt && !(opts.residual instanceof Tensor)) throw new Error('startAtLayer needs `residual`: the resid_pre of that block, a Tensor [batch, pos, d_model]');
@@ -438,6 +490,7 @@ export class HookedTransformer {
         : undefined,
       logits: returnType === 'logits' || returnType === 'both',
       targets,
+      backward: engineBackward,
     });
     for (const [k, v] of result.activations) activations.set(k, v);
 
@@ -452,7 +505,38 @@ export class HookedTransformer {
     else if (returnType === 'logits') output = result.logits;
     else if (returnType === 'loss') output = loss;
     else if (returnType === 'both') output = { logits: result.logits!, loss: loss! };
-    return { output, activations, tokens };
+    let backwardValue: number | null = null;
+    if (seed?.kind === 'loss') {
+      const lp = result.tokenLogprobs!; // [batch, pos]
+      backwardValue = typeof loss === 'number' ? loss : (nextTokenLoss((b, p) => lp.data[b * pos + p], tokens.length, pos, attentionMask, false) as number);
+    } else if (result.seedValue !== undefined) backwardValue = result.seedValue;
+    return { output, activations, tokens, grads: result.grads ?? new Map(), backwardValue };
+  }
+
+  /** The backward pass a run asks for: inclBwd / backwardFrom / bwdHooks, checked. */
+  private backwardRequest(
+    opts: { returnType?: ReturnType; lossPerToken?: boolean; inclBwd?: boolean; backwardFrom?: BackwardFrom; bwdHooks?: readonly BwdHook[] },
+    gradNames: ReadonlySet<HookName>,
+  ): BackwardRequest | undefined {
+    const callHooks = opts.bwdHooks ?? [];
+    if (opts.backwardFrom === undefined && !opts.inclBwd) {
+      if (callHooks.length > 0) {
+        throw new Error('bwdHooks need a backward pass: give backwardFrom (the scalar to differentiate: \'loss\', a metric with a gradient, or { gradient })');
+      }
+      return undefined;
+    }
+    let from = opts.backwardFrom;
+    if (from === undefined) {
+      // TransformerLens's run_with_cache(…, incl_bwd=True) differentiates what it returns, which must be a scalar.
+      if ((opts.returnType ?? 'logits') !== 'loss') {
+        throw new Error(`inclBwd differentiates the scalar the run returns: use returnType 'loss' (got '${opts.returnType ?? 'logits'}'), or give backwardFrom (a metric of the logits)`);
+      }
+      from = 'loss';
+    }
+    if (from === 'loss' && opts.lossPerToken && opts.backwardFrom === undefined) {
+      throw new Error('inclBwd needs a scalar, but lossPerToken returns a loss per token; drop lossPerToken, or give backwardFrom');
+    }
+    return { from, observe: gradNames, callHooks };
   }
 
   /** The hook point where a run starts/stops for TransformerLens's start_at_layer / stop_at_layer = L. */
@@ -474,22 +558,27 @@ export class HookedTransformer {
     opts: RunWithCacheOptions<R> = {},
   ): Promise<[ForwardOutput<R>, ActivationCache]> {
     const names = this.selectNames(opts.namesFilter);
-    const { output, activations, tokens } = await this.execute(input, opts, names);
+    const backward = this.backwardRequest(opts, opts.inclBwd ? names : new Set());
+    const { output, activations, tokens, grads, backwardValue } = await this.execute(input, opts, names, [], backward);
+    const store = new Map<CacheKey, Tensor>(activations);
+    for (const [k, v] of grads) store.set(gradName(k), v);
     if (opts.removeBatchDim) {
       if (tokens.length !== 1) throw new Error(`removeBatchDim needs a batch of one; this batch has ${tokens.length}`);
-      for (const [k, v] of activations) activations.set(k, v.squeeze(0));
+      for (const [k, v] of store) store.set(k, v.squeeze(0));
     }
-    return [output as ForwardOutput<R>, new ActivationCache(activations, !opts.removeBatchDim, this)];
+    return [output as ForwardOutput<R>, new ActivationCache(store, !opts.removeBatchDim, this, backward ? backwardValue : null)];
   }
 
   /** TransformerLens's run_with_hooks: a forward pass with these hooks, removed afterwards. */
   async runWithHooks<R extends ReturnType = 'logits'>(input: ModelInput, opts: RunWithHooksOptions<R> = {}): Promise<ForwardOutput<R>> {
+    const backward = this.backwardRequest({ ...opts, inclBwd: false }, new Set());
     if (opts.resetHooksEnd === false) {
       for (const [t, fn] of opts.fwdHooks ?? []) this.addHook(t, fn);
-      return this.forward(input, opts);
+      for (const [t, fn] of opts.bwdHooks ?? []) this.addHook(t, fn, 'bwd');
+      return (await this.execute(input, opts, new Set(), [], backward ? { ...backward, callHooks: [] } : undefined)).output as ForwardOutput<R>;
     }
     // The hooks belong to this call only: runs in flight at the same time do not see them.
-    return (await this.execute(input, opts, new Set(), opts.fwdHooks ?? [])).output as ForwardOutput<R>;
+    return (await this.execute(input, opts, new Set(), opts.fwdHooks ?? [], backward)).output as ForwardOutput<R>;
   }
 
   private selectNames(filter: NamesFilter | undefined): Set<HookName> {
@@ -508,7 +597,7 @@ export class HookedTransformer {
    * token by token, sampled or greedy, with a key/value cache unless useKvCache is false.
    */
   generate<R extends GenerateReturnType = 'input'>(input: ModelInput, opts: GenerateOptions & { returnType?: R } = {}): Promise<GenerateOutput<R>> {
-    return generate(this, input, opts, { decodeStep: (tokens, mask, past) => this.engine.decodeStep(tokens, mask, past), hookCount: this.hooks.length });
+    return generate(this, input, opts, { decodeStep: (tokens, mask, past) => this.engine.decodeStep(tokens, mask, past), hookCount: this.hooks.filter((h) => h.dir === 'fwd').length });
   }
 
   // ---- weights ------------------------------------------------------------------------------

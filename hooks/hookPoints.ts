@@ -83,6 +83,13 @@ export type BlockHookName<S extends BlockHookSuffix = BlockHookSuffix> = `blocks
 export type TopHookName = (typeof EMBED_POINTS)[number]['suffix'] | (typeof FINAL_POINTS)[number]['suffix'];
 /** Any hook point's name; a typo fails at compile time. */
 export type HookName = TopHookName | BlockHookName;
+/** The cache key of a hook point's gradient (TransformerLens's `<hook>_grad`, cached by `runWithCache(…, { inclBwd: true })`). */
+export type GradName = `${HookName}_grad`;
+/** A key of an ActivationCache: a hook point's value or its gradient. */
+export type CacheKey = HookName | GradName;
+
+/** The cache key of hook point `hook`'s gradient: `blocks.3.attn.hook_z` -> `blocks.3.attn.hook_z_grad`. */
+export const gradName = (hook: HookName): GradName => `${hook}_grad`;
 
 export interface HookPointInfo {
   name: HookName;

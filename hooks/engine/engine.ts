@@ -1,12 +1,15 @@
 /**
  * Runs GPT-2 on onnxruntime with hooks: builds (and caches) the graph variant a request needs,
  * cuts it at the hook points hooked from JavaScript, and runs the segments in order, handing each
- * cut value to its JS hooks and feeding what they return to the rest of the model.
+ * cut value to its JS hooks and feeding what they return to the rest of the model. With a backward
+ * pass the same graph goes on past the logits (gpt2Backward.ts): cut at the logits when a metric's
+ * gradient comes from JavaScript, and at the gradients backward hooks read.
  */
 import type { HookedTransformerConfig } from '../config.ts';
-import { blockHook, hookPointMap, hookShape, type HookName, type HookPointInfo, type OptionalHooks } from '../hookPoints.ts';
+import { blockHook, gradName, hookPointMap, hookShape, type HookName, type HookPointInfo, type OptionalHooks } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 import { weightDims, type WeightStore } from '../weightStore.ts';
+import { gradFeeds, SEED_FEEDS, type SeedKind } from './gpt2Backward.ts';
 import { buildGpt2Graph, interventionFeeds, type GraphOptions } from './gpt2Graph.ts';
 import { buildDecodeGraph, kvNames } from './decodeGraph.ts';
 import { bool, createSession, f32, fromTensor, int64Rows, runSession, SessionCache, toTensor, type OrtValue, type Session, type SessionConfig } from './runtime.ts';
@@ -22,6 +25,41 @@ export interface HookPoint {
 
 /** A forward hook: may return a replacement of the same shape, or nothing to keep the value. */
 export type HookFn = (activation: Tensor, hook: HookPoint) => Tensor | void | Promise<Tensor | void>;
+
+/**
+ * A backward hook: gets the gradient at a hook point (the metric's gradient with respect to the
+ * value that flowed downstream) and may return a replacement of the same shape, which is what flows
+ * upstream (TransformerLens semantics).
+ */
+export type BwdHookFn = (grad: Tensor, hook: HookPoint) => Tensor | void | Promise<Tensor | void>;
+
+/** A metric's value and its gradient with respect to the logits it was given (same shape). */
+export interface SeedGradient {
+  value: number;
+  gradient: Tensor;
+}
+
+/**
+ * Where a backward pass starts:
+ * - `loss`: Σ_(b,p) weights[b][p] · -log p(targets[b][p]) (the request's targets), in the graph;
+ * - `logits`: a gradient JavaScript computes from the logits: `fn` gets the logits [batch, pos, d_vocab],
+ *   or at `positions` [batch, k] the rows [batch, k, d_vocab], and returns the metric's value and
+ *   its gradient with respect to them. Rows at padded positions are zeroed.
+ */
+export type EngineSeed =
+  | { kind: 'loss'; weights: number[][] }
+  | { kind: 'logits'; positions?: number[][]; fn: (logits: Tensor) => SeedGradient | Promise<SeedGradient> };
+
+export interface EngineBackward {
+  seed: EngineSeed;
+  /** Hook points whose gradient is returned. */
+  observe: ReadonlySet<HookName>;
+  /** Backward hooks by hook point. */
+  hooks?: ReadonlyMap<HookName, readonly BwdHookFn[]>;
+}
+
+/** The cut at the logits, where a metric's gradient is computed in JavaScript. */
+const LOGITS_CUT = 'logits';
 
 /** An in-graph intervention: where `mask` is true the value becomes `value` (both broadcast to the hook's shape, same rank). */
 export interface Intervention {
@@ -44,12 +82,18 @@ export interface EngineRequest {
   stopAt?: HookName;
   /** Compute logits only at these positions [batch, k]: logits are then [batch, k, d_vocab]. */
   logitPositions?: number[][];
+  /** After the forward, the backward pass of a scalar metric of the logits. */
+  backward?: EngineBackward;
 }
 
 export interface EngineResult {
   logits?: Tensor; // [batch, pos, d_vocab]
   tokenLogprobs?: Tensor; // [batch, pos]
   activations: Map<HookName, Tensor>;
+  /** With a backward pass: the gradients asked for, in the order the backward pass reached them. */
+  grads?: Map<HookName, Tensor>;
+  /** With a seed from JavaScript: the metric's value it returned. */
+  seedValue?: number;
 }
 
 interface Plan {
@@ -60,9 +104,14 @@ interface Plan {
     outputs: string[];
     /** Outputs later segments read. */
     passOn: ReadonlySet<string>;
-    cut: HookName | null;
+    /** A hook point hooked from JavaScript, the logits (a seed from JavaScript) or a gradient with backward hooks. */
+    cut: string | null;
   }[];
   hookOrder: HookName[];
+  /** The hook points whose gradient the graph emits, in backward order. */
+  gradOrder: HookName[];
+  /** Gradient cut (`X_grad`) -> its hook point X. */
+  gradCuts: ReadonlyMap<string, HookName>;
   /** The value the unembedding head reads (the final LayerNormed rows), or null when nothing needs it. */
   headInput: string | null;
   /** The shared main variant: no hook outputs, always takes an attention mask, always produces the head input. */
@@ -134,6 +183,116 @@ export interface KvCache {
 /** Each KvCache's onnxruntime values (past_key.L, past_value.L [batch, head, positions, d_head]). */
 const kvValues = new WeakMap<KvCache, Record<string, OrtValue>>();
 
+/** Bool mask of the entries where `before` and `after` differ (NaN equals NaN). */
+function changedMask(before: Float32Array, after: Float32Array): Uint8Array {
+  const mask = new Uint8Array(before.length);
+  for (let i = 0; i < before.length; i++) {
+    const x = before[i];
+    const y = after[i];
+    if (x !== y && !(x !== x && y !== y)) mask[i] = 1;
+  }
+  return mask;
+}
+
+/**
+ * The JavaScript steps of one run's backward pass: the seed (a metric's gradient from the logits),
+ * the masks of the entries forward hooks changed, and backward hooks with the gradient each lets
+ * flow upstream.
+ */
+class BackwardRun {
+  /** The seed metric's value, once computed. */
+  value: number | undefined;
+  /** Per hook point hooked from JavaScript, the entries its hooks changed (their gradient does not flow upstream). */
+  private readonly changed = new Map<HookName, Uint8Array>();
+
+  constructor(private readonly req: EngineRequest) {}
+
+  /** After a forward hook point's JS hooks: feeds which entries they changed. */
+  forwardChanged(name: HookName, before: Float32Array, after: Tensor, values: Map<string, OrtValue>): void {
+    const mask = changedMask(before, after.data);
+    this.changed.set(name, mask);
+    values.set(gradFeeds(name).changed, bool(mask, after.shape));
+  }
+
+  /** At the logits: the metric's value and gradient from JavaScript, fed as the backward pass's seed. */
+  async seed(values: Map<string, OrtValue>): Promise<void> {
+    const seed = this.req.backward!.seed;
+    if (seed.kind !== 'logits') return;
+    const logits = toTensor(values.get(LOGITS_CUT)!); // [batch, pos, d_vocab]
+    const [B, , V] = logits.shape;
+    const given = seed.positions ? rowsAt(logits, seed.positions) : logits; // [batch, k, d_vocab]
+    const out = await seed.fn(given);
+    if (!out || typeof out.value !== 'number' || !(out.gradient instanceof Tensor)) {
+      throw new Error('backward: the metric must give one number (a scalar) and its gradient with respect to the logits');
+    }
+    if (out.gradient.shape.join(',') !== given.shape.join(',')) {
+      throw new Error(`backward: the metric's gradient has shape [${out.gradient.shape.join(', ')}]; the logits it read have shape [${given.shape.join(', ')}]`);
+    }
+    this.value = out.value;
+    // Padded positions get no gradient.
+    const mask = this.req.attentionMask;
+    let gradient = out.gradient;
+    if (mask) {
+      gradient = new Tensor(Float32Array.from(gradient.data), gradient.shape);
+      const k = given.shape[1];
+      for (let b = 0; b < B; b++) {
+        for (let r = 0; r < k; r++) {
+          const p = seed.positions ? seed.positions[b][r] : r;
+          if (mask[b][p] === 0) gradient.data.fill(0, (b * k + r) * V, (b * k + r + 1) * V);
+        }
+      }
+    }
+    values.set(SEED_FEEDS.gradLogits, fromTensor(gradient));
+    if (seed.positions) values.set(SEED_FEEDS.gradPositions, int64Rows(seed.positions, 'positions'));
+  }
+
+  /**
+   * At a gradient with backward hooks: each hook gets the gradient (TransformerLens passes every
+   * backward hook the same gradient); the last replacement returned flows upstream, else the
+   * gradient zeroed where the forward replaced the value (an intervention's mask, the entries
+   * forward hooks changed).
+   */
+  async hooks(name: HookName, values: Map<string, OrtValue>, layer: number | null): Promise<void> {
+    const raw = values.get(gradName(name))!;
+    const grad = toTensor(raw);
+    const point: HookPoint = { name, layer: () => layer };
+    let replacement: Tensor | undefined;
+    for (const fn of this.req.backward!.hooks?.get(name) ?? []) {
+      const r = await fn(grad, point);
+      if (r === undefined) continue;
+      if (!(r instanceof Tensor)) throw new Error(`backward hook on '${name}' returned ${typeof r}; return a Tensor or nothing`);
+      if (r.shape.join(',') !== grad.shape.join(',')) {
+        throw new Error(`backward hook on '${name}' returned shape [${r.shape.join(', ')}]; the gradient at this hook point has shape [${grad.shape.join(', ')}]`);
+      }
+      replacement = r;
+    }
+    let upstream = replacement;
+    if (!upstream) {
+      const stops = [this.req.interventions?.get(name)?.mask.data, this.changed.get(name)].filter((m): m is Uint8Array => m !== undefined);
+      if (stops.length > 0) {
+        upstream = new Tensor(Float32Array.from(grad.data), grad.shape);
+        for (const m of stops) for (let i = 0; i < m.length; i++) if (m[i]) upstream.data[i] = 0;
+      }
+    }
+    values.set(gradFeeds(name).upstream, upstream ? fromTensor(upstream) : raw);
+  }
+}
+
+/** logits [batch, pos, d_vocab] -> the rows at `positions` [batch, k]: [batch, k, d_vocab]. */
+function rowsAt(logits: Tensor, positions: readonly (readonly number[])[]): Tensor {
+  const [B, pos, V] = logits.shape;
+  const k = positions[0]?.length ?? 0;
+  const out = new Float32Array(B * k * V);
+  positions.forEach((row, b) => {
+    if (row.length !== k) throw new Error(`backward: every prompt needs the same number of positions; prompt 0 has ${k}, prompt ${b} has ${row.length}`);
+    row.forEach((p, r) => {
+      if (!Number.isInteger(p) || p < 0 || p >= pos) throw new Error(`backward: position ${p} of prompt ${b} is not an integer in 0…${pos - 1}`);
+      out.set(logits.data.subarray((b * pos + p) * V, (b * pos + p + 1) * V), (b * k + r) * V);
+    });
+  });
+  return new Tensor(out, [B, k, V]);
+}
+
 export class Engine {
   private readonly plans = new Map<string, Promise<Plan>>();
   private weightTensors: Record<string, OrtValue> | null = null;
@@ -195,7 +354,7 @@ export class Engine {
    * unpadded runs share it, and leaves the unembedding to the head); everything else runs on a
    * variant built for it. A run fetches only the outputs it asked for.
    */
-  private variantFor(req: EngineRequest): { key: string; graphOpts: GraphOptions; cuts: HookName[]; embed: boolean; main: boolean; arena: boolean } {
+  private variantFor(req: EngineRequest): { key: string; graphOpts: GraphOptions; cuts: string[]; embed: boolean; main: boolean; arena: boolean } {
     const batch = req.tokens.length;
     const rows = batch * (req.logitPositions?.[0]?.length ?? req.tokens[0]?.length ?? 0);
     const observe = new Set(req.observe ?? []);
@@ -211,6 +370,7 @@ export class Engine {
     const interventions = new Set(req.interventions?.keys() ?? []);
     const lnHasWeights = this.cfg.normalization_type === 'LN';
     const logitPositions = req.logitPositions !== undefined;
+    if (req.backward) return this.backwardVariant(req, observe, cuts, interventions, lnHasWeights);
     if (this.useMainVariant() && cuts.length === 0 && interventions.size === 0 && observe.size === 0 && !logitPositions) {
       const graphOpts: GraphOptions = {
         observed: new Set(),
@@ -266,6 +426,46 @@ export class Engine {
     return { key, graphOpts, cuts, embed: this.options.weightMode === 'embed', main: false, arena };
   }
 
+  /**
+   * The variant of a run with a backward pass: forward and backward in one graph with the logits of
+   * every position in it, cut at the forward's JS hooks, at the logits when the seed comes from
+   * JavaScript, and at the gradients backward hooks read. Never the main variant, never the head.
+   */
+  private backwardVariant(req: EngineRequest, observe: Set<HookName>, forwardCuts: HookName[], interventions: Set<HookName>, lnHasWeights: boolean) {
+    const bwd = req.backward!;
+    if (req.startAt || req.stopAt || req.logitPositions) throw new Error('a backward pass runs the whole model: no startAt, stopAt or logitPositions');
+    const seed: SeedKind = bwd.seed.kind === 'loss' ? 'loss' : bwd.seed.positions ? 'rows' : 'logits';
+    if (seed === 'loss' && !req.targets) throw new Error('internal: the loss seed needs the targets');
+    const bwdHooked = [...(bwd.hooks?.keys() ?? [])];
+    const forwardHooked = new Set(req.hooks?.keys() ?? []);
+    const graphOpts: GraphOptions = {
+      observed: observe,
+      interventions,
+      cuts: new Set(forwardCuts),
+      hasAttentionMask: req.attentionMask !== undefined,
+      lnHasWeights,
+      logits: req.logits ?? true,
+      tokenLogprobs: req.targets !== undefined,
+      featureMajor: true,
+      optional: this.options.optionalHooks,
+      backward: { seed, observed: new Set(bwd.observe), cuts: new Set(bwdHooked), forwardHooked, interventions },
+    };
+    const cuts: string[] = [...forwardCuts, ...(seed === 'loss' ? [] : [LOGITS_CUT]), ...bwdHooked.map(gradName)];
+    const key = JSON.stringify({
+      backward: seed,
+      o: [...observe].sort(),
+      i: [...interventions].sort(),
+      c: [...forwardCuts].sort(),
+      f: [...forwardHooked].sort(),
+      g: [...bwd.observe].sort(),
+      bc: bwdHooked.sort(),
+      m: graphOpts.hasAttentionMask,
+      l: graphOpts.logits,
+      t: graphOpts.tokenLogprobs,
+    });
+    return { key, graphOpts, cuts, embed: this.options.weightMode === 'embed', main: false, arena: this.options.memArena ?? false };
+  }
+
   /** How many bytes of activations the run caches (float32, by hook point shape). */
   private observedBytes(req: EngineRequest): number {
     const batch = req.tokens.length;
@@ -299,7 +499,7 @@ export class Engine {
     }
     const built = (async (): Promise<Plan> => {
       const graph = buildGpt2Graph(this.cfg, graphOpts);
-      const keep = new Set<string>([...graphOpts.observed, ...graph.finalOutputs]);
+      const keep = new Set<string>([...graphOpts.observed, ...graph.finalOutputs, ...[...(graphOpts.backward?.observed ?? [])].map(gradName)]);
       const weights = this.weightArrays();
       const embedded = embed ? new Set(weights.keys()) : new Set<string>();
       const parts = partitionGraph(graph.builder, cuts, keep, embedded);
@@ -316,7 +516,8 @@ export class Engine {
           cut: p.cut,
         })),
       );
-      return { segments, hookOrder: graph.hookOrder, headInput: graph.headInput, users: 0, evicted: false, main };
+      const gradCuts = new Map([...(graphOpts.backward?.cuts ?? [])].map((h) => [gradName(h) as string, h]));
+      return { segments, hookOrder: graph.hookOrder, gradOrder: graph.gradOrder, gradCuts, headInput: graph.headInput, users: 0, evicted: false, main };
     })();
     this.plans.set(key, built);
     built.catch(() => this.plans.delete(key));
@@ -351,7 +552,7 @@ export class Engine {
 
   private async execute(plan: Plan, req: EngineRequest): Promise<EngineResult> {
     const head = this.needsHead(req) ? plan.headInput : null;
-    const wanted = new Set<string>([...(req.observe ?? []), ...(head ? [head] : []), 'logits', 'token_logprobs']);
+    const wanted = new Set<string>([...(req.observe ?? []), ...(head ? [head] : []), 'logits', 'token_logprobs', ...[...(req.backward?.observe ?? [])].map(gradName)]);
     const values = new Map<string, OrtValue>(Object.entries(this.weightTensorFeeds()));
     values.set('tokens', int64Rows(req.tokens, 'tokens'));
     if (req.targets && !head) values.set('targets', int64Rows(req.targets, 'targets'));
@@ -375,6 +576,8 @@ export class Engine {
       values.set(feeds.mask, bool(iv.mask.data, iv.mask.shape));
       values.set(feeds.value, fromTensor(iv.value));
     }
+    const backward = req.backward ? new BackwardRun(req) : null;
+    if (req.backward?.seed.kind === 'loss') values.set(SEED_FEEDS.lossWeights, f32(Float32Array.from(req.backward.seed.weights.flat()), [req.tokens.length, req.tokens[0].length]));
 
     for (const seg of plan.segments.slice(first)) {
       if (!seg.session) continue; // nothing after the last cut is needed (no logits asked for)
@@ -391,13 +594,20 @@ export class Engine {
       if (fetches.length === 0) fetches.push(seg.outputs[0]); // onnxruntime needs at least one output
       const out = await runSession(seg.session, feeds, fetches);
       for (const name of fetches) values.set(name, out[name]);
-      if (seg.cut) {
-        const name = seg.cut;
+      if (seg.cut === LOGITS_CUT && backward) {
+        await backward.seed(values);
+      } else if (seg.cut && plan.gradCuts.has(seg.cut) && backward) {
+        const hook = plan.gradCuts.get(seg.cut)!;
+        await backward.hooks(hook, values, this.hookPoint(hook).layer);
+      } else if (seg.cut) {
+        const name = seg.cut as HookName;
         const raw = values.get(name)!;
         let act = toTensor(raw);
         const { layer } = this.hookPoint(name);
         const point: HookPoint = { name, layer: () => layer };
-        for (const fn of req.hooks?.get(name) ?? []) {
+        const fns = req.hooks?.get(name) ?? [];
+        const before = backward && fns.length > 0 ? act.data.slice() : null;
+        for (const fn of fns) {
           const replaced = await fn(act, point);
           if (replaced !== undefined) {
             if (!(replaced instanceof Tensor)) throw new Error(`hook on '${name}' returned ${typeof replaced}; return a Tensor or nothing`);
@@ -407,6 +617,7 @@ export class Engine {
             act = replaced;
           }
         }
+        if (before && backward) backward.forwardChanged(name, before, act, values);
         values.set(name, fromTensor(act));
         if (name === req.stopAt) break;
       }
@@ -419,6 +630,14 @@ export class Engine {
       activations.set(name, toTensor(v));
     }
     const result: EngineResult = { activations };
+    if (backward) {
+      result.grads = new Map();
+      for (const name of plan.gradOrder) {
+        const v = values.get(gradName(name));
+        if (req.backward!.observe.has(name) && v) result.grads.set(name, toTensor(v));
+      }
+      if (backward.value !== undefined) result.seedValue = backward.value;
+    }
     const logits = values.get('logits');
     if (logits) result.logits = toTensor(logits);
     const lp = values.get('token_logprobs');

@@ -1,13 +1,14 @@
 /**
  * Builds GPT-2's forward pass as one ONNX graph whose values at every TransformerLens hook point
  * are named after the hook (`blocks.3.attn.hook_pattern`), from the pieces in graph/ (embed,
- * block = attention + MLP, unembed). Weights are graph inputs (fed from the model's own
- * Float32Arrays without copying, matrices feature-major), so any number of graph variants share
- * one copy.
+ * block = attention + MLP, unembed), and with `backward` its backward pass after it
+ * (gpt2Backward.ts). Weights are graph inputs (fed from the model's own Float32Arrays without
+ * copying, matrices feature-major), so any number of graph variants share one copy.
  */
 import type { HookedTransformerConfig } from '../config.ts';
 import { layerNormHooks, type HookName, type OptionalHooks } from '../hookPoints.ts';
 import type { GraphBuilder } from '../onnx/builder.ts';
+import { appendBackward, type BackwardOptions } from './gpt2Backward.ts';
 import { block } from './graph/block.ts';
 import { HookedContext } from './graph/context.ts';
 import { allowedKeys, axisLength, embeddings, maskPositions } from './graph/embed.ts';
@@ -43,6 +44,11 @@ export interface GraphOptions {
    * chunks (unembedHead.ts).
    */
   headInput?: boolean;
+  /**
+   * Append the backward pass of a scalar metric of the logits (gpt2Backward.ts): the logits are
+   * then computed in the graph (as `logits`, over every position), whether or not they are emitted.
+   */
+  backward?: BackwardOptions;
 }
 
 export interface BuiltGraph {
@@ -53,6 +59,8 @@ export interface BuiltGraph {
   finalOutputs: string[];
   /** The value the unembedding reads, [batch, pos | k, d_model], with `headInput`; else null. */
   headInput: string | null;
+  /** With `backward`: the hook points whose gradient (`X_grad`) the graph emits, in the order the backward pass reaches them. */
+  gradOrder: HookName[];
 }
 
 export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions): BuiltGraph {
@@ -64,6 +72,7 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     lnHasWeights: opts.lnHasWeights,
     hasAttentionMask: opts.hasAttentionMask,
     optional: opts.optional ?? {},
+    gradients: opts.backward ? new Set([...opts.backward.observed, ...opts.backward.cuts]) : new Set(),
   });
   const b = ctx.b;
   const tokens = b.input('tokens', 'int64', ['batch', 'pos']);
@@ -75,17 +84,21 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
   let xf = layerNorm(ctx, resid, { ln: 'ln_final', layer: null }, layerNormHooks(null, 'ln_final')); // [batch, pos, d_model]
 
   const finalOutputs: string[] = [];
+  if (opts.backward && (opts.headInput || opts.logitPositions)) throw new Error('internal: a backward pass needs the logits of every position in the graph');
   if (opts.logitPositions && (opts.headInput || opts.logits || opts.tokenLogprobs)) {
     xf = gatherRows(b, cfg.d_model, xf, b.input('logit_positions', 'int64', ['batch', 'k'])); // [batch, k, d_model]
   }
   if (opts.headInput) {
     finalOutputs.push(xf);
-    return { builder: b, hookOrder: ctx.hookOrder(), finalOutputs, headInput: xf };
+    return { builder: b, hookOrder: ctx.hookOrder(), finalOutputs, headInput: xf, gradOrder: [] };
   }
-  if (opts.logits || opts.tokenLogprobs) {
+  if (opts.logits || opts.tokenLogprobs || opts.backward) {
     const logits = unembed(ctx, xf, 'logits'); // [batch, pos | k, d_vocab]
     if (opts.logits) finalOutputs.push(logits);
     if (opts.tokenLogprobs) finalOutputs.push(tokenLogprobs(b, logits, b.input('targets', 'int64', ['batch', 'pos']), 'token_logprobs'));
   }
-  return { builder: b, hookOrder: ctx.hookOrder(), finalOutputs, headInput: null };
+  if (!opts.backward) return { builder: b, hookOrder: ctx.hookOrder(), finalOutputs, headInput: null, gradOrder: [] };
+  const targets = b.input('targets', 'int64', ['batch', 'pos']);
+  const gradOrder = appendBackward(ctx, opts.backward, { logits: 'logits', targets, tokens, allowed });
+  return { builder: b, hookOrder: ctx.hookOrder(), finalOutputs, headInput: null, gradOrder };
 }

@@ -1,8 +1,9 @@
 /**
- * Splits one graph into consecutive segments that end at the hook points hooked from JavaScript,
- * so a JS hook can read a value and hand back a replacement before the rest of the graph runs.
+ * Splits one graph into consecutive segments that end at the values JavaScript must see before the
+ * rest runs: hook points hooked from JavaScript (a JS hook reads a value and hands back a
+ * replacement), and in a backward pass the logits (a metric's gradient is computed from them) and
+ * the gradients that backward hooks read.
  */
-import type { HookName } from '../hookPoints.ts';
 import type { GraphBuilder } from '../onnx/builder.ts';
 import { encodeModel, type ElemType, type OnnxNode, type ValueInfo } from '../onnx/proto.ts';
 
@@ -13,8 +14,8 @@ export interface Segment {
   inputs: string[];
   /** Values the segment hands on: cut hook, values later segments need, observed hooks, final outputs. */
   outputs: string[];
-  /** The hook point this segment ends at (its value goes through the JS hooks), or null for the last. */
-  cut: HookName | null;
+  /** The value this segment ends at (a hook point whose value goes through the JS hooks, …), or null for the last. */
+  cut: string | null;
   /** Weights embedded as initializers; their bytes are handed over as `externalData` `<name>.bin`. */
   external: string[];
   /** Outputs that later segments read (always fetched). */
@@ -43,14 +44,14 @@ function inferTypes(b: GraphBuilder): Map<string, ElemType> {
 }
 
 /**
- * @param cuts hook points hooked from JS (any order; each must be a value of the graph)
+ * @param cuts values JS reads before the rest runs (any order; each must be a value of the graph)
  * @param keep values that must come out of whichever segment produces them
  * @param embedded graph inputs to embed as initializers whose bytes come from `externalData`
  *   (`<name>.bin`) at session creation, instead of being fed at every run
  */
 export function partitionGraph(
   b: GraphBuilder,
-  cuts: readonly HookName[],
+  cuts: readonly string[],
   keep: ReadonlySet<string>,
   embedded: ReadonlySet<string> = new Set(),
 ): Segment[] {
@@ -59,12 +60,12 @@ export function partitionGraph(
   const cutPoints = cuts
     .map((c) => {
       const at = producer.get(c);
-      if (at === undefined) throw new Error(`partitionGraph: hook point '${c}' is not a value of this graph`);
+      if (at === undefined) throw new Error(`partitionGraph: '${c}' is not a value of this graph`);
       return { hook: c, at };
     })
     .sort((x, y) => x.at - y.at);
 
-  const bounds: { start: number; end: number; cut: HookName | null }[] = [];
+  const bounds: { start: number; end: number; cut: string | null }[] = [];
   let start = 0;
   for (const c of cutPoints) {
     bounds.push({ start, end: c.at + 1, cut: c.hook });

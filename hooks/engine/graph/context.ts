@@ -92,6 +92,8 @@ export interface HookedContextOptions extends ContextOptions {
   interventions: ReadonlySet<HookName>;
   /** Hook points hooked from JavaScript (the graph is cut there; their replacement flows on). */
   cuts: ReadonlySet<HookName>;
+  /** Hook points whose gradient a backward pass emits or hooks (their value must exist: hook_result is computed). */
+  gradients?: ReadonlySet<HookName>;
 }
 
 /** The hooked forward graph: every hook point is a value named after it, replaced where an intervention says so. */
@@ -124,7 +126,7 @@ export class HookedContext extends BaseContext {
   }
 
   needs(name: HookName): boolean {
-    return this.opts.observed.has(name) || this.opts.interventions.has(name);
+    return this.opts.observed.has(name) || this.opts.interventions.has(name) || (this.opts.gradients?.has(name) ?? false);
   }
 
   observed(name: HookName): boolean {

@@ -103,7 +103,7 @@ describe('runWithCache options', () => {
     expect(pred.keys()).toEqual(['blocks.0.hook_resid_pre', 'blocks.0.attn.hook_result', 'blocks.1.hook_resid_pre', 'blocks.1.attn.hook_result']);
     // values agree with the reference whichever variant of the graph computed them (1e-4)
     const ref = referenceForward(cfg, original, tokens);
-    for (const [k, v] of [...list.entries(), ...pred.entries(), ...one.entries()]) expectClose(v, ref.cache.get(k)!, 1e-4, k);
+    for (const [k, v] of [...list.entries(), ...pred.entries(), ...one.entries()]) expectClose(v, ref.cache.get(k as HookName)!, 1e-4, k);
   });
 
   it('an unknown name in namesFilter throws, naming it', async () => {

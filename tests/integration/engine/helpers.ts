@@ -2,7 +2,7 @@
 import { expect } from 'vitest';
 import type { ActivationCache } from '../../../hooks/ActivationCache.ts';
 import type { HookedTransformerConfig } from '../../../hooks/config.ts';
-import type { HookName } from '../../../hooks/hookPoints.ts';
+import type { CacheKey } from '../../../hooks/hookPoints.ts';
 import { gpt2Config, randomWeights } from '../../../hooks/init.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
 import type { TransformerWeights } from '../../../hooks/weights.ts';
@@ -65,8 +65,8 @@ export function expectExactlyEqual(actual: Tensor, expected: Tensor, label = '')
 /** Every name of `names` is in both; returns "name: diff" for each entry over `atol` (empty = all match). */
 export function cacheMismatches(
   cache: ActivationCache,
-  ref: ReadonlyMap<HookName, Tensor>,
-  names: readonly HookName[],
+  ref: ReadonlyMap<CacheKey, Tensor>,
+  names: readonly CacheKey[],
   atol: number,
 ): string[] {
   const bad: string[] = [];

@@ -2,13 +2,15 @@
 export { HookedTransformer } from './HookedTransformer.ts';
 export type {
   ModelInput, ReturnType, InputOptions, ForwardOptions, RunWithCacheOptions, RunWithHooksOptions, FwdHook, HookTarget,
-  NamesFilter, ModelOptions, FromPretrainedOptions, ForwardOutput, Loss, HookFn, HookPoint,
+  NamesFilter, ModelOptions, FromPretrainedOptions, ForwardOutput, Loss, HookFn, HookPoint, BwdHook, BwdHookFn, HookDirection,
 } from './HookedTransformer.ts';
+export type { BackwardFrom, DifferentiableMetric, MetricGradient, SparseLogitGradient } from './gradients.ts';
 export { sampleLogits, type GenerateOptions, type GenerateOutput, type GenerateReturnType, type GenerateStep } from './generate.ts';
 export { ActivationCache } from './ActivationCache.ts';
 export { Tensor } from './tensor.ts';
 export { listHookPoints, hookShape, getActName } from './hookPoints.ts';
-export type { HookName, HookPointInfo, Dim } from './hookPoints.ts';
+export { gradName } from './hookPoints.ts';
+export type { HookName, HookPointInfo, Dim, GradName, CacheKey } from './hookPoints.ts';
 export type { HookedTransformerConfig, ProcessingFlags } from './config.ts';
 export { DEFAULT_PROCESSING, NO_PROCESSING } from './config.ts';
 export type { TransformerWeights, BlockWeights } from './weights.ts';

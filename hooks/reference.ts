@@ -456,3 +456,5 @@ export function referenceForward(
   const logits = linear(xf, run.rows, cfg.d_model, weights.W_U, cfg.d_vocab, weights.b_U); // [batch, pos, d_vocab]
   return { logits: new Tensor(logits, [batch, pos, cfg.d_vocab]), cache };
 }
+
+export { referenceBackward, type ReferenceBackwardOptions, type ReferenceBackwardResult, type ReferenceBwdHookFn } from './referenceBackward.ts';

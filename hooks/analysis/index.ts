@@ -4,8 +4,11 @@ export type { SliceInput, SliceRange } from '../slice.ts';
 export { withModel } from './cache.ts';
 export { runVariants, throwIfAborted } from './batchedRuns.ts';
 export type { Variant, VariantEdit, LogitsMetric, BatchOptions } from './batchedRuns.ts';
-export { logitDiff, logitDiffs, logitDiffMetric, normalisedMetric, ioiMetric, isPositionedMetric, positionedMetric } from './metrics.ts';
-export type { LogitDiffOptions, PositionedMetric } from './metrics.ts';
+export {
+  logitDiff, logitDiffs, logitDiffMetric, normalisedMetric, ioiMetric, isPositionedMetric, positionedMetric,
+  tokenLogprobMetric, lossMetric, metricFromSpec, resolveTokenRef,
+} from './metrics.ts';
+export type { LogitDiffOptions, PositionedMetric, DifferentiablePositionedMetric, TokenLogprobOptions, MetricSpec, MetricSpecModel, TokenRef } from './metrics.ts';
 export { logitLens, logitLensFromCache } from './logitLens.ts';
 export type { LogitLensOptions, LogitLensResult, LogitLensTarget, LogitLensTargetResult } from './logitLens.ts';
 export { directLogitAttribution, dlaFromCache } from './directLogitAttribution.ts';
@@ -31,5 +34,18 @@ export {
   getActPatchBlockEvery, getActPatchAttnHeadAllPosEvery, getActPatchAttnHeadByPosEvery,
 } from './patching.ts';
 export type { AxisName, PatchActivation, PatchingOptions, GenericPatchOptions } from './patching.ts';
+export {
+  genericAttributionPatch,
+  getAttrPatchResidPre, getAttrPatchResidMid, getAttrPatchAttnOut, getAttrPatchMlpOut,
+  getAttrPatchAttnHeadOutByPos, getAttrPatchAttnHeadQByPos, getAttrPatchAttnHeadKByPos, getAttrPatchAttnHeadVByPos,
+  getAttrPatchAttnHeadPatternByPos, getAttrPatchAttnHeadPatternDestSrcPos,
+  getAttrPatchAttnHeadOutAllPos, getAttrPatchAttnHeadQAllPos, getAttrPatchAttnHeadKAllPos, getAttrPatchAttnHeadVAllPos,
+  getAttrPatchAttnHeadPatternAllPos,
+  getAttrPatchBlockEvery, getAttrPatchAttnHeadAllPosEvery, getAttrPatchAttnHeadByPosEvery,
+} from './attribution.ts';
+export { pearsonCorrelation } from './attribution.ts';
+export type { AttributionOptions, GenericAttributionOptions } from './attribution.ts';
+export { inputSaliency } from './saliency.ts';
+export type { SaliencyMethod, SaliencyOptions, SaliencyResult } from './saliency.ts';
 export { accumulatedBias, tokensToResidualDirections } from '../ActivationCache.ts';
 export type { CacheModel, TokenSpec } from '../ActivationCache.ts';

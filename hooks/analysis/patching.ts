@@ -5,7 +5,7 @@
  */
 import type { ActivationCache } from '../ActivationCache.ts';
 import type { HookedTransformer, ModelInput } from '../HookedTransformer.ts';
-import { getActName, type HookName } from '../hookPoints.ts';
+import { getActName, type Dim, type HookName } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 import { runVariants, type BatchOptions, type LogitsMetric, type Variant, type VariantEdit } from './batchedRuns.ts';
 
@@ -25,24 +25,35 @@ export interface GenericPatchOptions extends PatchingOptions {
 
 const PATTERN_LIKE = new Set(['pattern', 'attn_scores']);
 
+/** The hook-point dim an index axis selects along for an activation (a pattern's dest_pos is its query_pos, src_pos its key_pos). */
+export function axisDim(activation: PatchActivation, axis: AxisName): Dim {
+  if (axis === 'head' || axis === 'head_index') return 'head';
+  if (PATTERN_LIKE.has(activation)) {
+    if (axis === 'dest_pos') return 'query_pos';
+    if (axis === 'src_pos') return 'key_pos';
+    throw new Error(`activation patching: axis '${axis}' does not apply to '${activation}' (use head, dest_pos, src_pos)`);
+  }
+  if (axis === 'pos') return 'pos';
+  throw new Error(`activation patching: axis '${axis}' does not apply to '${activation}' (use pos, head)`);
+}
+
 /** The `where` selector of one index for an activation. */
 function whereFor(activation: PatchActivation, axes: readonly AxisName[], index: readonly number[]): VariantEdit['where'] {
   const where: Record<string, number> = {};
   axes.forEach((axis, i) => {
-    if (axis === 'layer') return;
-    const v = index[i];
-    if (PATTERN_LIKE.has(activation)) {
-      if (axis === 'head' || axis === 'head_index') where.head = v;
-      else if (axis === 'dest_pos') where.query_pos = v;
-      else if (axis === 'src_pos') where.key_pos = v;
-      else throw new Error(`activation patching: axis '${axis}' does not apply to '${activation}' (use head, dest_pos, src_pos)`);
-    } else {
-      if (axis === 'head' || axis === 'head_index') where.head = v;
-      else if (axis === 'pos') where.pos = v;
-      else throw new Error(`activation patching: axis '${axis}' does not apply to '${activation}' (use pos, head)`);
-    }
+    if (axis !== 'layer') where[axisDim(activation, axis)] = index[i];
   });
   return where;
+}
+
+/** The result's shape: one dim per index axis (the first 'layer'), checked. */
+export function indexShape(cfg: { n_layers: number; n_heads: number }, pos: number, axes: readonly AxisName[]): number[] {
+  if (axes[0] !== 'layer') throw new Error(`activation patching: the first index axis must be 'layer'; got [${axes.join(', ')}]`);
+  const range: Record<AxisName, number> = { layer: cfg.n_layers, pos, head_index: cfg.n_heads, head: cfg.n_heads, src_pos: pos, dest_pos: pos };
+  return axes.map((a) => {
+    if (!(a in range)) throw new Error(`activation patching: unknown axis '${a}'; allowed layer, pos, head_index, head, src_pos, dest_pos`);
+    return range[a];
+  });
 }
 
 /** Every index tuple over the axes' ranges, last axis fastest (TL's make_df_from_ranges). */
@@ -68,13 +79,7 @@ interface PatchJob {
 }
 
 function buildJob(model: HookedTransformer, pos: number, batch: number, cleanCache: ActivationCache, activation: PatchActivation, axes: readonly AxisName[]): PatchJob {
-  if (axes[0] !== 'layer') throw new Error(`activation patching: the first index axis must be 'layer'; got [${axes.join(', ')}]`);
-  const { n_layers, n_heads } = model.cfg;
-  const range: Record<AxisName, number> = { layer: n_layers, pos, head_index: n_heads, head: n_heads, src_pos: pos, dest_pos: pos };
-  const shape = axes.map((a) => {
-    if (!(a in range)) throw new Error(`activation patching: unknown axis '${a}'; allowed layer, pos, head_index, head, src_pos, dest_pos`);
-    return range[a];
-  });
+  const shape = indexShape(model.cfg, pos, axes);
   const clean = new Map<number, Tensor>();
   const variants = indexGrid(shape).map((index) => {
     const layer = index[0];

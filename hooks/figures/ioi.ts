@@ -48,6 +48,8 @@ export interface PatchData {
   clean: number | string;
   corrupted: number | string;
   results: { kind: string; dims: ('layer' | 'pos' | 'head')[]; values: (number | string)[][] | (number | string)[][][] }[];
+  /** How the values were made: activation patching (default), or its linear estimate by attribution patching (the same units). */
+  method?: 'activation' | 'attribution';
 }
 
 const PATCH_TITLES: Record<string, string> = {
@@ -108,10 +110,12 @@ export function patchingFigure(r: PatchData, index: number): FigureSpec {
     type: 'heatmap', z, colorscale: DIVERGING, zmid: 0, zmin: -lim, zmax: lim, colorbar: colorbar('normalised logit diff'),
     customdata: z.map((row, i) => row.map((_x, j) => `${rows[i]} · ${cols[j]}`)), hovertemplate: '%{customdata}<br>%{z:.3f}<extra></extra>', xgap: 1, ygap: 1,
   };
+  const attribution = r.method === 'attribution';
+  const what = PATCH_TITLES[res.kind] ?? res.kind;
   return {
-    name: `patch-${res.kind}`,
+    name: `${attribution ? 'attr-' : ''}patch-${res.kind}`,
     data: [trace],
-    layout: heatmapLayout(`${PATCH_TITLES[res.kind] ?? res.kind}: ${tokenLabel(r.metric.label)}, normalised (clean ${fmt(num(r.clean))} = 1, corrupted ${fmt(num(r.corrupted))} = 0)`, {
+    layout: heatmapLayout(`${attribution ? `${what}, estimated by attribution patching` : what}: ${tokenLabel(r.metric.label)}, normalised (clean ${fmt(num(r.clean))} = 1, corrupted ${fmt(num(r.corrupted))} = 0)`, {
       xaxis: indexAxis(cols, xTitle),
       yaxis: indexAxis(rows, yTitle, { reversed: true }),
     }),

@@ -76,8 +76,10 @@ export function ioiData(prompts: { prompt: string; io: string; s: string }[], lo
 export function patchData(
   model: HookedTransformer, cleanTokens: number[], clean: number, corrupted: number,
   results: { kind: 'resid_pre' | 'attn_out' | 'mlp_out' | 'head_out_all_pos'; values: Tensor }[],
+  method: 'activation' | 'attribution' = 'activation',
 ): PatchData {
   return {
+    method,
     cleanTokens,
     cleanStrTokens: model.tokenizer ? model.tokenizer.toStrTokens(cleanTokens) : null,
     metric: { label: 'logit difference' },

@@ -110,8 +110,10 @@ await plot(patchingFigure(patchData(model, clean[0], cleanDiff, corruptedDiff, [
 // ## Every kind of patch
 //
 // The same comparison for the residual stream, attention and MLP outputs by layer and position, and for each head's
-// queries, keys, values and attention pattern. The table gives Pearson's r, the largest disagreement, and the time of
-// each method (activation patching batches its runs; attribution patching is one forward and one backward pass).
+// queries, keys, values and attention pattern. The table gives Pearson's r, the largest effect of a patch, the largest
+// disagreement, and the time of each method (activation patching batches its runs; attribution patching is one forward
+// and one backward pass). Read r together with the largest effect: where no patch of a kind changes the metric much,
+// r compares numbers close to zero and says little.
 
 // %%
 const kinds: [string, PatchFn, PatchFn, (t: Tensor) => string[]][] = [
@@ -132,9 +134,9 @@ for (const [kind, actFn, attrFn, labels] of kinds) {
   const [attr, tAttr] = await timed(() => attrFn(model, corrupted, cleanCache, metric));
   const r = pearsonCorrelation(attr.data, act.data);
   compared.push({ kind, act, attr, r, labels: labels(act) });
-  rows.push([kind, act.data.length, r.toFixed(3), attr.sub(act).abs().max().item().toFixed(3), `${tAct.toFixed(0)} ms`, `${tAttr.toFixed(0)} ms`]);
+  rows.push([kind, act.data.length, r.toFixed(3), act.abs().max().item().toFixed(3), attr.sub(act).abs().max().item().toFixed(3), `${tAct.toFixed(0)} ms`, `${tAttr.toFixed(0)} ms`]);
 }
-await table(['patched', 'components', 'Pearson r', 'max |attribution − activation|', 'activation patching', 'attribution patching'], rows);
+await table(['patched', 'components', 'Pearson r', 'largest |activation patching|', 'largest |attribution − activation|', 'activation patching', 'attribution patching'], rows);
 const holds = compared.filter((c) => c.r >= 0.9).map((c) => c.kind);
 const fails = compared.filter((c) => !(c.r >= 0.9)).map((c) => `${c.kind} (r = ${c.r.toFixed(2)})`);
 console.log(`r ≥ 0.9: ${holds.join(', ') || 'none'}\nr < 0.9: ${fails.join(', ') || 'none'}`);
@@ -142,15 +144,15 @@ console.log(`r ≥ 0.9: ${holds.join(', ') || 'none'}\nr < 0.9: ${fails.join(', 
 // %% [markdown]
 // ## Where it fails, and why
 //
-// Nanda reports the approximation failing for the residual stream at early layers and for attention patterns
-// (patching a whole head's pattern, or the keys that set it). The reason is the same in both: the patch is a **large**
-// change to something the metric depends on non-linearly. Swapping the names changes the tokens themselves, so at the
-// name positions `resid_pre` of layer 0 *is* a different token — far from the corrupted point, where the first-order
-// term no longer describes what the LayerNorms, attention softmaxes and MLPs downstream do. Keys act through a softmax:
-// the patched keys move attention from one token to another all at once, which a tangent line at the corrupted
-// attention does not capture.
+// Nanda reports the approximation failing for the residual stream at early layers and for attention patterns (and
+// the keys and queries that set them). The reason is the same in both: the patch is a **large** change to something
+// the metric depends on non-linearly. Swapping the names changes the tokens themselves, so at the name positions
+// `resid_pre` of layer 0 *is* a different token — far from the corrupted point, where the first-order term no longer
+// describes what the LayerNorms, attention softmaxes and MLPs downstream do; in a model this shallow every layer's
+// residual stream is still close to the tokens. Keys and queries act through a softmax: a patch that moves attention
+// from one token to another all at once is not what a tangent line at the corrupted attention describes.
 //
-// The residual stream by layer and position, activation patching then attribution patching:
+// The residual stream by layer and position, activation patching then attribution patching, and r layer by layer:
 
 // %%
 const resid = compared.find((c) => c.kind === 'resid_pre by position')!;
@@ -222,8 +224,8 @@ console.log(`integrated gradients: Σ scores ${total.toFixed(3)}; metric(input) 
 //
 // - One backward pass gives the gradient at every hook point (`<hook>_grad`), and with the clean cache every
 //   attribution-patching estimate; the table above puts its time beside activation patching's.
-// - Where a patch moves an activation a little, or the metric responds to it linearly (head outputs and values, which
-//   reach the logits through a few linear maps and one LayerNorm), attribution patching ranks components as activation
-//   patching does. Where the patch is large and acts through a softmax or through every later layer (early residual
-//   streams at the name positions, keys), the tangent misses the curve — use it to find candidates, and confirm them
-//   with activation patching.
+// - Where a patch moves an activation a little, or the metric responds to it nearly linearly (a head's output and
+//   values reach the logits through a few linear maps and LayerNorms), attribution patching ranks components as
+//   activation patching does. Where the patch is large and acts through softmaxes or every later layer (the residual
+//   stream at the name positions), the tangent misses the curve, as the figure above shows — use attribution patching
+//   to find candidates quickly, and confirm them with activation patching.

@@ -2,14 +2,16 @@
 import { z } from 'zod';
 import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import {
-  ablationSweepFigure, compositionFigure, copyingFigure, headScoreFigure, ioiAttributionFigure, ioiLogitDiffFigure, logitLensFigure,
-  lossByPositionFigure, patchingFigure, positionalFigure, topCopiedFigure, type FigureSpec,
+  ablationSweepFigure, compositionFigure, copyingFigure, headScoreFigure, ioiAttributionFigure, ioiLogitDiffFigure,
+  logitLensFigure, lossByPositionFigure, patchComparisonFigure, patchingFigure, positionalFigure, saliencyFigure, topCopiedFigure, type FigureSpec,
 } from '../hooks/figures/index.ts';
 import { LimitsSchema, type Limits } from '../server/config.ts';
 import {
-  ablateSweepSchema, compositionSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, positionalSchema, topCopiedSchema,
+  ablateSweepSchema, compositionSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, positionalSchema, saliencySchema, topCopiedSchema,
 } from '../server/schemas.ts';
-import { ablateSweep, composition, copying, headsDetect, ioi, logitLens, patch, positional, topCopied } from '../server/worker/analysis.ts';
+import {
+  ablateSweep, attributionPatch, composition, copying, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied,
+} from '../server/worker/analysis.ts';
 import type { JobContext } from '../server/worker/context.ts';
 import { UsageError } from './errors.ts';
 import type { FlagDef } from './flags.ts';
@@ -74,6 +76,12 @@ const circuitsSchema = z.strictObject({
   pastMlp0: z.boolean().default(false).describe("read past block 0's MLP: composition through its linearisation, copying through the effective embedding (an extension; see the README)"),
 });
 type CircuitsRequest = z.infer<typeof circuitsSchema>;
+
+/** The CLI's patch request: /api/patch's body and the method (activation patching, attribution patching, or both side by side). */
+const cliPatchSchema = patchSchema().extend({
+  method: z.enum(['activation', 'attribution', 'both']).default('activation')
+    .describe('activation patching (/api/patch), attribution patching (/api/attribution-patch), or both with a scatter plot of one against the other'),
+});
 
 /** "1.2", "1:2" or "L1H2" → {layer, head}. */
 function parseHead(s: string): { layer: number; head: number } {
@@ -146,19 +154,43 @@ export const COMMANDS: Record<string, Command> = {
   },
   patch: {
     name: 'patch',
-    summary: 'activation patching: the normalised logit difference with each slice of the clean run patched into the corrupted run',
+    summary: 'activation patching (or attribution patching, its first-order estimate): the normalised logit difference with each slice of the clean run patched into the corrupted run',
     flags: [
       { flag: 'clean', type: 'string', path: 'clean', help: 'the clean prompt' },
       { flag: 'corrupted', type: 'string', path: 'corrupted', help: "the corrupted prompt (the clean prompt's token length)" },
       ...metricFlags('logit_diff'),
       { flag: 'kinds', type: 'list', path: 'kinds', help: 'resid_pre,attn_out,mlp_out,head_out_all_pos,head_out_by_pos (default all)' },
+      { flag: 'method', type: 'string', path: 'method', help: 'activation | attribution | both (default activation; both adds a scatter plot per kind)' },
       chunk, prependBos,
     ],
-    schema: patchSchema(),
+    schema: cliPatchSchema,
     prepare: (req) => inferMetric(req, null),
-    run: async (model, req: z.infer<ReturnType<typeof patchSchema>>, ctx) => {
-      const r = await patch(model, req, ctx);
-      return { result: r, figures: r.results.map((_x, i) => patchingFigure(r, i)) };
+    run: async (model, { method, ...req }: z.infer<typeof cliPatchSchema>, ctx) => {
+      const act = method === 'attribution' ? null : await patch(model, req, ctx);
+      const attr = method === 'activation' ? null : await attributionPatch(model, req, ctx);
+      const figures = [act, attr].flatMap((r) => (r ? r.results.map((_x, i) => patchingFigure(r, i)) : []));
+      if (act && attr) figures.push(...act.results.map((_x, i) => patchComparisonFigure(act, attr, i)));
+      return { result: act && attr ? { activation: act, attribution: attr } : (act ?? attr), figures };
+    },
+  },
+  saliency: {
+    name: 'saliency',
+    summary: 'input saliency: gradient × input or integrated gradients of a metric per prompt token',
+    flags: [
+      { flag: 'prompt', type: 'string', path: 'prompt', help: 'the prompt (text)' },
+      { flag: 'metric', type: 'string', path: 'metric.kind', help: 'logit_diff | prob | logprob | loss (default: from the flags given; loss without any)' },
+      ...metricFlags('logit_diff, prob, logprob'),
+      { flag: 'token', type: 'token', path: 'metric.token', help: 'prob / logprob: the token whose (log-)probability is read' },
+      { flag: 'method', type: 'string', path: 'method', help: 'grad_x_input | integrated_gradients (default grad_x_input)' },
+      { flag: 'steps', type: 'int', path: 'steps', help: 'integrated_gradients: points on the path (default 64)' },
+      { flag: 'baseline', type: 'token', path: 'baseline', help: "integrated_gradients: 'zero' (default) or a token whose embedding is the baseline" },
+      prependBos,
+    ],
+    schema: saliencySchema(),
+    prepare: (req) => inferMetric(req, 'loss'),
+    run: async (model, req: z.infer<ReturnType<typeof saliencySchema>>, ctx) => {
+      const r = await saliency(model, req, ctx);
+      return { result: r, figures: [saliencyFigure(r)] };
     },
   },
   ioi: {

@@ -160,7 +160,12 @@ const AblationMetric = z.discriminatedUnion('kind', [
     token: TokenSpec.describe('the token whose probability is read'),
     position: Index.optional().describe('position read (negative counts from the end; default -1, the last)'),
   }),
-], { error: "metric must be {kind: 'logit_diff', correct, incorrect, position?}, {kind: 'loss'} or {kind: 'prob', token, position?}" });
+  z.strictObject({
+    kind: z.literal('logprob'),
+    token: TokenSpec.describe('the token whose log-probability is read'),
+    position: Index.optional().describe('position read (negative counts from the end; default -1, the last)'),
+  }),
+], { error: "metric must be {kind: 'logit_diff', correct, incorrect, position?}, {kind: 'loss'}, {kind: 'prob', token, position?} or {kind: 'logprob', token, position?}" });
 export type AblationMetricSpec = z.infer<typeof AblationMetric>;
 
 const AblationMode = z.enum(['zero', 'mean', 'resample']).default('zero')
@@ -178,7 +183,7 @@ const Ablation = z.discriminatedUnion('kind', [
 ], { error: "an ablation is {kind: 'head', layer, head}, {kind: 'neuron', layer, neuron} or {kind: 'position', layer, position}" });
 
 const MetricEcho = z.object({
-  kind: z.enum(['logit_diff', 'loss', 'prob']),
+  kind: z.enum(['logit_diff', 'loss', 'prob', 'logprob']),
   label: z.string().describe('e.g. "logit( Mary) − logit( John) @ pos 14"'),
   tokens: z.array(TokenIdOut).describe('the token ids the metric reads (correct, incorrect / token; none for loss)'),
   position: z.number().int().nullable().describe('the position read (resolved; null for loss)'),
@@ -297,13 +302,42 @@ export const PatchResponse = z.object({
   metric: MetricEcho,
   clean: JsonNumber.describe('the logit difference of the clean run'),
   corrupted: JsonNumber.describe('the logit difference of the corrupted run'),
+  method: z.enum(['activation', 'attribution']).describe('activation patching (/api/patch), or its first-order estimate by attribution patching (/api/attribution-patch)'),
   results: z.array(z.object({
     kind: z.enum(PATCH_KINDS),
     dims: z.array(z.enum(['layer', 'pos', 'head'])).describe('axis names of values, e.g. [layer, pos]'),
-    values: z.union([Grid2, Grid3]).describe('normalised metric with that slice of the clean run patched into the corrupted run'),
+    values: z.union([Grid2, Grid3]).describe('normalised metric with that slice of the clean run patched into the corrupted run (attribution: its linear estimate)'),
   })).describe('one entry per requested kind, in request order'),
 });
 export type PatchResult = z.infer<typeof PatchResponse>;
+
+// POST /api/saliency
+export const SALIENCY_METHODS = ['grad_x_input', 'integrated_gradients'] as const;
+
+export function saliencySchema() {
+  return z.strictObject({
+    prompt: singlePrompt(),
+    prependBos: InputOptions.prependBos,
+    metric: AblationMetric,
+    method: z.enum(SALIENCY_METHODS).default('grad_x_input')
+      .describe('grad_x_input: embedding · gradient; integrated_gradients: (embedding − baseline) · the mean gradient along the path'),
+    steps: z.number().int().min(1).max(1024).default(64).describe('integrated_gradients: points on the path (1..1024, default 64)'),
+    baseline: z.union([z.literal('zero'), TokenSpec]).default('zero')
+      .describe("integrated_gradients: 'zero' (the zero embedding) or a token whose embedding stands at every position"),
+  });
+}
+export type SaliencyRequest = z.infer<ReturnType<typeof saliencySchema>>;
+
+export const SaliencyResponse = z.object({
+  ...PromptTokens,
+  metric: MetricEcho,
+  method: z.enum(SALIENCY_METHODS),
+  steps: z.number().int().describe('points on the path (1 for grad_x_input)'),
+  value: JsonNumber.describe('the metric of the prompt'),
+  baselineValue: JsonNumber.nullable().describe('integrated_gradients: the metric at the baseline (null for grad_x_input)'),
+  scores: z.array(JsonNumber).describe('[pos] each token\'s attribution, summed over d_model (integrated gradients: they add up to value − baselineValue)'),
+});
+export type SaliencyResult = z.infer<typeof SaliencyResponse>;
 
 // POST /api/heads/detect
 export const DETECT_KINDS = ['previous_token', 'duplicate_token', 'induction'] as const;

@@ -6,7 +6,7 @@ export { runVariants, throwIfAborted } from './batchedRuns.ts';
 export type { Variant, VariantEdit, LogitsMetric, BatchOptions } from './batchedRuns.ts';
 export {
   logitDiff, logitDiffs, logitDiffMetric, normalisedMetric, ioiMetric, isPositionedMetric, positionedMetric,
-  tokenLogprobMetric, lossMetric, metricFromSpec, resolveTokenRef,
+  tokenLogprobMetric, tokenProbMetric, lossMetric, metricFromSpec, resolveTokenRef,
 } from './metrics.ts';
 export type { LogitDiffOptions, PositionedMetric, DifferentiablePositionedMetric, TokenLogprobOptions, MetricSpec, MetricSpecModel, TokenRef } from './metrics.ts';
 export { logitLens, logitLensFromCache } from './logitLens.ts';

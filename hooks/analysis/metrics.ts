@@ -138,20 +138,26 @@ export interface TokenLogprobOptions {
   positions?: number | readonly number[];
 }
 
-/** The mean over prompts of log p(token_b | position pos_b), and with `grad` its gradient ((onehot - softmax) / batch at that row). */
-function tokenLogprob(logits: Tensor, opts: TokenLogprobOptions, grad: boolean): MetricGradient | number {
-  const [batch, pos, dVocab] = logitsShape(logits, 'tokenLogprob');
-  const tokens = tokensPerPrompt(opts.token, batch, dVocab, 'tokenLogprob token');
-  const positions = positionsPerPrompt(opts.positions ?? -1, batch, pos, 'tokenLogprob positions');
+/**
+ * The mean over prompts of log p(token_b | position pos_b) (or with `prob`, of p itself), and with `grad` its
+ * gradient: (onehot - softmax) / batch at that row for the log-probability, p · (onehot - softmax) / batch for p.
+ */
+function tokenLogprob(logits: Tensor, opts: TokenLogprobOptions, grad: boolean, prob = false): MetricGradient | number {
+  const what = prob ? 'tokenProb' : 'tokenLogprob';
+  const [batch, pos, dVocab] = logitsShape(logits, what);
+  const tokens = tokensPerPrompt(opts.token, batch, dVocab, `${what} token`);
+  const positions = positionsPerPrompt(opts.positions ?? -1, batch, pos, `${what} positions`);
   const gradient = grad ? Tensor.zeros([batch, pos, dVocab]) : null;
   let sum = 0;
   positions.forEach((p, b) => {
     const o = (b * pos + p) * dVocab;
-    sum += logits.data[o + tokens[b]] - logSumExp(logits.data, o, dVocab);
+    const lp = logits.data[o + tokens[b]] - logSumExp(logits.data, o, dVocab);
+    sum += prob ? Math.exp(lp) : lp;
     if (!gradient) return;
+    const scale = (prob ? Math.exp(lp) : 1) / batch;
     softmaxLine(logits.data, gradient.data, o, dVocab);
-    for (let t = 0; t < dVocab; t++) gradient.data[o + t] = -gradient.data[o + t] / batch;
-    gradient.data[o + tokens[b]] += 1 / batch;
+    for (let t = 0; t < dVocab; t++) gradient.data[o + t] *= -scale;
+    gradient.data[o + tokens[b]] += scale;
   });
   return gradient ? { value: sum / batch, gradient } : sum / batch;
 }
@@ -163,6 +169,16 @@ export function tokenLogprobMetric(opts: TokenLogprobOptions): DifferentiablePos
   return differentiablePositioned(
     (l) => tokenLogprob(l, opts, false) as number, positions, (l) => tokenLogprob(l, at, false) as number,
     (l) => tokenLogprob(l, opts, true) as MetricGradient, (l) => tokenLogprob(l, at, true) as MetricGradient,
+  );
+}
+
+/** The mean probability of a token at a position per prompt, as a PositionedMetric with its gradient. */
+export function tokenProbMetric(opts: TokenLogprobOptions): DifferentiablePositionedMetric {
+  const positions = opts.positions ?? -1;
+  const at = { ...opts, positions: 0 };
+  return differentiablePositioned(
+    (l) => tokenLogprob(l, opts, false, true) as number, positions, (l) => tokenLogprob(l, at, false, true) as number,
+    (l) => tokenLogprob(l, opts, true, true) as MetricGradient, (l) => tokenLogprob(l, at, true, true) as MetricGradient,
   );
 }
 
@@ -248,6 +264,7 @@ export type TokenRef = number | string;
 export type MetricSpec =
   | { kind: 'logit_diff'; correct: TokenRef | readonly TokenRef[]; incorrect: TokenRef | readonly TokenRef[]; position?: number | readonly number[] }
   | { kind: 'logprob'; token: TokenRef | readonly TokenRef[]; position?: number | readonly number[] }
+  | { kind: 'prob'; token: TokenRef | readonly TokenRef[]; position?: number | readonly number[] }
   | { kind: 'loss' };
 
 /** What metricFromSpec needs of a model: its vocabulary size, and its tokenizer for tokens given as text. */
@@ -277,7 +294,7 @@ export function resolveTokenRef(model: MetricSpecModel, ref: TokenRef, what: str
 /**
  * The metric a spec describes, on prompts of `tokens` [batch, pos] (the loss reads them): the mean
  * logit difference, the mean log-probability of a token, or the mean next-token loss — each with its
- * gradient, so it can seed a backward pass. Tokens given as text are resolved with the model's tokenizer.
+ * gradient, so it can seed a backward pass (or the mean probability of a token). Tokens given as text are resolved with the model's tokenizer.
  */
 export function metricFromSpec(
   model: MetricSpecModel,
@@ -292,9 +309,11 @@ export function metricFromSpec(
       return logitDiffMetric({ correct: ids(spec.correct, 'metric.correct'), incorrect: ids(spec.incorrect, 'metric.incorrect'), positions: spec.position ?? -1 });
     case 'logprob':
       return tokenLogprobMetric({ token: ids(spec.token, 'metric.token'), positions: spec.position ?? -1 });
+    case 'prob':
+      return tokenProbMetric({ token: ids(spec.token, 'metric.token'), positions: spec.position ?? -1 });
     case 'loss':
       return lossMetric(tokens, opts);
     default:
-      throw new Error(`metric.kind must be 'logit_diff', 'logprob' or 'loss'; got '${String((spec as { kind?: unknown }).kind)}'`);
+      throw new Error(`metric.kind must be 'logit_diff', 'logprob', 'prob' or 'loss'; got '${String((spec as { kind?: unknown }).kind)}'`);
   }
 }

@@ -4,7 +4,7 @@ import { headGridFigure } from './heads.ts';
 import type { FigureSpec, Trace } from './types.ts';
 
 export interface MetricEchoData {
-  kind: 'logit_diff' | 'loss' | 'prob';
+  kind: 'logit_diff' | 'loss' | 'prob' | 'logprob';
   label: string;
 }
 

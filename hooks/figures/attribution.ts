@@ -1,5 +1,7 @@
 /** Gradient figures: attribution against activation patching per component (a scatter with their correlation), and input saliency per token. */
-import { DIVERGING, fmt, num, positionLabels, titleOf, tokenLabel } from './common.ts';
+import { pearsonCorrelation } from '../ops/correlation.ts';
+import { DIVERGING, fmt, headLabel, num, positionLabels, titleOf, tokenLabel } from './common.ts';
+import type { PatchData } from './ioi.ts';
 import type { FigureSpec, Trace } from './types.ts';
 
 export interface AttributionScatterData {
@@ -44,6 +46,34 @@ export function attributionScatterFigure(d: AttributionScatterData): FigureSpec 
     },
     table: { columns: ['component', 'activation', 'attribution'], rows: d.labels.map((l, i) => [l, x[i], y[i]]) },
   };
+}
+
+/** The components of patching result `index` in order, labelled (L3 · 4: tok, L3H5, L3H5 · 4: tok), with their values. */
+function components(r: PatchData, index: number): { labels: string[]; values: (number | string)[] } {
+  const res = r.results[index];
+  const strTokens = r.cleanStrTokens ?? r.cleanTokens.map(String);
+  const labels: string[] = [];
+  const values: (number | string)[] = [];
+  const walk = (v: unknown, d: number, idx: Record<string, number>): void => {
+    if (d === res.dims.length) {
+      const where = idx.pos === undefined ? '' : ` · ${idx.pos}: ${strTokens[idx.pos]}`;
+      labels.push(`${idx.head === undefined ? `L${idx.layer}` : headLabel(idx.layer, idx.head)}${where}`);
+      values.push(v as number | string);
+      return;
+    }
+    (v as unknown[]).forEach((x, i) => walk(x, d + 1, { ...idx, [res.dims[d]]: i }));
+  };
+  walk(res.values, 0, {});
+  return { labels, values };
+}
+
+/** Result `index` of activation patching against the same result of attribution patching (the same request), with Pearson's r. */
+export function patchComparisonFigure(activation: PatchData, attribution: PatchData, index: number): FigureSpec {
+  const a = components(activation, index);
+  const b = components(attribution, index);
+  if (a.values.length !== b.values.length) throw new Error(`patchComparisonFigure: result ${index} has ${a.values.length} activation and ${b.values.length} attribution values`);
+  const kind = activation.results[index].kind;
+  return attributionScatterFigure({ kind, labels: a.labels, activation: a.values, attribution: b.values, r: pearsonCorrelation(b.values.map(num), a.values.map(num)) });
 }
 
 export interface SaliencyData {

@@ -22,5 +22,5 @@ export { attentionTextFigure, lensTextFigure, lossTextFigure, textScaleAt } from
 export type { ForwardData, TextFigure, TextScale } from './text.ts';
 export { meanSeriesFigure, meanLabel } from './experiments.ts';
 export type { MeanSeries, MeanSeriesOptions } from './experiments.ts';
-export { attributionScatterFigure, saliencyFigure } from './attribution.ts';
+export { attributionScatterFigure, patchComparisonFigure, saliencyFigure } from './attribution.ts';
 export type { AttributionScatterData, SaliencyData } from './attribution.ts';

@@ -9,3 +9,4 @@ export { activationDerivative, activationFn, erf, geluNew, geluNewDerivative } f
 export { logSumExp, softmaxAt, softmaxLine } from './softmax.ts';
 export { nextTokenLoss, scoresNextToken } from './loss.ts';
 export { batchTransposed, SCRATCH_FLOATS, transposed, transposeInPlace, transposeInto } from './transpose.ts';
+export { pearsonCorrelation } from './correlation.ts';

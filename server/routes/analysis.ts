@@ -1,4 +1,4 @@
-/** POST /api/logit-lens, /api/ablate, /api/ablate/sweep, /api/patch, /api/heads/detect, /api/ioi, /api/circuits/*: the analysis toolkit as model jobs, each also as CSV. */
+/** POST /api/logit-lens, /api/ablate, /api/ablate/sweep, /api/patch, /api/attribution-patch, /api/saliency, /api/heads/detect, /api/ioi, /api/circuits/*: the analysis toolkit as model jobs, each also as CSV. */
 import type { Limits } from '../config.ts';
 import type { Cell, Table } from '../csv.ts';
 import { runJob } from '../jobRoute.ts';
@@ -6,10 +6,10 @@ import { defineRoute, type RouteContext, type RouteDef } from '../routeTable.ts'
 import type { JobKind, JobPayload, JobResult } from '../worker/jobs.ts';
 import {
   AblateResponse, AblateSweepResponse, CompositionResponse, CopyingResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
-  PositionalResponse, TopCopiedResponse, ablateSchema, ablateSweepSchema, compositionSchema, copyingSchema, headsDetectSchema, ioiSchema,
-  logitLensSchema, patchSchema, positionalSchema, topCopiedSchema,
+  PositionalResponse, SaliencyResponse, TopCopiedResponse, ablateSchema, ablateSweepSchema, compositionSchema, copyingSchema, headsDetectSchema, ioiSchema,
+  logitLensSchema, patchSchema, positionalSchema, saliencySchema, topCopiedSchema,
   type AblateResult, type AblateSweepResult, type CompositionResult, type CopyingResult, type HeadsDetectResult, type IoiResult,
-  type LogitLensResult, type PatchResult, type PositionalResult, type TopCopiedResult,
+  type LogitLensResult, type PatchResult, type PositionalResult, type SaliencyResult, type TopCopiedResult,
 } from '../schemas.ts';
 
 type N = number | string; // JsonNumber as typed by zod (non-finite markers only appear after serialisation)
@@ -53,6 +53,11 @@ export function patchTable(r: PatchResult): Table {
     walk(res.values, 0, {});
   }
   return { columns: ['kind', 'layer', 'pos', 'head', 'value'], rows };
+}
+
+/** Rows: per prompt token, its position, id, string and attribution score. */
+export function saliencyTable(r: SaliencyResult): Table {
+  return { columns: ['position', 'token', 'str', 'score'], rows: r.tokens.map((t, p) => [p, t, r.strTokens?.[p] ?? null, num(r.scores[p])]) };
 }
 
 /** Rows: a score per kind, layer and head; with repeated tokens also kind 'loss' per position (the loss predicting token position + 1). */
@@ -128,6 +133,19 @@ export function analysisRoutes(limits: Limits): RouteDef[] {
       description: `At most ${limits.maxSweepTokens} token positions (patches × prompt tokens; maxSweepTokens).`,
       body: patchSchema(), response: PatchResponse,
       handler: (ctx) => job(ctx, 'patch', patchTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/attribution-patch', formats: f,
+      summary: 'Attribution patching (Nanda 2023): the first-order estimate of /api/patch from one forward and backward pass of the corrupted prompt, in its shape and units',
+      description: 'Body as /api/patch (chunkSize is not used). Each value is metric(corrupted) + (clean − corrupted activation) · the gradient of the normalised metric at the corrupted run, summed over the patched slice.',
+      body: patchSchema(), response: PatchResponse,
+      handler: (ctx) => job(ctx, 'attributionPatch', patchTable),
+    }),
+    defineRoute({
+      method: 'post', path: '/api/saliency', formats: f,
+      summary: 'Input saliency per token: gradient × input or integrated gradients of a metric with respect to the token embeddings (hook_embed)',
+      body: saliencySchema(), response: SaliencyResponse,
+      handler: (ctx) => job(ctx, 'saliency', saliencyTable),
     }),
     defineRoute({
       method: 'post', path: '/api/heads/detect', formats: f,

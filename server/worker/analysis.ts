@@ -1,14 +1,14 @@
-/** Job handlers of the analysis endpoints: logit lens, ablations and head sweeps, activation patching, head detection, IOI, circuits from the weights. */
+/** Job handlers of the analysis endpoints: logit lens, ablations and head sweeps, activation and attribution patching, input saliency, head detection, IOI, circuits from the weights. */
 import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
 import { blockHook, type BlockHookSuffix, type HookName } from '../../hooks/hookPoints.ts';
-import { lmCrossEntropyLoss } from '../../hooks/loss.ts';
-import { softmaxAt } from '../../hooks/ops/index.ts';
+import type { DifferentiableMetric } from '../../hooks/gradients.ts';
 import type { Tensor } from '../../hooks/tensor.ts';
 import {
   ablationSpecs, detectHead, directLogitAttribution, generateRepeatedTokens, getActPatchAttnHeadOutAllPos, getActPatchAttnHeadOutByPos,
-  getActPatchAttnOut, getActPatchMlpOut, getActPatchResidPre, headAblationSweep, ioiDataset, logitLensFromCache,
-  lossByPosition, logitDiffMetric, normalisedMetric, positionedMetric, withModel, type AblationTargets, type HeadName, type LogitLensResult as LibLogitLens,
-  type PositionedMetric,
+  getActPatchAttnOut, getActPatchMlpOut, getActPatchResidPre, getAttrPatchAttnHeadOutAllPos, getAttrPatchAttnHeadOutByPos, getAttrPatchAttnOut,
+  getAttrPatchMlpOut, getAttrPatchResidPre, headAblationSweep, inputSaliency, ioiDataset, logitLensFromCache, lossByPosition,
+  logitDiffMetric, lossMetric, normalisedMetric, tokenLogprobMetric, tokenProbMetric, withModel, type AblationTargets, type HeadName,
+  type LogitLensResult as LibLogitLens,
 } from '../../hooks/analysis/index.ts';
 import {
   allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, positionalPattern,
@@ -17,7 +17,7 @@ import {
 import type {
   AblateRequest, AblateResult, AblateSweepRequest, AblateSweepResult, AblationMetricSpec, CompositionRequest, CompositionResult, CopyingRequest,
   CopyingResult, HeadsDetectRequest, HeadsDetectResult, IoiRequest, IoiResult, LogitLensRequest, LogitLensResult, PatchKind, PatchRequest,
-  PatchResult, PositionalRequest, PositionalResult, TopCopiedRequest, TopCopiedResult,
+  PatchResult, PositionalRequest, PositionalResult, SaliencyRequest, SaliencyResult, TopCopiedRequest, TopCopiedResult,
 } from '../schemas.ts';
 import { checkMemory, engineBytesPerToken, F32, rowsPerStep, type MemoryPart } from './budget.ts';
 import { UserError, type JobContext, type JobHandler } from './context.ts';
@@ -84,8 +84,11 @@ function passProgress(ctx: JobContext, offset = 0, total?: number, message?: str
 }
 
 interface Metric {
-  /** Of logits [1, pos, d_vocab]; a metric that reads one position is a PositionedMetric, so batched runs unembed only there. */
-  fn: ((logits: Tensor) => number) | PositionedMetric;
+  /**
+   * Of logits [1, pos, d_vocab], with its gradient (a backward pass can start from it); a metric that reads one
+   * position is a PositionedMetric, so batched runs unembed only there.
+   */
+  fn: DifferentiableMetric;
   echo: AblateResult['metric'];
 }
 
@@ -102,22 +105,18 @@ function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: nu
       echo: { kind: 'logit_diff', label: `logit(${s(correct)}) − logit(${s(incorrect)}) @ pos ${at}`, tokens: [correct, incorrect], position: at },
     };
   }
-  if (m.kind === 'prob') {
+  if (m.kind === 'prob' || m.kind === 'logprob') {
     const token = tokenId(model, 'metric.token', m.token);
     const at = resolvePos('metric.position', m.position ?? -1, pos);
-    /** softmax(logits[0, q])[token] */
-    const prob = (logits: Tensor, q: number) => {
-      const V = logits.shape[2];
-      return softmaxAt(logits.data.subarray(q * V, (q + 1) * V), token);
-    };
+    const prob = m.kind === 'prob';
     return {
-      fn: positionedMetric((logits) => prob(logits, at), at, (logits) => prob(logits, 0)),
-      echo: { kind: 'prob', label: `P(${s(token)}) @ pos ${at}`, tokens: [token], position: at },
+      fn: (prob ? tokenProbMetric : tokenLogprobMetric)({ token, positions: at }),
+      echo: { kind: m.kind, label: `${prob ? 'P' : 'log P'}(${s(token)}) @ pos ${at}`, tokens: [token], position: at },
     };
   }
   if (pos < 2) throw new UserError('metric: the loss needs a prompt of at least 2 tokens');
   return {
-    fn: (logits) => lmCrossEntropyLoss(logits, tokens),
+    fn: lossMetric(tokens),
     echo: { kind: 'loss', label: 'mean next-token loss', tokens: [], position: null },
   };
 }
@@ -300,7 +299,20 @@ const PATCHERS = {
   head_out_by_pos: { fn: getActPatchAttnHeadOutByPos, act: 'attn.hook_z', dims: ['layer', 'pos', 'head'] },
 } as const satisfies Record<PatchKind, { fn: unknown; act: BlockHookSuffix; dims: readonly ('layer' | 'pos' | 'head')[] }>;
 
-export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx) => {
+/**
+ * onnxruntime's working memory for a forward and backward pass over `pos` tokens: the forward's (engineBytesPerToken),
+ * the forward values the backward pass reads, and the gradients it makes, about three forwards' worth.
+ */
+function backwardWorkingMemory(model: HookedTransformer, pos: number): MemoryPart {
+  return { what: `onnxruntime working memory of a forward and backward pass over ${pos} tokens`, bytes: 3 * pos * engineBytesPerToken(model.cfg, pos) };
+}
+
+/**
+ * What activation and attribution patching share: the prompts, the kinds, the memory plan (activation patching: its
+ * variants per step; attribution patching: one forward and backward pass, checked against the budget), the metric
+ * normalised on the clean and corrupted runs, and the clean cache.
+ */
+async function patchSetup(model: HookedTransformer, p: PatchRequest, ctx: JobContext, method: PatchResult['method']) {
   const { n_layers, n_heads } = model.cfg;
   const clean = userCall('clean', () => model.prepareInput(p.clean as never, { prependBos: p.prependBos })).tokens;
   const corrupted = userCall('corrupted', () => model.prepareInput(p.corrupted as never, { prependBos: p.prependBos })).tokens;
@@ -313,19 +325,28 @@ export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx
     resid_pre: n_layers * pos, attn_out: n_layers * pos, mlp_out: n_layers * pos, head_out_all_pos: n_layers * n_heads, head_out_by_pos: n_layers * pos * n_heads,
   };
   const total = kinds.reduce((a, k) => a + sizes[k], 0);
-  checkSweep(total, pos, ctx, 'ask for fewer kinds (head_out_by_pos is the largest) or use shorter prompts');
+  if (method === 'activation') checkSweep(total, pos, ctx, 'ask for fewer kinds (head_out_by_pos is the largest) or use shorter prompts');
   checkSize(total, ctx, 'ask for fewer kinds or use shorter prompts');
   const metric = buildMetric(model, p.metric, clean);
   const names = [...new Set(kinds.flatMap((k) => range(n_layers).map((l) => blockHook(l, PATCHERS[k].act))))];
   const V = model.cfg.d_vocab;
-  const chunkSize = rowsPerStep(ctx, {
-    fixed: [
-      { what: `the clean run's cache of ${names.length} hook points × ${pos} × ${model.cfg.d_model} floats`, bytes: names.length * pos * model.cfg.d_model * F32 },
-      { what: `clean and corrupted logits 2 × ${pos} × ${V} floats`, bytes: 2 * pos * V * F32 },
-    ],
-    perRow: variantRow(model, pos, true),
-    rowTokens: pos, rows: Math.max(...kinds.map((k) => sizes[k])), requested: p.chunkSize ?? 32,
-  }, 'use shorter prompts');
+  const cacheBytes = names.length * pos * model.cfg.d_model * F32;
+  const fixed: MemoryPart[] = [
+    { what: `the clean run's cache of ${names.length} hook points × ${pos} × ${model.cfg.d_model} floats`, bytes: cacheBytes },
+    { what: `clean and corrupted logits 2 × ${pos} × ${V} floats`, bytes: 2 * pos * V * F32 },
+  ];
+  let chunkSize: number | undefined;
+  if (method === 'activation') {
+    chunkSize = rowsPerStep(ctx, {
+      fixed, perRow: variantRow(model, pos, true), rowTokens: pos, rows: Math.max(...kinds.map((k) => sizes[k])), requested: p.chunkSize ?? 32,
+    }, 'use shorter prompts');
+  } else {
+    checkMemory(ctx, [
+      ...fixed,
+      { what: `the corrupted run's cache of the same hook points and their gradients`, bytes: 2 * cacheBytes },
+      backwardWorkingMemory(model, pos),
+    ], 'use shorter prompts or ask for fewer kinds');
+  }
   ctx.checkCancelled();
   const [cleanLogits, cache] = await model.runWithCache(clean, { namesFilter: names });
   const cleanValue = metric.fn(cleanLogits);
@@ -337,6 +358,15 @@ export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx
     );
   }
   const normalised = normalisedMetric(metric.fn, cleanValue, corruptedValue);
+  const answer = (method: PatchResult['method'], results: PatchResult['results']): PatchResult => ({
+    cleanTokens: clean[0], corruptedTokens: corrupted[0], cleanStrTokens: strTokens(model, clean[0]), corruptedStrTokens: strTokens(model, corrupted[0]),
+    metric: metric.echo, clean: cleanValue, corrupted: corruptedValue, method, results,
+  });
+  return { corrupted, kinds, sizes, total, names, cache, normalised, answer, chunkSize };
+}
+
+export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx) => {
+  const { corrupted, kinds, sizes, total, cache, normalised, answer, chunkSize } = await patchSetup(model, p, ctx, 'activation');
   const results: PatchResult['results'] = [];
   let done = 0;
   for (const kind of kinds) {
@@ -348,9 +378,59 @@ export const patch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx
     done += sizes[kind];
     results.push({ kind, dims: [...PATCHERS[kind].dims], values: nest(t.data, t.shape) as number[][] | number[][][] });
   }
+  return answer('activation', results);
+};
+
+// ───────────────────────────── POST /api/attribution-patch ─────────────────────────────
+
+const ATTRIBUTORS = {
+  resid_pre: getAttrPatchResidPre,
+  attn_out: getAttrPatchAttnOut,
+  mlp_out: getAttrPatchMlpOut,
+  head_out_all_pos: getAttrPatchAttnHeadOutAllPos,
+  head_out_by_pos: getAttrPatchAttnHeadOutByPos,
+} as const satisfies Record<PatchKind, unknown>;
+
+/** Attribution patching (one forward + backward pass of the corrupted prompt) for the kinds of /api/patch, in its shape and units. */
+export const attributionPatch: JobHandler<PatchRequest, PatchResult> = async (model, p, ctx) => {
+  const { corrupted, kinds, names, cache, normalised, answer } = await patchSetup(model, p, ctx, 'attribution');
+  ctx.progress(0, 1, 'forward and backward pass of the corrupted prompt');
+  const [, corruptedCache] = await model.runWithCache(corrupted, { returnType: 'none', inclBwd: true, backwardFrom: normalised, namesFilter: names });
+  const results: PatchResult['results'] = [];
+  for (const kind of kinds) {
+    ctx.checkCancelled();
+    const t = await ATTRIBUTORS[kind](model, corrupted, cache, normalised, { corruptedCache });
+    results.push({ kind, dims: [...PATCHERS[kind].dims], values: nest(t.data, t.shape) as number[][] | number[][][] });
+  }
+  ctx.progress(1, 1);
+  return answer('attribution', results);
+};
+
+// ───────────────────────────── POST /api/saliency ─────────────────────────────
+
+/** Gradient × input or integrated gradients of the metric per prompt token. */
+export const saliency: JobHandler<SaliencyRequest, SaliencyResult> = async (model, p, ctx) => {
+  const { tokens } = preparePrompt(model, p.prompt, p);
+  const metric = buildMetric(model, p.metric, tokens);
+  const baseline = p.baseline === 'zero' ? 'zero' : tokenId(model, 'baseline', p.baseline);
+  const pos = tokens[0].length;
+  const V = model.cfg.d_vocab;
+  // One forward and backward pass per point on the path (copies of the prompt, as many per pass as fit).
+  const perRow: MemoryPart[] = [
+    backwardWorkingMemory(model, pos),
+    { what: `the embeddings on the path, their mask and gradient 3 × ${pos} × ${model.cfg.d_model} floats`, bytes: 3 * pos * model.cfg.d_model * F32 },
+    p.metric.kind === 'loss'
+      ? { what: `logits and their gradient 2 × ${pos} × ${V} floats (the loss reads every position)`, bytes: 2 * pos * V * F32 }
+      : { what: `logits and their gradient 2 × ${V} floats`, bytes: 2 * V * F32 },
+  ];
+  const rowsPerPass = rowsPerStep(ctx, { fixed: [], perRow, rowTokens: pos, rows: p.method === 'integrated_gradients' ? p.steps : 1, requested: 32 }, 'use a shorter prompt');
+  const r = await inputSaliency(model, tokens, metric.fn, {
+    method: p.method, steps: p.steps, baseline, rowsPerPass,
+    onProgress: passProgress(ctx, 0, undefined, 'points on the path'),
+  });
   return {
-    cleanTokens: clean[0], corruptedTokens: corrupted[0], cleanStrTokens: strTokens(model, clean[0]), corruptedStrTokens: strTokens(model, corrupted[0]),
-    metric: metric.echo, clean: cleanValue, corrupted: corruptedValue, results,
+    tokens: tokens[0], strTokens: strTokens(model, tokens[0]), metric: metric.echo, method: p.method, steps: r.steps,
+    value: r.value, baselineValue: r.baselineValue, scores: Array.from(r.scores.data),
   };
 };
 

@@ -1,6 +1,6 @@
 /** The job kinds a model worker runs, by name. To add one: write a JobHandler and list it here (see server/API.md, "Adding an endpoint"). */
 import type { JobHandler } from './context.ts';
-import { ablate, ablateSweep, composition, copying, headsDetect, ioi, logitLens, patch, positional, topCopied } from './analysis.ts';
+import { ablate, ablateSweep, attributionPatch, composition, copying, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied } from './analysis.ts';
 import { activations, attention, forward, tokenize } from './inference.ts';
 
 export const JOBS = {
@@ -12,6 +12,8 @@ export const JOBS = {
   ablate,
   ablateSweep,
   patch,
+  attributionPatch,
+  saliency,
   headsDetect,
   ioi,
   composition,

@@ -1,6 +1,7 @@
 /** Logit difference and TL's normalised patching metric on hand-built logits. */
 import { describe, expect, it } from 'vitest';
-import { ioiMetric, logitDiff, logitDiffs, normalisedMetric } from '../../../hooks/analysis/metrics.ts';
+import { ioiMetric, logitDiff, logitDiffMetric, logitDiffs, lossMetric, normalisedMetric, tokenLogprobMetric, tokenProbMetric } from '../../../hooks/analysis/metrics.ts';
+import type { DifferentiableMetric } from '../../../hooks/gradients.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
 
 // [batch 2, pos 2, d_vocab 3]
@@ -34,5 +35,45 @@ describe('normalised metrics', () => {
     // mean logit diff = (2 + -3) / 2 = -0.5; (-0.5 - -1.5) / (1.5 - -1.5) = 1/3
     const m = ioiMetric({ correct: [2, 0], incorrect: [0, 2], clean: 1.5, corrupted: -1.5 });
     expect(m(logits)).toBeCloseTo(1 / 3, 12);
+  });
+});
+
+describe('metric gradients (valueAndGrad) = central finite differences of the metric', () => {
+  const shape = [2, 4, 7];
+  const random = new Tensor(Float32Array.from({ length: 2 * 4 * 7 }, (_, i) => Math.sin(i * 12.9898) * 3), shape);
+  const tokens = [[1, 2, 3, 4], [5, 6, 0, 1]];
+  const cases: [string, DifferentiableMetric][] = [
+    ['logitDiffMetric', logitDiffMetric({ correct: [1, 2], incorrect: [3, 4], positions: [1, -1] })],
+    ['tokenLogprobMetric', tokenLogprobMetric({ token: [5, 6], positions: [2, 0] })],
+    ['tokenProbMetric', tokenProbMetric({ token: 3, positions: -2 })],
+    ['lossMetric', lossMetric(tokens)],
+    ['lossMetric with a mask', lossMetric(tokens, { attentionMask: [[1, 1, 1, 0], [1, 1, 1, 1]] })],
+    ['normalisedMetric(tokenProbMetric)', normalisedMetric(tokenProbMetric({ token: 3 }), 0.7, 0.2)],
+  ];
+  for (const [label, m] of cases) {
+    it(label, () => {
+      const { value, gradient } = m.valueAndGrad(random);
+      expect(value).toBeCloseTo(m(random), 6);
+      expect(gradient.shape).toEqual(shape);
+      const h = 1e-2;
+      for (let i = 0; i < random.data.length; i++) {
+        const at = (d: number) => {
+          const l = random.clone();
+          l.data[i] += d;
+          return m(l);
+        };
+        expect(Math.abs((at(h) - at(-h)) / (2 * h) - gradient.data[i]), `${label}[${i}]`).toBeLessThanOrEqual(2e-4);
+      }
+    });
+  }
+
+  it('a positioned metric reads its positions: atPositionsValueAndGrad of the rows there = valueAndGrad of the full logits', () => {
+    const m = tokenLogprobMetric({ token: [5, 6], positions: [2, 0] });
+    const rows = Tensor.cat([random.slice(0, 0, 1).select(1, [2]), random.slice(0, 1, 2).select(1, [0])], 0); // [2, 1, 7]
+    const at = m.atPositionsValueAndGrad(rows);
+    const full = m.valueAndGrad(random);
+    expect(at.value).toBeCloseTo(full.value, 6);
+    expect(at.gradient.data[3]).toBeCloseTo(full.gradient.get(0, 2, 3), 6);
+    expect(at.gradient.data[7 + 6]).toBeCloseTo(full.gradient.get(1, 0, 6), 6);
   });
 });

@@ -18,8 +18,8 @@ export { ioiLogitDiffFigure, ioiAttributionFigure, patchingFigure } from './ioi.
 export type { IoiData, PatchData } from './ioi.ts';
 export { compositionFigure, copyingFigure, COPYING_REFERENCE, positionalFigure, topCopiedFigure } from './circuits.ts';
 export type { CompositionFigureOptions, CompositionData, CopyingData, PositionalData, TopCopiedData } from './circuits.ts';
-export { attentionTextFigure, lensTextFigure, lossTextFigure, textScaleAt } from './text.ts';
-export type { ForwardData, TextFigure, TextScale } from './text.ts';
+export { attentionTextFigure, lensTextFigure, lossTextFigure, saliencyTextFigure, textScaleAt } from './text.ts';
+export type { ForwardData, SaliencyTextData, TextFigure, TextScale } from './text.ts';
 export { meanSeriesFigure, meanLabel } from './experiments.ts';
 export type { MeanSeries, MeanSeriesOptions } from './experiments.ts';
 export { attributionScatterFigure, patchComparisonFigure, saliencyFigure } from './attribution.ts';

@@ -9,8 +9,8 @@ import { headPattern } from './attention.ts';
 import { lensRowLabel, type LogitLensData } from './logitLens.ts';
 import type { Cell, Table } from './types.ts';
 
-/** How values map to colours: 'linear' from 0 to `max`, or 'rank' (log10(1 + rank), rank 0 darkest). */
-export type TextScale = 'linear' | 'rank';
+/** How values map to colours: 'linear' from 0 to `max`, 'rank' (log10(1 + rank), rank 0 darkest), or 'signed' from -max to max (0 in the middle). */
+export type TextScale = 'linear' | 'rank' | 'signed';
 
 export interface TextFigure {
   /** File-name stem for exports. */
@@ -129,9 +129,38 @@ export function lensTextFigure(r: LogitLensData, of: number, labelIndex: number,
   };
 }
 
+/** The parts of the /api/saliency answer the saliency figure reads. */
+export interface SaliencyTextData {
+  tokens: number[];
+  strTokens: string[] | null;
+  method: 'grad_x_input' | 'integrated_gradients';
+  metric: { label: string };
+  value: number | string;
+  baselineValue: number | string | null;
+  scores: (number | string)[];
+}
+
+/** Each token coloured by its saliency (gradient × input or integrated gradients of the metric): blue raises the metric, red lowers it. */
+export function saliencyTextFigure(r: SaliencyTextData): TextFigure {
+  const tokens = strTokensOf(r);
+  const values = r.scores.map((v) => (Number.isFinite(num(v)) ? num(v) : null));
+  const max = maxOf(values.map((v) => (v === null ? null : Math.abs(v))), 1e-9);
+  const how = r.method === 'integrated_gradients' ? 'integrated gradients' : 'gradient × input';
+  const total = values.reduce<number>((a, v) => a + (v ?? 0), 0);
+  const change = r.baselineValue === null ? '' : ` (they add up to ${total.toFixed(3)}; metric − metric at the baseline = ${(num(r.value) - num(r.baselineValue)).toFixed(3)})`;
+  return {
+    name: `text-saliency-${r.method}`,
+    title: `Saliency (${how}) of ${r.metric.label} = ${num(r.value).toFixed(3)} per token${change}`,
+    tokens, values, valueName: 'attribution', scale: 'signed', max, marked: null,
+    hover: values.map((v, i) => `${i}: ${JSON.stringify(tokens[i])}: ${v === null ? '—' : v.toFixed(4)}`),
+    table: { columns: ['pos', 'token', 'method', 'score'], rows: values.map((v, i): Cell[] => [i, tokens[i], r.method, v]) },
+  };
+}
+
 /** A value's place on the figure's colour scale, 0..1 (null stays null). */
 export function textScaleAt(f: Pick<TextFigure, 'scale' | 'max'>, v: number | null): number | null {
   if (v === null || !Number.isFinite(v)) return null;
   if (f.scale === 'rank') return 1 - Math.log10(1 + v) / Math.log10(1 + Math.max(1, f.max));
+  if (f.scale === 'signed') return f.max > 0 ? Math.min(1, Math.max(0, (v / f.max + 1) / 2)) : 0.5;
   return f.max > 0 ? v / f.max : 0;
 }

@@ -11,7 +11,8 @@ import type {
   AblateResponse, ablateSchema, AblateSweepResponse, ablateSweepSchema, AttentionResponse, attentionSchema,
   CompositionResponse, compositionSchema, CopyingResponse, copyingSchema, ForwardResponse, forwardSchema,
   HeadsDetectResponse, headsDetectSchema, IoiResponse, ioiSchema, LogitLensResponse, logitLensSchema, PatchResponse,
-  patchSchema, PositionalResponse, positionalSchema, TokenizeResponse, tokenizeSchema, TopCopiedResponse, topCopiedSchema,
+  patchSchema, PositionalResponse, positionalSchema, SaliencyResponse, saliencySchema, TokenizeResponse, tokenizeSchema, TopCopiedResponse,
+  topCopiedSchema,
 } from '../../../server/schemas.ts';
 
 export type Models = z.infer<typeof ModelsResponse>;
@@ -33,6 +34,8 @@ export type AblationMetric = AblateRequest['metric'];
 export type Ablation = AblateRequest['ablations'][number];
 export type PatchRequest = z.input<ReturnType<typeof patchSchema>>;
 export type PatchResult = z.infer<typeof PatchResponse>;
+export type SaliencyRequest = z.input<ReturnType<typeof saliencySchema>>;
+export type SaliencyResult = z.infer<typeof SaliencyResponse>;
 export type HeadsDetectRequest = z.input<ReturnType<typeof headsDetectSchema>>;
 export type HeadsDetectResult = z.infer<typeof HeadsDetectResponse>;
 export type IoiRequest = z.input<ReturnType<typeof ioiSchema>>;
@@ -219,6 +222,8 @@ export const api = {
   ablate: (body: AblateRequest, onProgress?: (p: JobProgress) => void) => startJob<AblateResult>('/api/ablate', body, onProgress),
   ablateSweep: (body: AblateSweepRequest, onProgress?: (p: JobProgress) => void) => startJob<AblateSweepResult>('/api/ablate/sweep', body, onProgress),
   patch: (body: PatchRequest, onProgress?: (p: JobProgress) => void) => startJob<PatchResult>('/api/patch', body, onProgress),
+  attributionPatch: (body: PatchRequest, onProgress?: (p: JobProgress) => void) => startJob<PatchResult>('/api/attribution-patch', body, onProgress),
+  saliency: (body: SaliencyRequest, onProgress?: (p: JobProgress) => void) => startJob<SaliencyResult>('/api/saliency', body, onProgress),
   detectHeads: (body: HeadsDetectRequest, onProgress?: (p: JobProgress) => void) => startJob<HeadsDetectResult>('/api/heads/detect', body, onProgress),
   ioi: (body: IoiRequest, onProgress?: (p: JobProgress) => void) => startJob<IoiResult>('/api/ioi', body, onProgress),
   composition: (body: CompositionRequest, onProgress?: (p: JobProgress) => void) => startJob<CompositionResult>('/api/circuits/composition', body, onProgress),

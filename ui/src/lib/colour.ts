@@ -7,6 +7,9 @@ export const BLUES: RGB[] = [[255, 255, 255], [198, 219, 239], [107, 174, 214], 
 /** White to red (loss). */
 export const REDS: RGB[] = [[255, 255, 255], [252, 187, 161], [251, 106, 74], [203, 24, 29], [103, 0, 13]];
 
+/** Red through white to blue (signed values: negative red, positive blue, as the figures' diverging scale). */
+export const RDBU: RGB[] = [[178, 24, 43], [239, 138, 98], [247, 247, 247], [103, 169, 207], [33, 102, 172]];
+
 /** The colour at t ∈ [0, 1] of a scale of evenly spaced stops (t outside is clamped). */
 export function colourAt(scale: readonly RGB[], t: number): RGB {
   const x = Math.min(1, Math.max(0, Number.isFinite(t) ? t : 0)) * (scale.length - 1);

@@ -6,6 +6,7 @@ import logitLens from '../../../notebooks/01-logit-lens.ipynb?url';
 import induction from '../../../notebooks/02-induction-heads.ipynb?url';
 import ioi from '../../../notebooks/03-ioi-ablations-and-patching.ipynb?url';
 import circuits from '../../../notebooks/04-circuits-from-weights.ipynb?url';
+import attribution from '../../../notebooks/05-attribution-patching.ipynb?url';
 
 export interface Notebook {
   href: string;
@@ -18,4 +19,5 @@ export const NOTEBOOKS = {
   induction: { href: induction, file: '02-induction-heads.ipynb', title: '02 · finding induction heads' },
   ioi: { href: ioi, file: '03-ioi-ablations-and-patching.ipynb', title: '03 · IOI: ablations and patching' },
   circuits: { href: circuits, file: '04-circuits-from-weights.ipynb', title: '04 · circuits from the weights' },
+  attribution: { href: attribution, file: '05-attribution-patching.ipynb', title: '05 · attribution patching' },
 } satisfies Record<string, Notebook>;

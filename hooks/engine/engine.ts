@@ -218,9 +218,9 @@ class BackwardRun {
   async seed(values: Map<string, OrtValue>): Promise<void> {
     const seed = this.req.backward!.seed;
     if (seed.kind !== 'logits') return;
-    const logits = toTensor(values.get(LOGITS_CUT)!); // [batch, pos, d_vocab]
+    const logits = toTensor(values.get(LOGITS_CUT)!); // [batch, pos, d_vocab], or the seed's rows [batch, k, d_vocab]
     const [B, , V] = logits.shape;
-    const given = seed.positions ? rowsAt(logits, seed.positions) : logits; // [batch, k, d_vocab]
+    const given = seed.positions && !seedRowsOnly(this.req) ? rowsAt(logits, seed.positions) : logits; // [batch, k, d_vocab]
     const out = await seed.fn(given);
     if (!out || typeof out.value !== 'number' || !(out.gradient instanceof Tensor)) {
       throw new Error('backward: the metric must give one number (a scalar) and its gradient with respect to the logits');
@@ -276,6 +276,15 @@ class BackwardRun {
     }
     values.set(gradFeeds(name).upstream, upstream ? fromTensor(upstream) : raw);
   }
+}
+
+/**
+ * Whether a backward run's forward computes logits only at its seed's rows: the seed reads rows at
+ * positions, and neither the caller (logits) nor a loss (targets) reads the others.
+ */
+function seedRowsOnly(req: EngineRequest): boolean {
+  const seed = req.backward?.seed;
+  return seed?.kind === 'logits' && seed.positions !== undefined && req.logits === false && req.targets === undefined;
 }
 
 /** logits [batch, pos, d_vocab] -> the rows at `positions` [batch, k]: [batch, k, d_vocab]. */
@@ -386,18 +395,7 @@ export class Engine {
       };
       return { key: 'main', graphOpts, cuts: [], embed: true, main: true, arena: this.options.memArena ?? true };
     }
-    const graphOpts: GraphOptions = {
-      observed: observe,
-      interventions,
-      cuts: new Set(cuts),
-      hasAttentionMask: req.attentionMask !== undefined,
-      lnHasWeights,
-      logits: false,
-      tokenLogprobs: false,
-      featureMajor: true,
-      optional: this.options.optionalHooks,
-      logitPositions,
-    };
+    const graphOpts: GraphOptions = { ...this.hookedGraphOptions(req, observe, cuts, interventions, lnHasWeights), logitPositions };
     // Up to IN_GRAPH_LOGITS of logits are computed in the graph itself (no second run); more, by the
     // chunked head, so that the full logits never exist twice.
     if (this.needsHead(req)) {
@@ -426,10 +424,26 @@ export class Engine {
     return { key, graphOpts, cuts, embed: this.options.weightMode === 'embed', main: false, arena };
   }
 
+  /** What the hooked (not main) variants' graphs share: the hook points observed, intervened on and cut at, padding, the LayerNorms. */
+  private hookedGraphOptions(req: EngineRequest, observe: Set<HookName>, cuts: HookName[], interventions: Set<HookName>, lnHasWeights: boolean): GraphOptions {
+    return {
+      observed: observe,
+      interventions,
+      cuts: new Set(cuts),
+      hasAttentionMask: req.attentionMask !== undefined,
+      lnHasWeights,
+      logits: false,
+      tokenLogprobs: false,
+      featureMajor: true,
+      optional: this.options.optionalHooks,
+    };
+  }
+
   /**
-   * The variant of a run with a backward pass: forward and backward in one graph with the logits of
-   * every position in it, cut at the forward's JS hooks, at the logits when the seed comes from
-   * JavaScript, and at the gradients backward hooks read. Never the main variant, never the head.
+   * The variant of a run with a backward pass: forward and backward in one graph with the logits in
+   * it (only at the seed's rows when nothing else reads them), cut at the forward's JS hooks, at the
+   * logits when the seed comes from JavaScript, and at the gradients backward hooks read. Never the
+   * main variant, never the head.
    */
   private backwardVariant(req: EngineRequest, observe: Set<HookName>, forwardCuts: HookName[], interventions: Set<HookName>, lnHasWeights: boolean) {
     const bwd = req.backward!;
@@ -439,20 +453,16 @@ export class Engine {
     const bwdHooked = [...(bwd.hooks?.keys() ?? [])];
     const forwardHooked = new Set(req.hooks?.keys() ?? []);
     const graphOpts: GraphOptions = {
-      observed: observe,
-      interventions,
-      cuts: new Set(forwardCuts),
-      hasAttentionMask: req.attentionMask !== undefined,
-      lnHasWeights,
+      ...this.hookedGraphOptions(req, observe, forwardCuts, interventions, lnHasWeights),
       logits: req.logits ?? true,
       tokenLogprobs: req.targets !== undefined,
-      featureMajor: true,
-      optional: this.options.optionalHooks,
+      logitPositions: seedRowsOnly(req),
       backward: { seed, observed: new Set(bwd.observe), cuts: new Set(bwdHooked), forwardHooked, interventions },
     };
     const cuts: string[] = [...forwardCuts, ...(seed === 'loss' ? [] : [LOGITS_CUT]), ...bwdHooked.map(gradName)];
     const key = JSON.stringify({
       backward: seed,
+      r: graphOpts.logitPositions,
       o: [...observe].sort(),
       i: [...interventions].sort(),
       c: [...forwardCuts].sort(),
@@ -577,6 +587,7 @@ export class Engine {
       values.set(feeds.value, fromTensor(iv.value));
     }
     const backward = req.backward ? new BackwardRun(req) : null;
+    if (seedRowsOnly(req)) values.set('logit_positions', int64Rows((req.backward!.seed as { positions: number[][] }).positions, 'positions'));
     if (req.backward?.seed.kind === 'loss') values.set(SEED_FEEDS.lossWeights, f32(Float32Array.from(req.backward.seed.weights.flat()), [req.tokens.length, req.tokens[0].length]));
 
     for (const seg of plan.segments.slice(first)) {

@@ -46,7 +46,8 @@ export interface GraphOptions {
   headInput?: boolean;
   /**
    * Append the backward pass of a scalar metric of the logits (gpt2Backward.ts): the logits are
-   * then computed in the graph (as `logits`, over every position), whether or not they are emitted.
+   * then computed in the graph (as `logits`: over every position, or with a 'rows' seed and
+   * `logitPositions` at those rows only), whether or not they are emitted.
    */
   backward?: BackwardOptions;
 }
@@ -84,8 +85,10 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
   let xf = layerNorm(ctx, resid, { ln: 'ln_final', layer: null }, layerNormHooks(null, 'ln_final')); // [batch, pos, d_model]
 
   const finalOutputs: string[] = [];
-  if (opts.backward && (opts.headInput || opts.logitPositions)) throw new Error('internal: a backward pass needs the logits of every position in the graph');
-  if (opts.logitPositions && (opts.headInput || opts.logits || opts.tokenLogprobs)) {
+  if (opts.backward && (opts.headInput || (opts.logitPositions && opts.backward.seed !== 'rows'))) {
+    throw new Error('internal: a backward pass needs the logits in the graph (at every position, unless its seed is rows at logit_positions)');
+  }
+  if (opts.logitPositions && (opts.headInput || opts.logits || opts.tokenLogprobs || opts.backward)) {
     xf = gatherRows(b, cfg.d_model, xf, b.input('logit_positions', 'int64', ['batch', 'k'])); // [batch, k, d_model]
   }
   if (opts.headInput) {

@@ -300,6 +300,9 @@ describe('seeds: the loss in the graph, metrics, and gradients given dense or sp
       values.push(1 / 3, -1 / 3);
     });
     expectSame(viaMetric, await grads({ gradient: dense }));
+    // returnType 'none': the forward computes logits only at the metric's rows; the same gradients
+    const [, rowsOnly] = await model.runWithCache(tokens, { returnType: 'none', inclBwd: true, backwardFrom: m, namesFilter: names });
+    expectSame(viaMetric, rowsOnly);
     expectSame(viaMetric, await grads({ gradient: { indices, values } }));
     const norm = await grads(normalisedMetric(m, 2, -0.5));
     for (const n of names) expect(norm.get(`${n}_grad`).sub(viaMetric.get(`${n}_grad`).div(2.5)).abs().max().item()).toBeLessThanOrEqual(1e-6);

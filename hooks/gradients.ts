@@ -103,7 +103,7 @@ export interface SeedContext {
   dVocab: number;
 }
 
-/** The engine's seed for `from` on a run of `ctx.tokens`, and whether it is the in-graph loss (which needs the next-token targets). */
+/** The engine's seed for `from` on a run of `ctx.tokens` (the in-graph loss needs the next-token targets, which the caller feeds). */
 export function compileSeed(from: BackwardFrom, ctx: SeedContext): EngineSeed {
   const batch = ctx.tokens.length;
   const pos = ctx.tokens[0].length;

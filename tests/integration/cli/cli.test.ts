@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import {
-  detectHead, generateRepeatedTokens, getActPatchResidPre, headAblationSweep, ioiDataset, ioiHeadAttribution, logitDiff, logitLens, normalisedMetric,
+  detectHead, generateRepeatedTokens, getActPatchResidPre, getAttrPatchAttnHeadOutAllPos, headAblationSweep, inputSaliency, ioiDataset, ioiHeadAttribution,
+  logitDiff, logitDiffMetric, logitLens, normalisedMetric,
 } from '../../../hooks/analysis/index.ts';
 import {
   allCompositionScores, blockZeroMlpInputs, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, topCopiedTokens,
@@ -139,6 +140,30 @@ describe('lensboard CLI', () => {
     await expectImages(out, 'loss-by-position');
   });
 
+  it('patch --method both (json, csv): attribution beside activation patching and their scatter; saliency = inputSaliency', async () => {
+    const out = join(dir, 'attr');
+    await ok(['patch', '--model', modelDir, '--out', out, '--clean', IOI_CLEAN, '--corrupted', IOI_CORRUPTED, '--correct', ' Mary', '--incorrect', ' John',
+      '--kinds', 'head_out_all_pos', '--method', 'both', '--formats', 'json,csv', '--quiet']);
+    expect((await readdir(out)).sort()).toEqual(['attr-patch-head_out_all_pos.csv', 'attribution-vs-activation-head-out-all-pos.csv', 'patch-head_out_all_pos.csv', 'result.json']);
+    const got = await readJson(join(out, 'result.json'));
+    expect([got.activation.method, got.attribution.method]).toEqual(['activation', 'attribution']);
+    const clean = model.toTokens(IOI_CLEAN);
+    const corrupted = model.toTokens(IOI_CORRUPTED);
+    const opts = { correct: model.toSingleToken(' Mary'), incorrect: model.toSingleToken(' John') };
+    const [cleanLogits, cache] = await model.runWithCache(clean, { namesFilter: (n) => n.endsWith('attn.hook_z') });
+    const metric = normalisedMetric(logitDiffMetric(opts), logitDiff(cleanLogits, opts), logitDiff(await model.forward(corrupted), opts));
+    expectGridClose(got.attribution.results[0].values, await getAttrPatchAttnHeadOutAllPos(model, corrupted, cache, metric));
+    expect((await csvLines(join(out, 'attribution-vs-activation-head-out-all-pos.csv')))[0]).toBe('component,activation,attribution');
+
+    const sal = join(dir, 'saliency');
+    await ok(['saliency', '--model', modelDir, '--out', sal, '--prompt', IOI_CLEAN, '--correct', ' Mary', '--incorrect', ' John',
+      '--method', 'integrated_gradients', '--steps', '8', '--formats', 'json,csv', '--quiet']);
+    expect((await readdir(sal)).sort()).toEqual(['result.json', 'saliency-integrated_gradients.csv']);
+    const s = await readJson(join(sal, 'result.json'));
+    const want = await inputSaliency(model, clean, logitDiffMetric(opts), { method: 'integrated_gradients', steps: 8 });
+    s.scores.forEach((v: number, i: number) => expect(Math.abs(v - want.scores.data[i])).toBeLessThanOrEqual(TOL));
+  });
+
   it('logit-lens (json, csv): top tokens and target probabilities = logitLens', async () => {
     const out = join(dir, 'lens');
     const prompt = 'The Eiffel Tower is in';
@@ -225,7 +250,7 @@ describe('lensboard CLI', () => {
   it('bad flags, values and config fields: a message naming what was wrong and exit code 2', async () => {
     const base = ['--model', modelDir, '--out', join(dir, 'never')];
     const cases: [string[], RegExp][] = [
-      [['frobnicate'], /unknown command 'frobnicate'; the commands are logit-lens, heads, sweep, patch, ioi, circuits/],
+      [['frobnicate'], /unknown command 'frobnicate'; the commands are logit-lens, heads, sweep, patch, saliency, ioi, circuits/],
       [['sweep', ...base, '--prompt', 'hi', '--bogus', '1'], /Unknown option '--bogus'/],
       [['sweep', ...base, '--prompt', 'hi', '--chunk-size', 'many'], /--chunk-size must be an integer; got 'many'/],
       [['sweep', ...base, '--prompt', 'hi', '--mode', 'melt'], /mode: .*"zero"\|"mean"\|"resample"/],

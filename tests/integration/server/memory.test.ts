@@ -75,6 +75,18 @@ describe('refusals', () => {
     expect(r.body.error).toContain('the per-job memory budget is 128.0 MiB (--max-job-memory): use shorter prompts');
   });
 
+  it('saliency of the loss over 128 tokens (one forward and backward pass whose logits and gradient are dense) → 400 stating the estimate', async () => {
+    const prompt = Array.from({ length: 128 }, (_, i) => (i * 7) % 50257);
+    const r = await post(api('/api/saliency'), { prompt, metric: { kind: 'loss' } });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatch(/^this request needs an estimated 1\d\d\.\d MiB of memory for its smallest step \(one row\) \(/);
+    expect(r.body.error).toContain('logits and their gradient 2 × 128 × 50257 floats (the loss reads every position): 49.1 MiB');
+    expect(r.body.error).toContain('onnxruntime working memory of a forward and backward pass over 128 tokens');
+    // a logit difference reads two logits: it fits
+    const ok = await post(api('/api/saliency'), { prompt, metric: { kind: 'logit_diff', correct: 5, incorrect: 6 } });
+    expect(ok.status, JSON.stringify(ok.body).slice(0, 300)).toBe(200);
+  });
+
   it('the 17 KB forward of 32 × 128 ids with topK 100 (33.5 MB of JSON before) → 400 stating the size and the limit', async () => {
     const prompt = Array.from({ length: 32 }, (_, r) => Array.from({ length: 128 }, (_, i) => (r * 131 + i) % 50257));
     expect(JSON.stringify({ prompt, topK: 100 }).length).toBeLessThan(20_000);

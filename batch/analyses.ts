@@ -7,16 +7,16 @@ import { z } from 'zod';
 import type { DatasetItem } from '../hooks/experiments/datasets.ts';
 import type { NumericTree, TreeAggregate } from '../hooks/experiments/aggregate.ts';
 import {
-  ablationResultFigure, headGridFigure, ioiLogitDiffFigure, lossByPositionFigure, meanSeriesFigure, patchingFigure, type FigureSpec,
+  ablationResultFigure, headGridFigure, ioiLogitDiffFigure, lossByPositionFigure, meanSeriesFigure, patchingFigure, saliencyFigure, type FigureSpec,
 } from '../hooks/figures/index.ts';
 import { fmt, num, tokenLabel } from '../hooks/figures/common.ts';
 import { lensRowLabel } from '../hooks/figures/logitLens.ts';
 import { CLI_LIMITS } from '../cli/commands.ts';
 import {
-  ablateSchema, ablateSweepSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema,
-  type AblateResult, type AblateSweepResult, type HeadsDetectResult, type IoiResult, type LogitLensResult, type PatchResult,
+  ablateSchema, ablateSweepSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, saliencySchema,
+  type AblateResult, type AblateSweepResult, type HeadsDetectResult, type IoiResult, type LogitLensResult, type PatchResult, type SaliencyResult,
 } from '../server/schemas.ts';
-import { ablate, ablateSweep, headsDetect, ioi, logitLens, patch } from '../server/worker/analysis.ts';
+import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from '../server/worker/analysis.ts';
 import { UserError, type JobHandler } from '../server/worker/context.ts';
 
 type Grid = (number | string)[][];
@@ -260,14 +260,17 @@ const sweepAnalysis: BatchAnalysis<SweepOptions, AblateSweepResult> = {
 const patchOptions = patchSchema().omit({ clean: true, corrupted: true }).extend({ metric: LogitDiffMetric });
 type PatchOptions = z.infer<typeof patchOptions>;
 
-const patchAnalysis: BatchAnalysis<PatchOptions, PatchResult> = {
-  summary: "activation patching of every item's prompt (clean) and its corrupted prompt: the normalised logit difference per patched slice",
+/** Activation patching, or its first-order estimate by attribution patching: the same request, answer and figures. */
+const patchingAnalysis = (method: 'activation' | 'attribution'): BatchAnalysis<PatchOptions, PatchResult> => ({
+  summary: method === 'activation'
+    ? "activation patching of every item's prompt (clean) and its corrupted prompt: the normalised logit difference per patched slice"
+    : "attribution patching (one forward and backward pass of the corrupted prompt) of every item: patch's estimate, in patch's units",
   options: patchOptions,
   request: (o, item) => ({
     ...o, clean: prompt(item), corrupted: need(item, 'corrupted', 'patching reads a corrupted prompt'), metric: itemMetric(o.metric, item),
   }),
   schema: patchSchema(),
-  run: patch as JobHandler<never, PatchResult>,
+  run: (method === 'activation' ? patch : attributionPatch) as JobHandler<never, PatchResult>,
   values: (r) => ({ clean: r.clean, corrupted: r.corrupted, results: Object.fromEntries(r.results.map((x) => [x.kind, x.values as NumericTree])) }),
   axes: (r) => ({ kinds: r.results.map((x) => x.kind), dims: r.results.map((x) => x.dims), cleanStrTokens: r.cleanStrTokens, cleanTokens: r.cleanTokens }),
   figures: (a, o) => {
@@ -277,13 +280,36 @@ const patchAnalysis: BatchAnalysis<PatchOptions, PatchResult> = {
     const data = {
       cleanStrTokens: a.axes.cleanStrTokens as string[] | null, cleanTokens: a.axes.cleanTokens as number[],
       metric: { label: `mean ${metricLabel(o.metric)}` }, clean: mean.clean as number, corrupted: mean.corrupted as number,
-      results: kinds.map((kind, i) => ({ kind, dims: dims[i], values: asTree(mean.results)[kind] as Grid })),
+      results: kinds.map((kind, i) => ({ kind, dims: dims[i], values: asTree(mean.results)[kind] as Grid })), method,
     };
     return kinds.map((_k, i) => {
       const fig = patchingFigure(data, i);
       const title = fig.layout.title as { text: string };
       return { ...fig, layout: { ...fig.layout, title: { ...title, text: `${title.text}, mean over ${a.n} items (positions: the first item's tokens)` } } };
     });
+  },
+});
+
+// ───────────────────────────── input saliency ─────────────────────────────
+
+const saliencyOptions = saliencySchema().omit({ prompt: true }).extend({ metric: BatchMetric });
+type SaliencyOptions = z.infer<typeof saliencyOptions>;
+
+const saliencyAnalysis: BatchAnalysis<SaliencyOptions, SaliencyResult> = {
+  summary: "input saliency of every item's prompt (gradient × input or integrated gradients of the metric): each token's score",
+  options: saliencyOptions,
+  request: (o, item) => ({ ...o, prompt: prompt(item), metric: itemMetric(o.metric, item) }),
+  schema: saliencySchema(),
+  run: saliency as JobHandler<never, SaliencyResult>,
+  values: (r) => ({ value: r.value, ...(r.baselineValue === null ? {} : { baselineValue: r.baselineValue }), scores: r.scores }),
+  axes: (r) => ({ tokens: r.tokens, strTokens: r.strTokens, method: r.method }),
+  figures: (a, o) => {
+    const { mean } = grids(a);
+    const fig = saliencyFigure({
+      tokens: a.axes.tokens as number[], strTokens: a.axes.strTokens as string[] | null, method: a.axes.method as string, scores: mean.scores as (number | string)[],
+    });
+    const title = fig.layout.title as { text: string };
+    return [{ ...fig, layout: { ...fig.layout, title: { ...title, text: `${title.text} of ${tokenLabel(metricLabel(o.metric))}, mean over ${a.n} items (positions: the first item's tokens)` } } }];
   },
 };
 
@@ -331,6 +357,8 @@ export const ANALYSES = {
   heads: headsAnalysis,
   ablate: ablateAnalysis,
   sweep: sweepAnalysis,
-  patch: patchAnalysis,
+  patch: patchingAnalysis('activation'),
+  'attribution-patch': patchingAnalysis('attribution'),
+  saliency: saliencyAnalysis,
   ioi: ioiAnalysis,
 } as unknown as Record<string, BatchAnalysis<Record<string, unknown>, unknown>>;

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import {
-  ablationSpecs, detectHead, generateRepeatedTokens, getActPatchResidPre, headAblationSweep, ioiDataset, ioiHeadAttribution, logitDiffMetric, logitLens,
-  lossByPosition, normalisedMetric,
+  ablationSpecs, detectHead, generateRepeatedTokens, getActPatchResidPre, getAttrPatchResidPre, headAblationSweep, inputSaliency, ioiDataset, ioiHeadAttribution,
+  logitDiffMetric, logitLens, lossByPosition, normalisedMetric,
 } from '../../../hooks/analysis/index.ts';
 import { itemSeed } from '../../../hooks/experiments/datasets.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
@@ -170,6 +170,46 @@ describe('dataset experiments: each analysis averaged over items equals the tool
     }
     expectClose(r.aggregate.mean.results.resid_pre, meanSe(rows).mean, 1e-4, 'resid_pre');
     expect(r.figures.map((f) => f.name)).toEqual(['patch-resid_pre']);
+  });
+
+  it('attribution-patch: mean of getAttrPatchResidPre per prompt and its corrupted prompt, in patch\'s units and figures', async () => {
+    const r = await run({ dataset: { kind: 'ioi', n: 2, seed: 5 }, analysis: { kind: 'attribution-patch', metric: { kind: 'logit_diff' }, kinds: ['resid_pre'] }, shardSize: 1 });
+    const rows: number[][] = [];
+    for (const line of r.lines) {
+      const { prompt, corrupted, correct, incorrect } = line.item;
+      const clean = model.prepareInput(prompt).tokens;
+      const bad = model.prepareInput(corrupted).tokens;
+      const metric = lastDiff(id(correct), id(incorrect), clean[0].length - 1);
+      const names = Array.from({ length: model.cfg.n_layers }, (_x, l) => `blocks.${l}.hook_resid_pre` as HookName);
+      const [logits, cache] = await model.runWithCache(clean, { namesFilter: names });
+      const c = metric(logits);
+      const k = metric(await model.forward(bad));
+      rows.push(Array.from((await getAttrPatchResidPre(model, bad, cache, normalisedMetric(metric, c, k))).data));
+    }
+    expectClose(r.aggregate.mean.results.resid_pre, meanSe(rows).mean, 1e-4, 'resid_pre');
+    expect(r.lines[0].result.method).toBe('attribution');
+    expect(r.figures.map((f) => f.name)).toEqual(['attr-patch-resid_pre']);
+  });
+
+  it('saliency: mean gradient × input per token = inputSaliency per prompt; integrated gradients keep completeness on average', async () => {
+    const r = await run({ dataset: { kind: 'ioi', n: 2, seed: 5 }, analysis: { kind: 'saliency', metric: { kind: 'logit_diff' } }, shardSize: 1 });
+    const rows: number[][] = [];
+    const values: number[][] = [];
+    for (const line of r.lines) {
+      const tokens = model.prepareInput(line.item.prompt).tokens;
+      const s = await inputSaliency(model, tokens, lastDiff(id(line.item.correct), id(line.item.incorrect), tokens[0].length - 1));
+      rows.push(Array.from(s.scores.data));
+      values.push([s.value]);
+    }
+    expectClose(r.aggregate.mean.scores, meanSe(rows).mean, 1e-4, 'scores');
+    expectClose(r.aggregate.stderr.scores, meanSe(rows).se, 1e-4, 'score stderrs');
+    expectClose([r.aggregate.mean.value], meanSe(values).mean, 1e-4, 'metric');
+    expect(r.figures.map((f) => f.name)).toEqual(['saliency-grad_x_input']);
+
+    const ig = await run({ dataset: { kind: 'ioi', n: 2, seed: 5 }, analysis: { kind: 'saliency', metric: { kind: 'logit_diff' }, method: 'integrated_gradients', steps: 32 }, shardSize: 2 });
+    const sum = (ig.aggregate.mean.scores as number[]).reduce((a, x) => a + x, 0);
+    const gap = ig.aggregate.mean.value - ig.aggregate.mean.baselineValue;
+    expect(Math.abs(sum - gap)).toBeLessThanOrEqual(0.02 * Math.abs(gap) + 1e-3);
   });
 
   it('IOI metrics: mean head attribution = ioiHeadAttribution of the whole dataset; logit diff per prompt; accuracy', async () => {

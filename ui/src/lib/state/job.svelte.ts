@@ -85,9 +85,10 @@ export class JobState<B, T> {
   /**
    * Shows the result for `body`: nothing is sent when it is on show or running already, a kept result is shown at once,
    * otherwise the request starts. The previous result stays until the new one lands. A request still running for other
-   * controls is not cancelled but left to finish and kept (the server runs one job at a time, so it delays the new one
-   * by what it had left; cancelling a job inside a long computation makes the server stop its thread and reload the
-   * model, which costs far more). Only the Cancel button cancels.
+   * controls is not cancelled but left to finish and kept, so Back shows it at once (the server runs one job at a time,
+   * so it delays the new one by what it had left; a job cancelled between its steps stops within tens of ms, but one
+   * inside a single long onnxruntime run can only be stopped by restarting the model's runner, seconds). Only the
+   * Cancel button cancels.
    */
   async run(body: B): Promise<T | null> {
     const key = bodyKey(body);

@@ -12,6 +12,7 @@
  *   stacked(name)        a TransformerLens-shaped Tensor (W_Q [n_layers, n_heads, d_model, d_head], …), a copy;
  *   feeds()              the arrays by the engine's feed names (the graphs' weight inputs).
  */
+import { createHash } from 'node:crypto';
 import type { HookedTransformerConfig } from './config.ts';
 import { SCRATCH_FLOATS, transposeInPlace, transposeInto } from './ops/index.ts';
 import { Tensor } from './tensor.ts';
@@ -81,6 +82,8 @@ function release(w: TransformerWeights): void {
 }
 
 export class WeightStore {
+  private digestMemo: string | null = null;
+
   private constructor(
     readonly cfg: HookedTransformerConfig,
     private readonly arrays: ReadonlyMap<string, Float32Array>,
@@ -127,6 +130,22 @@ export class WeightStore {
     let n = 0;
     for (const a of this.arrays.values()) n += a.byteLength;
     return n;
+  }
+
+  /**
+   * A SHA-256 of the config and every array (by key, in key order): the model's identity, e.g. to key what is computed
+   * from a model and cached on disk. Computed once (about a second per 500 MB).
+   */
+  digest(): string {
+    if (this.digestMemo === null) {
+      const h = createHash('sha256').update(JSON.stringify(this.cfg, Object.keys(this.cfg).sort()));
+      for (const key of [...this.arrays.keys()].sort()) {
+        const a = this.arrays.get(key)!;
+        h.update(key).update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+      }
+      this.digestMemo = h.digest('hex');
+    }
+    return this.digestMemo;
   }
 
   /** Every array by the engine's feed name (weightKey), as the graphs declare their weight inputs. */

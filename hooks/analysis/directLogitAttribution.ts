@@ -51,10 +51,7 @@ function perPrompt(v: number | readonly number[], batch: number, what: string): 
  */
 export async function directLogitAttribution(model: HookedTransformer, input: ModelInput, opts: DlaOptions): Promise<DlaResult> {
   const { tokens, attentionMask } = model.prepareInput(input, { prependBos: opts.prependBos, attentionMask: opts.attentionMask });
-  const names: HookName[] = ['hook_embed', 'hook_pos_embed', 'ln_final.hook_scale', blockHook(model.cfg.n_layers - 1, 'hook_resid_post')];
-  for (let l = 0; l < model.cfg.n_layers; l++) {
-    names.push(blockHook(l, 'attn.hook_z'), blockHook(l, 'hook_attn_out'), blockHook(l, 'mlp.hook_post'), blockHook(l, 'hook_mlp_out'));
-  }
+  const names = dlaHookNames(model.cfg);
   const pos = tokens[0].length;
   const positions = perPrompt(opts.positions ?? -1, tokens.length, 'positions').map((p) => (p < 0 ? p + pos : p));
   for (const p of positions) {
@@ -72,102 +69,153 @@ export async function directLogitAttribution(model: HookedTransformer, input: Mo
   return result;
 }
 
+/** The hook points direct logit attribution reads: embeddings, the ln_final scale, the final residual stream, and each layer's z, attn_out, mlp post and mlp_out. */
+export function dlaHookNames(cfg: { n_layers: number }): HookName[] {
+  const names: HookName[] = ['hook_embed', 'hook_pos_embed', 'ln_final.hook_scale', blockHook(cfg.n_layers - 1, 'hook_resid_post')];
+  for (let l = 0; l < cfg.n_layers; l++) {
+    names.push(blockHook(l, 'attn.hook_z'), blockHook(l, 'hook_attn_out'), blockHook(l, 'mlp.hook_post'), blockHook(l, 'hook_mlp_out'));
+  }
+  return names;
+}
+
 /**
- * Direct logit attribution from a cache holding hook_embed, hook_pos_embed, ln_final.hook_scale, the last
- * resid_post and each layer's attn.hook_z, hook_attn_out, mlp.hook_post and hook_mlp_out (batch dim kept).
+ * What each part of the residual stream at one batch row and position writes along a residual direction `d`
+ * [d_model], through the final LayerNorm with the run's cached scale: part · (d − mean d) / scale (the LayerNorm's
+ * centring moved onto the direction). Every value is a term of final · (d − mean d) / scale.
+ */
+export interface AttributionAlong {
+  /** ln_final.hook_scale at the position. */
+  scale: number;
+  embed: number;
+  posEmbed: number;
+  /** Each head's z · W_O (no b_O), [n_layers · n_heads]. */
+  heads: Float64Array;
+  /** Each neuron's post · W_out[n] (no b_out), [n_layers · d_mlp]. */
+  neurons: Float64Array;
+  /** hook_attn_out (heads + b_O) and hook_mlp_out (neurons + b_out) per layer, [n_layers]. */
+  attnOut: Float64Array;
+  mlpOut: Float64Array;
+  /** b_O and b_out per layer, [n_layers]. */
+  bO: Float64Array;
+  bOut: Float64Array;
+  /** The final residual stream (blocks.{n_layers-1}.hook_resid_post): the sum of all the parts. */
+  final: number;
+}
+
+/**
+ * Direct attribution along `direction` [d_model] at batch row `b`, position `p`, from a cache holding dlaHookNames
+ * (batch dim kept). The matrices are read as the model stores them ([out, in]: no copy of W_O or W_out).
+ */
+export function attributeAlong(cache: ActivationCache, b: number, p: number, direction: ArrayLike<number>): AttributionAlong {
+  const model: CacheModel | undefined = cache.model;
+  if (!model) throw new Error('attributeAlong: the cache has no model; use a cache from model.runWithCache');
+  if (!cache.hasBatchDim) throw new Error('attributeAlong: the cache must keep its batch dim');
+  const { n_layers, n_heads, d_head, d_model, d_mlp } = model.cfg;
+  const H = n_heads * d_head;
+  const embed = cache.get('hook_embed'); // [batch, pos, d_model]
+  const [batch, pos] = embed.shape;
+  if (!Number.isInteger(b) || b < 0 || b >= batch) throw new Error(`attributeAlong: batch row ${b} is out of range for ${batch} rows`);
+  if (!Number.isInteger(p) || p < 0 || p >= pos) throw new Error(`directLogitAttribution: position ${p} is out of range for ${pos} positions`);
+  if (direction.length !== d_model) throw new Error(`attributeAlong: the direction has ${direction.length} entries; d_model is ${d_model}`);
+  // Centred direction: (x − mean x)·d = x·(d − mean d).
+  const dir = new Float64Array(d_model);
+  let mean = 0;
+  for (let i = 0; i < d_model; i++) mean += direction[i];
+  mean /= d_model;
+  for (let i = 0; i < d_model; i++) dir[i] = direction[i] - mean;
+  const s = cache.get('ln_final.hook_scale').data[b * pos + p]; // [batch, pos, 1]
+  const row = (b * pos + p) * d_model;
+  /** x[b, p, :] · dir / scale for an activation [batch, pos, d_model]. */
+  const project = (act: Tensor): number => {
+    let acc = 0;
+    for (let i = 0; i < d_model; i++) acc += act.data[row + i] * dir[i];
+    return acc / s;
+  };
+  const dot = (v: Float32Array): number => {
+    let acc = 0;
+    for (let i = 0; i < d_model; i++) acc += v[i] * dir[i];
+    return acc / s;
+  };
+  /** out[j] = Σ_i Wt[i, j] · dir[i] for Wt [d_model, n] (a transposed [n, d_model] matrix), row by row. */
+  const projectRows = (Wt: Float32Array, n: number, out: Float64Array): void => {
+    out.fill(0);
+    for (let i = 0; i < d_model; i++) {
+      const di = dir[i];
+      const r = i * n;
+      for (let j = 0; j < n; j++) out[j] += Wt[r + j] * di;
+    }
+  };
+  const out: AttributionAlong = {
+    scale: s,
+    embed: project(embed),
+    posEmbed: project(cache.get('hook_pos_embed')),
+    heads: new Float64Array(n_layers * n_heads),
+    neurons: new Float64Array(n_layers * d_mlp),
+    attnOut: new Float64Array(n_layers),
+    mlpOut: new Float64Array(n_layers),
+    bO: new Float64Array(n_layers),
+    bOut: new Float64Array(n_layers),
+    final: project(cache.get(blockHook(n_layers - 1, 'hook_resid_post'))),
+  };
+  const proj = new Float64Array(H); // W_O · dir, [head·d_head]
+  const projMlp = new Float64Array(d_mlp); // W_out · dir, [d_mlp]
+  for (let l = 0; l < n_layers; l++) {
+    const z = cache.get(blockHook(l, 'attn.hook_z')); // [batch, pos, head, d_head]
+    const post = cache.get(blockHook(l, 'mlp.hook_post')); // [batch, pos, d_mlp]
+    projectRows(model.weights.matrix('W_O', l), H, proj); // W_O stored [d_model, head·d_head]
+    for (let h = 0; h < n_heads; h++) {
+      let acc = 0;
+      const zo = ((b * pos + p) * n_heads + h) * d_head;
+      for (let e = 0; e < d_head; e++) acc += z.data[zo + e] * proj[h * d_head + e];
+      out.heads[l * n_heads + h] = acc / s;
+    }
+    projectRows(model.weights.matrix('W_out', l), d_mlp, projMlp); // W_out stored [d_model, d_mlp]
+    const po = (b * pos + p) * d_mlp;
+    for (let n = 0; n < d_mlp; n++) out.neurons[l * d_mlp + n] = (post.data[po + n] * projMlp[n]) / s;
+    out.attnOut[l] = project(cache.get(blockHook(l, 'hook_attn_out')));
+    out.mlpOut[l] = project(cache.get(blockHook(l, 'hook_mlp_out')));
+    out.bO[l] = dot(model.weights.vector('b_O', l));
+    out.bOut[l] = dot(model.weights.vector('b_out', l));
+  }
+  return out;
+}
+
+/**
+ * Direct logit attribution from a cache holding dlaHookNames (batch dim kept).
  * `logitDiff` is left as the residual stream's attribution plus `unembedBias`.
  */
 export function dlaFromCache(cache: ActivationCache, correct: number | readonly number[], incorrect: number | readonly number[], positions: readonly number[]): DlaResult {
   const model: CacheModel | undefined = cache.model;
   if (!model) throw new Error('dlaFromCache: the cache has no model; use a cache from model.runWithCache');
   if (!cache.hasBatchDim) throw new Error('dlaFromCache: the cache must keep its batch dim');
-  const { n_layers, n_heads, d_head, d_model, d_mlp, d_vocab } = model.cfg;
-  const H = n_heads * d_head;
-  // The matrices are read transposed, [out, in], as the model stores them (no copy of W_U, W_O, W_out).
-  const W_Ut = model.weights.matrix('W_U'); // [d_vocab, d_model]
+  const { n_layers, n_heads, d_model, d_mlp, d_vocab } = model.cfg;
+  const W_Ut = model.weights.matrix('W_U'); // [d_vocab, d_model]: row t = W_U[:, t]
   const b_U = model.weights.vector('b_U'); // [d_vocab]
-  const embed = cache.get('hook_embed');
-  const [batch, pos] = embed.shape;
+  const [batch] = cache.get('hook_embed').shape;
   if (positions.length !== batch) throw new Error(`dlaFromCache: ${positions.length} positions for ${batch} prompts`);
   const good = perPrompt(correct, batch, 'correct');
   const bad = perPrompt(incorrect, batch, 'incorrect');
-  // Centred direction per prompt: (x − mean x)·dir = x·(dir − mean dir).
-  const dirs = good.map((c, b) => {
-    for (const t of [c, bad[b]]) if (!Number.isInteger(t) || t < 0 || t >= d_vocab) throw new Error(`directLogitAttribution: token ${t} is not an integer in [0, ${d_vocab})`);
-    const d = new Float64Array(d_model);
-    let mean = 0;
-    for (let i = 0; i < d_model; i++) {
-      d[i] = W_Ut[c * d_model + i] - W_Ut[bad[b] * d_model + i];
-      mean += d[i];
-    }
-    mean /= d_model;
-    for (let i = 0; i < d_model; i++) d[i] -= mean;
-    return d;
-  });
-  const scale = cache.get('ln_final.hook_scale'); // [batch, pos, 1]
-  const at = (b: number) => {
-    const p = positions[b];
-    if (!Number.isInteger(p) || p < 0 || p >= pos) throw new Error(`directLogitAttribution: position ${p} is out of range for ${pos} positions`);
-    return p;
-  };
-  /** x[b, p_b, :] · dir_b / scale[b, p_b] for an activation [batch, pos, d_model]. */
-  const project = (act: Tensor, b: number): number => {
-    const p = at(b);
-    const o = (b * pos + p) * d_model;
-    let s = 0;
-    for (let i = 0; i < d_model; i++) s += act.data[o + i] * dirs[b][i];
-    return s / scale.data[b * pos + p];
-  };
-
   const heads = new Float32Array(batch * n_layers * n_heads);
   const neurons = new Float32Array(batch * n_layers * d_mlp);
   const layerLabels = ['embed', 'pos_embed'];
-  const layerVals: number[][] = Array.from({ length: batch }, (_, b) => [project(embed, b), project(cache.get('hook_pos_embed'), b)]);
-  const proj = new Float64Array(H); // W_O · dir, [head·d_head]
-  const projMlp = new Float64Array(d_mlp); // W_out · dir, [d_mlp]
-  /** out[j] = Σ_i Wt[i, j] · dir[i] for Wt [d_model, n] (a transposed [n, d_model] matrix), row by row. */
-  const projectRows = (Wt: Float32Array, n: number, dir: Float64Array, out: Float64Array): void => {
-    out.fill(0);
-    for (let i = 0; i < d_model; i++) {
-      const di = dir[i];
-      const row = i * n;
-      for (let j = 0; j < n; j++) out[j] += Wt[row + j] * di;
-    }
-  };
-  for (let l = 0; l < n_layers; l++) {
-    layerLabels.push(`${l}_attn_out`, `${l}_mlp_out`);
-    const z = cache.get(blockHook(l, 'attn.hook_z')); // [batch, pos, head, d_head]
-    const post = cache.get(blockHook(l, 'mlp.hook_post')); // [batch, pos, d_mlp]
-    const W_Ot = model.weights.matrix('W_O', l); // [d_model, head·d_head]
-    const W_outT = model.weights.matrix('W_out', l); // [d_model, d_mlp]
-    for (let b = 0; b < batch; b++) {
-      const p = at(b);
-      const s = scale.data[b * pos + p];
-      projectRows(W_Ot, H, dirs[b], proj);
-      for (let h = 0; h < n_heads; h++) {
-        let acc = 0;
-        const zo = ((b * pos + p) * n_heads + h) * d_head;
-        for (let e = 0; e < d_head; e++) acc += z.data[zo + e] * proj[h * d_head + e];
-        heads[(b * n_layers + l) * n_heads + h] = acc / s;
-      }
-      projectRows(W_outT, d_mlp, dirs[b], projMlp);
-      for (let n = 0; n < d_mlp; n++) {
-        neurons[(b * n_layers + l) * d_mlp + n] = (post.data[(b * pos + p) * d_mlp + n] * projMlp[n]) / s;
-      }
-      layerVals[b].push(project(cache.get(blockHook(l, 'hook_attn_out')), b), project(cache.get(blockHook(l, 'hook_mlp_out')), b));
-    }
-  }
-  const final = cache.get(blockHook(n_layers - 1, 'hook_resid_post'));
+  for (let l = 0; l < n_layers; l++) layerLabels.push(`${l}_attn_out`, `${l}_mlp_out`);
+  const layerVals: number[][] = [];
   const headRemainder = new Float32Array(batch);
   const unembedBias = new Float32Array(batch);
   const total = new Float32Array(batch);
   for (let b = 0; b < batch; b++) {
-    total[b] = project(final, b);
-    let sumHeads = 0;
-    for (let i = 0; i < n_layers * n_heads; i++) sumHeads += heads[b * n_layers * n_heads + i];
-    headRemainder[b] = total[b] - sumHeads;
+    for (const t of [good[b], bad[b]]) if (!Number.isInteger(t) || t < 0 || t >= d_vocab) throw new Error(`directLogitAttribution: token ${t} is not an integer in [0, ${d_vocab})`);
+    const dir = new Float64Array(d_model); // W_U[:, correct] − W_U[:, incorrect]
+    for (let i = 0; i < d_model; i++) dir[i] = W_Ut[good[b] * d_model + i] - W_Ut[bad[b] * d_model + i];
+    const a = attributeAlong(cache, b, positions[b], dir);
+    heads.set(a.heads, b * n_layers * n_heads);
+    neurons.set(a.neurons, b * n_layers * d_mlp);
+    const vals = [a.embed, a.posEmbed];
+    for (let l = 0; l < n_layers; l++) vals.push(a.attnOut[l], a.mlpOut[l]);
+    layerVals.push(vals);
+    headRemainder[b] = a.final - a.heads.reduce((x, y) => x + y, 0);
     unembedBias[b] = b_U[good[b]] - b_U[bad[b]];
-    total[b] += unembedBias[b];
+    total[b] = a.final + unembedBias[b];
   }
   const headsT = new Tensor(heads, [batch, n_layers, n_heads]);
   const layersT = Tensor.from(layerVals);

@@ -1,4 +1,4 @@
-/** Lensboard's interpretability toolkit: logit lens, direct logit attribution, head detection, induction, IOI, ablations and activation patching. */
+/** Lensboard's interpretability toolkit: logit lens, direct logit attribution, information-flow routes, neurons, head detection, induction, IOI, ablations and activation patching. */
 export { applySlice, sliceIndices } from '../slice.ts';
 export type { SliceInput, SliceRange } from '../slice.ts';
 export { withModel } from './cache.ts';
@@ -11,8 +11,20 @@ export {
 export type { LogitDiffOptions, PositionedMetric, DifferentiablePositionedMetric, TokenLogprobOptions, MetricSpec, MetricSpecModel, TokenRef } from './metrics.ts';
 export { logitLens, logitLensFromCache } from './logitLens.ts';
 export type { LogitLensOptions, LogitLensResult, LogitLensTarget, LogitLensTargetResult } from './logitLens.ts';
-export { directLogitAttribution, dlaFromCache } from './directLogitAttribution.ts';
-export type { DlaOptions, DlaResult } from './directLogitAttribution.ts';
+export { directLogitAttribution, dlaFromCache, attributeAlong, dlaHookNames } from './directLogitAttribution.ts';
+export type { DlaOptions, DlaResult, AttributionAlong } from './directLogitAttribution.ts';
+export { logitAttribution, logitAttributionFromCache } from './logitAttribution.ts';
+export type { AttributionComponent, AttributionKind, LogitAttributionOptions, LogitAttributionResult } from './logitAttribution.ts';
+export { informationFlow, informationFlowFromCache, informationFlowHookNames } from './informationFlow.ts';
+export type { InformationFlowOptions } from './informationFlow.ts';
+export { pruneFlowGraph, flowNodeId } from './flowGraph.ts';
+export type { FlowGraph, FlowNode, FlowEdge, FlowNodeKind, FlowEdgeKind } from './flowGraph.ts';
+export { topNeuronsByActivation, neuronActivations, neuronOutputTokens } from './neurons.ts';
+export type { ActiveNeuron, NeuronRef, TokenValue } from './neurons.ts';
+export {
+  NeuronExamples, harvestNeuronExamples, cachedNeuronExamples, neuronExamplesPath, neuronExampleWindows, lensboardCacheDir,
+} from './neuronExamples.ts';
+export type { NeuronExample, NeuronExamplesMeta, CorpusInfo, HarvestOptions, CachedHarvestOptions, ExampleWindow } from './neuronExamples.ts';
 export {
   detectHead, computeHeadAttentionSimilarityScore, detectionPatternFor, HEAD_NAMES,
   getPreviousTokenHeadDetectionPattern, getDuplicateTokenHeadDetectionPattern, getInductionHeadDetectionPattern,

@@ -1,19 +1,9 @@
-/** A text file as GPT-2 tokens, split into a training part and a held-out tail. */
+/** A text file as GPT-2 tokens, split into a training part and a held-out tail (splitTokens: hooks/datasets/text.ts). */
 import { readFile } from 'node:fs/promises';
+import { splitTokens, type TokenizedText } from '../../hooks/datasets/text.ts';
 import type { Gpt2Tokenizer } from '../../hooks/tokenizer.ts';
 
-export interface TokenizedText {
-  train: Int32Array;
-  heldOut: Int32Array;
-}
-
-/** Tokenizes `text` and holds out its last `heldOutFraction` of tokens (default 10 %). */
-export function splitTokens(tok: Gpt2Tokenizer, text: string, heldOutFraction = 0.1): TokenizedText {
-  if (!(heldOutFraction > 0 && heldOutFraction < 1)) throw new Error(`heldOutFraction must be in (0, 1); got ${heldOutFraction}`);
-  const ids = Int32Array.from(tok.encode(text));
-  const cut = Math.floor(ids.length * (1 - heldOutFraction));
-  return { train: ids.subarray(0, cut), heldOut: ids.subarray(cut) };
-}
+export { splitTokens, type TokenizedText };
 
 export async function readTokenizedText(tok: Gpt2Tokenizer, path: string, heldOutFraction = 0.1): Promise<TokenizedText> {
   const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {

@@ -14,6 +14,7 @@ import { openApiDocument } from './openapi.ts';
 import { defineRoute, mountRoutes, type RouteDef } from './routeTable.ts';
 import { analysisRoutes } from './routes/analysis.ts';
 import { experimentRoutes } from './routes/experiments.ts';
+import { explainRoutes } from './routes/explain.ts';
 import { inferenceRoutes } from './routes/inference.ts';
 import { modelRoutes } from './routes/models.ts';
 import { systemRoutes } from './routes/system.ts';
@@ -22,7 +23,7 @@ export const API_VERSION = '0.1.0';
 
 /** Every route of the API, in documentation order (the analysis routes join this list). */
 export function apiRoutes(config: ServerConfig): RouteDef[] {
-  return [...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits), ...analysisRoutes(config.limits), ...experimentRoutes()];
+  return [...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits), ...analysisRoutes(config.limits), ...explainRoutes(config.limits), ...experimentRoutes()];
 }
 
 export interface AppOptions {

@@ -76,6 +76,8 @@ export const ServerConfigSchema = z.strictObject({
   recycleRssBytes: z.number().int().min(0).default(1024 * MiB),
   /** A folder of dataset-experiment output folders (lensboard batch --out) the dashboard shows. */
   experimentsDir: z.string().min(1).optional(),
+  /** What Lensboard computes once per model and keeps (the neurons' corpus examples); default ~/.cache/lensboard. */
+  cacheDir: z.string().min(1).optional(),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
 });
 export type ServerConfig = z.infer<typeof ServerConfigSchema>;
@@ -93,11 +95,11 @@ export function validateConfig(input: ServerConfigInput): ServerConfig {
 
 const USAGE = `Usage: npm start -- [--model NAME_OR_DIR] [--device cpu|cuda|webgpu|auto] [--port 7860] [--host 127.0.0.1]
                     [--models-dir DIR]... [--threads N] [--offline] [--log-level info] [--allowed-hosts NAME,...]
-                    [--max-job-memory SIZE] [--recycle-rss SIZE] [--experiments-dir DIR]
+                    [--max-job-memory SIZE] [--recycle-rss SIZE] [--experiments-dir DIR] [--cache-dir DIR]
                     (SIZE: bytes, or with a unit: 512M, 6G, 1.5GiB)
 Environment: LENSBOARD_MODEL, LENSBOARD_DEVICE, LENSBOARD_PORT, LENSBOARD_HOST, LENSBOARD_MODELS_DIR (':'-separated),
              LENSBOARD_THREADS, LENSBOARD_LOG_LEVEL, LENSBOARD_ALLOWED_HOSTS (','-separated), LENSBOARD_MAX_JOB_MEMORY,
-             LENSBOARD_RECYCLE_RSS, LENSBOARD_EXPERIMENTS_DIR, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE. Flags win over env.`;
+             LENSBOARD_RECYCLE_RSS, LENSBOARD_EXPERIMENTS_DIR, LENSBOARD_CACHE_DIR, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE. Flags win over env.`;
 
 function toInt(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
@@ -135,6 +137,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
         'max-job-memory': { type: 'string' },
         'recycle-rss': { type: 'string' },
         'experiments-dir': { type: 'string' },
+        'cache-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -164,5 +167,6 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Se
     recycleRssBytes: parseSize('--recycle-rss', values['recycle-rss'] ?? env.LENSBOARD_RECYCLE_RSS),
     ...(maxJobMemoryBytes !== undefined ? { limits: { maxJobMemoryBytes } } : {}),
     experimentsDir: values['experiments-dir'] ?? env.LENSBOARD_EXPERIMENTS_DIR,
+    cacheDir: values['cache-dir'] ?? env.LENSBOARD_CACHE_DIR,
   });
 }

@@ -34,7 +34,7 @@ export function batchPrompt(limits: Limits) {
   );
 }
 
-const InputOptions = {
+export const InputOptions = {
   /** Prepend BOS (<|endoftext|>) to text prompts; default the model's default_prepend_bos (true for GPT-2). */
   prependBos: z.boolean().optional().describe('prepend <|endoftext|> to text prompts (default true)'),
   paddingSide: z.enum(['left', 'right']).optional().describe('padding side of a batch of texts (default right)'),
@@ -139,7 +139,7 @@ export type ActivationsResult = { hook: string; fullShape: number[]; dims: strin
 // Grids are plain nested arrays, row-major, with their axis labels alongside (layers, heads, positions, labels).
 
 /** A token given as a single-token string (" Mary") or a token id. */
-const TokenSpec = z.union([z.string().min(1), TokenId], {
+export const TokenSpec = z.union([z.string().min(1), TokenId], {
   error: 'a token is a string that is exactly one token (e.g. " Mary", with its leading space) or a token id (integer ≥ 0)',
 });
 const TokenIdOut = z.number().int();
@@ -147,7 +147,7 @@ const Grid2 = z.array(z.array(JsonNumber));
 const Grid3 = z.array(z.array(z.array(JsonNumber)));
 
 /** The metric of an ablation or a sweep, read from the run's logits. */
-const AblationMetric = z.discriminatedUnion('kind', [
+export const AblationMetric = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('logit_diff'),
     correct: TokenSpec.describe('the token whose logit counts positively'),
@@ -182,14 +182,14 @@ const Ablation = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('position').describe('the residual stream (resid_pre of layer) at one position'), layer: Index, position: Index }),
 ], { error: "an ablation is {kind: 'head', layer, head}, {kind: 'neuron', layer, neuron} or {kind: 'position', layer, position}" });
 
-const MetricEcho = z.object({
+export const MetricEcho = z.object({
   kind: z.enum(['logit_diff', 'loss', 'prob', 'logprob']),
   label: z.string().describe('e.g. "logit( Mary) − logit( John) @ pos 14"'),
   tokens: z.array(TokenIdOut).describe('the token ids the metric reads (correct, incorrect / token; none for loss)'),
   position: z.number().int().nullable().describe('the position read (resolved; null for loss)'),
 });
 
-const PromptTokens = {
+export const PromptTokens = {
   tokens: z.array(TokenIdOut).describe('the prompt\'s token ids'),
   strTokens: z.array(z.string()).nullable().describe('each token as a string (null without a tokenizer)'),
 };

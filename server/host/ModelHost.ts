@@ -87,6 +87,7 @@ export class ModelHost {
         hfCacheDir: this.config.hfCacheDir,
         hubEndpoint: this.config.hubEndpoint,
         offline: this.config.offline,
+        cacheDir: this.config.cacheDir,
       };
       const runner = await ModelRunner.start(
         { source, options, limits: this.config.limits },

@@ -22,6 +22,8 @@ export interface LoadOptions {
   hfCacheDir?: string;
   hubEndpoint?: string;
   offline: boolean;
+  /** Lensboard's cache folder (--cache-dir; default: the library's lensboardCacheDir()). */
+  cacheDir?: string;
 }
 
 export interface HookPointSummary {

@@ -28,7 +28,7 @@ type Grid = number[][];
 const grid = (t: Tensor): Grid => nest(t.data, t.shape) as Grid;
 
 /** Runs a library call whose errors are caused by the request field `field` (→ 400 naming it). */
-function userCall<T>(field: string, fn: () => T): T {
+export function userCall<T>(field: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
@@ -36,16 +36,16 @@ function userCall<T>(field: string, fn: () => T): T {
   }
 }
 
-function strOf(model: HookedTransformer, id: number): string | null {
+export function strOf(model: HookedTransformer, id: number): string | null {
   return model.tokenizer ? model.tokenizer.decode([id]) : null;
 }
 
-function strTokens(model: HookedTransformer, tokens: readonly number[]): string[] | null {
+export function strTokens(model: HookedTransformer, tokens: readonly number[]): string[] | null {
   return model.tokenizer ? model.tokenizer.toStrTokens(tokens) : null;
 }
 
 /** A token given as a single-token string or an id → its id. */
-function tokenId(model: HookedTransformer, field: string, spec: string | number): number {
+export function tokenId(model: HookedTransformer, field: string, spec: string | number): number {
   const V = model.cfg.d_vocab;
   if (typeof spec === 'number') {
     if (spec >= V) throw new UserError(`${field}: token id ${spec} is out of range; this model has d_vocab = ${V} (allowed 0..${V - 1})`);
@@ -55,12 +55,12 @@ function tokenId(model: HookedTransformer, field: string, spec: string | number)
   return userCall(field, () => model.tokenizer!.toSingleToken(spec));
 }
 
-function checkIndex(field: string, i: number, n: number, what: string): void {
+export function checkIndex(field: string, i: number, n: number, what: string): void {
   if (i < 0 || i >= n) throw new UserError(`${field}: ${i} is out of range; this model has ${what} = ${n} (allowed 0..${n - 1})`);
 }
 
 /** A position (negative counts from the end) → its index in 0..pos-1. */
-function resolvePos(field: string, p: number, pos: number): number {
+export function resolvePos(field: string, p: number, pos: number): number {
   const q = p < 0 ? p + pos : p;
   if (q < 0 || q >= pos) throw new UserError(`${field}: position ${p} is out of range for a prompt of ${pos} tokens (allowed ${-pos}..${pos - 1})`);
   return q;
@@ -93,7 +93,7 @@ interface Metric {
 }
 
 /** The request's metric of a run's logits, with its resolved tokens and position. */
-function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: number[][]): Metric {
+export function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: number[][]): Metric {
   const pos = tokens[0].length;
   const s = (id: number) => JSON.stringify(strOf(model, id) ?? `#${id}`);
   if (m.kind === 'logit_diff') {
@@ -491,7 +491,7 @@ export const headsDetect: JobHandler<HeadsDetectRequest, HeadsDetectResult> = as
 // ───────────────────────────── POST /api/ioi ─────────────────────────────
 
 /** The hook points directLogitAttribution caches, in floats per token. */
-function dlaFloatsPerToken(model: HookedTransformer): number {
+export function dlaFloatsPerToken(model: HookedTransformer): number {
   const { n_layers, d_model, d_mlp } = model.cfg;
   return 3 * d_model + 1 + n_layers * (3 * d_model + d_mlp); // embeds, ln_final scale, last resid_post; z, attn_out, mlp post, mlp_out
 }

@@ -24,6 +24,8 @@ export interface JobContext {
   progress(done: number, total: number, message?: string): void;
   /** Throws JobCancelled if this job was cancelled; call it between steps (each step well under a second). */
   checkCancelled(): void;
+  /** Lensboard's cache folder for what is computed once per model (--cache-dir; undefined: the library's default). */
+  readonly cacheDir?: string;
 }
 
 /** A job kind: runs on the worker's model with the request's parsed body; returns a structured-cloneable result. */

@@ -15,6 +15,7 @@ const { cancelFlag, limits } = workerData as WorkerData;
 const flag = new Int32Array(cancelFlag);
 let model: HookedTransformer | null = null;
 let source: ModelSource | null = null;
+let cacheDir: string | undefined;
 
 const post = (m: FromWorker) => port.postMessage(m);
 
@@ -54,6 +55,7 @@ async function load(src: ModelSource, o: LoadOptions): Promise<void> {
       onProgress: (event) => post({ type: 'loadProgress', event }),
     });
     source = src;
+    cacheDir = o.cacheDir;
     post({ type: 'loaded', info: describe(model, src) });
   } catch (e) {
     const status = e instanceof HubHttpError && e.status >= 400 && e.status < 500 ? e.status : 422;
@@ -74,6 +76,7 @@ async function runJob(seq: number, kind: string, payload: unknown): Promise<void
   let lastProgress = 0;
   const ctx: JobContext = {
     limits,
+    cacheDir,
     progress: (done, total, message) => {
       const now = Date.now();
       if (done < total && now - lastProgress < 50) return; // at most ~20 progress messages a second

@@ -1,6 +1,7 @@
 /** The job kinds a model worker runs, by name. To add one: write a JobHandler and list it here (see server/API.md, "Adding an endpoint"). */
 import type { JobHandler } from './context.ts';
 import { ablate, ablateSweep, attributionPatch, composition, copying, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied } from './analysis.ts';
+import { attribution, graph, neuronActivationsJob, neuronExamples, neuronOutput, neuronPatch, neuronsTop } from './explain.ts';
 import { activations, attention, forward, tokenize } from './inference.ts';
 
 export const JOBS = {
@@ -20,6 +21,13 @@ export const JOBS = {
   copying,
   positional,
   topCopied,
+  attribution,
+  graph,
+  neuronsTop,
+  neuronActivations: neuronActivationsJob,
+  neuronExamples,
+  neuronOutput,
+  neuronPatch,
 } satisfies Record<string, JobHandler<never, unknown>>;
 
 export type JobKind = keyof typeof JOBS;

@@ -69,7 +69,8 @@ export async function startDashboard(opts: { model?: 'tiny' | 'embedded'; config
   await mkdir(join(tmp, 'extra'), { recursive: true });
   const tiny = name === 'tiny' ? await writeTinyModel(join(packageRoot, 'tiny'), 7, E2E_MODEL) : null;
   const config = validateConfig({
-    model: name, port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), modelRoots: [join(tmp, 'extra')], ...opts.config,
+    model: name, port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), cacheDir: join(tmp, 'cache'),
+    modelRoots: [join(tmp, 'extra')], ...opts.config,
   });
   const host = await ModelHost.create(config, packageRoot);
   const info = await host.load(await host.resolve(name), { name, processing: { foldLn: true, centerWritingWeights: true, centerUnembed: true, foldValueBiases: true } });

@@ -9,8 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pruneFlowGraph, type FlowGraph } from '../../../hooks/analysis/flowGraph.ts';
 import { informationFlow } from '../../../hooks/analysis/informationFlow.ts';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
-import { blockHook } from '../../../hooks/hookPoints.ts';
-import { referenceForward } from '../../../hooks/reference.ts';
+import { pruneReference, referenceFlowEdges } from '../../helpers/flowReference.ts';
 import { cloneWeights, tinyConfig, tinyWeights, tokenBatch } from '../engine/helpers.ts';
 
 const cfg = tinyConfig({ n_layers: 3, d_model: 16, n_heads: 4, d_vocab: 60 });
@@ -26,77 +25,9 @@ afterAll(async () => {
   await model?.dispose();
 });
 
-interface Edge { from: string; to: string; weight: number }
-
-/** Every edge of the whole graph, from the reference forward (float64 arithmetic, the paper's formula written out). */
-function fullGraph(tokens: number[]): Edge[] {
-  const w = model.rawWeights;
-  const { n_layers, n_heads, d_head, d_model } = model.cfg;
-  const { cache } = referenceForward(model.cfg, w, [tokens]);
-  const n = tokens.length;
-  const vec = (name: string, i: number) => Array.from({ length: d_model }, (_v, d) => cache.get(name as never)!.get(0, i, d));
-  const L1 = (x: number[]) => x.reduce((a, b) => a + Math.abs(b), 0);
-  /** The parts' normalised proximities to the whole: max(0, ‖y‖₁ − ‖y − x‖₁) / Σ. */
-  const shares = (y: number[], parts: number[][]) => {
-    const raw = parts.map((x) => Math.max(0, L1(y) - L1(y.map((v, d) => v - x[d]))));
-    const s = raw.reduce((a, b) => a + b, 0);
-    return raw.map((r) => (s > 0 ? r / s : 0));
-  };
-  const edges: Edge[] = [];
-  for (let l = 0; l < n_layers; l++) {
-    const src = (j: number) => (l === 0 ? `X0_${j}` : `I${l - 1}_${j}`);
-    const v = cache.get(blockHook(l, 'attn.hook_v'))!; // [1, pos, head, d_head]
-    const pattern = cache.get(blockHook(l, 'attn.hook_pattern'))!; // [1, head, q, k]
-    const W_O = w.blocks[l].W_O; // [head · d_head, d_model]
-    for (let i = 0; i < n; i++) {
-      const parts: number[][] = [];
-      const keys: [number, number][] = [];
-      for (let j = 0; j <= i; j++) {
-        for (let h = 0; h < n_heads; h++) {
-          const a = pattern.get(0, h, i, j);
-          parts.push(Array.from({ length: d_model }, (_x, d) => {
-            let s = 0;
-            for (let e = 0; e < d_head; e++) s += v.get(0, j, h, e) * W_O[(h * d_head + e) * d_model + d];
-            return a * s;
-          }));
-          keys.push([j, h]);
-        }
-      }
-      parts.push(vec(blockHook(l, 'hook_resid_pre'), i));
-      const c = shares(vec(blockHook(l, 'hook_resid_mid'), i), parts);
-      edges.push({ from: src(i), to: `A${l}_${i}`, weight: c[c.length - 1] });
-      for (let h = 0; h < n_heads; h++) {
-        let total = 0;
-        keys.forEach(([j, hh], k) => {
-          if (hh !== h) return;
-          total += c[k];
-          edges.push({ from: src(j), to: `H${l}.${h}_${i}`, weight: c[k] });
-        });
-        edges.push({ from: `H${l}.${h}_${i}`, to: `A${l}_${i}`, weight: total });
-      }
-      const [cm, cr] = shares(vec(blockHook(l, 'hook_resid_post'), i), [vec(blockHook(l, 'hook_mlp_out'), i), vec(blockHook(l, 'hook_resid_mid'), i)]);
-      edges.push({ from: `A${l}_${i}`, to: `M${l}_${i}`, weight: cm }, { from: `M${l}_${i}`, to: `I${l}_${i}`, weight: cm });
-      edges.push({ from: `A${l}_${i}`, to: `I${l}_${i}`, weight: cr });
-    }
-  }
-  return edges;
-}
-
-/** Depth-first from the output over edges above the threshold: the edges reached. */
-function prune(edges: Edge[], output: string, threshold: number): Map<string, number> {
-  const kept = new Map<string, number>();
-  const visit = (node: string) => {
-    for (const e of edges) {
-      if (e.to !== node || e.weight <= threshold) continue;
-      const key = `${e.from}->${e.to}`;
-      if (kept.has(key)) continue;
-      kept.set(key, e.weight);
-      visit(e.from);
-    }
-  };
-  visit(output);
-  return kept;
-}
+/** The independent computation (tests/helpers/flowReference.ts) on the model's own weights. */
+const fullGraph = (tokens: number[]) => referenceFlowEdges(model.cfg, model.rawWeights, tokens);
+const prune = pruneReference;
 
 const edgeMap = (g: FlowGraph) => new Map(g.edges.map((e) => [`${e.from}->${e.to}`, e.weight]));
 

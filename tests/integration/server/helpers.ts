@@ -51,7 +51,7 @@ export async function startServer(input: Partial<ServerConfigInput> = {}, opts: 
     await writeTinyModel(join(packageRoot, 'tiny'), 1);
   }
   const config = validateConfig({
-    model: 'tiny', port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'),
+    model: 'tiny', port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), cacheDir: join(tmp, 'cache'),
     ...input, modelRoots: [extraRoot, ...(input.modelRoots ?? [])],
   });
   const log = opts.log ?? pino({ level: 'silent' });

@@ -98,12 +98,14 @@ export function neuronsTopSchema(limits: Limits) {
     target: TokenSpec.optional().describe('rank neurons by their direct attribution to logit(target) too'),
     vs: TokenSpec.optional().describe('… to logit(target) − logit(vs)'),
     position: Position.describe('the position the attribution reads (default -1)'),
+    layer: Layer.optional().describe("rank only this layer's neurons (an MLP's neurons; default every layer)"),
   });
 }
 export type NeuronsTopRequest = z.infer<ReturnType<typeof neuronsTopSchema>>;
 
 export const NeuronsTopResponse = z.object({
   ...PromptTokens,
+  layer: z.number().int().nullable().describe('the one layer ranked (null: every layer)'),
   byActivation: z.array(z.object({ layer: z.number().int(), neuron: z.number().int(), activation: JsonNumber, position: z.number().int() }))
     .describe('the largest activations (mlp.hook_post) at any position but the first (BOS), and where'),
   byAttribution: z.object({

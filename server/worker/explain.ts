@@ -96,6 +96,7 @@ export const graph: JobHandler<GraphRequest, GraphResult> = async (model, p, ctx
 // ───────────────────────────── POST /api/neurons/top ─────────────────────────────
 
 export const neuronsTop: JobHandler<NeuronsTopRequest, NeuronsTopResult> = async (model, p, ctx) => {
+  if (p.layer !== undefined) checkIndex('layer', p.layer, model.cfg.n_layers, 'n_layers');
   const { tokens } = preparePrompt(model, p.prompt, p);
   const pos = tokens[0].length;
   const position = resolvePos('position', p.position ?? -1, pos);
@@ -106,18 +107,22 @@ export const neuronsTop: JobHandler<NeuronsTopRequest, NeuronsTopResult> = async
   ctx.checkCancelled();
   const { logits, cache } = await attributionRun(model, tokens, position);
   ctx.checkCancelled();
-  const k = Math.min(p.k, model.cfg.n_layers * model.cfg.d_mlp);
+  const { n_layers, d_mlp } = model.cfg;
+  const k = Math.min(p.k, p.layer === undefined ? n_layers * d_mlp : d_mlp);
+  // With a layer, every neuron is ranked and the layer's kept (n_layers · d_mlp numbers: 147,456 for GPT-2 XL).
+  const ranked = p.layer === undefined ? k : n_layers * d_mlp;
+  const inLayer = <T extends { layer: number }>(xs: T[]) => (p.layer === undefined ? xs : xs.filter((x) => x.layer === p.layer)).slice(0, k);
   let byAttribution: NeuronsTopResult['byAttribution'] = null;
   if (target !== null) {
-    const r = logitAttributionFromCache(cache, { target, vs, position, topNeurons: k });
+    const r = logitAttributionFromCache(cache, { target, vs, position, topNeurons: ranked });
     byAttribution = {
       position, target: tokenRef(model, target), vs: vs === null ? null : tokenRef(model, vs), total: logitOf(logits, target, vs),
-      neurons: r.components.filter((c) => c.kind === 'neuron').map((c) => ({ layer: c.layer!, neuron: c.neuron!, value: c.value, activation: c.activation! })),
+      neurons: inLayer(r.components.filter((c) => c.kind === 'neuron').map((c) => ({ layer: c.layer!, neuron: c.neuron!, value: c.value, activation: c.activation! }))),
     };
   }
   return {
-    tokens: tokens[0], strTokens: strTokens(model, tokens[0]),
-    byActivation: topNeuronsByActivation(cache, k),
+    tokens: tokens[0], strTokens: strTokens(model, tokens[0]), layer: p.layer ?? null,
+    byActivation: inLayer(topNeuronsByActivation(cache, ranked)),
     byAttribution,
   };
 };

@@ -6,6 +6,8 @@ declare module 'plotly.js-dist-min' {
     x: unknown;
     y: unknown;
     z?: unknown;
+    /** The trace's customdata entry of the point (an id the figure builder put there). */
+    customdata?: unknown;
   }
   export interface PlotEvent {
     points: PlotPoint[];

@@ -181,6 +181,17 @@ describe('POST /api/neurons/*', () => {
     expect(rows[0]).toEqual(['by', 'rank', 'layer', 'neuron', 'value', 'activation', 'position']);
     expect(rows.slice(1).map((row) => row[0])).toEqual([...Array(6).fill('activation'), ...Array(6).fill('attribution')]);
     expect400(await post(api('/api/neurons/top'), { prompt: IOI, vs: ' John' }), 'vs', 'target');
+    // One layer (an MLP's neurons): the same rankings restricted to it.
+    const one = await post(api('/api/neurons/top'), { prompt: IOI, k: 4, target: ' Mary', layer: 1 });
+    expect(one.status, JSON.stringify(one.body)).toBe(200);
+    expect(one.body.layer).toBe(1);
+    const all = topNeuronsByActivation(withModel(raw, ref), ref.cfg.n_layers * ref.cfg.d_mlp).filter((n) => n.layer === 1).slice(0, 4);
+    expect(one.body.byActivation.map((n: { neuron: number }) => n.neuron)).toEqual(all.map((n) => n.neuron));
+    const dla1 = await logitAttribution(ref, IOI, { target: ' Mary', topNeurons: ref.cfg.n_layers * ref.cfg.d_mlp });
+    const want1 = dla1.components.filter((c) => c.kind === 'neuron' && c.layer === 1).slice(0, 4);
+    expect(one.body.byAttribution.neurons.map((n: { neuron: number }) => n.neuron)).toEqual(want1.map((c) => c.neuron));
+    expect(maxAbsDiff(one.body.byAttribution.neurons.map((n: { value: number }) => n.value), want1.map((c) => c.value))).toBeLessThan(1e-4);
+    expect400(await post(api('/api/neurons/top'), { prompt: IOI, layer: 2 }), 'layer', 'n_layers = 2');
   });
 
   it("activations equal mlp.hook_post of the neuron; output tokens equal W_out[n] · W_U; 4xx name layer and neuron", async () => {

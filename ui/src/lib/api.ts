@@ -14,6 +14,10 @@ import type {
   patchSchema, PositionalResponse, positionalSchema, SaliencyResponse, saliencySchema, TokenizeResponse, tokenizeSchema, TopCopiedResponse,
   topCopiedSchema,
 } from '../../../server/schemas.ts';
+import type {
+  AttributionResponse, attributionSchema, GraphResponse, graphSchema, NeuronActivationsResponse, neuronActivationsSchema, NeuronExamplesResponse,
+  neuronExamplesSchema, NeuronOutputResponse, neuronOutputSchema, NeuronPatchResponse, neuronPatchSchema, NeuronsTopResponse, neuronsTopSchema,
+} from '../../../server/explainSchemas.ts';
 
 export type Models = z.infer<typeof ModelsResponse>;
 export type ModelInfo = z.infer<typeof ModelResponse>;
@@ -48,6 +52,20 @@ export type PositionalRequest = z.input<ReturnType<typeof positionalSchema>>;
 export type PositionalResult = z.infer<typeof PositionalResponse>;
 export type TopCopiedRequest = z.input<ReturnType<typeof topCopiedSchema>>;
 export type TopCopiedResult = z.infer<typeof TopCopiedResponse>;
+export type AttributionRequest = z.input<ReturnType<typeof attributionSchema>>;
+export type AttributionResult = z.infer<typeof AttributionResponse>;
+export type GraphRequest = z.input<ReturnType<typeof graphSchema>>;
+export type GraphResult = z.infer<typeof GraphResponse>;
+export type NeuronsTopRequest = z.input<ReturnType<typeof neuronsTopSchema>>;
+export type NeuronsTopResult = z.infer<typeof NeuronsTopResponse>;
+export type NeuronActivationsRequest = z.input<ReturnType<typeof neuronActivationsSchema>>;
+export type NeuronActivationsResult = z.infer<typeof NeuronActivationsResponse>;
+export type NeuronExamplesRequest = z.input<ReturnType<typeof neuronExamplesSchema>>;
+export type NeuronExamplesResult = z.infer<typeof NeuronExamplesResponse>;
+export type NeuronOutputRequest = z.input<ReturnType<typeof neuronOutputSchema>>;
+export type NeuronOutputResult = z.infer<typeof NeuronOutputResponse>;
+export type NeuronPatchRequest = z.input<ReturnType<typeof neuronPatchSchema>>;
+export type NeuronPatchResult = z.infer<typeof NeuronPatchResponse>;
 export type LoadProgress = ProgressEvent;
 export type ExperimentList = z.infer<typeof ExperimentsResponse>;
 export type ExperimentDetail = z.infer<typeof ExperimentResponse>;
@@ -230,6 +248,13 @@ export const api = {
   copying: (body: CopyingRequest, onProgress?: (p: JobProgress) => void) => startJob<CopyingResult>('/api/circuits/copying', body, onProgress),
   positional: (body: PositionalRequest, onProgress?: (p: JobProgress) => void) => startJob<PositionalResult>('/api/circuits/positional', body, onProgress),
   topCopied: (body: TopCopiedRequest, onProgress?: (p: JobProgress) => void) => startJob<TopCopiedResult>('/api/circuits/top-copied', body, onProgress),
+  attribution: (body: AttributionRequest, onProgress?: (p: JobProgress) => void) => startJob<AttributionResult>('/api/attribution', body, onProgress),
+  graph: (body: GraphRequest, onProgress?: (p: JobProgress) => void) => startJob<GraphResult>('/api/graph', body, onProgress),
+  neuronsTop: (body: NeuronsTopRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronsTopResult>('/api/neurons/top', body, onProgress),
+  neuronActivations: (body: NeuronActivationsRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronActivationsResult>('/api/neurons/activations', body, onProgress),
+  neuronExamples: (body: NeuronExamplesRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronExamplesResult>('/api/neurons/examples', body, onProgress),
+  neuronOutput: (body: NeuronOutputRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronOutputResult>('/api/neurons/output', body, onProgress),
+  neuronPatch: (body: NeuronPatchRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronPatchResult>('/api/neurons/patch', body, onProgress),
   experiments: (signal?: AbortSignal) => call<ExperimentList>('GET', '/api/experiments', undefined, signal),
   experiment: (id: string, signal?: AbortSignal) => call<ExperimentDetail>('GET', `/api/experiments/${encodeURIComponent(id)}`, undefined, signal),
 };

@@ -190,6 +190,53 @@ export function graphNodeRef(id: string): GraphNodeRef {
   return null;
 }
 
+/**
+ * How much of the prediction reaches each input token through the graph's routes: the output holds 1, and each node
+ * passes what it holds down its incoming edges in proportion to their weights (normalised over the node's kept
+ * incoming edges, so a head passes its share on to the tokens it read). At threshold 0 every route ends at an
+ * embedding and the shares sum to 1; pruned, a node whose own incoming edges are all below the threshold keeps what
+ * it holds: that is `unresolved` (shares + unresolved = 1).
+ */
+export function graphTokenShares(g: Pick<FlowGraph, 'output' | 'nodes' | 'edges'>, nTokens: number, nHeads: number): { shares: number[]; unresolved: number } {
+  const byId = new Map(g.nodes.map((n) => [n.id, n]));
+  const into = new Map<string, FlowGraph['edges']>();
+  for (const e of g.edges) (into.get(e.to) ?? into.set(e.to, []).get(e.to)!).push(e);
+  const held = new Map<string, number>([[g.output, 1]]);
+  let unresolved = 0;
+  // Deepest first: every node is done before the nodes it reads from (a node's depth is below its targets').
+  const order = [...g.nodes].sort((a, b) => nodeXY(b, nHeads)[1] - nodeXY(a, nHeads)[1]);
+  for (const n of order) {
+    const h = held.get(n.id) ?? 0;
+    if (h === 0 || n.kind === 'embed') continue;
+    const ins = (into.get(n.id) ?? []).filter((e) => byId.has(e.from));
+    const total = ins.reduce((a, e) => a + e.weight, 0);
+    if (total <= 0) {
+      unresolved += h;
+      continue;
+    }
+    for (const e of ins) held.set(e.from, (held.get(e.from) ?? 0) + (h * e.weight) / total);
+  }
+  return { shares: Array.from({ length: nTokens }, (_v, t) => held.get(`X0_${t}`) ?? 0), unresolved };
+}
+
+/** The prompt's tokens coloured by graphTokenShares of the graph pruned at `threshold`. */
+export function graphTokensFigure(g: GraphData, threshold: number, opts: { nHeads: number }): TextFigure {
+  const p = pruneFlowGraph({ ...g, edges: g.edges.map((e) => ({ ...e, weight: num(e.weight) })) }, threshold);
+  const tokens = g.strTokens ?? g.tokens.map(String);
+  const { shares, unresolved } = graphTokenShares(p, tokens.length, opts.nHeads);
+  const values = shares.map((v, i) => (i <= g.position ? v : null));
+  const rest = unresolved > 5e-4 ? `; ${(unresolved * 100).toFixed(1)} % stops at representations whose own routes are below it` : '';
+  let max = 1e-9;
+  for (const v of values) if (v !== null) max = Math.max(max, v);
+  return {
+    name: `graph-tokens-pos${g.position}-t${threshold}`,
+    title: `Share of the prediction at ${g.position}: ${q(tokens[g.position])} that reaches each token through the routes above ${threshold}${rest}`,
+    tokens, values, valueName: 'share', scale: 'linear', max, marked: g.position,
+    hover: values.map((v, i) => (v === null ? `${i}: ${JSON.stringify(tokens[i])} — after the predicting position` : `${i}: ${JSON.stringify(tokens[i])}: ${(v * 100).toFixed(1)} % of the prediction`)),
+    table: { columns: ['pos', 'token', 'share'], rows: values.map((v, i): Cell[] => [i, tokens[i], v]) },
+  };
+}
+
 // ───────────────────────────── neurons ─────────────────────────────
 
 const neuronLabel = (layer: number, neuron: number) => `L${layer}N${neuron}`;

@@ -25,7 +25,7 @@ export type { MeanSeries, MeanSeriesOptions } from './experiments.ts';
 export { attributionScatterFigure, patchComparisonFigure, saliencyFigure } from './attribution.ts';
 export type { AttributionScatterData, SaliencyData } from './attribution.ts';
 export {
-  attributionBarsFigure, attributionHeadsFigure, attributionSubject, flowGraphFigure, graphNodeRef, neuronExamplesFigure, neuronInterventionFigure,
+  attributionBarsFigure, attributionHeadsFigure, attributionSubject, flowGraphFigure, graphNodeRef, graphTokenShares, graphTokensFigure, neuronExamplesFigure, neuronInterventionFigure,
   neuronOutputFigure, neuronTextFigure, topNeuronsFigure,
 } from './explain.ts';
 export type { AttributionData, GraphData, GraphNodeRef, NeuronExamplesData, NeuronOutputData, NeuronsTopData } from './explain.ts';

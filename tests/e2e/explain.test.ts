@@ -107,6 +107,17 @@ describe('explaining a prompt', () => {
     expect(edgesOf(fig.data)).toBe(g04.edges.length);
     expect(nodesOf(fig.data)).toEqual(new Set(g04.nodes.map((n: any) => n.id)));
     expect(fig.layout.title.text.replace(/<br>/g, ' ')).toContain(`${g04.edges.length} edges`);
+    // The tokens coloured by the share of the prediction reaching them: a distribution over the tokens the routes reach.
+    const shares = async () => page.locator('[data-testid="fig-graph-tokens"] .t').evaluateAll((els) => els.map((e) => Number((e as HTMLElement).dataset.value || 0)));
+    let sh = await shares();
+    expect(sh).toHaveLength(g04.tokens.length);
+    const sum = sh.reduce((a, b) => a + b, 0);
+    expect(sum).toBeLessThanOrEqual(1 + 1e-6);
+    const title = (await page.locator('[data-testid="fig-graph-tokens"] [data-testid="text-title"]').textContent())!;
+    const stops = /; ([\d.]+) % stops at/.exec(title);
+    expect(Math.abs(sum + (stops ? Number(stops[1]) / 100 : 0) - 1), title).toBeLessThan(1e-3);
+    const reached = new Set(g04.nodes.filter((n: any) => n.kind === 'embed').map((n: any) => n.position));
+    sh.forEach((v, i) => expect(v > 0, `token ${i}`).toBe(reached.has(i)));
     await shot('view-graph');
 
     // The slider at 0.2: the graph the API builds at 0.2 (fewer edges), pruned in the page without a request.
@@ -122,6 +133,9 @@ describe('explaining a prompt', () => {
     const g02 = await at(0.02);
     expect(pruneFlowGraph(g02, 0.2).edges.length).toBe(g20.edges.length);
     expect(page.url()).toContain('graph.t=0.2');
+    sh = await shares();
+    const reached20 = new Set(g20.nodes.filter((n: any) => n.kind === 'embed').map((n: any) => n.position));
+    sh.forEach((v, i) => expect(v > 0, `token ${i}`).toBe(reached20.has(i)));
 
     // Click a head node: the Attention view opens on that head.
     const heads = fig.data.find((t) => t.mode === 'markers' && t.name === 'attention head');
@@ -134,6 +148,17 @@ describe('explaining a prompt', () => {
     expect(await page.locator('[data-testid="locked-head"]').textContent()).toBe(`L${layer}H${head}`);
     await page.goBack();
     await waitPlot('fig-graph');
+
+    // Click an MLP node: the Neurons view opens on that layer's neurons.
+    const mlps = (await waitPlot('fig-graph')).data.find((t) => t.mode === 'markers' && t.name === 'MLP');
+    const mlpLayer = Number(/^M(\d+)_/.exec(mlps.customdata[0])![1]);
+    await clickAt('fig-graph', mlps.x[0], mlps.y[0]);
+    await expect.poll(() => page.url(), { timeout: 10_000 }).toContain('view=neurons');
+    expect(page.url()).toContain(`nrn.layer=${mlpLayer}`);
+    const ofLayer = (await api('/api/neurons/top', { prompt: SENTENCE, k: 15, target: await tok(' lord'), vs: await tok(' heart'), layer: mlpLayer })).body;
+    const byAct = await waitPlot('fig-neurons-activation', (d) => d[0].y.every((l: string) => l.startsWith(`L${mlpLayer}N`)));
+    expect([...byAct.data[0].y].reverse()).toEqual(ofLayer.byActivation.map((n: any) => `L${n.layer}N${n.neuron}`));
+    await page.locator('[data-testid="nrn-layer"]').selectOption('all');
   });
 
   it('neurons: the top lists are the API\'s; a neuron page shows its activations, corpus examples and output tokens; ablate and patch it', async () => {
@@ -190,6 +215,14 @@ describe('explaining a prompt', () => {
     })).body;
     const pFig = await waitPlot('fig-neuron-patch');
     expect(close(pFig.data[0].x[0], patched.patched)).toBe(true);
+    expect(await page.locator('[data-testid="fig-neuron-patch"] [data-testid="stale"]').count()).toBe(0);
+    // Another source: the figure keeps its own run, marked stale until Patch is pressed.
+    await page.locator('[data-testid="nrn-source"]').fill('I will not speak with them, nor shall they see my');
+    await page.locator('[data-testid="nrn-source"]').press('Enter');
+    await expect.poll(() => page.locator('[data-testid="fig-neuron-patch"] [data-testid="stale"]').textContent(), { timeout: 10_000 }).toMatch(/source prompt changed.*press Patch/);
+    await page.locator('[data-testid="nrn-patch"]').click();
+    await expect.poll(() => page.locator('[data-testid="fig-neuron-patch"] [data-testid="stale"]').count(), { timeout: 30_000 }).toBe(0);
+    await waitPlot('fig-neuron-patch'); // the new run's figure, not an error
     await page.evaluate(() => window.scrollTo(0, 0));
     await shot('view-neurons');
     await page.locator('[data-testid="neuron-page"]').evaluate((e) => window.scrollTo(0, e.getBoundingClientRect().top + window.scrollY - 120));

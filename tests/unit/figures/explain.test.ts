@@ -1,7 +1,7 @@
 /** Figures of the explanation endpoints from hand-made answers: attribution bars and grid, the flow graph and its pruning, neurons. */
 import { describe, expect, it } from 'vitest';
 import {
-  attributionBarsFigure, attributionHeadsFigure, flowGraphFigure, graphNodeRef, neuronExamplesFigure, neuronOutputFigure, neuronTextFigure, topNeuronsFigure,
+  attributionBarsFigure, attributionHeadsFigure, flowGraphFigure, graphNodeRef, graphTokensFigure, graphTokenShares, neuronExamplesFigure, neuronOutputFigure, neuronTextFigure, topNeuronsFigure,
   type AttributionData, type GraphData,
 } from '../../../hooks/figures/index.ts';
 
@@ -60,6 +60,25 @@ describe('flowGraphFigure', () => {
     expect(nodes(pruned).sort()).toEqual(['A0_1', 'I0_1', 'M0_1', 'X0_1']);
     expect((pruned.layout.title as any).text.replace(/<br>/g, ' ')).toContain('edges above 0.1 (4 edges, 4 nodes); the model predicts " c" (p 0.500)');
     expect(() => flowGraphFigure(g, 0.005, { nLayers: 1, nHeads: 2 })).toThrow(/holds the edges above 0.01/);
+  });
+  it('token shares: the output holds 1, passed down the kept incoming edges in proportion (hand-computed); they sum to 1', () => {
+    // I ← A 0.7, M 0.3; M ← A (all of it): A holds 1; A ← X0_1 0.6, H 0.05 (of 0.65); H ← X0_0 (all of it).
+    const { shares, unresolved } = graphTokenShares(g, 2, 2);
+    expect(unresolved).toBe(0);
+    expect(shares[0]).toBeCloseTo(0.05 / 0.65, 12);
+    expect(shares[1]).toBeCloseTo(0.6 / 0.65, 12);
+    const f = graphTokensFigure(g, 0.1, { nHeads: 2 });
+    expect(f.values).toEqual([0, 1]); // the head's route is pruned
+    expect(f.title).toBe('Share of the prediction at 1: "b" that reaches each token through the routes above 0.1');
+    // A node whose own routes are all pruned keeps its share: unresolved.
+    const cut = { ...g, edges: g.edges.filter((e) => e.from !== 'X0_1') };
+    const r = graphTokenShares(cut, 2, 2);
+    expect(r.shares[0]).toBeCloseTo(1, 12); // A now reads only from the head, which reads X0_0
+    const cut2 = { ...g, edges: g.edges.filter((e) => e.from !== 'X0_0') };
+    const r2 = graphTokenShares(cut2, 2, 2);
+    expect(r2.shares[1]).toBeCloseTo(0.6 / 0.65, 12);
+    expect(r2.unresolved).toBeCloseTo(0.05 / 0.65, 12);
+    expect(graphTokensFigure(cut2 as typeof g, 0.01, { nHeads: 2 }).title).toMatch(/; 7\.7 % stops at representations whose own routes are below it$/);
   });
   it('node ids say what a click opens', () => {
     expect(graphNodeRef('H3.11_7')).toEqual({ kind: 'head', layer: 3, head: 11, position: 7 });

@@ -7,7 +7,7 @@
  * logit_attrs leaves out: `b_U` and, on a model whose LayerNorms are not folded, ln_final's own weight and bias. The
  * top neurons are given too; they refine their MLP layer (its value = Σ its neurons + b_out) and are not counted twice.
  *
- * What "the biases" are depends on the weight processing (README, "Attribution"). With TransformerLens's defaults
+ * What "the biases" are depends on the weight processing (README, "Attribution, information flow and neurons"). With TransformerLens's defaults
  * (foldLn, centerWritingWeights, centerUnembed, foldValueBiases): ln_final's w is folded into W_U and its b into b_U;
  * the value biases b_V are folded into b_O (heads then write z·W_O without them, and `bias` carries Σ_h b_V[h]·W_O[h]);
  * ln1/ln2's biases are folded into b_Q/b_K/b_V/b_in, so they reach the logit only through heads, `bias` and neurons;

@@ -8,18 +8,16 @@
  * docs/screenshots/ with LENSBOARD_DOCS_SCREENSHOTS=1). No page or console errors.
  */
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pruneFlowGraph } from '../../hooks/analysis/flowGraph.ts';
-import { apiAt, ensureUiBuilt, openBrowser, ROOT, SCREENSHOTS, startDashboard, waitPlotOn, type Browser, type DashboardServer } from './helpers.ts';
+import { apiAt, ensureUiBuilt, openBrowser, screenshot, SCREENSHOTS, startDashboard, waitPlotOn, type Browser, type DashboardServer } from './helpers.ts';
 
 let srv: DashboardServer;
 let br: Browser;
 let page: Page;
 /** A sentence typed as a user would (the embedded model was trained on Tiny Shakespeare): it predicts " lord", then " heart". */
 const SENTENCE = 'I will not speak with him, nor shall he see my';
-const DOCS = process.env.LENSBOARD_DOCS_SCREENSHOTS === '1' ? join(ROOT, 'docs', 'screenshots') : null;
 
 const api = <T = any>(path: string, body?: unknown) => apiAt<T>(srv.url, path, body);
 const waitPlot = (id: string, pred: (data: any[], layout: any) => boolean = () => true, timeout = 60_000) => waitPlotOn(page, id, pred, timeout);
@@ -28,12 +26,7 @@ const tok = async (s: string): Promise<number> => (await api('/api/tokenize', { 
 async function shot(name: string): Promise<void> {
   await page.mouse.move(5, 5);
   await page.waitForTimeout(300);
-  const path = join(SCREENSHOTS, `${name}.png`);
-  await page.screenshot({ path });
-  if (DOCS) {
-    const sharp = (await import('sharp')).default;
-    await sharp(path).png({ palette: true, colours: 256, compressionLevel: 9, effort: 10 }).toFile(join(DOCS, `${name}.png`));
-  }
+  await screenshot(page, name);
 }
 
 /** Clicks the point at data coordinates (x, y) of the figure card `id` (its axes' ranges read from Plotly's layout). */
@@ -50,7 +43,6 @@ const close = (a: number, b: number, tol = 1e-4) => Math.abs(a - b) <= tol * Mat
 
 beforeAll(async () => {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  if (DOCS) mkdirSync(DOCS, { recursive: true });
   await ensureUiBuilt();
   srv = await startDashboard({ model: 'embedded' });
   br = await openBrowser();

@@ -207,3 +207,19 @@ export async function clickCellOn(page: Page, id: string, row: number, col: numb
   if (!box) throw new Error(`no drag box in ${id}`);
   await page.mouse.click(box.x + ((col + 0.5) / nCols) * box.width, box.y + ((row + 0.5) / nRows) * box.height);
 }
+
+/**
+ * A screenshot of the viewport into tests/.artifacts/screenshots/; with LENSBOARD_DOCS_SCREENSHOTS=1 also a copy for the
+ * README in docs/screenshots/, as a 256-colour PNG (sharp, installed with @huggingface/transformers) to stay small in
+ * the repository.
+ */
+export async function screenshot(page: Page, name: string): Promise<void> {
+  const path = join(SCREENSHOTS, `${name}.png`);
+  await page.screenshot({ path });
+  if (process.env.LENSBOARD_DOCS_SCREENSHOTS === '1') {
+    const docs = join(ROOT, 'docs', 'screenshots');
+    mkdirSync(docs, { recursive: true });
+    const sharp = (await import('sharp')).default;
+    await sharp(path).png({ palette: true, colours: 256, compressionLevel: 9, effort: 10 }).toFile(join(docs, `${name}.png`));
+  }
+}

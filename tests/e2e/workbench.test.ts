@@ -8,11 +8,10 @@
  * with LENSBOARD_DOCS_SCREENSHOTS=1).
  */
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  apiAt, downloadOf, ensureUiBuilt, openBrowser, plotOf, ROOT, SCREENSHOTS, startDashboard, waitPlotOn, type Browser, type DashboardServer,
+  apiAt, downloadOf, ensureUiBuilt, openBrowser, plotOf, screenshot, SCREENSHOTS, startDashboard, waitPlotOn, type Browser, type DashboardServer,
 } from './helpers.ts';
 
 let srv: DashboardServer;
@@ -28,7 +27,6 @@ const SHAKESPEARE = 'First Citizen: Before we proceed any further, hear me speak
 /** Prompts of exactly 120 and 128 tokens (BOS included; 128 = the model's n_ctx). */
 let P120 = '';
 let P128 = '';
-const DOCS = process.env.LENSBOARD_DOCS_SCREENSHOTS === '1' ? join(ROOT, 'docs', 'screenshots') : null;
 /** Long-task maxima per hover, for the log (the report quotes them). */
 /** [CPU ms, wall ms] of the longest main-thread task per hover, for the log (the report quotes them). */
 const stalls: Record<string, number[]> = {};
@@ -103,12 +101,7 @@ function textValues(): Promise<string[]> {
  */
 async function shot(name: string): Promise<void> {
   await page.waitForTimeout(200);
-  const path = join(SCREENSHOTS, `${name}.png`);
-  await page.screenshot({ path });
-  if (DOCS) {
-    const sharp = (await import('sharp')).default;
-    await sharp(path).png({ palette: true, colours: 256, compressionLevel: 9, effort: 10 }).toFile(join(DOCS, `${name}.png`));
-  }
+  await screenshot(page, name);
 }
 
 /** Starts recording long tasks (main-thread tasks over 50 ms of wall time) in the page. */
@@ -179,7 +172,6 @@ async function sweepMouse(sel: string, steps: number): Promise<void> {
 
 beforeAll(async () => {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  if (DOCS) mkdirSync(DOCS, { recursive: true });
   await ensureUiBuilt();
   srv = await startDashboard({ model: 'embedded' });
   br = await openBrowser();

@@ -18,7 +18,7 @@ import {
   AttributionResponse, GraphResponse, NeuronActivationsResponse, NeuronExamplesResponse, NeuronOutputResponse, NeuronPatchResponse, NeuronsTopResponse,
 } from '../../../server/explainSchemas.ts';
 import { pruneReference, referenceFlowEdges } from '../../helpers/flowReference.ts';
-import { maxAbsDiff, parseCsv, post, readSse, startServer, writeTinyModel, type TestServer } from './helpers.ts';
+import { expect400, maxAbsDiff, post, readSse, startServer, writeTinyModel, type TestServer, postCsv } from './helpers.ts';
 
 let srv: TestServer;
 let ref: HookedTransformer;
@@ -36,17 +36,7 @@ afterAll(async () => {
   await ref?.dispose();
 });
 
-async function csv(path: string, body: unknown): Promise<string[][]> {
-  const res = await fetch(api(`${path}?format=csv`), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toMatch(/^text\/csv/);
-  return parseCsv(await res.text());
-}
-
-function expect400(r: { status: number; body: any }, ...fragments: string[]) {
-  expect(r.status, JSON.stringify(r.body)).toBe(400);
-  for (const f of fragments) expect(r.body.error).toContain(f);
-}
+const csv = (path: string, body: unknown) => postCsv(api(path), body);
 
 /** The model's logits at one position of one prompt, [d_vocab]. */
 async function logitsAt(tokens: number[], position: number): Promise<Float32Array> {

@@ -12,6 +12,7 @@ import { validateConfig, type ServerConfig, type ServerConfigInput } from '../..
 import { ModelHost } from '../../../server/host/ModelHost.ts';
 import { writeHfCheckpoint } from '../../helpers/checkpoints.ts';
 import pino from 'pino';
+import { expect } from 'vitest';
 
 export const TINY: Partial<HookedTransformerConfig> = { n_layers: 2, d_model: 16, n_heads: 4, d_vocab: 50257, n_ctx: 64 };
 
@@ -149,3 +150,17 @@ export const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number =
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 };
+
+/** POSTs `body` to `url` with ?format=csv, checks the answer is a 200 CSV and parses it. */
+export async function postCsv(url: string, body: unknown): Promise<string[][]> {
+  const res = await fetch(`${url}?format=csv`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/csv/);
+  return parseCsv(await res.text());
+}
+
+/** Expects a 400 whose error contains every fragment. */
+export function expect400(r: { status: number; body: any }, ...fragments: string[]): void {
+  expect(r.status, JSON.stringify(r.body)).toBe(400);
+  for (const f of fragments) expect(r.body.error).toContain(f);
+}

@@ -63,7 +63,8 @@ describe('flowGraphFigure', () => {
   });
   it('token shares: the output holds 1, passed down the kept incoming edges in proportion (hand-computed); they sum to 1', () => {
     // I ← A 0.7, M 0.3; M ← A (all of it): A holds 1; A ← X0_1 0.6, H 0.05 (of 0.65); H ← X0_0 (all of it).
-    const { shares, unresolved } = graphTokenShares(g, 2, 2);
+    const flow = (x: GraphData) => ({ ...x, edges: x.edges.map((e) => ({ ...e, weight: Number(e.weight) })) });
+    const { shares, unresolved } = graphTokenShares(flow(g), 2, 2);
     expect(unresolved).toBe(0);
     expect(shares[0]).toBeCloseTo(0.05 / 0.65, 12);
     expect(shares[1]).toBeCloseTo(0.6 / 0.65, 12);
@@ -72,10 +73,10 @@ describe('flowGraphFigure', () => {
     expect(f.title).toBe('Share of the prediction at 1: "b" that reaches each token through the routes above 0.1');
     // A node whose own routes are all pruned keeps its share: unresolved.
     const cut = { ...g, edges: g.edges.filter((e) => e.from !== 'X0_1') };
-    const r = graphTokenShares(cut, 2, 2);
+    const r = graphTokenShares(flow(cut), 2, 2);
     expect(r.shares[0]).toBeCloseTo(1, 12); // A now reads only from the head, which reads X0_0
     const cut2 = { ...g, edges: g.edges.filter((e) => e.from !== 'X0_0') };
-    const r2 = graphTokenShares(cut2, 2, 2);
+    const r2 = graphTokenShares(flow(cut2), 2, 2);
     expect(r2.shares[1]).toBeCloseTo(0.6 / 0.65, 12);
     expect(r2.unresolved).toBeCloseTo(0.05 / 0.65, 12);
     expect(graphTokensFigure(cut2 as typeof g, 0.01, { nHeads: 2 }).title).toMatch(/; 7\.7 % stops at representations whose own routes are below it$/);

@@ -7,7 +7,7 @@
 import type { HookedTransformerConfig } from './config.ts';
 
 /** Symbolic dimension names used in hook shapes. */
-export type Dim = 'batch' | 'pos' | 'query_pos' | 'key_pos' | 'head' | 'd_model' | 'd_head' | 'd_mlp' | '1';
+export type Dim = 'batch' | 'pos' | 'query_pos' | 'key_pos' | 'head' | 'd_model' | 'd_head' | 'd_mlp' | '1' | 'd_in' | 'd_sae';
 
 /** TransformerLens's optional hook points (each exists only when its option is on). */
 export interface OptionalHooks {
@@ -77,12 +77,33 @@ const FINAL_POINTS = [
   { suffix: 'ln_final.hook_normalized', dims: BSD },
 ] as const satisfies readonly PointSpec[];
 
+/**
+ * The hook points of a sparse autoencoder spliced in at a hook point (TransformerLens's
+ * HookedSAETransformer), in forward order: its input (flattened to d_in), pre- and post-activation
+ * feature values, reconstruction, error term (input minus the reconstruction without hooks), and the
+ * value that flows on. `base` dims are the dims of the hook point the SAE is spliced at.
+ */
+const SAE_POINTS = [
+  { suffix: 'hook_sae_input', dims: ['batch', 'pos', 'd_in'] },
+  { suffix: 'hook_sae_acts_pre', dims: ['batch', 'pos', 'd_sae'] },
+  { suffix: 'hook_sae_acts_post', dims: ['batch', 'pos', 'd_sae'] },
+  { suffix: 'hook_sae_recons', dims: ['batch', 'pos', 'd_in'] },
+  { suffix: 'hook_sae_error', dims: 'base' },
+  { suffix: 'hook_sae_output', dims: 'base' },
+] as const satisfies readonly { suffix: string; dims: readonly Dim[] | 'base' }[];
+
 /** A hook point of a block, named as in TransformerLens without the `blocks.L.` prefix (`attn.hook_pattern`). */
 export type BlockHookSuffix = (typeof BLOCK_POINTS)[number]['suffix'];
 export type BlockHookName<S extends BlockHookSuffix = BlockHookSuffix> = `blocks.${number}.${S}`;
 export type TopHookName = (typeof EMBED_POINTS)[number]['suffix'] | (typeof FINAL_POINTS)[number]['suffix'];
+/** A hook point of a spliced SAE, without the name of the hook point it is spliced at (`hook_sae_acts_post`). */
+export type SaeHookSuffix = (typeof SAE_POINTS)[number]['suffix'];
+/** A hook point of the model itself. */
+export type ModelHookName = TopHookName | BlockHookName;
+/** A spliced SAE's hook point: `blocks.1.hook_resid_post.hook_sae_acts_post`. */
+export type SaeHookName<S extends SaeHookSuffix = SaeHookSuffix> = `${ModelHookName}.${S}`;
 /** Any hook point's name; a typo fails at compile time. */
-export type HookName = TopHookName | BlockHookName;
+export type HookName = ModelHookName | SaeHookName;
 /** The cache key of a hook point's gradient (TransformerLens's `<hook>_grad`, cached by `runWithCache(…, { inclBwd: true })`). */
 export type GradName = `${HookName}_grad`;
 /** A key of an ActivationCache: a hook point's value or its gradient. */
@@ -96,10 +117,12 @@ export interface HookPointInfo {
   /** Layer index, or null for hook points outside the blocks. */
   layer: number | null;
   /** The name without `blocks.L.` (the whole name outside the blocks): which hook point of its layer this is. */
-  suffix: BlockHookSuffix | TopHookName;
+  suffix: BlockHookSuffix | TopHookName | `${BlockHookSuffix | TopHookName}.${SaeHookSuffix}`;
   dims: Dim[];
   /** True for TransformerLens's hook points that exist only when enabled in its config. */
   optional: boolean;
+  /** A spliced SAE's hook point: the hook point it is spliced at and the SAE's widths (for the dims d_in, d_sae). */
+  sae?: { base: ModelHookName; d_in: number; d_sae: number };
 }
 
 /** The name of hook point `suffix` of block `layer`: `blockHook(3, 'attn.hook_pattern')` = `blocks.3.attn.hook_pattern`. */
@@ -139,10 +162,62 @@ export function hookPointMap(cfg: HookedTransformerConfig, opts: OptionalHooks =
   return new Map(listHookPoints(cfg, opts).map((h) => [h.name, h]));
 }
 
+/** The name of a spliced SAE's hook point: `saeHook('blocks.1.hook_resid_post', 'hook_sae_acts_post')`. */
+export function saeHook<S extends SaeHookSuffix>(base: ModelHookName, suffix: S): SaeHookName<S> {
+  return `${base}.${suffix}`;
+}
+
+/** What splicing an SAE at a hook point needs to know to name its hook points. */
+export interface SaeSpliceShape {
+  /** The hook point the SAE is spliced at. */
+  hook: ModelHookName;
+  d_in: number;
+  d_sae: number;
+  /** Without the error term there is no hook_sae_error (as in SAELens, where it is never called). */
+  useErrorTerm: boolean;
+}
+
+/**
+ * `points` (the model's hook points, in forward order) with the hook points of SAEs spliced at some of
+ * them, each SAE's right after its base hook point, in forward order. A base that is not one of
+ * `points` is an error naming the SAE's hook.
+ */
+export function withSaeHookPoints(points: ReadonlyMap<HookName, HookPointInfo>, saes: readonly SaeSpliceShape[]): Map<HookName, HookPointInfo> {
+  if (saes.length === 0) return new Map(points);
+  const byBase = new Map<HookName, SaeSpliceShape>();
+  for (const s of saes) {
+    if (!points.has(s.hook)) throw new Error(`an SAE is spliced at '${s.hook}', which is not one of this model's hook points`);
+    if (byBase.has(s.hook)) throw new Error(`two SAEs are spliced at '${s.hook}'; one hook point takes one SAE`);
+    byBase.set(s.hook, s);
+  }
+  const out = new Map<HookName, HookPointInfo>();
+  for (const [name, info] of points) {
+    out.set(name, info);
+    const s = byBase.get(name);
+    if (!s) continue;
+    for (const spec of SAE_POINTS) {
+      if (spec.suffix === 'hook_sae_error' && !s.useErrorTerm) continue;
+      const full = saeHook(s.hook, spec.suffix);
+      out.set(full, {
+        name: full,
+        layer: info.layer,
+        suffix: `${info.suffix}.${spec.suffix}` as HookPointInfo['suffix'],
+        dims: spec.dims === 'base' ? [...info.dims] : [...spec.dims],
+        optional: false,
+        sae: { base: s.hook, d_in: s.d_in, d_sae: s.d_sae },
+      });
+    }
+  }
+  return out;
+}
+
 /** The concrete shape of a hook point for a batch of `batch` prompts of `pos` tokens. */
 export function hookShape(info: HookPointInfo, cfg: HookedTransformerConfig, batch: number, pos: number): number[] {
   return info.dims.map((d) => {
     switch (d) {
+      case 'd_in': case 'd_sae':
+        if (!info.sae) throw new Error(`internal: hook point '${info.name}' has a '${d}' dim but is not an SAE's`);
+        return info.sae[d];
       case 'batch': return batch;
       case 'pos': case 'query_pos': case 'key_pos': return pos;
       case 'head': return cfg.n_heads;

@@ -1,6 +1,7 @@
 /**
  * In-graph interventions: ablations and patching that run inside the onnxruntime graph as
- * `Where(mask, value, activation)`, with no round trip to JavaScript.
+ * `Where(mask, value, activation)`, and steering as `activation + vector`, with no round trip to
+ * JavaScript.
  */
 import type { HookedTransformerConfig } from './config.ts';
 import { blockHook, hookPointMap, hookShape, type Dim, type HookName, type HookPointInfo } from './hookPoints.ts';
@@ -18,6 +19,12 @@ export interface InterventionSpec {
   mask?: Tensor;
   /** The replacement: a number, or a Tensor of the hook's rank broadcastable to its shape. Default 0 (zero ablation). */
   value?: number | Tensor;
+  /**
+   * Steering: add this (a number, or a Tensor of the hook's rank broadcastable to its shape) where
+   * `where`/`mask` select, instead of replacing. An additive spec has no `value`; several add up, and
+   * they apply after the hook point's replacements.
+   */
+  add?: number | Tensor;
 }
 
 /** Zero- (or mean-/value-) ablates attention heads of one layer at `hook_z` (default) or `hook_result`. */
@@ -87,19 +94,25 @@ export function materializeInterventions(
     const info = hookInfo.get(spec.hook);
     if (!info) throw new Error(`intervention: unknown hook point '${spec.hook}'`);
     if (spec.hook === 'hook_tokens') throw new Error(`intervention: 'hook_tokens' cannot be ablated; edit the tokens instead`);
+    if (spec.add !== undefined && spec.value !== undefined) throw new Error(`intervention on '${spec.hook}': give either value (replace) or add (steer), not both`);
     const shape = hookShape(info, cfg, batch, pos);
     const size = shape.reduce((a, b) => a * b, 1);
-    const current = out.get(spec.hook) ?? {
-      mask: { shape, data: new Uint8Array(size) },
-      value: Tensor.zeros(shape),
-    };
+    const current = out.get(spec.hook) ?? {};
     const mask = specMask(spec, info, shape);
-    const value = typeof spec.value === 'object' ? broadcastTo(spec.value, shape, spec.hook) : null;
-    const fill = typeof spec.value === 'number' ? spec.value : 0;
-    for (let i = 0; i < size; i++) {
-      if (mask[i]) {
-        current.mask.data[i] = 1;
-        current.value.data[i] = value ? value.data[i] : fill;
+    const given = spec.add ?? spec.value;
+    const tensor = typeof given === 'object' ? broadcastTo(given, shape, spec.hook) : null;
+    const fill = typeof given === 'number' ? given : 0;
+    if (spec.add !== undefined) {
+      const add = (current.add ??= Tensor.zeros(shape)).data;
+      for (let i = 0; i < size; i++) if (mask[i]) add[i] += tensor ? tensor.data[i] : fill;
+    } else {
+      const m = (current.mask ??= { shape, data: new Uint8Array(size) }).data;
+      const v = (current.value ??= Tensor.zeros(shape)).data;
+      for (let i = 0; i < size; i++) {
+        if (mask[i]) {
+          m[i] = 1;
+          v[i] = tensor ? tensor.data[i] : fill;
+        }
       }
     }
     out.set(spec.hook, current);

@@ -6,7 +6,9 @@
 import type { HookedTransformerConfig } from '../config.ts';
 import type { GraphBuilder } from '../onnx/builder.ts';
 import { block } from './graph/block.ts';
+import type { HookName } from '../hookPoints.ts';
 import { PlainContext } from './graph/context.ts';
+import type { SaeSplice } from './graph/sae.ts';
 import { allowedKeys, axisLength, embeddings, maskPositions } from './graph/embed.ts';
 import { layerNorm } from './graph/layerNorm.ts';
 import { unembed } from './graph/unembed.ts';
@@ -18,6 +20,10 @@ export interface DecodeGraphOptions {
   lastLogitsOnly: boolean;
   /** The matrix weights are feature-major, [out, in] (see graph/linear.ts). */
   featureMajor?: boolean;
+  /** Hook points where a fed vector `<hook>::add` is added at every new position (steering). */
+  additions?: ReadonlySet<HookName>;
+  /** Sparse autoencoders spliced at hook points (no hook points of their own here). */
+  saes?: readonly SaeSplice[];
 }
 
 /** Feed and output names of the cache: past_* are fed [batch, head, past, d_head], present_* come out [batch, head, past + new, d_head]. */
@@ -41,7 +47,7 @@ export interface BuiltDecodeGraph {
  * cumsum(mask) - 1 over the whole sequence, taken at the new tokens.
  */
 export function buildDecodeGraph(cfg: HookedTransformerConfig, opts: DecodeGraphOptions): BuiltDecodeGraph {
-  const ctx = new PlainContext(cfg, { featureMajor: opts.featureMajor ?? false, lnHasWeights: opts.lnHasWeights, hasAttentionMask: true, optional: {} });
+  const ctx = new PlainContext(cfg, { featureMajor: opts.featureMajor ?? false, lnHasWeights: opts.lnHasWeights, hasAttentionMask: true, optional: {}, additions: opts.additions, saes: opts.saes });
   const { b } = ctx;
   const { n_heads, d_head } = cfg;
   const tokens = b.input('tokens', 'int64', ['batch', 'new']);

@@ -6,12 +6,13 @@
  * gradient comes from JavaScript, and at the gradients backward hooks read.
  */
 import type { HookedTransformerConfig } from '../config.ts';
-import { blockHook, gradName, hookPointMap, hookShape, type HookName, type HookPointInfo, type OptionalHooks } from '../hookPoints.ts';
+import { blockHook, gradName, hookPointMap, hookShape, withSaeHookPoints, type HookName, type HookPointInfo, type OptionalHooks } from '../hookPoints.ts';
 import { Tensor } from '../tensor.ts';
 import { weightDims, type WeightStore } from '../weightStore.ts';
 import { gradFeeds, SEED_FEEDS, type SeedKind } from './gpt2Backward.ts';
 import { buildGpt2Graph, interventionFeeds, type GraphOptions } from './gpt2Graph.ts';
 import { buildDecodeGraph, kvNames } from './decodeGraph.ts';
+import { saeWeightDims, saeWeightKey, type SaeSplice, type SaeWeightName } from './graph/sae.ts';
 import { bool, createSession, f32, fromTensor, int64Rows, runSession, SessionCache, toTensor, type OrtValue, type Session, type SessionConfig } from './runtime.ts';
 import { partitionGraph } from './segments.ts';
 import { UnembedHead } from './unembedHead.ts';
@@ -61,10 +62,27 @@ export interface EngineBackward {
 /** The cut at the logits, where a metric's gradient is computed in JavaScript. */
 const LOGITS_CUT = 'logits';
 
-/** An in-graph intervention: where `mask` is true the value becomes `value` (both broadcast to the hook's shape, same rank). */
+/**
+ * An in-graph intervention: where `mask` is true the value becomes `value` (both broadcast to the
+ * hook's shape, same rank), and then `add` is added (steering; same rank, broadcast). Either part may
+ * be absent.
+ */
 export interface Intervention {
-  mask: { shape: number[]; data: Uint8Array };
-  value: Tensor;
+  mask?: { shape: number[]; data: Uint8Array };
+  value?: Tensor;
+  add?: Tensor;
+}
+
+/** A sparse autoencoder spliced into a run: where and how (graph/sae.ts), and its weights in the layout the graph is fed. */
+export interface EngineSae extends SaeSplice {
+  weights: ReadonlyMap<SaeWeightName, Float32Array>;
+}
+
+/** What a KV-cache decoding step runs besides the model: steering vectors added at hook points, spliced SAEs. */
+export interface DecodeExtras {
+  /** A vector added at every new position of each hook point ([1, 1, d] or the hook point's rank with batch and position axes of 1). */
+  additions?: ReadonlyMap<HookName, Tensor>;
+  saes?: readonly EngineSae[];
 }
 
 export interface EngineRequest {
@@ -73,6 +91,8 @@ export interface EngineRequest {
   observe?: ReadonlySet<HookName>;
   hooks?: ReadonlyMap<HookName, readonly HookFn[]>;
   interventions?: ReadonlyMap<HookName, Intervention>;
+  /** Sparse autoencoders spliced at hook points; their hook points can be observed, hooked and intervened on. */
+  saes?: readonly EngineSae[];
   logits?: boolean;
   /** Next-token targets [batch, pos] (or [batch, k] with logitPositions); when given, `tokenLogprobs` is returned. */
   targets?: number[][];
@@ -268,7 +288,7 @@ class BackwardRun {
     }
     let upstream = replacement;
     if (!upstream) {
-      const stops = [this.req.interventions?.get(name)?.mask.data, this.changed.get(name)].filter((m): m is Uint8Array => m !== undefined);
+      const stops = [this.req.interventions?.get(name)?.mask?.data, this.changed.get(name)].filter((m): m is Uint8Array => m !== undefined);
       if (stops.length > 0) {
         upstream = new Tensor(Float32Array.from(grad.data), grad.shape);
         for (const m of stops) for (let i = 0; i < m.length; i++) if (m[i]) upstream.data[i] = 0;
@@ -302,6 +322,15 @@ function rowsAt(logits: Tensor, positions: readonly (readonly number[])[]): Tens
   return new Tensor(out, [B, k, V]);
 }
 
+/** The weight feeds of spliced SAEs: onnxruntime values over their arrays (no copy). */
+function saeFeeds(saes: readonly EngineSae[]): Map<string, OrtValue> {
+  const out = new Map<string, OrtValue>();
+  for (const s of saes) {
+    for (const [name, data] of s.weights) out.set(saeWeightKey(s.hook, name), f32(data, saeWeightDims(s.spec, name)));
+  }
+  return out;
+}
+
 export class Engine {
   private readonly plans = new Map<string, Promise<Plan>>();
   private weightTensors: Record<string, OrtValue> | null = null;
@@ -320,9 +349,15 @@ export class Engine {
     this.decodeSessions = new SessionCache(options);
   }
 
-  /** A hook point of this model; an unknown name is an error. */
-  private hookPoint(name: HookName): HookPointInfo {
-    const info = this.hookPoints.get(name);
+  /** The hook points of a run: the model's, and those of the SAEs it splices in. */
+  private pointsOf(req: Pick<EngineRequest, 'saes'>): ReadonlyMap<HookName, HookPointInfo> {
+    if (!req.saes?.length) return this.hookPoints;
+    return withSaeHookPoints(this.hookPoints, req.saes.map((s) => ({ hook: s.hook, d_in: s.spec.d_in, d_sae: s.spec.d_sae, useErrorTerm: s.useErrorTerm })));
+  }
+
+  /** A hook point of this run; an unknown name is an error. */
+  private hookPoint(name: HookName, points: ReadonlyMap<HookName, HookPointInfo> = this.hookPoints): HookPointInfo {
+    const info = points.get(name);
     if (!info) throw new Error(`unknown hook point '${name}' for this model (see model.hookPoints())`);
     return info;
   }
@@ -376,11 +411,14 @@ export class Engine {
         if (!cuts.includes(edge) && !req.interventions?.has(edge)) cuts.push(edge);
       }
     }
-    const interventions = new Set(req.interventions?.keys() ?? []);
+    const interventions = new Set([...(req.interventions ?? [])].flatMap(([h, iv]) => (iv.mask ? [h] : [])));
+    const additions = new Set([...(req.interventions ?? [])].flatMap(([h, iv]) => (iv.add ? [h] : [])));
+    const saes = (req.saes ?? []).map(({ hook, spec, useErrorTerm }) => ({ hook, spec, useErrorTerm }));
     const lnHasWeights = this.cfg.normalization_type === 'LN';
     const logitPositions = req.logitPositions !== undefined;
     if (req.backward) return this.backwardVariant(req, observe, cuts, interventions, lnHasWeights);
-    if (this.useMainVariant() && cuts.length === 0 && interventions.size === 0 && observe.size === 0 && !logitPositions) {
+    const plain = cuts.length === 0 && interventions.size === 0 && additions.size === 0 && observe.size === 0 && saes.length === 0;
+    if (this.useMainVariant() && plain && !logitPositions) {
       const graphOpts: GraphOptions = {
         observed: new Set(),
         interventions: new Set(),
@@ -395,7 +433,7 @@ export class Engine {
       };
       return { key: 'main', graphOpts, cuts: [], embed: true, main: true, arena: this.options.memArena ?? true };
     }
-    const graphOpts: GraphOptions = { ...this.hookedGraphOptions(req, observe, cuts, interventions, lnHasWeights), logitPositions };
+    const graphOpts: GraphOptions = { ...this.hookedGraphOptions(req, observe, cuts, interventions, lnHasWeights), additions, saes, logitPositions };
     // Up to IN_GRAPH_LOGITS of logits are computed in the graph itself (no second run); more, by the
     // chunked head, so that the full logits never exist twice.
     if (this.needsHead(req)) {
@@ -415,6 +453,8 @@ export class Engine {
       h: graphOpts.headInput ?? false,
       l: graphOpts.logits,
       t: graphOpts.tokenLogprobs,
+      a: [...additions].sort(),
+      s: saes,
     });
     // onnxruntime's arena keeps a session's peak working memory, but spares large runs the malloc
     // fragmentation that raises their peak (~0.2 × GPT-2's weights at [8, 128]): it serves the
@@ -448,6 +488,8 @@ export class Engine {
   private backwardVariant(req: EngineRequest, observe: Set<HookName>, forwardCuts: HookName[], interventions: Set<HookName>, lnHasWeights: boolean) {
     const bwd = req.backward!;
     if (req.startAt || req.stopAt || req.logitPositions) throw new Error('a backward pass runs the whole model: no startAt, stopAt or logitPositions');
+    if (req.saes?.length) throw new Error('a backward pass cannot run with spliced SAEs (the backward graph has no SAE pieces); run it on the model alone');
+    if ([...(req.interventions?.values() ?? [])].some((iv) => iv.add)) throw new Error('a backward pass cannot run with steering (additive interventions); run it without them');
     const seed: SeedKind = bwd.seed.kind === 'loss' ? 'loss' : bwd.seed.positions ? 'rows' : 'logits';
     if (seed === 'loss' && !req.targets) throw new Error('internal: the loss seed needs the targets');
     const bwdHooked = [...(bwd.hooks?.keys() ?? [])];
@@ -481,7 +523,8 @@ export class Engine {
     const batch = req.tokens.length;
     const pos = req.tokens[0]?.length ?? 0;
     let floats = 0;
-    for (const name of req.observe ?? []) floats += hookShape(this.hookPoint(name), this.cfg, batch, pos).reduce((a, b) => a * b, 1);
+    const points = this.pointsOf(req);
+    for (const name of req.observe ?? []) floats += hookShape(this.hookPoint(name, points), this.cfg, batch, pos).reduce((a, b) => a * b, 1);
     return 4 * floats;
   }
 
@@ -583,12 +626,18 @@ export class Engine {
     }
     for (const [hook, iv] of req.interventions ?? []) {
       const feeds = interventionFeeds(hook);
-      values.set(feeds.mask, bool(iv.mask.data, iv.mask.shape));
-      values.set(feeds.value, fromTensor(iv.value));
+      if (iv.mask) {
+        if (!iv.value) throw new Error(`internal: the intervention on '${hook}' has a mask but no value`);
+        values.set(feeds.mask, bool(iv.mask.data, iv.mask.shape));
+        values.set(feeds.value, fromTensor(iv.value));
+      }
+      if (iv.add) values.set(feeds.add, fromTensor(iv.add));
     }
     const backward = req.backward ? new BackwardRun(req) : null;
     if (seedRowsOnly(req)) values.set('logit_positions', int64Rows((req.backward!.seed as { positions: number[][] }).positions, 'positions'));
     if (req.backward?.seed.kind === 'loss') values.set(SEED_FEEDS.lossWeights, f32(Float32Array.from(req.backward.seed.weights.flat()), [req.tokens.length, req.tokens[0].length]));
+    for (const [name, v] of saeFeeds(req.saes ?? [])) values.set(name, v);
+    const points = this.pointsOf(req);
 
     for (const seg of plan.segments.slice(first)) {
       if (!seg.session) continue; // nothing after the last cut is needed (no logits asked for)
@@ -614,7 +663,7 @@ export class Engine {
         const name = seg.cut as HookName;
         const raw = values.get(name)!;
         let act = toTensor(raw);
-        const { layer } = this.hookPoint(name);
+        const { layer } = this.hookPoint(name, points);
         const point: HookPoint = { name, layer: () => layer };
         const fns = req.hooks?.get(name) ?? [];
         const before = backward && fns.length > 0 ? act.data.slice() : null;
@@ -671,9 +720,12 @@ export class Engine {
   }
 
   /** The decoding graph's session: weights prepacked when plain runs use the prepacked main variant (see WeightMode), fed otherwise. */
-  private decodeSession(embedded: boolean): Promise<Session> {
-    return this.decodeSessions.get('decode', () => {
-      const graph = buildDecodeGraph(this.cfg, { lnHasWeights: this.cfg.normalization_type === 'LN', lastLogitsOnly: true, featureMajor: true });
+  private decodeSession(embedded: boolean, extras: DecodeExtras): Promise<Session> {
+    const additions = new Set(extras.additions?.keys() ?? []);
+    const saes = (extras.saes ?? []).map(({ hook, spec, useErrorTerm }) => ({ hook, spec, useErrorTerm }));
+    const key = additions.size === 0 && saes.length === 0 ? 'decode' : JSON.stringify({ a: [...additions].sort(), s: saes });
+    return this.decodeSessions.get(key, () => {
+      const graph = buildDecodeGraph(this.cfg, { lnHasWeights: this.cfg.normalization_type === 'LN', lastLogitsOnly: true, featureMajor: true, additions, saes });
       const weights = this.weightArrays();
       const [seg] = partitionGraph(graph.builder, [], new Set(graph.outputs), embedded ? new Set(weights.keys()) : new Set());
       return { model: seg.model, external: new Map(seg.external.map((n) => [n, weights.get(n)!])) };
@@ -684,9 +736,10 @@ export class Engine {
    * One step of generation with a key/value cache (decodeGraph.ts): `tokens` [batch, new] are the new
    * tokens (the whole prompts at the first step, past = null), `mask` [batch, past + new] the attention
    * mask of everything so far (1 = real token). Returns the logits of the last new position
-   * [batch, d_vocab] and the cache grown by the new positions, for the next step.
+   * [batch, d_vocab] and the cache grown by the new positions, for the next step. `extras`: steering
+   * vectors and SAEs (the same at every step of a generation).
    */
-  async decodeStep(tokens: number[][], mask: number[][], past: KvCache | null): Promise<{ logits: Float32Array; past: KvCache }> {
+  async decodeStep(tokens: number[][], mask: number[][], past: KvCache | null, extras: DecodeExtras = {}): Promise<{ logits: Float32Array; past: KvCache }> {
     const batch = tokens.length;
     const { n_layers, n_heads, d_head } = this.cfg;
     const feeds: Record<string, OrtValue> = {};
@@ -700,8 +753,10 @@ export class Engine {
     }
     feeds.tokens = int64Rows(tokens, 'tokens'); // [batch, new]
     feeds.attention_mask = int64Rows(mask, 'attentionMask'); // [batch, past + new]
+    for (const [hook, add] of extras.additions ?? []) feeds[interventionFeeds(hook).add] = fromTensor(add);
+    for (const [name, v] of saeFeeds(extras.saes ?? [])) feeds[name] = v;
     const embedded = this.useMainVariant();
-    const session = await this.decodeSession(embedded);
+    const session = await this.decodeSession(embedded, extras);
     const fetches = ['logits', ...Array.from({ length: n_layers }, (_, l) => [kvNames.presentKey(l), kvNames.presentValue(l)]).flat()];
     const out = await runSession(session, embedded ? feeds : { ...this.weightTensorFeeds(), ...feeds }, fetches);
     const next: KvCache = Object.freeze({ positions: (past?.positions ?? 0) + (tokens[0]?.length ?? 0) });

@@ -11,6 +11,7 @@ import type { GraphBuilder } from '../onnx/builder.ts';
 import { appendBackward, type BackwardOptions } from './gpt2Backward.ts';
 import { block } from './graph/block.ts';
 import { HookedContext } from './graph/context.ts';
+import type { SaeSplice } from './graph/sae.ts';
 import { allowedKeys, axisLength, embeddings, maskPositions } from './graph/embed.ts';
 import { layerNorm } from './graph/layerNorm.ts';
 import { gatherRows, tokenLogprobs, unembed } from './graph/unembed.ts';
@@ -22,6 +23,10 @@ export interface GraphOptions {
   observed: ReadonlySet<HookName>;
   /** Hook points with an in-graph intervention `Where(mask, value, raw)`. */
   interventions: ReadonlySet<HookName>;
+  /** Hook points where a fed vector is added (steering), after any replacement. */
+  additions?: ReadonlySet<HookName>;
+  /** Sparse autoencoders spliced at hook points (graph/sae.ts). */
+  saes?: readonly SaeSplice[];
   /** Hook points hooked from JavaScript (the graph is cut there; their replacement flows on). */
   cuts: ReadonlySet<HookName>;
   /** Whether an attention mask (padding) is fed. */
@@ -74,6 +79,8 @@ export function buildGpt2Graph(cfg: HookedTransformerConfig, opts: GraphOptions)
     hasAttentionMask: opts.hasAttentionMask,
     optional: opts.optional ?? {},
     gradients: opts.backward ? new Set([...opts.backward.observed, ...opts.backward.cuts]) : new Set(),
+    additions: opts.additions,
+    saes: opts.saes,
   });
   const b = ctx.b;
   const tokens = b.input('tokens', 'int64', ['batch', 'pos']);

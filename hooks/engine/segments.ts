@@ -37,8 +37,10 @@ function inferTypes(b: GraphBuilder): Map<string, ElemType> {
       const code = to && 'i' in to ? to.i : 1;
       t = code === 9 ? 'bool' : code === 7 ? 'int64' : 'float32';
     } else if (n.op === 'Where') t = types.get(n.inputs[1]) ?? 'float32';
+    else if (n.op === 'ConstantOfShape') t = 'float32';
     else t = types.get(n.inputs[0]) ?? 'float32';
     for (const o of n.outputs) types.set(o, t);
+    if (n.op === 'TopK' && n.outputs[1]) types.set(n.outputs[1], 'int64'); // values, indices
   }
   return types;
 }

@@ -76,11 +76,29 @@ interface Ctx {
 const snapshotsInFlight = new Map<string, { promise: Promise<string>; listeners: Set<ProgressCallback> }>();
 const blobsInFlight = new Map<string, Promise<void>>();
 
+/**
+ * Fetches one file of the snapshot being loaded: its snapshot path, or null for an optional file the
+ * repo lacks (offline: one not in the cache). `offline` says whether only the cache is read.
+ */
+export interface FetchSnapshotFile {
+  (file: string, required: boolean): Promise<string | null>;
+  readonly offline: boolean;
+}
+
 export async function downloadGpt2Snapshot(repo: string, opts: HubOptions = {}): Promise<string> {
+  return downloadSnapshot(repo, opts, 'gpt2', (fetch) => fetchGpt2Files(repo, opts.revision ?? 'main', fetch));
+}
+
+/**
+ * The snapshot directory of `repo` at `opts.revision` with the files `fetchFiles` asks for (through
+ * the cache, offline mode and progress events like a model's): e.g. an SAE's cfg.json and weights in
+ * a subfolder. `what` names the set of files, so that loads of different files of one repo do not merge.
+ */
+export async function downloadSnapshot(repo: string, opts: HubOptions, what: string, fetchFiles: (fetch: FetchSnapshotFile) => Promise<void>): Promise<string> {
   const revision = opts.revision ?? 'main';
   const cacheDir = hubCacheDir(opts.cacheDir);
   const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
-  const key = JSON.stringify([cacheDir, endpoint, repo, revision]);
+  const key = JSON.stringify([cacheDir, endpoint, repo, revision, what]);
   const existing = snapshotsInFlight.get(key);
   if (existing) {
     if (opts.onProgress) existing.listeners.add(opts.onProgress);
@@ -101,12 +119,12 @@ export async function downloadGpt2Snapshot(repo: string, opts: HubOptions = {}):
     },
     commit: null,
   };
-  const promise = loadSnapshot(ctx, opts.checkForUpdates === true).finally(() => snapshotsInFlight.delete(key));
+  const promise = loadSnapshot(ctx, opts.checkForUpdates === true, fetchFiles).finally(() => snapshotsInFlight.delete(key));
   snapshotsInFlight.set(key, { promise, listeners });
   return promise;
 }
 
-async function loadSnapshot(ctx: Ctx, checkForUpdates: boolean): Promise<string> {
+async function loadSnapshot(ctx: Ctx, checkForUpdates: boolean, fetchFiles: (fetch: FetchSnapshotFile) => Promise<void>): Promise<string> {
   const cached = await readRef(ctx.repoDir, ctx.revision);
   if (ctx.offline) {
     if (cached === null) {
@@ -119,29 +137,31 @@ async function loadSnapshot(ctx: Ctx, checkForUpdates: boolean): Promise<string>
   } else if (!checkForUpdates || COMMIT_HASH.test(ctx.revision)) {
     ctx.commit = cached;
   }
+  await fetchFiles(Object.assign((file: string, required: boolean) => fetchFile(ctx, file, required), { offline: ctx.offline }));
+  if (ctx.commit === null) throw new Error(`internal: no file of ${ctx.repo}@${ctx.revision} was fetched`);
+  const dir = snapshotDir(ctx.repoDir, ctx.commit);
+  ctx.emit({ status: 'ready', repo: ctx.repo, dir, commit: ctx.commit });
+  return dir;
+}
 
-  const configPath = await fetchFile(ctx, CONFIG_FILE, true);
+/** A GPT-2 checkpoint's files: config.json (its architecture checked first), the weights (single or sharded), the tokenizer's. */
+async function fetchGpt2Files(repo: string, revision: string, fetch: FetchSnapshotFile): Promise<void> {
+  const configPath = await fetch(CONFIG_FILE, true);
   // Check the architecture before fetching gigabytes of weights.
   const configJson = await readJsonFile(configPath!);
   if (typeof configJson !== 'object' || configJson === null) throw new Error(`${configPath} is not a JSON object`);
-  assertGpt2Architecture(configJson as Record<string, unknown>, ctx.repo);
+  assertGpt2Architecture(configJson as Record<string, unknown>, repo);
 
-  const single = await fetchFile(ctx, WEIGHTS_FILE, false);
+  const single = await fetch(WEIGHTS_FILE, false);
   if (single === null) {
-    const indexPath = await fetchFile(ctx, WEIGHTS_INDEX_FILE, false);
-    if (indexPath === null && ctx.offline) throw offlineMissing(ctx, WEIGHTS_FILE);
+    const indexPath = await fetch(WEIGHTS_INDEX_FILE, false);
+    if (indexPath === null && fetch.offline) await fetch(WEIGHTS_FILE, true); // throws: not in the cache
     if (indexPath === null) {
-      throw new Error(
-        `${ctx.repo}@${ctx.revision} has neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE}; only safetensors checkpoints are supported`,
-      );
+      throw new Error(`${repo}@${revision} has neither ${WEIGHTS_FILE} nor ${WEIGHTS_INDEX_FILE}; only safetensors checkpoints are supported`);
     }
-    for (const shard of await shardFiles(indexPath)) await fetchFile(ctx, shard, true);
+    for (const shard of await shardFiles(indexPath)) await fetch(shard, true);
   }
-  for (const f of OPTIONAL_FILES) await fetchFile(ctx, f, false);
-
-  const dir = snapshotDir(ctx.repoDir, ctx.commit!);
-  ctx.emit({ status: 'ready', repo: ctx.repo, dir, commit: ctx.commit! });
-  return dir;
+  for (const f of OPTIONAL_FILES) await fetch(f, false);
 }
 
 function offlineMissing(ctx: Ctx, file: string): Error {

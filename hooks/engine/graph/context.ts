@@ -3,18 +3,20 @@
  * by TransformerLens name, and hook points (TransformerLens's HookPoint: an identity step around a
  * value, named after the hook). The hooked forward graph emits each hook point as a named value
  * (replaced in the graph where an intervention says so); the KV-cache decoding graph uses the same
- * pieces with plain values (no hook points).
+ * pieces with plain values (no hook points). In both, a fed vector can be added at a hook point
+ * (steering), and a sparse autoencoder spliced in at one (sae.ts): what flows on is then its output.
  */
 import type { HookedTransformerConfig } from '../../config.ts';
-import { hookPointMap, type HookName, type OptionalHooks } from '../../hookPoints.ts';
+import { hookPointMap, withSaeHookPoints, type HookName, type HookPointInfo, type OptionalHooks } from '../../hookPoints.ts';
 import { GraphBuilder } from '../../onnx/builder.ts';
 import { weightDims, weightKey } from '../../weightStore.ts';
+import { spliceSae, type SaeSplice } from './sae.ts';
 
 /** A weight's name within its layer: `W_Q`, `b_in`, `ln1.w`, … (`W_E`, `W_pos`, `W_U`, `b_U`, `ln_final.w` outside the blocks). */
 export type WeightFeed = string;
 
-/** Feed names of an in-graph intervention at a hook point. */
-export const interventionFeeds = (hook: HookName) => ({ mask: `${hook}::mask`, value: `${hook}::value` });
+/** Feed names of an in-graph intervention at a hook point: the replacement's mask and value, and the vector added. */
+export const interventionFeeds = (hook: HookName) => ({ mask: `${hook}::mask`, value: `${hook}::value`, add: `${hook}::add` });
 
 export interface GraphContext {
   readonly b: GraphBuilder;
@@ -38,15 +40,19 @@ export interface GraphContext {
   needs(name: HookName): boolean;
   /** Whether `name` is observed (its value must exist as a graph value). */
   observed(name: HookName): boolean;
-  /** Whether the value at `name` may be replaced (hooked from JavaScript or intervened on): what flows on must then be computed from it. */
+  /** Whether the value at `name` may be replaced or edited (hooked from JavaScript, intervened on, added to): what flows on must then be computed from it. */
   replaced(name: HookName): boolean;
 }
 
-interface ContextOptions {
+export interface ContextOptions {
   featureMajor: boolean;
   lnHasWeights: boolean;
   hasAttentionMask: boolean;
   optional: OptionalHooks;
+  /** Hook points where a fed vector `<hook>::add` (the hook point's rank, broadcast to its shape) is added: steering. */
+  additions?: ReadonlySet<HookName>;
+  /** Sparse autoencoders spliced at hook points. */
+  saes?: readonly SaeSplice[];
 }
 
 abstract class BaseContext implements GraphContext {
@@ -55,19 +61,46 @@ abstract class BaseContext implements GraphContext {
   readonly lnHasWeights: boolean;
   readonly hasAttentionMask: boolean;
   readonly optional: OptionalHooks;
+  protected readonly additions: ReadonlySet<HookName>;
+  private readonly saes: ReadonlyMap<HookName, SaeSplice>;
+  /** The hook points of this graph (the model's and its spliced SAEs'), in forward order. */
+  protected readonly points: ReadonlyMap<HookName, HookPointInfo>;
 
   constructor(readonly cfg: HookedTransformerConfig, opts: ContextOptions) {
     this.featureMajor = opts.featureMajor;
     this.lnHasWeights = opts.lnHasWeights;
     this.hasAttentionMask = opts.hasAttentionMask;
     this.optional = opts.optional;
+    this.additions = opts.additions ?? new Set();
+    const saes = opts.saes ?? [];
+    this.saes = new Map(saes.map((s) => [s.hook, s]));
+    this.points = withSaeHookPoints(hookPointMap(cfg, opts.optional), saes.map((s) => ({ hook: s.hook, d_in: s.spec.d_in, d_sae: s.spec.d_sae, useErrorTerm: s.useErrorTerm })));
   }
 
   weight(name: WeightFeed, layer: number | null): string {
     return this.b.input(weightKey(name, layer), 'float32', weightDims(this.cfg, name, this.featureMajor));
   }
 
-  abstract hook(name: HookName, compute: (out: string) => void): string;
+  /**
+   * Emits hook point `name` (its value, edited where the graph says so), then splices in the SAE
+   * attached there, whose output is what flows on.
+   */
+  hook(name: HookName, compute: (out: string) => void): string {
+    const point = this.points.get(name);
+    if (!point) throw new Error(`internal: the graph emits '${name}', which is not one of this model's hook points`);
+    const value = this.emit(name, point, compute);
+    const splice = this.saes.get(name);
+    return splice ? spliceSae(this, splice, value, point.dims.length) : value;
+  }
+
+  /** value + the fed vector `<name>::add` (the hook point's rank, broadcast to its shape), into `out`. */
+  protected addSteering(name: HookName, point: HookPointInfo, value: string, out?: string): string {
+    const dims = point.dims.map((_, i) => `${name}::d${i}`);
+    return this.b.add(value, this.b.input(interventionFeeds(name).add, 'float32', dims), out);
+  }
+
+  /** The value of hook point `name`: `compute(out)` writes the raw value into `out`; replacements, then additions, follow. */
+  protected abstract emit(name: HookName, point: HookPointInfo, compute: (out: string) => void): string;
   abstract needs(name: HookName): boolean;
   abstract observed(name: HookName): boolean;
   abstract replaced(name: HookName): boolean;
@@ -75,14 +108,14 @@ abstract class BaseContext implements GraphContext {
 
 /** Where a graph has no hook points (the KV-cache decoding graph): each hook point is just its value. */
 export class PlainContext extends BaseContext {
-  hook(_name: HookName, compute: (out: string) => void): string {
+  protected emit(name: HookName, point: HookPointInfo, compute: (out: string) => void): string {
     const out = this.b.tmp('v');
     compute(out);
-    return out;
+    return this.additions.has(name) ? this.addSteering(name, point, out) : out;
   }
   needs(): boolean { return false; }
   observed(): boolean { return false; }
-  replaced(): boolean { return false; }
+  replaced(name: HookName): boolean { return this.additions.has(name); }
 }
 
 export interface HookedContextOptions extends ContextOptions {
@@ -98,35 +131,37 @@ export interface HookedContextOptions extends ContextOptions {
 
 /** The hooked forward graph: every hook point is a value named after it, replaced where an intervention says so. */
 export class HookedContext extends BaseContext {
-  private readonly points: ReadonlyMap<HookName, { dims: readonly unknown[] }>;
   private readonly emitted = new Set<HookName>();
 
   constructor(cfg: HookedTransformerConfig, private readonly opts: HookedContextOptions) {
     super(cfg, opts);
-    this.points = hookPointMap(cfg, opts.optional);
   }
 
-  hook(name: HookName, compute: (out: string) => void): string {
-    const point = this.points.get(name);
-    if (!point) throw new Error(`internal: the graph emits '${name}', which is not one of this model's hook points`);
+  protected emit(name: HookName, point: HookPointInfo, compute: (out: string) => void): string {
     this.emitted.add(name);
-    if (!this.opts.interventions.has(name)) {
+    const replace = this.opts.interventions.has(name);
+    const add = this.additions.has(name);
+    if (!replace && !add) {
       compute(name);
       return name;
     }
-    // Where(mask, value, raw): the fed mask and value have the hook point's rank, broadcast to its shape.
     const raw = `${name}::raw`;
     compute(raw);
-    const feeds = interventionFeeds(name);
-    const dims = point.dims.map((_, i) => `${name}::d${i}`);
-    this.b.input(feeds.mask, 'bool', dims);
-    this.b.input(feeds.value, 'float32', dims);
-    this.b.where(feeds.mask, feeds.value, raw, name);
+    let value = raw;
+    if (replace) {
+      // Where(mask, value, raw): the fed mask and value have the hook point's rank, broadcast to its shape.
+      const feeds = interventionFeeds(name);
+      const dims = point.dims.map((_, i) => `${name}::d${i}`);
+      this.b.input(feeds.mask, 'bool', dims);
+      this.b.input(feeds.value, 'float32', dims);
+      value = this.b.where(feeds.mask, feeds.value, raw, add ? undefined : name);
+    }
+    if (add) this.addSteering(name, point, value, name);
     return name;
   }
 
   needs(name: HookName): boolean {
-    return this.opts.observed.has(name) || this.opts.interventions.has(name) || (this.opts.gradients?.has(name) ?? false);
+    return this.opts.observed.has(name) || this.opts.interventions.has(name) || this.additions.has(name) || (this.opts.gradients?.has(name) ?? false);
   }
 
   observed(name: HookName): boolean {
@@ -134,7 +169,7 @@ export class HookedContext extends BaseContext {
   }
 
   replaced(name: HookName): boolean {
-    return this.opts.cuts.has(name) || this.opts.interventions.has(name);
+    return this.opts.cuts.has(name) || this.opts.interventions.has(name) || this.additions.has(name);
   }
 
   /** The hook points this graph has, in forward order (the order of the one list). */

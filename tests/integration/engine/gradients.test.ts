@@ -182,12 +182,13 @@ describe('gradients with padding, interventions and hooks (2L d16 model)', () =>
     const hooks: Partial<Record<HookName, ReferenceHookFn>> = {};
     const stopGradient: Partial<Record<HookName, Uint8Array>> = {};
     for (const [hook, iv] of masks) {
+      const { mask, value } = iv as Required<typeof iv>; // replacing interventions: a mask and a value
       hooks[hook] = (a) => {
         const out = a.clone();
-        iv.mask.data.forEach((m, i) => { if (m) out.data[i] = iv.value.data[i]; });
+        mask.data.forEach((m, i) => { if (m) out.data[i] = value.data[i]; });
         return out;
       };
-      stopGradient[hook] = iv.mask.data;
+      stopGradient[hook] = mask.data;
     }
     const ref = referenceBackward(cfg, original, tokens, { seed: diffSeed, hooks, stopGradient });
     expect(gradMismatches(cache, ref.grads, names)).toEqual([]);

@@ -8,13 +8,15 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ActivationCache, tokensToResidualDirections, type TokenSpec } from './ActivationCache.ts';
 import { DEFAULT_PROCESSING, NO_PROCESSING, type HookedTransformerConfig, type ProcessingFlags } from './config.ts';
-import { Engine, type BwdHookFn, type EngineBackward, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
+import { Engine, type BwdHookFn, type EngineBackward, type EngineSae, type HookFn, type HookPoint, type WeightMode } from './engine/engine.ts';
 import { KernelSessions } from './engine/kernels.ts';
 import { generate, type GenerateOptions, type GenerateOutput, type GenerateReturnType } from './generate.ts';
 import { resolveDevice, type Device, type ResolvedDevice } from './engine/runtime.ts';
-import { blockHook, gradName, hookPointMap, type CacheKey, type HookName, type HookPointInfo } from './hookPoints.ts';
+import { blockHook, gradName, hookPointMap, withSaeHookPoints, type CacheKey, type HookName, type HookPointInfo, type ModelHookName } from './hookPoints.ts';
 import { compileSeed, type BackwardFrom } from './gradients.ts';
 import { materializeInterventions, type InterventionSpec } from './interventions.ts';
+import type { Sae } from './sae/Sae.ts';
+import { engineSaes, saeList, type SaeAttachment } from './sae/splice.ts';
 import { loadGpt2 } from './loading/index.ts';
 import type { HubOptions } from './loading/index.ts';
 import { nextTokenLoss } from './ops/index.ts';
@@ -107,6 +109,13 @@ export interface RunWithHooksOptions<R extends ReturnType> extends ForwardOption
   resetHooksEnd?: boolean;
 }
 
+/** HookedSAETransformer's run options: the SAEs spliced in for this run, and whether they add their error term. */
+export interface SaeRunOptions {
+  saes: Sae | readonly Sae[];
+  /** hook_sae_output = reconstruction + (input − reconstruction without hooks), so only hooked edits change the run (default false). */
+  useErrorTerm?: boolean;
+}
+
 export interface ModelOptions {
   device?: Device;
   /** onnxruntime intra-op threads (0 = one per physical core). */
@@ -153,6 +162,12 @@ export interface FromPretrainedOptions extends ModelOptions, HubOptions, Partial
   tokenizer?: Gpt2Tokenizer;
 }
 
+/** The SAEs spliced into one run and the run's hook points (the model's and theirs). */
+interface SaeRun {
+  saes: readonly EngineSae[];
+  points: ReadonlyMap<HookName, HookPointInfo>;
+}
+
 interface RegisteredHook {
   target: HookTarget;
   fn: HookFn | BwdHookFn;
@@ -177,7 +192,12 @@ export class HookedTransformer {
    */
   readonly weights: WeightStore;
   private readonly hooks: RegisteredHook[] = [];
-  private readonly hookInfo: Map<HookName, HookPointInfo>;
+  /** The model's own hook points (without SAEs). */
+  private readonly modelHookInfo: Map<HookName, HookPointInfo>;
+  /** SAEs attached with addSae, by hook point (HookedSAETransformer's acts_to_saes). */
+  private readonly attached = new Map<ModelHookName, SaeAttachment>();
+  /** The hook points with the attached SAEs' (rebuilt when SAEs are attached or reset). */
+  private hookInfo: Map<HookName, HookPointInfo>;
   private ownKernels: KernelSessions | null = null;
 
   private constructor(
@@ -202,7 +222,8 @@ export class HookedTransformer {
       weightMode: options.weightMode ?? 'auto',
       optionalHooks,
     });
-    this.hookInfo = hookPointMap(cfg, optionalHooks);
+    this.modelHookInfo = hookPointMap(cfg, optionalHooks);
+    this.hookInfo = this.modelHookInfo;
   }
 
   /**
@@ -371,9 +392,9 @@ export class HookedTransformer {
   }
 
   /** A hook's target and function, checked. */
-  private checkHook(target: HookTarget, fn: unknown, what: string): void {
-    if (typeof target === 'string' && !this.hookInfo.has(target)) {
-      throw new Error(`${what}: unknown hook point '${target}'; see model.hookPoints() for the ${this.hookInfo.size} names`);
+  private checkHook(target: HookTarget, fn: unknown, what: string, points: ReadonlyMap<HookName, HookPointInfo> = this.hookInfo): void {
+    if (typeof target === 'string' && !points.has(target)) {
+      throw new Error(`${what}: unknown hook point '${target}'; see model.hookPoints() for the ${points.size} names`);
     }
     if (typeof fn !== 'function') throw new Error(`${what}: the hook for '${String(target)}' must be a function (value, hook) => Tensor | void`);
   }
@@ -406,17 +427,20 @@ export class HookedTransformer {
     }
   }
 
-  /** The model's registered hooks of direction `dir` followed by this call's own, by hook name. */
-  private activeHooks(dir: 'fwd', callHooks?: readonly FwdHook[]): Map<HookName, HookFn[]>;
-  private activeHooks(dir: 'bwd', callHooks?: readonly BwdHook[]): Map<HookName, BwdHookFn[]>;
-  private activeHooks(dir: HookDirection, callHooks: readonly (FwdHook | BwdHook)[] = []): Map<HookName, (HookFn | BwdHookFn)[]> {
+  /**
+   * The model's registered hooks of direction `dir` followed by this call's own, by hook name, among `points` (the run's
+   * hook points: the model's and those of the SAEs spliced in).
+   */
+  private activeHooks(dir: 'fwd', callHooks: readonly FwdHook[], points: ReadonlyMap<HookName, HookPointInfo>): Map<HookName, HookFn[]>;
+  private activeHooks(dir: 'bwd', callHooks: readonly BwdHook[], points: ReadonlyMap<HookName, HookPointInfo>): Map<HookName, BwdHookFn[]>;
+  private activeHooks(dir: HookDirection, callHooks: readonly (FwdHook | BwdHook)[], points: ReadonlyMap<HookName, HookPointInfo>): Map<HookName, (HookFn | BwdHookFn)[]> {
     const byName = new Map<HookName, (HookFn | BwdHookFn)[]>();
     const own = callHooks.map(([target, fn]) => {
-      this.checkHook(target, fn, dir === 'fwd' ? 'fwdHooks' : 'bwdHooks');
+      this.checkHook(target, fn, dir === 'fwd' ? 'fwdHooks' : 'bwdHooks', points);
       return { target, fn, dir, permanent: false };
     });
     for (const h of [...this.hooks.filter((r) => r.dir === dir), ...own]) {
-      for (const name of this.hookInfo.keys()) {
+      for (const name of points.keys()) {
         const match = typeof h.target === 'string' ? h.target === name : h.target(name);
         if (match) byName.set(name, [...(byName.get(name) ?? []), h.fn]);
       }
@@ -430,7 +454,8 @@ export class HookedTransformer {
     input: ModelInput,
     opts: ForwardOptions,
     observe: ReadonlySet<HookName>,
-    callHooks: readonly FwdHook[] = [],
+    callHooks: readonly FwdHook[],
+    run: SaeRun,
     backward?: BackwardRequest,
   ): Promise<{ output: unknown; activations: Map<HookName, Tensor>; tokens: number[][]; grads: Map<HookName, Tensor>; backwardValue: number | null }> {
     const returnType = opts.returnType ?? 'logits';
@@ -443,7 +468,7 @@ export class HookedTransformer {
       }
     }
     let { tokens, attentionMask } = this.prepareInput(input, opts);
-    const hooks = this.activeHooks('fwd', callHooks);
+    const hooks = this.activeHooks('fwd', callHooks, run.points);
     const activations = new Map<HookName, Tensor>();
 
     // hook_tokens sits on the input itself: run its hooks here, before the graph.
@@ -466,7 +491,7 @@ export class HookedTransformer {
     const seed = backward ? compileSeed(backward.from, { tokens, attentionMask, dVocab: this.cfg.d_vocab }) : undefined;
     const targets = needLoss || seed?.kind === 'loss' ? tokens.map((row) => [...row.slice(1), 0]) : undefined;
     const engineBackward: EngineBackward | undefined = backward && seed
-      ? { seed, observe: new Set([...backward.observe].filter((n) => n !== 'hook_tokens')), hooks: this.activeHooks('bwd', backward.callHooks) }
+      ? { seed, observe: new Set([...backward.observe].filter((n) => n !== 'hook_tokens')), hooks: this.activeHooks('bwd', backward.callHooks, run.points) }
       : undefined;
     const graphObserve = new Set<HookName>([...observe].filter((n) => n !== 'hook_tokens'));
     const startAt = this.layerEdge('startAtLayer', opts.startAtLayer);
@@ -486,8 +511,9 @@ export class HookedTransformer {
       observe: graphObserve,
       hooks,
       interventions: opts.interventions?.length
-        ? materializeInterventions(this.cfg, opts.interventions, tokens.length, pos, this.hookInfo)
+        ? materializeInterventions(this.cfg, opts.interventions, tokens.length, pos, run.points)
         : undefined,
+      saes: run.saes,
       logits: returnType === 'logits' || returnType === 'both',
       targets,
       backward: engineBackward,
@@ -549,7 +575,7 @@ export class HookedTransformer {
 
   /** The forward pass: logits [batch, pos, d_vocab] by default, or the loss, or both. */
   async forward<R extends ReturnType = 'logits'>(input: ModelInput, opts: ForwardOptions & { returnType?: R } = {}): Promise<ForwardOutput<R>> {
-    return (await this.execute(input, opts, new Set())).output as ForwardOutput<R>;
+    return (await this.execute(input, opts, new Set(), [], this.saeRun())).output as ForwardOutput<R>;
   }
 
   /** TransformerLens's run_with_cache: the forward output and an ActivationCache of the chosen hook points. */
@@ -557,9 +583,13 @@ export class HookedTransformer {
     input: ModelInput,
     opts: RunWithCacheOptions<R> = {},
   ): Promise<[ForwardOutput<R>, ActivationCache]> {
-    const names = this.selectNames(opts.namesFilter);
+    return this.cachedRun(input, opts, this.saeRun());
+  }
+
+  private async cachedRun<R extends ReturnType>(input: ModelInput, opts: RunWithCacheOptions<R>, run: SaeRun): Promise<[ForwardOutput<R>, ActivationCache]> {
+    const names = this.selectNames(opts.namesFilter, run.points);
     const backward = this.backwardRequest(opts, opts.inclBwd ? names : new Set());
-    const { output, activations, tokens, grads, backwardValue } = await this.execute(input, opts, names, [], backward);
+    const { output, activations, tokens, grads, backwardValue } = await this.execute(input, opts, names, [], run, backward);
     const store = new Map<CacheKey, Tensor>(activations);
     for (const [k, v] of grads) store.set(gradName(k), v);
     if (opts.removeBatchDim) {
@@ -571,25 +601,88 @@ export class HookedTransformer {
 
   /** TransformerLens's run_with_hooks: a forward pass with these hooks, removed afterwards. */
   async runWithHooks<R extends ReturnType = 'logits'>(input: ModelInput, opts: RunWithHooksOptions<R> = {}): Promise<ForwardOutput<R>> {
-    const backward = this.backwardRequest({ ...opts, inclBwd: false }, new Set());
-    if (opts.resetHooksEnd === false) {
-      for (const [t, fn] of opts.fwdHooks ?? []) this.addHook(t, fn);
-      for (const [t, fn] of opts.bwdHooks ?? []) this.addHook(t, fn, 'bwd');
-      return (await this.execute(input, opts, new Set(), [], backward ? { ...backward, callHooks: [] } : undefined)).output as ForwardOutput<R>;
-    }
-    // The hooks belong to this call only: runs in flight at the same time do not see them.
-    return (await this.execute(input, opts, new Set(), opts.fwdHooks ?? [], backward)).output as ForwardOutput<R>;
+    return this.hookedRun(input, opts, this.saeRun());
   }
 
-  private selectNames(filter: NamesFilter | undefined): Set<HookName> {
-    const all = [...this.hookInfo.keys()];
-    if (filter === undefined) return new Set([...this.hookInfo.values()].filter((h) => h.suffix !== 'attn.hook_result').map((h) => h.name));
+  private async hookedRun<R extends ReturnType>(input: ModelInput, opts: RunWithHooksOptions<R>, run: SaeRun): Promise<ForwardOutput<R>> {
+    const backward = this.backwardRequest({ ...opts, inclBwd: false }, new Set());
+    if (opts.resetHooksEnd === false) {
+      for (const [t] of [...(opts.fwdHooks ?? []), ...(opts.bwdHooks ?? [])]) {
+        if (typeof t === 'string' && !this.hookInfo.has(t) && run.points.has(t)) {
+          throw new Error(`resetHooksEnd: false keeps the hooks on the model, but '${t}' belongs to an SAE of this run only; attach the SAE with addSae first`);
+        }
+      }
+      for (const [t, fn] of opts.fwdHooks ?? []) this.addHook(t, fn);
+      for (const [t, fn] of opts.bwdHooks ?? []) this.addHook(t, fn, 'bwd');
+      return (await this.execute(input, opts, new Set(), [], run, backward ? { ...backward, callHooks: [] } : undefined)).output as ForwardOutput<R>;
+    }
+    // The hooks belong to this call only: runs in flight at the same time do not see them.
+    return (await this.execute(input, opts, new Set(), opts.fwdHooks ?? [], run, backward)).output as ForwardOutput<R>;
+  }
+
+  private selectNames(filter: NamesFilter | undefined, points: ReadonlyMap<HookName, HookPointInfo>): Set<HookName> {
+    const all = [...points.keys()];
+    if (filter === undefined) return new Set([...points.values()].filter((h) => h.suffix !== 'attn.hook_result').map((h) => h.name));
     if (typeof filter === 'function') return new Set(all.filter(filter));
     const list = typeof filter === 'string' ? [filter] : [...filter];
     for (const n of list) {
-      if (!this.hookInfo.has(n)) throw new Error(`namesFilter: unknown hook point '${n}'; see model.hookPoints()`);
+      if (!points.has(n)) throw new Error(`namesFilter: unknown hook point '${n}'; see model.hookPoints()`);
     }
     return new Set(list);
+  }
+
+  // ---- sparse autoencoders (TransformerLens's HookedSAETransformer) --------------------------------
+
+  /**
+   * The SAEs of a run: those attached with addSae, then `extra` (which replace an attached SAE at the
+   * same hook point for this run), with the run's hook points.
+   */
+  private saeRun(extra: SaeRunOptions | null = null): SaeRun {
+    const runSaes = extra ? saeList(extra.saes, 'runWithSaes') : [];
+    if (runSaes.length === 0 && this.attached.size === 0) return { saes: [], points: this.modelHookInfo };
+    const useErrorTerm = extra?.useErrorTerm ?? false;
+    if (typeof useErrorTerm !== 'boolean') throw new Error(`useErrorTerm must be true or false; got ${JSON.stringify(useErrorTerm)}`);
+    const saes = engineSaes([...this.attached.values(), ...runSaes.map((sae) => ({ sae, useErrorTerm }))], this.cfg, this.modelHookInfo);
+    return { saes, points: withSaeHookPoints(this.modelHookInfo, saes.map((s) => ({ hook: s.hook, d_in: s.spec.d_in, d_sae: s.spec.d_sae, useErrorTerm: s.useErrorTerm }))) };
+  }
+
+  /**
+   * HookedSAETransformer's add_sae: splices `sae` in at its hook_name for every later run (forward,
+   * caches, hooks, generate) until resetSaes; replaces an SAE attached at the same hook point. Its
+   * hook points (`<hook_name>.hook_sae_acts_post`, …) join model.hookPoints().
+   */
+  addSae(sae: Sae, opts: { useErrorTerm?: boolean } = {}): void {
+    const [checked] = saeList(sae, 'addSae');
+    engineSaes([{ sae: checked, useErrorTerm: false }], this.cfg, this.modelHookInfo); // throws unless it fits
+    this.attached.set(checked.cfg.hook_name as ModelHookName, { sae: checked, useErrorTerm: opts.useErrorTerm ?? false });
+    this.hookInfo = this.saeRun().points as Map<HookName, HookPointInfo>;
+  }
+
+  /** HookedSAETransformer's reset_saes: detaches the SAEs at these hook points (default all). */
+  resetSaes(hookNames?: string | readonly string[]): void {
+    const names = hookNames === undefined ? [...this.attached.keys()] : typeof hookNames === 'string' ? [hookNames] : [...hookNames];
+    for (const n of names) this.attached.delete(n as ModelHookName);
+    this.hookInfo = this.saeRun().points as Map<HookName, HookPointInfo>;
+  }
+
+  /** The attached SAEs, by hook point. */
+  get saes(): ReadonlyMap<string, { sae: Sae; useErrorTerm: boolean }> {
+    return this.attached;
+  }
+
+  /** HookedSAETransformer's run_with_saes: a forward pass with these SAEs spliced in (returns what forward returns). */
+  async runWithSaes<R extends ReturnType = 'logits'>(input: ModelInput, opts: ForwardOptions & SaeRunOptions & { returnType?: R }): Promise<ForwardOutput<R>> {
+    return (await this.execute(input, opts, new Set(), [], this.saeRun(opts))).output as ForwardOutput<R>;
+  }
+
+  /** HookedSAETransformer's run_with_cache_with_saes: [output, cache] with the SAEs' hook points among the names to cache. */
+  async runWithCacheWithSaes<R extends ReturnType = 'logits'>(input: ModelInput, opts: RunWithCacheOptions<R> & SaeRunOptions): Promise<[ForwardOutput<R>, ActivationCache]> {
+    return this.cachedRun(input, opts, this.saeRun(opts));
+  }
+
+  /** HookedSAETransformer's run_with_hooks_with_saes: hooks may target the SAEs' hook points. */
+  async runWithHooksWithSaes<R extends ReturnType = 'logits'>(input: ModelInput, opts: RunWithHooksOptions<R> & SaeRunOptions): Promise<ForwardOutput<R>> {
+    return this.hookedRun(input, opts, this.saeRun(opts));
   }
 
   /**
@@ -597,7 +690,12 @@ export class HookedTransformer {
    * token by token, sampled or greedy, with a key/value cache unless useKvCache is false.
    */
   generate<R extends GenerateReturnType = 'input'>(input: ModelInput, opts: GenerateOptions & { returnType?: R } = {}): Promise<GenerateOutput<R>> {
-    return generate(this, input, opts, { decodeStep: (tokens, mask, past) => this.engine.decodeStep(tokens, mask, past), hookCount: this.hooks.filter((h) => h.dir === 'fwd').length });
+    const run = this.saeRun();
+    return generate(this, input, opts, {
+      decodeStep: (tokens, mask, past, additions) => this.engine.decodeStep(tokens, mask, past, { additions, saes: run.saes }),
+      hookCount: this.hooks.filter((h) => h.dir === 'fwd').length,
+      hookPoints: run.points,
+    });
   }
 
   // ---- weights ------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
  */
 import type { HookedTransformer, ModelInput } from './HookedTransformer.ts';
 import type { KvCache } from './engine/engine.ts';
+import type { HookName, HookPointInfo } from './hookPoints.ts';
+import { materializeInterventions, type InterventionSpec } from './interventions.ts';
 import { Rng } from './random.ts';
 import { Tensor } from './tensor.ts';
 import type { PaddingSide } from './tokenizer.ts';
@@ -55,6 +57,12 @@ export interface GenerateOptions {
   returnType?: GenerateReturnType;
   /** Called after each step with its logits and tokens (e.g. to stream, or to compare runs). */
   onStep?: (step: GenerateStep) => void | Promise<void>;
+  /**
+   * Steering while generating: additive interventions (`add`, e.g. `steerFeatures(sae, …)`), applied at
+   * every position of the prompt and of the new tokens, in the KV-cache decoder and without it alike.
+   * They may select along a hook point's other dims (a head), not along batch or positions.
+   */
+  interventions?: readonly InterventionSpec[];
 }
 
 export type GenerateOutput<R extends GenerateReturnType> = R extends 'tokens'
@@ -65,10 +73,15 @@ export type GenerateOutput<R extends GenerateReturnType> = R extends 'tokens'
 
 /** What generate needs from the model beyond its public API. */
 export interface GenerateBackend {
-  /** One step with the key/value cache (Engine.decodeStep): the new tokens, the mask so far and the cache in, the last logits and the grown cache out. */
-  decodeStep(tokens: number[][], mask: number[][], past: KvCache | null): Promise<{ logits: Float32Array; past: KvCache }>;
+  /**
+   * One step with the key/value cache (Engine.decodeStep): the new tokens, the mask so far and the
+   * cache in (and the steering vectors, [batch | 1, 1, …] per hook point), the last logits and the grown cache out.
+   */
+  decodeStep(tokens: number[][], mask: number[][], past: KvCache | null, additions?: ReadonlyMap<HookName, Tensor>): Promise<{ logits: Float32Array; past: KvCache }>;
   /** Hooks registered on the model: the decoding graph has no hook points, so these need useKvCache: false. */
   hookCount: number;
+  /** The hook points of the run (the model's and its attached SAEs'). */
+  hookPoints: ReadonlyMap<HookName, HookPointInfo>;
 }
 
 export interface SamplingOptions {
@@ -184,23 +197,42 @@ function checkOptions(model: HookedTransformer, opts: GenerateOptions, pos: numb
 /** Produces each step's last-position logits [batch, d_vocab] for the sequences so far. */
 type Stepper = (seq: number[][], mask: number[][], step: number) => Promise<Float32Array>;
 
+/**
+ * The steering of a generation as one vector per hook point, [batch | 1, 1, …] (broadcast over every
+ * position): only additive specs that select no batch rows or positions.
+ */
+function steeringVectors(model: HookedTransformer, specs: readonly InterventionSpec[], batch: number, points: ReadonlyMap<HookName, HookPointInfo>): Map<HookName, Tensor> {
+  for (const spec of specs) {
+    const info = points.get(spec.hook);
+    check(info !== undefined, `interventions: unknown hook point '${spec.hook}'`);
+    check(spec.add !== undefined && spec.value === undefined, `interventions: generate takes additive interventions (steering: 'add') only; '${spec.hook}' has none`);
+    check(spec.mask === undefined && spec.where?.batch === undefined && spec.where?.pos === undefined,
+      `interventions: steering while generating applies at every position and row; the one on '${spec.hook}' selects some (mask, batch or pos)`);
+    check(info!.dims[0] === 'batch' && info!.dims[1] === 'pos' && !info!.dims.includes('query_pos'),
+      `interventions: '${spec.hook}' has dims [${info!.dims.join(', ')}]; steering while generating needs a [batch, pos, …] hook point`);
+  }
+  const out = new Map<HookName, Tensor>();
+  for (const [hook, iv] of materializeInterventions(model.cfg, specs, batch, 1, points)) out.set(hook, iv.add!);
+  return out;
+}
+
 /** With the cache: the prefill runs the prompts, every later step only the token added last. */
-function kvStepper(backend: GenerateBackend): Stepper {
+function kvStepper(backend: GenerateBackend, additions: ReadonlyMap<HookName, Tensor>): Stepper {
   let past: KvCache | null = null;
   return async (seq, mask) => {
     const tokens = past ? seq.map((r) => [r[r.length - 1]]) : seq; // [batch, new]
-    const step = await backend.decodeStep(tokens, mask, past);
+    const step = await backend.decodeStep(tokens, mask, past, additions);
     past = step.past;
     return step.logits; // [batch, 1, d_vocab]
   };
 }
 
 /** Without the cache (TransformerLens's use_past_kv_cache=False): forward on the whole sequence, with the model's hooks. */
-function forwardStepper(model: HookedTransformer): Stepper {
+function forwardStepper(model: HookedTransformer, interventions: readonly InterventionSpec[]): Stepper {
   const V = model.cfg.d_vocab;
   return async (seq, mask) => {
     const padded = mask.some((r) => r.includes(0));
-    const logits = await model.forward(seq, padded ? { attentionMask: mask } : {}); // [batch, pos, d_vocab]
+    const logits = await model.forward(seq, { ...(padded ? { attentionMask: mask } : {}), ...(interventions.length ? { interventions } : {}) }); // [batch, pos, d_vocab]
     const pos = seq[0].length;
     const out = new Float32Array(seq.length * V);
     for (let b = 0; b < seq.length; b++) out.set(logits.data.subarray((b * pos + pos - 1) * V, (b * pos + pos) * V), b * V);
@@ -243,7 +275,10 @@ export async function generate<R extends GenerateReturnType = 'input'>(
   const seq = tokens.map((r) => [...r]);
   const seqMask = mask.map((r) => [...r]);
   const finished = new Array<boolean>(batch).fill(false);
-  const step = useKvCache ? kvStepper(backend) : forwardStepper(model);
+  const steering = opts.interventions ?? [];
+  check(Array.isArray(steering), 'interventions must be a list of intervention specs');
+  const additions = steeringVectors(model, steering, batch, backend.hookPoints);
+  const step = useKvCache ? kvStepper(backend, additions) : forwardStepper(model, steering);
   const maxNew = opts.maxNewTokens ?? 10;
 
   for (let index = 0; index < maxNew; index++) {

@@ -34,9 +34,20 @@ function byteRange(size: number, split: CorpusSplit, heldOutFraction: number): [
 }
 
 /**
- * The tokens of bytes [from, to) of `path`, a chunk at a time. A chunk ends after its last newline
- * (so no word is cut), and a range that does not start the file starts after the first newline at
- * or past `from` (so the train part and the held-out tail never share a line).
+ * Where a chunk of text can end so that tokenizing the pieces apart gives the tokens of the whole:
+ * just before its last newline that follows a non-space character (GPT-2's pre-tokenizer never joins
+ * such a character to the whitespace after it, and the whitespace run then starts the next piece
+ * whole). -1 when there is none.
+ */
+export function safeCut(text: string): number {
+  for (let i = text.length - 1; i > 0; i--) if (text[i] === '\n' && !/\s/.test(text[i - 1])) return i;
+  return -1;
+}
+
+/**
+ * The tokens of bytes [from, to) of `path`, a chunk at a time, equal to the tokens of that text
+ * tokenized whole (see safeCut). A range that does not start the file starts after the first newline
+ * at or past `from` (so the train part and the held-out tail never share a line).
  */
 export async function* fileTokens(path: string, tokenizer: Gpt2Tokenizer, from: number, to: number, chunkBytes = 256 * 1024): AsyncGenerator<number[]> {
   const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
@@ -59,10 +70,10 @@ export async function* fileTokens(path: string, tokenizer: Gpt2Tokenizer, from: 
         text = text.slice(nl + 1);
         skipToLine = false;
       }
-      const last = pos < to ? text.lastIndexOf('\n') : text.length - 1;
-      if (last < 0) { carry = text; continue; }
-      carry = text.slice(last + 1);
-      const ids = tokenizer.encode(text.slice(0, last + 1));
+      const cut = pos < to ? safeCut(text) : text.length;
+      if (cut <= 0) { carry = text; continue; }
+      carry = text.slice(cut);
+      const ids = tokenizer.encode(text.slice(0, cut));
       if (ids.length > 0) yield ids;
     }
     if (carry.length > 0) {

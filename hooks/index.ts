@@ -9,9 +9,10 @@ export { sampleLogits, type GenerateOptions, type GenerateOutput, type GenerateR
 export { ActivationCache } from './ActivationCache.ts';
 export { Tensor } from './tensor.ts';
 export { listHookPoints, hookShape, getActName } from './hookPoints.ts';
-export { gradName } from './hookPoints.ts';
-export type { HookName, HookPointInfo, Dim, GradName, CacheKey } from './hookPoints.ts';
+export { gradName, saeHook } from './hookPoints.ts';
+export type { HookName, HookPointInfo, Dim, GradName, CacheKey, SaeHookName, ModelHookName } from './hookPoints.ts';
 export type { HookedTransformerConfig, ProcessingFlags } from './config.ts';
+export type { SaeRunOptions } from './HookedTransformer.ts';
 export { DEFAULT_PROCESSING, NO_PROCESSING } from './config.ts';
 export type { TransformerWeights, BlockWeights } from './weights.ts';
 export { WeightStore } from './weightStore.ts';
@@ -28,3 +29,4 @@ export { Rng } from './random.ts';
 export { loadGpt2, loadGpt2Checkpoint, resolveModelDir, readSafetensors, writeSafetensors } from './loading/index.ts';
 export * from './analysis/index.ts';
 export * from './circuits/index.ts';
+export * from './sae/index.ts';

@@ -18,6 +18,7 @@ import { referenceForward } from '../hooks/reference.ts';
 import { Rng } from '../hooks/random.ts';
 import type { TransformerWeights } from '../hooks/weights.ts';
 import { buildFloor } from './floor.ts';
+import { medians } from './medians.ts';
 import { execFileSync } from 'node:child_process';
 
 const args = new Set(process.argv.slice(2));
@@ -29,30 +30,6 @@ function weightBytes(w: TransformerWeights): number {
   for (const b of w.blocks) for (const v of Object.values(b)) if (v instanceof Float32Array) n += v.byteLength; else if (v) n += v.w.byteLength + v.b.byteLength;
   if (w.ln_final) n += w.ln_final.w.byteLength * 2;
   return n;
-}
-
-/**
- * Medians of `runs` timed calls of each function, taken in turns (one call of each per round,
- * after one warm-up call each; every other round in reverse order, so that no variant always
- * follows the same one), so that a change in the machine's load hits every variant alike and the
- * ratios stay fair. A short pause before each call lets the previous session's onnxruntime
- * threads stop spinning.
- */
-async function medians(fns: Record<string, () => Promise<unknown>>, runs: number): Promise<Record<string, number>> {
-  const pause = () => new Promise((r) => setTimeout(r, 20));
-  for (const fn of Object.values(fns)) await fn();
-  const times: Record<string, number[]> = Object.fromEntries(Object.keys(fns).map((k) => [k, []]));
-  const order = Object.entries(fns);
-  for (let i = 0; i < runs; i++) {
-    for (const [k, fn] of i % 2 === 0 ? order : [...order].reverse()) {
-      await pause();
-      const t0 = performance.now();
-      await fn();
-      times[k].push(performance.now() - t0);
-    }
-  }
-  const mid = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-  return Object.fromEntries(Object.entries(times).map(([k, t]) => [k, mid(t)]));
 }
 
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);

@@ -69,6 +69,8 @@ export function saeWeightKey(hook: string | null, name: SaeWeightName): string {
 export interface SaeGraphContext {
   readonly b: GraphBuilder;
   hook(name: HookName, compute: (out: string) => void): string;
+  /** Whether `name`'s value is asked for (cached, hooked, intervened on): it must then exist. */
+  needs(name: HookName): boolean;
   /** Whether the value at `name` may be replaced or edited (hooked from JS, intervened on, added to). */
   replaced(name: HookName): boolean;
 }
@@ -115,20 +117,23 @@ function preActivations(b: GraphBuilder, spec: SaeGraphSpec, w: Weights, saeIn: 
   return { gate: b.add(projected, w.get('b_gate')) };
 }
 
-/** The activation function: pre [..., d_sae] -> acts [..., d_sae]. */
-function activation(b: GraphBuilder, spec: SaeGraphSpec, w: Weights, pre: string, gate: string | null, out: string): void {
+/** TopK's k largest pre-activations, through a ReLU: values and indices [..., k]. */
+function topK(b: GraphBuilder, spec: SaeGraphSpec, pre: string): { values: string; indices: string } {
+  const [values, indices] = b.opMulti('TopK', [pre, b.i64([spec.k!])], [b.tmp('topk_values'), b.tmp('topk_indices')], { axis: { i: -1 }, largest: { i: 1 }, sorted: { i: 0 } });
+  return { values: b.op('Relu', [values]), indices };
+}
+
+/** The activation function: pre [..., d_sae] -> acts [..., d_sae] (TopK: from its values and indices). */
+function activation(b: GraphBuilder, spec: SaeGraphSpec, w: Weights, pre: string, gate: string | null, top: { values: string; indices: string } | null, out: string): void {
   const zero = b.f32(0);
   switch (spec.architecture) {
     case 'standard':
       b.op('Relu', [pre], undefined, out);
       return;
-    case 'topk': {
+    case 'topk':
       // SAELens's TopK: the k largest pre-activations, through a ReLU, every other feature 0.
-      const [values, indices] = b.opMulti('TopK', [pre, b.i64([spec.k!])], [b.tmp('topk_values'), b.tmp('topk_indices')], { axis: { i: -1 }, largest: { i: 1 }, sorted: { i: 0 } });
-      const zeros = b.op('ConstantOfShape', [b.op('Shape', [pre])]);
-      b.op('ScatterElements', [zeros, indices, b.op('Relu', [values])], { axis: { i: -1 } }, out);
+      b.op('ScatterElements', [b.op('ConstantOfShape', [b.op('Shape', [pre])]), top!.indices, top!.values], { axis: { i: -1 } }, out);
       return;
-    }
     case 'jumprelu':
       // ReLU(pre) where pre > threshold, else 0.
       b.where(b.op('Greater', [pre, w.get('threshold')]), b.op('Relu', [pre]), zero, out);
@@ -139,27 +144,51 @@ function activation(b: GraphBuilder, spec: SaeGraphSpec, w: Weights, pre: string
   }
 }
 
-/** acts [..., d_sae] -> acts W_dec + b_dec [..., d_in]. */
-function decodeInto(b: GraphBuilder, w: Weights, acts: string, out?: string): string {
-  return b.add(b.matmul(acts, w.get('W_dec')), w.get('b_dec'), out);
+/** The SAE's features after encoding: dense (the hook point's value), and for TopK its k values and indices. */
+interface Encoded {
+  /** [..., d_sae], or null when nothing needs the dense features (TopK decoding from `top`). */
+  acts: string | null;
+  /** TopK's values and indices [..., k], when they still describe the features (nothing replaced them). */
+  top: { values: string; indices: string } | null;
+  undo: (y: string) => string;
 }
 
-/** encode: x [..., d_in] (already flattened) -> hook_sae_input, acts_pre, acts_post through `hook`. */
+/**
+ * features -> features W_dec + b_dec [..., d_in]. From TopK's k values and indices when given: the k
+ * rows of W_dec are gathered and mixed (k·d_in per position instead of d_sae·d_in).
+ */
+function decodeInto(b: GraphBuilder, w: Weights, features: Encoded, out?: string): string {
+  if (features.top) {
+    const rows = b.gather(w.get('W_dec'), features.top.indices, 0); // [..., k, d_in]
+    const mixed = b.squeeze(b.matmul(b.unsqueeze(features.top.values, [-2]), rows), [-2]); // [..., d_in]
+    return b.add(mixed, w.get('b_dec'), out);
+  }
+  return b.add(b.matmul(features.acts!, w.get('W_dec')), w.get('b_dec'), out);
+}
+
+/**
+ * encode: x [..., d_in] (already flattened) -> hook_sae_input, acts_pre, acts_post through `hook`.
+ * `dense`: emit hook_sae_acts_post (else, for TopK, only its values and indices are made);
+ * `sparse`: the decoder may read TopK's values and indices (hook_sae_acts_post is not replaced).
+ */
 function encode(
   ctx: SaeGraphContext,
   spec: SaeGraphSpec,
   w: Weights,
   x: string,
   hook: (suffix: SaeHookSuffix, compute: (out: string) => void) => string,
-): { acts: string; undo: (y: string) => string } {
+  opts: { dense: boolean; sparse: boolean },
+): Encoded {
   const { b } = ctx;
   const input = hook('hook_sae_input', (out) => b.op('Identity', [x], undefined, out)); // [..., d_in]
   const norm = normalizeIn(b, spec, input);
   const saeIn = spec.applyBDecToInput ? b.sub(norm.x, w.get('b_dec')) : norm.x; // [..., d_in]
   let gate: string | null = null;
   const pre = hook('hook_sae_acts_pre', (out) => ({ gate } = preActivations(b, spec, w, saeIn, out))); // [..., d_sae]
-  const acts = hook('hook_sae_acts_post', (out) => activation(b, spec, w, pre, gate, out)); // [..., d_sae]
-  return { acts, undo: norm.undo };
+  const top = spec.architecture === 'topk' ? topK(b, spec, pre) : null; // [..., k]
+  const dense = opts.dense || top === null;
+  const acts = dense ? hook('hook_sae_acts_post', (out) => activation(b, spec, w, pre, gate, top, out)) : null; // [..., d_sae]
+  return { acts, top: opts.sparse ? top : null, undo: norm.undo };
 }
 
 /** Flattens a head axis: x [batch, pos, head, d] -> [batch, pos, head·d] (hook_z SAEs); else x itself. */
@@ -180,9 +209,10 @@ export function spliceSae(ctx: SaeGraphContext, splice: SaeSplice, x: string, ra
   const unflatten = (y: string) => (rank === 3 ? y : b.op('Reshape', [y, b.op('Shape', [x])])); // [..., d_in] -> x's shape
 
   const flat = flattenIn(b, x, rank); // [batch, pos, d_in]
-  const { acts, undo } = encode(ctx, spec, w, flat, hooked);
-  const recons = hooked('hook_sae_recons', (out) => decodeInto(b, w, acts, out)); // [batch, pos, d_in]
-  const reconstruction = unflatten(undo(recons)); // x's shape
+  const actsPost = name('hook_sae_acts_post');
+  const features = encode(ctx, spec, w, flat, hooked, { dense: ctx.needs(actsPost) || ctx.replaced(actsPost), sparse: !ctx.replaced(actsPost) });
+  const recons = hooked('hook_sae_recons', (out) => decodeInto(b, w, features, out)); // [batch, pos, d_in]
+  const reconstruction = unflatten(features.undo(recons)); // x's shape
   if (!splice.useErrorTerm) return hooked('hook_sae_output', (out) => b.op('Identity', [reconstruction], undefined, out));
 
   // SAELens: the error term is x minus the reconstruction computed without hooks, so an edit to the
@@ -191,8 +221,8 @@ export function spliceSae(ctx: SaeGraphContext, splice: SaeSplice, x: string, ra
   const edited = (['hook_sae_input', 'hook_sae_acts_pre', 'hook_sae_acts_post', 'hook_sae_recons'] as const).some((s) => ctx.replaced(name(s)));
   let clean = reconstruction;
   if (edited) {
-    const again = encode(ctx, spec, w, flat, plainValue(b));
-    clean = unflatten(again.undo(decodeInto(b, w, again.acts)));
+    const again = encode(ctx, spec, w, flat, plainValue(b), { dense: false, sparse: true });
+    clean = unflatten(again.undo(decodeInto(b, w, again)));
   }
   const error = hooked('hook_sae_error', (out) => b.sub(x, clean, out)); // x's shape
   return hooked('hook_sae_output', (out) => b.add(reconstruction, error, out));
@@ -216,13 +246,13 @@ function plainValue(b: GraphBuilder): (suffix: SaeHookSuffix, compute: (out: str
 export function standaloneSae(b: GraphBuilder, spec: SaeGraphSpec, what: 'encode' | 'decode' | 'forward'): string[] {
   const w = weightsOf(b, null, spec);
   if (what === 'decode') {
-    decodeInto(b, w, b.input('acts', 'float32', ['n', spec.d_sae]), 'recons');
+    decodeInto(b, w, { acts: b.input('acts', 'float32', ['n', spec.d_sae]), top: null, undo: (y) => y }, 'recons');
     return ['recons'];
   }
-  const ctx: SaeGraphContext = { b, hook: () => { throw new Error('internal: no hook points here'); }, replaced: () => false };
-  const { acts, undo } = encode(ctx, spec, w, b.input('x', 'float32', ['n', spec.d_in]), plainValue(b));
-  b.op('Identity', [acts], undefined, 'acts');
+  const ctx: SaeGraphContext = { b, hook: () => { throw new Error('internal: no hook points here'); }, needs: () => false, replaced: () => false };
+  const features = encode(ctx, spec, w, b.input('x', 'float32', ['n', spec.d_in]), plainValue(b), { dense: true, sparse: true });
+  b.op('Identity', [features.acts!], undefined, 'acts');
   if (what === 'encode') return ['acts'];
-  b.op('Identity', [undo(decodeInto(b, w, acts))], undefined, 'output');
+  b.op('Identity', [features.undo(decodeInto(b, w, features))], undefined, 'output');
   return ['acts', 'output'];
 }

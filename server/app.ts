@@ -17,13 +17,17 @@ import { experimentRoutes } from './routes/experiments.ts';
 import { explainRoutes } from './routes/explain.ts';
 import { inferenceRoutes } from './routes/inference.ts';
 import { modelRoutes } from './routes/models.ts';
+import { saeRoutes } from './routes/saes.ts';
 import { systemRoutes } from './routes/system.ts';
 
 export const API_VERSION = '0.1.0';
 
 /** Every route of the API, in documentation order (the analysis routes join this list). */
 export function apiRoutes(config: ServerConfig): RouteDef[] {
-  return [...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits), ...analysisRoutes(config.limits), ...explainRoutes(config.limits), ...experimentRoutes()];
+  return [
+    ...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits), ...analysisRoutes(config.limits), ...explainRoutes(config.limits), ...experimentRoutes(),
+    ...saeRoutes(config.limits),
+  ];
 }
 
 export interface AppOptions {

@@ -5,10 +5,14 @@
  * `heldOutFraction` of the file (by bytes, from a line start) is held out: `split` picks the part.
  */
 import { open, stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { Rng } from '../random.ts';
 import type { Gpt2Tokenizer } from '../tokenizer.ts';
 
 export type CorpusSplit = 'train' | 'heldOut' | 'all';
+
+/** The repository's corpus: Tiny Shakespeare (data/README.md). */
+export const DEFAULT_CORPUS = fileURLToPath(new URL('../../data/tinyshakespeare.txt', import.meta.url));
 
 export interface CorpusOptions {
   /** Tokens per context, BOS included. */

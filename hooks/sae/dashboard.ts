@@ -100,20 +100,29 @@ function extremes(values: Float32Array, k: number, vocab: readonly number[] | nu
   return { top: pick(order.slice(0, k)), bottom: pick(order.slice(-k).reverse()) };
 }
 
-/** Logit weights W_dec[f] · W_U of every feature, top and bottom `k` over `vocab`, in blocks of features. */
-export async function logitWeights(model: HookedTransformer, sae: Sae, k: number, vocab: readonly number[] | null = null): Promise<FeatureDashboard['logits'][]> {
+/**
+ * Logit weights W_dec[f] · W_U of `features` (default every feature), top and bottom `k` over `vocab`
+ * (default every token), in blocks of features.
+ */
+export async function logitWeights(
+  model: HookedTransformer,
+  sae: Sae,
+  k: number,
+  opts: { vocab?: readonly number[] | null; features?: readonly number[] } = {},
+): Promise<FeatureDashboard['logits'][]> {
   const { d_in, d_sae } = sae.cfg;
   if (d_in !== model.cfg.d_model) throw new Error(`logit weights read W_dec · W_U: the SAE's d_in (${d_in}) must be the model's d_model (${model.cfg.d_model})`);
+  const features = opts.features ?? Array.from({ length: d_sae }, (_, f) => f);
   const W_U = model.W_U; // [d_model, d_vocab]
+  const V = model.cfg.d_vocab;
   const out: FeatureDashboard['logits'][] = [];
   const block = 64;
-  const W_dec = sae.weight('W_dec').data;
-  for (let f0 = 0; f0 < d_sae; f0 += block) {
-    const n = Math.min(block, d_sae - f0);
-    const rows = W_dec.subarray(f0 * d_in, (f0 + n) * d_in);
-    const prod = await model.kernels.matmul({ data: rows, shape: [n, d_in] }, { data: W_U.data, shape: W_U.shape }); // [n, d_vocab]
-    const V = model.cfg.d_vocab;
-    for (let r = 0; r < n; r++) out.push(extremes(prod.data.subarray(r * V, (r + 1) * V), k, vocab));
+  for (let f0 = 0; f0 < features.length; f0 += block) {
+    const chunk = features.slice(f0, f0 + block);
+    const rows = new Float32Array(chunk.length * d_in);
+    chunk.forEach((f, r) => rows.set(sae.featureDirection(f), r * d_in));
+    const prod = await model.kernels.matmul({ data: rows, shape: [chunk.length, d_in] }, { data: W_U.data, shape: W_U.shape }); // [n, d_vocab]
+    for (let r = 0; r < chunk.length; r++) out.push(extremes(prod.data.subarray(r * V, (r + 1) * V), k, opts.vocab ?? null));
   }
   return out;
 }
@@ -191,6 +200,11 @@ export async function computeFeatureDashboards(
   let pending: number[][] = [];
   for await (const ctx of contexts) {
     if (opts.signal?.aborted) throw new Error('dashboards cancelled');
+    if (pending.length > 0 && ctx.length !== pending[0].length) {
+      // contexts of another length go in a batch of their own
+      await runBatch(pending);
+      pending = [];
+    }
     pending.push(ctx);
     if (pending.length === batchSize) {
       await runBatch(pending);
@@ -201,7 +215,7 @@ export async function computeFeatureDashboards(
   if (pending.length > 0 && !(opts.maxTokens !== undefined && positions >= opts.maxTokens)) await runBatch(pending);
   if (positions === 0) throw new Error('feature dashboards: no position to read (the contexts hold only BOS)');
 
-  const logits = await logitWeights(model, sae, logitK, opts.vocab ?? null);
+  const logits = await logitWeights(model, sae, logitK, { vocab: opts.vocab ?? null });
   const features: FeatureDashboard[] = [];
   const used = new Set<number>();
   for (let f = 0; f < d_sae; f++) {

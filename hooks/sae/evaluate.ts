@@ -153,6 +153,11 @@ export async function evaluateSae(
   let pending: number[][] = [];
   for await (const ctx of contexts) {
     if (opts.signal?.aborted) throw new Error('evaluation cancelled');
+    if (pending.length > 0 && ctx.length !== pending[0].length) {
+      // contexts of another length go in a batch of their own
+      await runBatch(pending);
+      pending = [];
+    }
     pending.push(ctx);
     if (pending.length === batchSize) {
       await runBatch(pending);

@@ -1,6 +1,7 @@
 /** What a job handler gets inside the worker: progress reporting, the cancel check, the limits; and its typed errors. */
 import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
 import type { Limits } from '../config.ts';
+import type { SaeStore } from './saeStore.ts';
 
 /** An error caused by the request (bad layer, unknown hook, prompt too long, …): answered with `status` (4xx). */
 export class UserError extends Error {
@@ -26,6 +27,8 @@ export interface JobContext {
   checkCancelled(): void;
   /** Lensboard's cache folder for what is computed once per model (--cache-dir; undefined: the library's default). */
   readonly cacheDir?: string;
+  /** The SAEs the model can use (the SAE endpoints' jobs); made by the model thread when the model loads. */
+  readonly saes?: SaeStore;
 }
 
 /** A job kind: runs on the worker's model with the request's parsed body; returns a structured-cloneable result. */

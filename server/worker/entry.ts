@@ -9,6 +9,7 @@ import { HubHttpError } from '../../hooks/loading/hubHttp.ts';
 import type { FromWorker, LoadOptions, ModelInfo, ModelSource, ToWorker, WireError, WorkerData } from '../host/protocol.ts';
 import { JobCancelled, UserError, type JobContext, type JobHandler } from './context.ts';
 import { JOBS } from './jobs.ts';
+import { SaeStore } from './saeStore.ts';
 
 const port = parentPort!;
 const { cancelFlag, limits } = workerData as WorkerData;
@@ -16,6 +17,7 @@ const flag = new Int32Array(cancelFlag);
 let model: HookedTransformer | null = null;
 let source: ModelSource | null = null;
 let cacheDir: string | undefined;
+let saes: SaeStore | undefined;
 
 const post = (m: FromWorker) => port.postMessage(m);
 
@@ -56,6 +58,11 @@ async function load(src: ModelSource, o: LoadOptions): Promise<void> {
     });
     source = src;
     cacheDir = o.cacheDir;
+    saes = new SaeStore({
+      model,
+      modelDir: src.kind === 'dir' ? src.dir : null,
+      hub: { cacheDir: o.hfCacheDir, endpoint: o.hubEndpoint, localFilesOnly: o.offline },
+    });
     post({ type: 'loaded', info: describe(model, src) });
   } catch (e) {
     const status = e instanceof HubHttpError && e.status >= 400 && e.status < 500 ? e.status : 422;
@@ -77,6 +84,7 @@ async function runJob(seq: number, kind: string, payload: unknown): Promise<void
   const ctx: JobContext = {
     limits,
     cacheDir,
+    saes,
     progress: (done, total, message) => {
       const now = Date.now();
       if (done < total && now - lastProgress < 50) return; // at most ~20 progress messages a second

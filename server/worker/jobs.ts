@@ -3,6 +3,7 @@ import type { JobHandler } from './context.ts';
 import { ablate, ablateSweep, attributionPatch, composition, copying, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied } from './analysis.ts';
 import { attribution, graph, neuronActivationsJob, neuronExamples, neuronOutput, neuronPatch, neuronsTop } from './explain.ts';
 import { activations, attention, forward, tokenize } from './inference.ts';
+import { feature, featureAblate, features, saeEval, saeList, saeLoad, steer } from './saes.ts';
 
 export const JOBS = {
   tokenize,
@@ -28,6 +29,13 @@ export const JOBS = {
   neuronExamples,
   neuronOutput,
   neuronPatch,
+  saeList,
+  saeLoad,
+  features,
+  feature,
+  steer,
+  featureAblate,
+  saeEval,
 } satisfies Record<string, JobHandler<never, unknown>>;
 
 export type JobKind = keyof typeof JOBS;

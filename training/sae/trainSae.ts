@@ -7,11 +7,11 @@
  * on the held-out text) and training.json (the options, throughput and the held-out evaluation).
  */
 import { writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { HookedTransformer } from '../../hooks/HookedTransformer.ts';
 import type { HookName } from '../../hooks/hookPoints.ts';
 import { formatDuration } from '../../hooks/loading/progress.ts';
-import { corpusContexts } from '../../hooks/sae/corpus.ts';
+import { corpusContexts, DEFAULT_CORPUS } from '../../hooks/sae/corpus.ts';
 import { evaluateSae, type SaeEvalResult } from '../../hooks/sae/evaluate.ts';
 import { harvestActivations, hookWidth } from '../../hooks/sae/harvest.ts';
 import { Sae } from '../../hooks/sae/Sae.ts';
@@ -64,7 +64,6 @@ export interface TrainSaeResult {
   heldOut: SaeEvalResult;
 }
 
-export const DEFAULT_DATA = resolve(new URL('../../data/tinyshakespeare.txt', import.meta.url).pathname);
 
 /** The line drawn for a step: loss, its parts, L0, dead fraction, explained variance, throughput, ETA. */
 export function progressLine(m: StepMetrics, totalSteps: number, tokensPerSecond: number, etaSeconds: number): string {
@@ -76,7 +75,7 @@ export function progressLine(m: StepMetrics, totalSteps: number, tokensPerSecond
 
 export async function trainSae(o: TrainSaeOptions): Promise<TrainSaeResult> {
   const log = o.log ?? (() => undefined);
-  const data = o.data ?? DEFAULT_DATA;
+  const data = o.data ?? DEFAULT_CORPUS;
   const model = await HookedTransformer.fromPretrained(o.model, { threads: o.threads });
   try {
     if (!model.tokenizer) throw new Error(`${o.model}: training an SAE on text needs the model's tokenizer files`);

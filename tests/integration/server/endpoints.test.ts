@@ -48,11 +48,13 @@ describe('GET endpoints', () => {
     expect(r.status).toBe(200);
     expect(r.body.openapi).toBe('3.1.0');
     expect(Object.keys(r.body.paths).sort()).toEqual([
-      '/api/ablate', '/api/ablate/sweep', '/api/activations', '/api/attention', '/api/attribution', '/api/attribution-patch',
-      '/api/circuits/composition', '/api/circuits/copying', '/api/circuits/positional', '/api/circuits/top-copied', '/api/experiments',
-      '/api/experiments/{id}', '/api/forward', '/api/graph', '/api/heads/detect', '/api/health', '/api/ioi', '/api/jobs', '/api/jobs/{id}',
-      '/api/logit-lens', '/api/model', '/api/models', '/api/models/load', '/api/neurons/activations', '/api/neurons/examples', '/api/neurons/output',
-      '/api/neurons/patch', '/api/neurons/top', '/api/openapi.json', '/api/patch', '/api/saliency', '/api/tokenize',
+      '/api/ablate', '/api/ablate/sweep', '/api/activations', '/api/attention', '/api/attribution',
+      '/api/attribution-patch', '/api/circuits/composition', '/api/circuits/copying', '/api/circuits/positional',
+      '/api/circuits/top-copied', '/api/experiments', '/api/experiments/{id}', '/api/features', '/api/features/ablate',
+      '/api/features/{id}', '/api/forward', '/api/graph', '/api/heads/detect', '/api/health', '/api/ioi', '/api/jobs',
+      '/api/jobs/{id}', '/api/logit-lens', '/api/model', '/api/models', '/api/models/load', '/api/neurons/activations',
+      '/api/neurons/examples', '/api/neurons/output', '/api/neurons/patch', '/api/neurons/top', '/api/openapi.json',
+      '/api/patch', '/api/saes', '/api/saes/eval', '/api/saes/load', '/api/saliency', '/api/steer', '/api/tokenize',
     ]);
     const forward = r.body.paths['/api/forward'].post.requestBody.content['application/json'].schema;
     expect(forward.required).toEqual(['prompt']);

@@ -59,7 +59,7 @@ function junkBody(rng: Rng, fields: string[]): string {
   return JSON.stringify(body);
 }
 
-it(`${PER_ENDPOINT} random malformed bodies per POST endpoint (${24 * PER_ENDPOINT} in all): every answer is a JSON 4xx, the server keeps serving`, async () => {
+it(`${PER_ENDPOINT} random malformed bodies per POST endpoint (${29 * PER_ENDPOINT} in all): every answer is a JSON 4xx, the server keeps serving`, async () => {
   const doc = (await get(`${srv.url}/api/openapi.json`)).body;
   const endpoints: { path: string; fields: string[] }[] = [];
   for (const [path, ops] of Object.entries<any>(doc.paths)) {
@@ -68,10 +68,12 @@ it(`${PER_ENDPOINT} random malformed bodies per POST endpoint (${24 * PER_ENDPOI
     endpoints.push({ path, fields: Object.keys(schema.properties) });
   }
   expect(endpoints.map((e) => e.path).sort()).toEqual([
-    '/api/ablate', '/api/ablate/sweep', '/api/activations', '/api/attention', '/api/attribution', '/api/attribution-patch',
-    '/api/circuits/composition', '/api/circuits/copying', '/api/circuits/positional', '/api/circuits/top-copied', '/api/forward', '/api/graph',
-    '/api/heads/detect', '/api/ioi', '/api/logit-lens', '/api/models/load', '/api/neurons/activations', '/api/neurons/examples',
-    '/api/neurons/output', '/api/neurons/patch', '/api/neurons/top', '/api/patch', '/api/saliency', '/api/tokenize',
+    '/api/ablate', '/api/ablate/sweep', '/api/activations', '/api/attention', '/api/attribution',
+    '/api/attribution-patch', '/api/circuits/composition', '/api/circuits/copying', '/api/circuits/positional',
+    '/api/circuits/top-copied', '/api/features', '/api/features/ablate', '/api/forward', '/api/graph',
+    '/api/heads/detect', '/api/ioi', '/api/logit-lens', '/api/models/load', '/api/neurons/activations',
+    '/api/neurons/examples', '/api/neurons/output', '/api/neurons/patch', '/api/neurons/top', '/api/patch',
+    '/api/saes/eval', '/api/saes/load', '/api/saliency', '/api/steer', '/api/tokenize',
   ]);
 
   const rng = new Rng(20261129);

@@ -29,6 +29,8 @@ export interface Experiment {
   /** The analysis result (the server's answer for the same request). */
   result: unknown;
   figures: FigureSpec[];
+  /** Files the command wrote itself (besides --out), printed with the others. */
+  files?: string[];
 }
 
 export interface Command {
@@ -39,6 +41,8 @@ export interface Command {
   /** Fills fields the flags imply (e.g. the metric kind from --correct/--incorrect) before validation. */
   prepare?: (req: Record<string, unknown>) => void;
   run: (model: HookedTransformer, req: never, ctx: JobContext) => Promise<Experiment>;
+  /** Without --out the command's own files are all it writes (sae-dashboard writes beside the SAE). */
+  outOptional?: boolean;
 }
 
 const prependBos: FlagDef = { flag: 'no-prepend-bos', type: 'bool', negate: true, path: 'prependBos', help: 'do not prepend <|endoftext|> to text prompts' };

@@ -1,12 +1,14 @@
 /** The `lensboard` CLI: runs an experiment described by flags and/or a JSON file and writes its results and figures. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DEVICES } from '../server/config.ts';
 import { UserError, type JobContext } from '../server/worker/context.ts';
 import { BATCH_SUMMARY, WORKER_SUMMARY, batchCli } from './batch.ts';
-import { COMMANDS, CLI_LIMITS } from './commands.ts';
+import { COMMANDS as ANALYSIS_COMMANDS, CLI_LIMITS, type Command } from './commands.ts';
+import { SAE_COMMANDS } from './saeCommands.ts';
+import { SaeStore } from '../server/worker/saeStore.ts';
 import { UsageError } from './errors.ts';
 import { flagHelp, parseFlags, type FlagDef } from './flags.ts';
 import { loadModel, resolveModelArg } from './model.ts';
@@ -16,7 +18,7 @@ import { progressBar } from './progress.ts';
 const COMMON_FLAGS: FlagDef[] = [
   { flag: 'config', type: 'string', path: 'config', help: 'an experiment file (JSON): the same fields as the flags, in the API\'s names; flags win' },
   { flag: 'model', type: 'string', path: 'model', help: 'checkpoint directory, name under models/, or model name (default models/embedded)' },
-  { flag: 'out', type: 'string', path: 'out', help: 'output directory (required)' },
+  { flag: 'out', type: 'string', path: 'out', help: 'output directory (required, but for sae-dashboard)' },
   { flag: 'formats', type: 'list', path: 'formats', help: `files to write: ${FORMATS.join(',')} (default all)` },
   { flag: 'device', type: 'string', path: 'device', help: 'cpu | cuda | webgpu | auto (default cpu)' },
   { flag: 'threads', type: 'int', path: 'threads', help: 'onnxruntime threads (default 0: one per core)' },
@@ -28,12 +30,15 @@ const CliOptions = z.strictObject({
   command: z.string().optional(),
   config: z.string().optional(),
   model: z.string().min(1).optional(),
-  out: z.string({ error: 'an output directory is required: pass --out DIR (or "out" in the config file)' }).min(1),
+  out: z.string().min(1).optional(),
   formats: z.array(z.enum(FORMATS)).min(1).default([...FORMATS]),
   device: z.enum(DEVICES).default('cpu'),
   threads: z.number().int().min(0).default(0),
   quiet: z.boolean().default(false),
 });
+
+/** Every command: the analyses and the SAE commands. */
+const COMMANDS: Record<string, Command> = { ...ANALYSIS_COMMANDS, ...SAE_COMMANDS };
 
 export const USAGE = `Usage: npm run lens -- <command> [flags]      (or: lensboard <command> [flags])
 Commands:
@@ -118,16 +123,20 @@ export async function main(argv: readonly string[]): Promise<number> {
     const parsed = cmd.schema.safeParse(request);
     if (!parsed.success) throw new UsageError(`${zodIssues(`invalid ${name} experiment (fields of the flags / config file)`, parsed.error)}\nRun 'lensboard ${name} --help' for its flags.`);
     const { out, formats, device, threads, quiet } = opts.data;
+    if (out === undefined && !cmd.outOptional) throw new UsageError('invalid options:\n  out: an output directory is required: pass --out DIR (or "out" in the config file)');
     const source = resolveModelArg(opts.data.model);
 
     const model = await loadModel(source, { device, threads });
     try {
       const bar = progressBar(name, { enabled: !quiet });
-      const ctx: JobContext = { limits: CLI_LIMITS, progress: (d, t, m) => bar.update(d, t, m), checkCancelled: () => {} };
+      const modelDir = existsSync(source) && statSync(source).isDirectory() ? source : null;
+      const saes = new SaeStore({ model, modelDir, hub: {}, allowPaths: true });
+      const ctx: JobContext = { limits: CLI_LIMITS, progress: (d, t, m) => bar.update(d, t, m), checkCancelled: () => {}, saes };
       const exp = await cmd.run(model, parsed.data as never, ctx);
       bar.finish();
-      const files = await writeExperiment(resolve(out), exp, formats, progressBar('figures', { enabled: !quiet }));
+      const files = [...(exp.files ?? []), ...(out === undefined ? [] : await writeExperiment(resolve(out), exp, formats, progressBar('figures', { enabled: !quiet })))];
       process.stdout.write(`${files.join('\n')}\n`);
+      await saes.dispose();
     } finally {
       await model.dispose();
     }

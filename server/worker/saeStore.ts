@@ -5,7 +5,7 @@
  * loaded on first use and kept (the last few), with their feature dashboards. Names describe where an
  * SAE comes from, so a restarted runner finds the same SAEs again.
  */
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
 import type { HubOptions } from '../../hooks/loading/index.ts';
@@ -24,6 +24,8 @@ export interface SaeStoreOptions {
   /** The model's directory (its `saes/` folder holds local SAEs), or null for a hub model. */
   modelDir: string | null;
   hub: HubOptions;
+  /** Also take a path to an SAE directory as its name (the CLI, where the user names local files; never the server). */
+  allowPaths?: boolean;
 }
 
 export class SaeStore {
@@ -33,6 +35,11 @@ export class SaeStore {
   private readonly hub = new Map<string, string | undefined>();
 
   constructor(private readonly opts: SaeStoreOptions) {}
+
+  /** The model's directory, or null for a hub model. */
+  get modelDir(): string | null {
+    return this.opts.modelDir;
+  }
 
   /** `message` with the model's directory written as `<model>` (answers never show server paths). */
   private hidePaths(message: string): string {
@@ -83,6 +90,7 @@ export class SaeStore {
       return p;
     }
     p = (async () => {
+      if (this.opts.allowPaths && (await isDirectory(name))) return Sae.fromPretrained(name, { threads: 1 });
       if (!name.includes('/')) {
         const dir = await this.localDir(name);
         try {
@@ -195,4 +203,8 @@ export class SaeStore {
     this.loaded.clear();
     for (const s of saes) await s.then((x) => x.dispose(), () => undefined);
   }
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  return stat(p).then((s) => s.isDirectory(), () => false);
 }

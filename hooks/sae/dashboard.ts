@@ -188,7 +188,8 @@ export async function computeFeatureDashboards(
           const from = Math.max(0, p - before);
           const to = Math.min(pos, p + after + 1);
           const tokens = batch[b].slice(from, to);
-          const windowActs = tokens.map((_, i) => round(a[(b * pos + from + i) * d_sae + f]));
+          // BOS positions are not read (their activations are left out everywhere): shown as 0.
+          const windowActs = tokens.map((t, i) => (t === bos ? 0 : round(a[(b * pos + from + i) * d_sae + f])));
           tops[f].add({ tokens, acts: windowActs, at: p - from, value: round(v) });
         }
       }

@@ -1,8 +1,9 @@
 /** The model the notebooks load: models/embedded (trained for this repo), or the checkpoint in $LENSBOARD_NOTEBOOK_MODEL. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HookedTransformer } from '../../hooks/HookedTransformer.ts';
+import { Sae } from '../../hooks/sae/Sae.ts';
 
 export const EMBEDDED_DIR = fileURLToPath(new URL('../../models/embedded/', import.meta.url));
 
@@ -37,4 +38,17 @@ export function inductionPool(): number[] | undefined {
   if (!existsSync(file)) return undefined;
   const pool = (JSON.parse(readFileSync(file, 'utf8')) as { induction_pool?: number[] }).induction_pool;
   return pool && pool.length > 0 ? pool : undefined;
+}
+
+/**
+ * The SAE notebook 07 reads: $LENSBOARD_NOTEBOOK_SAE (an SAE directory) when set, else the first SAE in the notebook
+ * model's saes/ folder (the embedded model ships one).
+ */
+export async function loadNotebookSae(): Promise<Sae> {
+  const env = process.env.LENSBOARD_NOTEBOOK_SAE;
+  if (env) return Sae.fromPretrained(resolve(env));
+  const root = join(notebookModelDir(), 'saes');
+  const names = existsSync(root) ? readdirSync(root).filter((n) => existsSync(join(root, n, 'cfg.json'))).sort() : [];
+  if (names.length === 0) throw new Error(`no SAE in ${root}; train one (npm run train:sae -- --out ${root}/NAME …) or set LENSBOARD_NOTEBOOK_SAE to an SAE directory`);
+  return Sae.fromPretrained(join(root, names[0]));
 }

@@ -54,6 +54,8 @@ export async function ensureUiBuilt(): Promise<void> {
 export interface DashboardServer {
   url: string;
   cfg: HookedTransformerConfig;
+  /** The loaded model's directory (its saes/ folder holds the SAEs the Features view lists). */
+  modelDir: string;
   close(): Promise<void>;
 }
 
@@ -83,6 +85,7 @@ export async function startDashboard(opts: { model?: 'tiny' | 'embedded'; config
   return {
     url: `http://127.0.0.1:${port}`,
     cfg,
+    modelDir: join(packageRoot, name),
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

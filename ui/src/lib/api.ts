@@ -18,6 +18,10 @@ import type {
   AttributionResponse, attributionSchema, GraphResponse, graphSchema, NeuronActivationsResponse, neuronActivationsSchema, NeuronExamplesResponse,
   neuronExamplesSchema, NeuronOutputResponse, neuronOutputSchema, NeuronPatchResponse, neuronPatchSchema, NeuronsTopResponse, neuronsTopSchema,
 } from '../../../server/explainSchemas.ts';
+import type {
+  FeatureAblateResponse, featureAblateSchema, FeatureResponse, FeaturesResponse, featuresSchema, SaeEvalResponse, saeEvalSchema, SaeInfo,
+  SaeListResponse, saeLoadSchema, SteerResponse, steerSchema,
+} from '../../../server/saeSchemas.ts';
 
 export type Models = z.infer<typeof ModelsResponse>;
 export type ModelInfo = z.infer<typeof ModelResponse>;
@@ -69,6 +73,19 @@ export type NeuronPatchResult = z.infer<typeof NeuronPatchResponse>;
 export type LoadProgress = ProgressEvent;
 export type ExperimentList = z.infer<typeof ExperimentsResponse>;
 export type ExperimentDetail = z.infer<typeof ExperimentResponse>;
+export type SaeList = z.infer<typeof SaeListResponse>;
+export type SaeInfoResult = z.infer<typeof SaeInfo>;
+export type SaeLoadRequest = z.input<ReturnType<typeof saeLoadSchema>>;
+export type FeaturesRequest = z.input<ReturnType<typeof featuresSchema>>;
+export type FeaturesResult = z.infer<typeof FeaturesResponse>;
+export type FeatureRequest = { sae: string; feature: number };
+export type FeatureResult = z.infer<typeof FeatureResponse>;
+export type SteerRequest = z.input<ReturnType<typeof steerSchema>>;
+export type SteerResult = z.infer<typeof SteerResponse>;
+export type FeatureAblateRequest = z.input<ReturnType<typeof featureAblateSchema>>;
+export type FeatureAblateResult = z.infer<typeof FeatureAblateResponse>;
+export type SaeEvalRequest = z.input<ReturnType<typeof saeEvalSchema>>;
+export type SaeEvalResult = z.infer<typeof SaeEvalResponse>;
 
 /** An error answer of the server: its HTTP status and its message (shown as is). */
 export class ApiError extends Error {
@@ -209,6 +226,16 @@ export function startJob<T>(path: string, body: unknown, onProgress?: (p: JobPro
   };
 }
 
+/** A GET as a Job (no progress; cancel aborts the request). */
+function getJob<T>(path: string): Job<T> {
+  const abort = new AbortController();
+  const result = call<T>('GET', path, undefined, abort.signal).catch((e: unknown) => {
+    if (abort.signal.aborted) throw new CancelledError();
+    throw e;
+  });
+  return { result, id: null, cancel: async () => abort.abort() };
+}
+
 /** Loads a model (SSE): download progress events, then the model's summary. */
 export async function loadModel(body: LoadRequest, onProgress: (e: LoadProgress) => void, signal?: AbortSignal): Promise<ModelInfo> {
   const res = await fetch('/api/models/load', {
@@ -257,4 +284,11 @@ export const api = {
   neuronPatch: (body: NeuronPatchRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronPatchResult>('/api/neurons/patch', body, onProgress),
   experiments: (signal?: AbortSignal) => call<ExperimentList>('GET', '/api/experiments', undefined, signal),
   experiment: (id: string, signal?: AbortSignal) => call<ExperimentDetail>('GET', `/api/experiments/${encodeURIComponent(id)}`, undefined, signal),
+  saes: (signal?: AbortSignal) => call<SaeList>('GET', '/api/saes', undefined, signal),
+  saeLoad: (body: SaeLoadRequest, onProgress?: (p: JobProgress) => void) => startJob<SaeInfoResult>('/api/saes/load', body, onProgress),
+  saeEval: (body: SaeEvalRequest, onProgress?: (p: JobProgress) => void) => startJob<SaeEvalResult>('/api/saes/eval', body, onProgress),
+  features: (body: FeaturesRequest, onProgress?: (p: JobProgress) => void) => startJob<FeaturesResult>('/api/features', body, onProgress),
+  feature: (body: FeatureRequest) => getJob<FeatureResult>(`/api/features/${body.feature}?sae=${encodeURIComponent(body.sae)}`),
+  featureAblate: (body: FeatureAblateRequest, onProgress?: (p: JobProgress) => void) => startJob<FeatureAblateResult>('/api/features/ablate', body, onProgress),
+  steer: (body: SteerRequest, onProgress?: (p: JobProgress) => void) => startJob<SteerResult>('/api/steer', body, onProgress),
 };

@@ -7,6 +7,7 @@ import induction from '../../../notebooks/02-induction-heads.ipynb?url';
 import ioi from '../../../notebooks/03-ioi-ablations-and-patching.ipynb?url';
 import circuits from '../../../notebooks/04-circuits-from-weights.ipynb?url';
 import attribution from '../../../notebooks/05-attribution-patching.ipynb?url';
+import features from '../../../notebooks/07-features-of-the-residual-stream.ipynb?url';
 
 export interface Notebook {
   href: string;
@@ -20,4 +21,5 @@ export const NOTEBOOKS = {
   ioi: { href: ioi, file: '03-ioi-ablations-and-patching.ipynb', title: '03 · IOI: ablations and patching' },
   circuits: { href: circuits, file: '04-circuits-from-weights.ipynb', title: '04 · circuits from the weights' },
   attribution: { href: attribution, file: '05-attribution-patching.ipynb', title: '05 · attribution patching' },
+  features: { href: features, file: '07-features-of-the-residual-stream.ipynb', title: '07 · features of the residual stream' },
 } satisfies Record<string, Notebook>;

@@ -24,6 +24,7 @@ export const VIEWS: readonly ViewInfo[] = [
   { id: 'ioi', label: 'IOI', prompt: false, targets: false, input: 'IOI prompts from templates or typed below, and its own clean / corrupted pair' },
   { id: 'circuits', label: 'Circuits', prompt: false, targets: false, input: 'the weights alone (no prompt)' },
   { id: 'experiments', label: 'Experiments', prompt: false, targets: false, input: "the dataset experiments (lensboard batch) in the server's --experiments-dir" },
+  { id: 'features', label: 'Features', prompt: true, targets: true, ownStrip: true },
 ];
 
 export function viewInfo(id: string): ViewInfo {

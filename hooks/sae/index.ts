@@ -6,7 +6,7 @@ export type { SaeConfig, SaeConfigInput, SaeArchitecture, SaeNormalization } fro
 export { checkSaeFits } from './splice.ts';
 export { steeringVector, steerFeatures, ablateFeatures, patchFeatures } from './features.ts';
 export type { FeatureStrength } from './features.ts';
-export { corpusContexts, fileTokens } from './corpus.ts';
+export { corpusContexts, fileTokens, DEFAULT_CORPUS } from './corpus.ts';
 export type { CorpusOptions, CorpusSplit } from './corpus.ts';
 export { harvestActivations, hookWidth } from './harvest.ts';
 export type { ActivationBatch, HarvestOptions } from './harvest.ts';

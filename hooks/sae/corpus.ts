@@ -126,3 +126,31 @@ export async function* corpusContexts(path: string, tokenizer: Gpt2Tokenizer, op
     pass++;
   } while (opts.loop);
 }
+
+/**
+ * Runs `run` on batches of up to `batchSize` contexts of one length (a context of another length starts a new
+ * batch), until the contexts end or `done()` says so after a batch. `signal` aborts between batches.
+ */
+export async function forEachBatch(
+  contexts: AsyncIterable<number[]> | Iterable<number[]>,
+  batchSize: number,
+  run: (batch: number[][]) => Promise<void>,
+  opts: { done?: () => boolean; signal?: AbortSignal; what: string },
+): Promise<void> {
+  let pending: number[][] = [];
+  for await (const ctx of contexts) {
+    if (opts.signal?.aborted) throw new Error(`${opts.what} cancelled`);
+    if (pending.length > 0 && ctx.length !== pending[0].length) {
+      await run(pending);
+      pending = [];
+      if (opts.done?.()) return;
+    }
+    pending.push(ctx);
+    if (pending.length === batchSize) {
+      await run(pending);
+      pending = [];
+      if (opts.done?.()) return;
+    }
+  }
+  if (pending.length > 0) await run(pending);
+}

@@ -11,6 +11,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import type { HookedTransformer } from '../HookedTransformer.ts';
 import { saeHook, type HookName, type ModelHookName } from '../hookPoints.ts';
 import { Rng } from '../random.ts';
+import { forEachBatch } from './corpus.ts';
 import { stopLayerFor } from './harvest.ts';
 import type { Sae } from './Sae.ts';
 
@@ -198,22 +199,7 @@ export async function computeFeatureDashboards(
     opts.onProgress?.(positions, opts.maxTokens ?? null);
   };
 
-  let pending: number[][] = [];
-  for await (const ctx of contexts) {
-    if (opts.signal?.aborted) throw new Error('dashboards cancelled');
-    if (pending.length > 0 && ctx.length !== pending[0].length) {
-      // contexts of another length go in a batch of their own
-      await runBatch(pending);
-      pending = [];
-    }
-    pending.push(ctx);
-    if (pending.length === batchSize) {
-      await runBatch(pending);
-      pending = [];
-      if (opts.maxTokens !== undefined && positions >= opts.maxTokens) break;
-    }
-  }
-  if (pending.length > 0 && !(opts.maxTokens !== undefined && positions >= opts.maxTokens)) await runBatch(pending);
+  await forEachBatch(contexts, batchSize, runBatch, { done: () => opts.maxTokens !== undefined && positions >= opts.maxTokens, signal: opts.signal, what: 'dashboards' });
   if (positions === 0) throw new Error('feature dashboards: no position to read (the contexts hold only BOS)');
 
   const logits = await logitWeights(model, sae, logitK, { vocab: opts.vocab ?? null });

@@ -9,6 +9,7 @@ import type { HookedTransformer } from '../HookedTransformer.ts';
 import { saeHook, type HookName, type ModelHookName } from '../hookPoints.ts';
 import type { InterventionSpec } from '../interventions.ts';
 import { Tensor } from '../tensor.ts';
+import { forEachBatch } from './corpus.ts';
 import type { Sae } from './Sae.ts';
 
 export interface SaeEvalOptions {
@@ -150,22 +151,7 @@ export async function evaluateSae(
     opts.onProgress?.(positions, opts.maxTokens ?? null);
   };
 
-  let pending: number[][] = [];
-  for await (const ctx of contexts) {
-    if (opts.signal?.aborted) throw new Error('evaluation cancelled');
-    if (pending.length > 0 && ctx.length !== pending[0].length) {
-      // contexts of another length go in a batch of their own
-      await runBatch(pending);
-      pending = [];
-    }
-    pending.push(ctx);
-    if (pending.length === batchSize) {
-      await runBatch(pending);
-      pending = [];
-      if (opts.maxTokens !== undefined && positions >= opts.maxTokens) break;
-    }
-  }
-  if (pending.length > 0 && !(opts.maxTokens !== undefined && positions >= opts.maxTokens)) await runBatch(pending);
+  await forEachBatch(contexts, batchSize, runBatch, { done: () => opts.maxTokens !== undefined && positions >= opts.maxTokens, signal: opts.signal, what: 'evaluation' });
   if (positions === 0 || ce.clean.n === 0) throw new Error('evaluateSae: no position to evaluate (give contexts of at least two tokens besides BOS)');
 
   const mean = sumX!.map((v) => v / positions);

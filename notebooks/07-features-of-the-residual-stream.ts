@@ -72,8 +72,8 @@ await plot(featureDensityFigure(evaluation.densityHistogram, sae.name));
 // %% [markdown]
 // ## A prompt's features
 //
-// Each token's strongest features. Most tokens share a few frequent features (position, "a new line starts") and
-// add a handful of specific ones.
+// Each token's strongest features (the SAE was trained without the BOS position, so it is left out here too). Most
+// tokens share a few frequent features and add a handful of specific ones.
 
 // %%
 const acts = cache.get(saeHook(hook, 'hook_sae_acts_post')); // [1, pos, d_sae]
@@ -83,7 +83,7 @@ const perToken = strTokens.map((_, p) => {
   return [...row.keys()].filter((f) => row[f] > 0).sort((a, b) => row[b] - row[a]).slice(0, 8).map((f) => ({ feature: f, act: row[f] }));
 });
 const maxOf = new Map<number, number>();
-perToken.flat().forEach(({ feature, act }) => maxOf.set(feature, Math.max(maxOf.get(feature) ?? 0, act)));
+perToken.slice(1).flat().forEach(({ feature, act }) => maxOf.set(feature, Math.max(maxOf.get(feature) ?? 0, act)));
 const topFeatures = [...maxOf].map(([feature, maxAct]) => ({ feature, maxAct })).sort((a, b) => b.maxAct - a.maxAct);
 await plot(promptFeaturesFigure({ tokens: model.toTokens(prompt)[0], strTokens, perToken, topFeatures }), { height: 520 });
 
@@ -93,12 +93,13 @@ await plot(promptFeaturesFigure({ tokens: model.toTokens(prompt)[0], strTokens, 
 // `npm run lens -- sae-dashboard` runs the SAE over a corpus once and keeps, for every feature, the contexts where
 // it fires most (with its activation on each token), a histogram of its activations, its density, and its **logit
 // weights** — `W_dec[f] · W_U`, the tokens its direction pushes up and down when it reaches the unembedding. The
-// file sits beside the SAE. Here is the strongest feature of the prompt's last token.
+// file sits beside the SAE. Here is the most specific feature of the prompt's last token: of its eight strongest,
+// the one that fires on the fewest tokens of the corpus.
 
 // %%
 const dashboards = await loadFeatureDashboards(sae.dir!);
 if (!dashboards) throw new Error(`no feature_dashboards.json.gz beside ${sae.dir}; run npm run lens -- sae-dashboard --sae ${sae.dir}`);
-const last = perToken[perToken.length - 1][0].feature;
+const last = perToken[perToken.length - 1].map((a) => a.feature).sort((a, b) => dashboards.features[a].density - dashboards.features[b].density)[0];
 const dash = dashboards.features[last];
 console.log(`feature ${last}: fires on ${(100 * dash.density).toFixed(2)}% of tokens, max activation ${dash.maxAct}`);
 for (const c of dash.top.slice(0, 6)) {
@@ -137,7 +138,7 @@ await table(['run', 'loss on the prompt'], [
 
 // %%
 const steerPrompt = 'KING HENRY:\nNow, my lords,';
-const steering = [{ feature: last, strength: 4 * Number(dash.maxAct) }];
+const steering = [{ feature: last, strength: 2 * Number(dash.maxAct) }];
 const unsteered = await model.generate(steerPrompt, { maxNewTokens: 24, doSample: false });
 const steered = await model.generate(steerPrompt, { maxNewTokens: 24, doSample: false, interventions: [steerFeatures(sae, steering)] });
 await table(['run', 'text'], [['unsteered', String(unsteered)], [`steered with feature ${last} (α ${steering[0].strength.toFixed(1)})`, String(steered)]]);

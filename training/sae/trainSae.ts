@@ -76,6 +76,8 @@ export function progressLine(m: StepMetrics, totalSteps: number, tokensPerSecond
 export async function trainSae(o: TrainSaeOptions): Promise<TrainSaeResult> {
   const log = o.log ?? (() => undefined);
   const data = o.data ?? DEFAULT_CORPUS;
+  /** The corpus as cfg.json and training.json name it: the repository's Tiny Shakespeare by its path in the repository. */
+  const datasetPath = data === DEFAULT_CORPUS ? 'data/tinyshakespeare.txt' : data;
   const model = await HookedTransformer.fromPretrained(o.model, { threads: o.threads });
   try {
     if (!model.tokenizer) throw new Error(`${o.model}: training an SAE on text needs the model's tokenizer files`);
@@ -174,7 +176,7 @@ export async function trainSae(o: TrainSaeOptions): Promise<TrainSaeResult> {
         model_name: model.cfg.model_name,
         context_size: contextSize,
         prepend_bos: true,
-        dataset_path: data,
+        dataset_path: datasetPath,
         normalize_activations: 'none',
         extra: { lensboard_trainer: { tokens: totalSteps * batchRows, steps: totalSteps, batch_rows: batchRows, lr: o.lr ?? 4e-4, l1: o.l1 ?? null, normalization_factor_folded: scale, seed } },
       },
@@ -204,7 +206,7 @@ export async function trainSae(o: TrainSaeOptions): Promise<TrainSaeResult> {
       batchRows,
       lr: o.lr ?? 4e-4,
       contextSize,
-      data,
+      data: datasetPath,
       seed,
       seconds,
       tokensPerSecond: (totalSteps * batchRows) / seconds,

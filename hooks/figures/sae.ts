@@ -65,14 +65,15 @@ export function featureLogitsFigure(f: FeaturePageData): FigureSpec {
   const trace: Trace = {
     type: 'bar', orientation: 'h', y: rows.map((r, i) => `${label(r)}\u200b${i}`), x: rows.map((r) => num(r.value)),
     marker: { color: rows.map((r) => (num(r.value) >= 0 ? '#d6604d' : '#4393c3')) },
-    text: rows.map((r) => fmt(num(r.value))), textposition: 'auto', hovertemplate: '%{y}: %{x:.4g}<extra></extra>',
+    // Values inside the bars (a short bar's label would spill over the token labels of the bottom rows), hidden where they do not fit.
+    text: rows.map((r) => fmt(num(r.value))), textposition: 'inside', insidetextanchor: 'end', hovertemplate: '%{y}: %{x:.4g}<extra></extra>',
   };
   const title = titleOf(`Feature ${f.feature}: logit weights (W_dec[f] · W_U)`, 13);
   return {
     name: `feature-${f.feature}-logits`,
     data: [trace],
     layout: {
-      title: title.title, margin: { l: 90, r: 15, t: title.top, b: 40 }, font: { size: 11 }, showlegend: false,
+      title: title.title, margin: { l: 90, r: 15, t: title.top, b: 40 }, font: { size: 11 }, showlegend: false, uniformtext: { mode: 'hide', minsize: 8 },
       xaxis: { title: { text: 'logit weight' }, zeroline: true, automargin: true },
       yaxis: { automargin: true, tickvals: rows.map((r, i) => `${label(r)}\u200b${i}`), ticktext: rows.map(label) },
     },

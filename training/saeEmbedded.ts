@@ -1,9 +1,10 @@
 /**
- * `npm run train:sae:embedded [-- --threads T --model DIR]`: retrains the SAE that ships with the embedded model, in
+ * `npm run train:sae:embedded [-- --threads T --model DIR] [--card-only]`: retrains the SAE that ships with the embedded model, in
  * one command: train:sae's recipe below (trainSae.ts; evaluated on Tiny Shakespeare's held-out tail), then its feature
  * dashboards (the CLI's sae-dashboard, written beside it), then its card (README.md, from training.json and the
  * dashboards: the figures, the recipe, the wall time, and features listed with the tokens they fire on).
- * Rerun it whenever models/embedded changes: the SAE reads one model's residual stream and fits no other.
+ * Rerun it whenever models/embedded changes: the SAE reads one model's residual stream and fits no other. `--card-only`
+ * rewrites the card from the files already there (the wall time is kept in training.json).
  */
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -49,22 +50,33 @@ function tokensAtMax(f: FeatureDashboard): { token: number; count: number }[] {
   return [...counts].map(([token, count]) => ({ token, count })).sort((a, b) => b.count - a.count || a.token - b.token);
 }
 
+/** Density bands the card's features are taken from (rare, middling, common), and how many from each. */
+const CARD_BANDS: readonly { from: number; to: number; n: number }[] = [
+  { from: 5e-4, to: 2e-3, n: 3 },
+  { from: 2e-3, to: 1e-2, n: 3 },
+  { from: 1e-2, to: 5e-2, n: 2 },
+];
+
 /**
- * Features for the card, found from the dashboards: among features firing on 0.05–5 % of tokens, those whose top
- * contexts peak on one token most consistently (ties: the rarer feature), one feature per token, `n` of them.
+ * Features for the card, found from the dashboards: in each density band, the features whose top contexts peak most
+ * consistently on one token (ties: the more frequent feature), one feature per token over the whole list.
  */
-export function cardFeatures(d: FeatureDashboards, n = 8): FeatureDashboard[] {
-  const scored = d.features
-    .filter((f) => f.density >= 5e-4 && f.density <= 0.05 && f.top.length >= 5)
-    .map((f) => ({ f, at: tokensAtMax(f)[0] }))
-    .sort((a, b) => b.at.count / b.f.top.length - a.at.count / a.f.top.length || a.f.density - b.f.density);
+export function cardFeatures(d: FeatureDashboards): FeatureDashboard[] {
   const seen = new Set<number>();
   const out: FeatureDashboard[] = [];
-  for (const { f, at } of scored) {
-    if (seen.has(at.token)) continue;
-    seen.add(at.token);
-    out.push(f);
-    if (out.length === n) break;
+  for (const band of CARD_BANDS) {
+    const scored = d.features
+      .filter((f) => f.density >= band.from && f.density < band.to && f.top.length >= 5)
+      .map((f) => ({ f, at: tokensAtMax(f)[0] }))
+      .sort((a, b) => b.at.count / b.f.top.length - a.at.count / a.f.top.length || b.f.density - a.f.density || a.f.feature - b.f.feature);
+    let taken = 0;
+    for (const { f, at } of scored) {
+      if (taken === band.n) break;
+      if (seen.has(at.token)) continue;
+      seen.add(at.token);
+      out.push(f);
+      taken++;
+    }
   }
   return out;
 }
@@ -102,7 +114,7 @@ when the embedded model changes (it fits that model's residual stream only).
 
 Measured by \`evaluateSae\` (the same figures as \`npm run lens -- sae-eval\` and \`POST /api/saes/eval\`) on the held-out
 last 10 % of Tiny Shakespeare, ${h.tokens.toLocaleString('en-US')} positions (BOS left out); asserted by
-\`tests/integration/embedded/sae.test.ts\` (on its first 8,192 positions).
+\`tests/integration/embedded/sae.test.ts\` (on its first 10,160 positions).
 
 | | value | target |
 | --- | --- | --- |
@@ -126,8 +138,9 @@ of a 2-core machine shared with other jobs.
 
 Feature dashboards (\`feature_dashboards.json.gz\`, the Features view and \`GET /api/features/{id}\` read it): the top
 ${d.options.topK} contexts of every feature over ${d.corpus.tokens.toLocaleString('en-US')} positions of Tiny Shakespeare, with activation
-histograms and logit weights. Features found from the file: those firing on 0.05–5 % of tokens whose top contexts peak
-most consistently on one token (the token at the maximum, in how many of the top contexts; the strongest context with
+histograms and logit weights. Features found from the file: among those firing on 0.05–0.2 %, 0.2–1 % and 1–5 % of
+tokens, the ones whose top contexts peak most consistently on one token (the token at the maximum, in how many of the
+top contexts; the strongest context with
 the maximum in brackets; the tokens the feature's direction W_dec[f]·W_U raises most, ${o.logitsOver}).
 
 | feature | density | token at the maximum | strongest context | logit weights (top) |
@@ -145,38 +158,46 @@ async function dirBytes(dir: string): Promise<number> {
 }
 
 async function run(argv: readonly string[]): Promise<void> {
-  const args = new Args(argv, { threads: 'number', model: 'string', tokens: 'number' });
+  const args = new Args(argv, { threads: 'number', model: 'string', tokens: 'number', 'card-only': 'flag' });
   const threads = args.number('threads', 0, { integer: true, min: 0 });
   const modelDir = relative(ROOT, resolve(ROOT, args.string('model', 'models/embedded'))) || '.';
   const out = join(modelDir, 'saes', SHIPPED_SAE.name);
   process.chdir(ROOT);
   if (!existsSync(join(modelDir, 'config.json'))) throw new Error(`no model in ${modelDir}`);
-  const started = performance.now();
-  await rm(out, { recursive: true, force: true });
-  await trainSae({
-    model: modelDir,
-    hook: SHIPPED_SAE.hook,
-    dSae: SHIPPED_SAE.dSae,
-    architecture: SHIPPED_SAE.architecture,
-    k: SHIPPED_SAE.k,
-    tokens: args.number('tokens', SHIPPED_SAE.tokens, { integer: true, min: 1 }),
-    seed: SHIPPED_SAE.seed,
-    out,
-    threads,
-    log: (l) => console.log(l),
-  });
-  console.log('feature dashboards …');
-  const code = await cli(['sae-dashboard', '--model', modelDir, '--sae', out, '--tokens', String(SHIPPED_SAE.dashboardTokens), '--threads', String(threads), '--quiet']);
-  if (code !== 0) throw new Error(`sae-dashboard failed (exit code ${code})`);
+  if (!args.has('card-only')) {
+    const started = performance.now();
+    await rm(out, { recursive: true, force: true });
+    await trainSae({
+      model: modelDir,
+      hook: SHIPPED_SAE.hook,
+      dSae: SHIPPED_SAE.dSae,
+      architecture: SHIPPED_SAE.architecture,
+      k: SHIPPED_SAE.k,
+      tokens: args.number('tokens', SHIPPED_SAE.tokens, { integer: true, min: 1 }),
+      seed: SHIPPED_SAE.seed,
+      out,
+      threads,
+      log: (l) => console.log(l),
+    });
+    console.log('feature dashboards …');
+    const code = await cli(['sae-dashboard', '--model', modelDir, '--sae', out, '--tokens', String(SHIPPED_SAE.dashboardTokens), '--threads', String(threads), '--quiet']);
+    if (code !== 0) throw new Error(`sae-dashboard failed (exit code ${code})`);
+    // The command's wall time, kept beside train:sae's summary for the card (and for --card-only).
+    const summary = JSON.parse(await readFile(join(out, 'training.json'), 'utf8'));
+    summary.trainSaeEmbedded = { wallSeconds: (performance.now() - started) / 1000, threads };
+    await writeFile(join(out, 'training.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  }
+  // The card, from the files alone (--card-only rewrites it after a change to its wording or its feature rule).
   const training = JSON.parse(await readFile(join(out, 'training.json'), 'utf8'));
+  if (!training.trainSaeEmbedded) throw new Error(`${out}/training.json was not written by train:sae:embedded (no trainSaeEmbedded)`);
+  const { wallSeconds, threads: trainedThreads } = training.trainSaeEmbedded as { wallSeconds: number; threads: number };
   const dashboards = await loadFeatureDashboards(out);
-  if (!dashboards) throw new Error(`no dashboards written in ${out}`);
-  const wallSeconds = (performance.now() - started) / 1000;
+  if (!dashboards) throw new Error(`no dashboards in ${out}`);
   const logitsOver = existsSync(join(modelDir, 'training_vocab.json')) ? "over the tokens the model saw in training (training_vocab.json's seen_tokens)" : 'over the vocabulary';
-  const card = (bytes: number) => cardMarkdown({ name: SHIPPED_SAE.name, modelDir, training, dashboards, wallSeconds, bytes, threads, logitsOver });
+  const card = (bytes: number) => cardMarkdown({ name: SHIPPED_SAE.name, modelDir, training, dashboards, wallSeconds, bytes, threads: trainedThreads, logitsOver });
   await writeFile(join(out, 'README.md'), card(0));
   await writeFile(join(out, 'README.md'), card(await dirBytes(out))); // the card's size counts the card itself
-  console.log(`${out}: written in ${formatDuration(wallSeconds)}`);
+  console.log(`${out}: card written (the command took ${formatDuration(wallSeconds)})`);
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

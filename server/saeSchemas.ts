@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { Limits } from './config.ts';
 import { JsonNumber } from './nonFinite.ts';
-import { singlePrompt } from './schemas.ts';
+import { AblationMetric, MetricEcho, singlePrompt } from './schemas.ts';
 
 /** An SAE's name: a directory under the model's saes/ folder, or a hub repo `org/name` with its subfolder (`org/name/blocks.8.hook_resid_pre`). */
 export const SaeName = z.string().min(1).max(300)
@@ -141,11 +141,7 @@ export function featureAblateSchema() {
     prependBos: z.boolean().optional(),
     features: z.array(Feature).min(1).max(256).describe('features set to 0 at hook_sae_acts_post'),
     positions: z.array(z.number().int()).min(1).max(1024).optional().describe('positions to ablate at (negative counts from the end; default all)'),
-    metric: z.discriminatedUnion('kind', [
-      z.strictObject({ kind: z.literal('logit_diff'), correct: z.union([z.string().min(1), z.number().int().min(0)]), incorrect: z.union([z.string().min(1), z.number().int().min(0)]), position: z.number().int().optional() }),
-      z.strictObject({ kind: z.literal('loss') }),
-      z.strictObject({ kind: z.literal('prob'), token: z.union([z.string().min(1), z.number().int().min(0)]), position: z.number().int().optional() }),
-    ], { error: "metric must be {kind: 'logit_diff', correct, incorrect, position?}, {kind: 'loss'} or {kind: 'prob', token, position?}" }),
+    metric: AblationMetric,
   });
 }
 export type FeatureAblateRequest = z.infer<ReturnType<typeof featureAblateSchema>>;
@@ -154,7 +150,7 @@ export const FeatureAblateResponse = z.object({
   sae: z.string(),
   tokens: z.array(TokenIdOut),
   strTokens: z.array(z.string()).nullable(),
-  metric: z.object({ kind: z.enum(['logit_diff', 'loss', 'prob']), label: z.string(), tokens: z.array(TokenIdOut), position: z.number().int().nullable() }),
+  metric: MetricEcho,
   clean: JsonNumber.describe('the metric of the clean run (the SAE spliced with its error term: the same as without it)'),
   spliced: JsonNumber.describe('the metric with the SAE spliced without its error term (its reconstruction)'),
   ablated: JsonNumber.describe('the metric with the features ablated (error term kept: only the ablation changes the run)'),

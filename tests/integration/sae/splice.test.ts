@@ -262,4 +262,11 @@ describe('attached SAEs (addSae / resetSaes)', () => {
     await expect(model.runWithSaes(tokens, { saes: deep })).rejects.toThrow(/'blocks\.5\.hook_resid_post' is not one of its hook points/);
     await expect(model.runWithSaes(tokens, { saes: {} as Sae })).rejects.toThrow(/saes must be an Sae or a list of them/);
   });
+
+  it('a backward pass refuses spliced SAEs and steering, naming them (the backward graph has no SAE pieces)', async () => {
+    const sae = makeSae('topk', 'blocks.0.hook_resid_post', 24).sae;
+    await expect(model.runWithCacheWithSaes(tokens, { saes: sae, returnType: 'loss', inclBwd: true })).rejects.toThrow(/a backward pass cannot run with spliced SAEs/);
+    await expect(model.runWithCache(tokens, { returnType: 'loss', inclBwd: true, interventions: [steerFeatures(sae, [{ feature: 1, strength: 2 }])] }))
+      .rejects.toThrow(/a backward pass cannot run with steering/);
+  });
 });

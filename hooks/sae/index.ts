@@ -9,7 +9,7 @@ export type { FeatureStrength } from './features.ts';
 export { corpusContexts, fileTokens, DEFAULT_CORPUS } from './corpus.ts';
 export type { CorpusOptions, CorpusSplit } from './corpus.ts';
 export { harvestActivations, hookWidth } from './harvest.ts';
-export type { ActivationBatch, HarvestOptions } from './harvest.ts';
+export type { ActivationBatch, HarvestOptions as SaeHarvestOptions } from './harvest.ts';
 export { evaluateSae, densityHistogram } from './evaluate.ts';
 export type { SaeEvalOptions, SaeEvalResult, DensityHistogram } from './evaluate.ts';
 export { computeFeatureDashboards, saveFeatureDashboards, loadFeatureDashboards, logitWeights, DASHBOARD_FILE } from './dashboard.ts';

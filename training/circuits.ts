@@ -79,6 +79,73 @@ export async function repeatedRowStats(model: HookedTransformer, rows: readonly 
 }
 
 /**
+ * Mean loss over the first and second copies of `n` rows [BOS, r, r] with r drawn from `pool` (see repeatedRows).
+ */
+export async function repeatedTokenLosses(model: HookedTransformer, pool: ArrayLike<number>, opts: { n?: number; minSpan?: number; maxSpan?: number; seed?: number; interventions?: InterventionSpec[] } = {}): Promise<{ first: number; second: number }> {
+  const { rows, spans } = repeatedRows(model.cfg.bos_token_id, pool, opts);
+  const { first, second } = await repeatedRowStats(model, rows, spans, opts.interventions);
+  return { first, second };
+}
+
+export interface HeadScores {
+  /** [layer][head] */
+  induction: number[][];
+  previousToken: number[][];
+  /**
+   * Mean attention on the stripe key = query − (L − 2): the token two after the previous occurrence (not a
+   * TransformerLens score; the embedded model's copying heads attend there, see its model card).
+   */
+  shiftedInduction: number[][];
+}
+
+/**
+ * TransformerLens's scores on [BOS, r, r] (span L): induction = mean attention on the stripe
+ * key = query − (L − 1) (the token after the previous occurrence); previous token = mean attention
+ * from each query q ≥ 1 to q − 1. Averaged over `n` sequences.
+ */
+export async function headScores(model: HookedTransformer, pool: ArrayLike<number>, opts: { n?: number; span?: number; seed?: number } = {}): Promise<HeadScores> {
+  const { n_layers, n_heads } = model.cfg;
+  const L = opts.span ?? 30;
+  const n = opts.n ?? 10;
+  const rng = new Rng(opts.seed ?? 1);
+  const bos = model.cfg.bos_token_id;
+  const rows = Array.from({ length: n }, () => {
+    const r = randomTokens(rng, pool, L);
+    return [bos, ...r, ...r];
+  });
+  const T = 2 * L + 1;
+  const names = Array.from({ length: n_layers }, (_, l) => blockHook(l, 'attn.hook_pattern'));
+  const [, cache] = await model.runWithCache(rows, { namesFilter: names, returnType: 'none' });
+  const induction: number[][] = [];
+  const previousToken: number[][] = [];
+  const shiftedInduction: number[][] = [];
+  for (let l = 0; l < n_layers; l++) {
+    const p = cache.get(names[l]).data; // [batch, head, q, k]
+    induction.push([]);
+    previousToken.push([]);
+    shiftedInduction.push([]);
+    for (let h = 0; h < n_heads; h++) {
+      let ind = 0;
+      let indN = 0;
+      let prev = 0;
+      let prevN = 0;
+      let shifted = 0;
+      let shiftedN = 0;
+      for (let b = 0; b < n; b++) {
+        const o = (b * n_heads + h) * T * T;
+        for (let q = L - 1; q < T; q++) { ind += p[o + q * T + q - (L - 1)]; indN++; }
+        for (let q = L + 1; q < T; q++) { shifted += p[o + q * T + q - (L - 2)]; shiftedN++; }
+        for (let q = 1; q < T; q++) { prev += p[o + q * T + q - 1]; prevN++; }
+      }
+      induction[l].push(ind / indN);
+      previousToken[l].push(prev / prevN);
+      shiftedInduction[l].push(shifted / shiftedN);
+    }
+  }
+  return { induction, previousToken, shiftedInduction };
+}
+
+/**
  * Five natural sentences from held-out Tiny Shakespeare (its last 10 %, never trained on): the first five of 15–30 GPT-2
  * tokens without a speaker's name (sentences split at . ! ?, whitespace collapsed). Repeated ([BOS] s s) they test
  * induction on natural text, where the copied tokens are ordinary words.

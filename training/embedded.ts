@@ -154,7 +154,7 @@ async function main(): Promise<void> {
     outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
     onEval: async (step, params) => {
       // the circuits so far, through the workbench API (a copy of the weights; training is unaffected)
-      const m = await HookedTransformer.fromWeights(cfg, toTransformerWeights(cfg, vocab, cloneParams(params)), { tokenizer: tok, threads: 1 });
+      const m = await HookedTransformer.fromWeights(cfg, await toTransformerWeights(cfg, vocab, cloneParams(params)), { tokenizer: tok, threads: 1 });
       log(`probe step ${step}: ${await embeddedProbe(m)}`);
       await m.dispose();
     },

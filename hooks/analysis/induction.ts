@@ -18,7 +18,7 @@ export interface RepeatedTokensOptions {
 
 /**
  * TL's generate_repeated_tokens: [batch, 1 + 2·seqLen] = BOS, a span of random tokens, the same span
- * again. The tokens are drawn uniformly from the whole vocabulary (every id but BOS) unless `pool` is given.
+ * again. Uses the training data's random-token draw.
  */
 export function generateRepeatedTokens(cfg: { d_vocab: number; bos_token_id: number; n_ctx: number }, opts: RepeatedTokensOptions): number[][] {
   const { seqLen } = opts;
@@ -65,7 +65,8 @@ export async function inductionLoss(
 ): Promise<{ loss: number; tokens: number[][] }> {
   const subseqLen = opts.subseqLen ?? 384;
   const prependBos = opts.prependBos ?? true;
-  const tokens = opts.tokens ?? generateRepeatedTokens(model.cfg, { seqLen: subseqLen, batch: opts.batchSize ?? 32, seed: opts.seed, prependBos });
+  const pool = model.randomTokenPool ?? undefined;
+  const tokens = opts.tokens ?? generateRepeatedTokens(model.cfg, { seqLen: subseqLen, batch: opts.batchSize ?? 32, seed: opts.seed, prependBos, pool });
   const perToken = (await model.forward(tokens, { returnType: 'loss', lossPerToken: true })) as Tensor; // [batch, pos - 1]
   const second = perToken.slice(1, subseqLen + (prependBos ? 1 : 0)); // predictions of the second copy's tokens
   return { loss: second.mean().item(), tokens };

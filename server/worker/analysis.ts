@@ -441,7 +441,7 @@ export const headsDetect: JobHandler<HeadsDetectRequest, HeadsDetectResult> = as
   let tokens: number[][];
   if (p.repeated) {
     const r = p.repeated;
-    tokens = userCall('repeated.seqLen', () => generateRepeatedTokens(model.cfg, { seqLen: r.seqLen, batch: r.batch, seed: r.seed }));
+    tokens = userCall('repeated.seqLen', () => generateRepeatedTokens(model.cfg, { seqLen: r.seqLen, batch: r.batch, seed: r.seed, pool: model.randomTokenPool ?? undefined }));
   } else {
     tokens = preparePrompt(model, p.prompt!, p).tokens;
   }

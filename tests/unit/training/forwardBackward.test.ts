@@ -191,7 +191,7 @@ describe('forwardBackward', () => {
     const batch: ClassBatch = { batch: 2, pos: 8, inputs: Int32Array.from(rows.flat()), targets: Int32Array.from(rows.flatMap((r) => r.map((_t, i) => (i + 1 < r.length ? r[i + 1] : -1)))) };
     const a = await forwardBackward(cfg, all, p, batch, ort, { backward: true });
     const b = await forwardBackward(cfg, all, p, batch, new JsKernels(), { backward: true });
-    const ref = lmCrossEntropyLoss(referenceForward(cfg, toTransformerWeights(cfg, all, p), rows).logits, rows);
+    const ref = lmCrossEntropyLoss(referenceForward(cfg, await toTransformerWeights(cfg, all, p), rows).logits, rows);
     expect(Math.abs(a.loss - ref)).toBeLessThan(1e-4);
     expect(Math.abs(a.loss - b.loss)).toBeLessThan(1e-5);
     const x = getParam(a.grads!, 'wte.weight');

@@ -7,7 +7,7 @@
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gpt2Config } from '../hooks/init.ts';
 import { Rng } from '../hooks/random.ts';
 import { Gpt2Tokenizer } from '../hooks/tokenizer.ts';
@@ -107,9 +107,20 @@ export const RECIPE_V2: EmbeddedRecipe = {
   ioiWordNamesFrom: 2500, wholeVocabulary: true,
 };
 
-const RECIPES: Record<string, EmbeddedRecipe> = { v1: RECIPE_V1, v2: RECIPE_V2 };
+export const RECIPES: Record<string, EmbeddedRecipe> = { v1: RECIPE_V1, v2: RECIPE_V2 };
 
-const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
+/** The mix options of `recipe` at `step` (its phase's weights and batch options). */
+export function recipePhase(recipe: EmbeddedRecipe, step: number): MixPhase {
+  const { triggerRowsTo, phase2From, phase3From, weights } = recipe;
+  return {
+    weights: step < triggerRowsTo ? weights.phase0 : step < phase2From ? weights.phase1 : step < phase3From ? weights.phase2 : weights.phase3,
+    ioiWordNameFraction: step < recipe.ioiWordNamesFrom ? 0 : IOI_WORD_NAMES,
+    inductionTriggerRows: step < triggerRowsTo,
+    ...(step < triggerRowsTo ? {} : recipe.fromPhase1),
+  };
+}
+
+export const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
 
 async function main(): Promise<void> {
   const args = new Args(process.argv.slice(2), { recipe: 'string', steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number', untied: 'flag' });
@@ -129,13 +140,7 @@ async function main(): Promise<void> {
   const { triggerRowsTo, phase2From, phase3From, weights } = recipe;
   const mix = { ...DEFAULT_MIX, ...recipe.mix, seed, ctx: cfg.n_ctx };
   const data = buildEmbeddedData(tok, text, { ...mix, weights: weights.phase0 });
-  const batchAt = (step: number) =>
-    data.batchAt(step, {
-      weights: step < triggerRowsTo ? weights.phase0 : step < phase2From ? weights.phase1 : step < phase3From ? weights.phase2 : weights.phase3,
-      ioiWordNameFraction: step < recipe.ioiWordNamesFrom ? 0 : IOI_WORD_NAMES,
-      inductionTriggerRows: step < triggerRowsTo,
-      ...(step < triggerRowsTo ? {} : recipe.fromPhase1),
-    });
+  const batchAt = (step: number) => data.batchAt(step, recipePhase(recipe, step));
   // phases 0 and 1: warmup 100, then constant (TRIGGER_LR in phase 0, lr in phase 1); phase 2: cosine from lr to lr/10
   const lrAt = (step: number) =>
     step < phase2From
@@ -211,7 +216,9 @@ async function main(): Promise<void> {
   log(`wrote ${out} (${res.step} steps, ${Math.round(res.wallSeconds)} s, ${Math.round(res.tokensPerSecond)} tok/s)`);
 }
 
-main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e: unknown) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  });
+}

@@ -64,6 +64,7 @@ export const ModelResponse = z.object({
   hasTokenizer: z.boolean(),
   defaults: z.object({
     prompt: z.string().nullable(), target: z.string().nullable(), contrast: z.string().nullable(), tokens: z.array(z.string()),
+    leadingSpace: z.boolean().describe('whether a space is in the vocabulary (GPT-2: yes; the addition model: no)'),
   }).describe("the dashboard's example inputs for this model: GPT-2's IOI sentence and names where the vocabulary has them, else the model card's example (README.md front matter `widget`) with the model's top two next tokens as target and contrast"),
   loadedAt: z.string(),
   hookPoints: z.array(HookPointSchema),

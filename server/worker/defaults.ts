@@ -16,6 +16,11 @@ export interface ModelDefaults {
   contrast: string | null;
   /** Source tokens for "what does this head copy". */
   tokens: string[];
+  /**
+   * Whether a space is in the vocabulary (GPT-2: words inside a sentence start with one, " Mary"; the addition model's
+   * characters have none): the dashboard offers a token's leading-space variant only when it is.
+   */
+  leadingSpace: boolean;
 }
 
 export const GPT2_DEFAULTS: ModelDefaults = {
@@ -23,6 +28,7 @@ export const GPT2_DEFAULTS: ModelDefaults = {
   target: ' Mary',
   contrast: ' John',
   tokens: [' Mary', ' John', ' the', ' cat', ' Paris', ' 1'],
+  leadingSpace: true,
 };
 
 /** The first `widget` text of a model card's YAML front matter (Hugging Face's example input), or null. */
@@ -45,17 +51,18 @@ function encodes(model: HookedTransformer, text: string, single: boolean): boole
 
 /** The defaults for `model`, loaded from `dir` (a local checkpoint; null for a hub model). */
 export async function modelDefaults(model: HookedTransformer, dir: string | null): Promise<ModelDefaults> {
-  if (!model.tokenizer) return { prompt: null, target: null, contrast: null, tokens: [] };
+  if (!model.tokenizer) return { prompt: null, target: null, contrast: null, tokens: [], leadingSpace: false };
   const gpt2Like = encodes(model, GPT2_DEFAULTS.prompt!, false) && [GPT2_DEFAULTS.target!, GPT2_DEFAULTS.contrast!, ...GPT2_DEFAULTS.tokens].every((t) => encodes(model, t, true));
   if (gpt2Like) return GPT2_DEFAULTS;
   const readme = dir && existsSync(join(dir, 'README.md')) ? readFileSync(join(dir, 'README.md'), 'utf8') : '';
   const example = modelCardExample(readme);
-  if (example === null || !encodes(model, example, false)) return { prompt: null, target: null, contrast: null, tokens: [] };
+  const leadingSpace = encodes(model, ' ', false);
+  if (example === null || !encodes(model, example, false)) return { prompt: null, target: null, contrast: null, tokens: [], leadingSpace };
   const logits = await model.forward(example); // [1, pos, d_vocab]
   const [, pos, V] = logits.shape;
   const last = logits.data.subarray((pos - 1) * V, pos * V);
   const order = Array.from(last.keys()).sort((a, b) => last[b] - last[a]);
   const str = (id: number) => model.tokenizer!.decode([id]);
   const tokens = [...new Set(model.tokenizer.encode(example))].slice(0, 6).map(str);
-  return { prompt: example, target: str(order[0]), contrast: str(order[1]), tokens };
+  return { prompt: example, target: str(order[0]), contrast: str(order[1]), tokens, leadingSpace };
 }

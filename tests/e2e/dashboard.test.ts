@@ -302,6 +302,7 @@ describe('dashboard', () => {
     await expect.poll(() => page.locator('[data-testid="model-info"]').textContent(), { timeout: 60_000 }).toContain('digits on cpu · 2 layers × 4 heads');
     const defaults = (await (await fetch(`${srv.url}/api/model`)).json()).defaults;
     expect(defaults.prompt).toBe('12345+67890=');
+    expect(defaults.leadingSpace).toBe(false); // so the target fields offer no " 5" variant (a space is not in the vocabulary)
     await expect.poll(() => page.locator('[data-testid="prompt"]').inputValue(), { timeout: 20_000 }).toBe('12345+67890=');
     await expect.poll(() => page.locator('[data-testid="target"]').inputValue()).toBe(defaults.target);
     await expect.poll(() => page.locator('[data-testid="chips"] .chip').count(), { timeout: 20_000 }).toBe(13);

@@ -189,7 +189,7 @@ describe('lensboard CLI', () => {
     expect(lines.length - 1).toBe(L * P);
   });
 
-  it.skipIf(!existsSync(join(ROOT, 'models', 'addition', 'config.json')))('logit-lens and circuits on the addition model (13 characters, not GPT-2\'s vocabulary): JSON = logitLens, a PNG figure', async () => {
+  it('logit-lens and circuits on the addition model (13 characters, not GPT-2\'s vocabulary): JSON = logitLens, a PNG figure', async () => {
     const addition = join(ROOT, 'models', 'addition');
     const ref = await HookedTransformer.fromPretrained(addition, { threads: 1 });
     try {

@@ -5,7 +5,6 @@
  * detection on random tokens of its vocabulary, circuits) answering with the library's values; IOI, which needs names,
  * is refused with a message.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
@@ -16,7 +15,7 @@ import { get, maxAbsDiff, post, startServer, type TestServer } from './helpers.t
 const ADDITION = join(PACKAGE_MODELS_DIR, 'addition');
 const PROMPT = '12345+67890='; // the model card's example: the answer starts 5 (80235 reversed: 532080)
 
-describe.skipIf(!existsSync(join(ADDITION, 'config.json')))('the addition model in the workbench', () => {
+describe('the addition model in the workbench', () => {
   let srv: TestServer;
   let ref: HookedTransformer;
   const api = (p: string) => `${srv.url}${p}`;
@@ -39,9 +38,13 @@ describe.skipIf(!existsSync(join(ADDITION, 'config.json')))('the addition model 
     const logits = await ref.forward(PROMPT);
     const last = Array.from(logits.data.subarray(logits.data.length - 13));
     const order = last.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]).map(([, i]) => ref.tokenizer!.decode([i]));
-    expect(m.defaults).toEqual({ prompt: PROMPT, target: order[0], contrast: order[1], tokens: ['1', '2', '3', '4', '5', '+'] });
+    expect(m.defaults).toEqual({ prompt: PROMPT, target: order[0], contrast: order[1], tokens: ['1', '2', '3', '4', '5', '+'], leadingSpace: false });
     const tok = (await post(api('/api/tokenize'), { text: PROMPT })).body;
     expect(tok.strTokens[0]).toEqual(['<|endoftext|>', '1', '2', '3', '4', '5', '+', '6', '7', '8', '9', '0', '=']);
+    // a character outside the vocabulary is the user's mistake (400, naming it), not a server error
+    const bad = await post(api('/api/tokenize'), { text: ['12', '1 + 2'] });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatch(/text\[1\]: encode: " " at index 1 of "1 \+ 2" is not in this tokenizer's vocabulary/);
   });
 
   it('logit lens and attention equal the library\'s', async () => {

@@ -22,9 +22,9 @@ import type { HookName } from '../hooks/hookPoints.ts';
 import { ablateHeads } from '../hooks/interventions.ts';
 import { Rng } from '../hooks/random.ts';
 import { additionAnswer, heldOutAdditionProblems, type AdditionProblem } from '../training/data/addition.ts';
-import { HELD_OUT_SEED } from '../training/addition.ts';
+import { greedyAdditionAnswers, HELD_OUT_SEED } from '../training/addition.ts';
 import {
-  additionModelDir, greedyAnswers, loadAdditionModel, matrixFigure, posOfA, posOfB, posPredicting, ROW_LABELS, teacherForcedRow,
+  additionModelDir, loadAdditionModel, matrixFigure, posOfA, posOfB, posPredicting, ROW_LABELS, teacherForcedRow,
 } from './lib/addition.ts';
 import { patchData } from './lib/data.ts';
 import { plot, setupPlotly, table } from './lib/display.ts';
@@ -46,7 +46,7 @@ await setupPlotly();
 // %%
 console.log(model.toStrTokens('123+4567=').join(' | '));
 const examples: AdditionProblem[] = [{ a: 123, b: 4567 }, { a: 99_999, b: 1 }, { a: 5, b: 5 }, { a: 31_415, b: 92_653 }, { a: 0, b: 0 }];
-const exampleAnswers = await greedyAnswers(model, examples);
+const exampleAnswers = await greedyAdditionAnswers(model, examples);
 await table(['prompt', 'greedy answer', 'A + B reversed', 'right?'], examples.map((p, i) => [
   `${p.a}+${p.b}=`, exampleAnswers[i], `${additionAnswer(p)}<|endoftext|>`, exampleAnswers[i] === `${additionAnswer(p)}<|endoftext|>` ? 'yes' : 'no',
 ]));
@@ -57,7 +57,7 @@ await table(['prompt', 'greedy answer', 'A + B reversed', 'right?'], examples.ma
 
 // %%
 const heldOut = heldOutAdditionProblems(2000, HELD_OUT_SEED);
-const heldOutAnswers = await greedyAnswers(model, heldOut);
+const heldOutAnswers = await greedyAdditionAnswers(model, heldOut);
 const exact = heldOutAnswers.filter((a, i) => a === `${additionAnswer(heldOut[i])}<|endoftext|>`).length;
 console.log(`exact match: ${exact} / ${heldOut.length} (${((100 * exact) / heldOut.length).toFixed(2)} %)`);
 

@@ -8,12 +8,13 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import { gpt2Config } from '../hooks/init.ts';
 import { Rng } from '../hooks/random.ts';
 import { Args } from './args.ts';
 import { rowsToBatchWhere, stepSeed } from './data/batches.ts';
 import {
-  ADDITION_EOT_ID, ADDITION_EQUALS, ADDITION_VOCAB, additionRow, additionTokenizerFiles, heldOutAdditionProblems, MAX_ROW, problemKey,
+  ADDITION_EOT_ID, ADDITION_EQUALS, ADDITION_VOCAB, additionPrompt, additionRow, additionTokenizerFiles, heldOutAdditionProblems, MAX_ROW, problemKey,
   randomAdditionProblem, type AdditionProblem,
 } from './data/addition.ts';
 import { exportHfCheckpoint } from './export.ts';
@@ -91,6 +92,22 @@ export async function teacherForcedExactMatch(cfg: ReturnType<typeof gpt2Config>
     }
   }
   return correct / problems.length;
+}
+
+/**
+ * Greedy continuations (7 tokens: 6 digits and end-of-text) of the prompts `A+B=` through the public API (`toTokens`,
+ * `generate` with doSample false), batched by prompt length (no padding).
+ */
+export async function greedyAdditionAnswers(model: HookedTransformer, problems: readonly AdditionProblem[]): Promise<string[]> {
+  const out = new Array<string>(problems.length);
+  const byLength = new Map<number, number[]>();
+  problems.forEach((p, i) => byLength.set(additionPrompt(p).length, [...(byLength.get(additionPrompt(p).length) ?? []), i]));
+  for (const idx of byLength.values()) {
+    const tokens = idx.map((i) => model.toTokens(additionPrompt(problems[i]))[0]);
+    const generated = (await model.generate(tokens, { maxNewTokens: 7, doSample: false, returnType: 'tokens' })) as number[][];
+    idx.forEach((i, k) => { out[i] = model.toString(generated[k].slice(tokens[k].length)); });
+  }
+  return out;
 }
 
 /** Runs the addition task with these arguments (`--task addition` already checked by the caller). */

@@ -1,4 +1,4 @@
-/** Helpers of notebook 06 (the addition model): loading it, greedy answers, rows of teacher-forced problems, a labelled heatmap. */
+/** Helpers of notebook 06 (the addition model): loading it, rows of teacher-forced problems, a labelled heatmap. */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,18 +21,6 @@ export async function loadAdditionModel(): Promise<HookedTransformer> {
   return HookedTransformer.fromPretrained(dir);
 }
 
-/** Greedy continuations (7 tokens: 6 digits and end-of-text) of the prompts `A+B=`, batched by prompt length (no padding). */
-export async function greedyAnswers(model: HookedTransformer, problems: readonly AdditionProblem[]): Promise<string[]> {
-  const out = new Array<string>(problems.length);
-  const byLength = new Map<number, number[]>();
-  problems.forEach((p, i) => byLength.set(additionPrompt(p).length, [...(byLength.get(additionPrompt(p).length) ?? []), i]));
-  for (const idx of byLength.values()) {
-    const tokens = idx.map((i) => model.toTokens(additionPrompt(problems[i]))[0]);
-    const generated = (await model.generate(tokens, { maxNewTokens: 7, doSample: false, returnType: 'tokens' })) as number[][];
-    idx.forEach((i, k) => { out[i] = model.toString(generated[k].slice(tokens[k].length)); });
-  }
-  return out;
-}
 
 /**
  * The teacher-forced row of a problem with two 5-digit operands: [BOS] a₄…a₀ + b₄…b₀ = c₀…c₄, 18 tokens, where

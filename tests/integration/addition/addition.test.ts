@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
-import { additionAnswer, additionPrompt, heldOutAdditionProblems, type AdditionProblem } from '../../../training/data/addition.ts';
-import { HELD_OUT_COUNT, HELD_OUT_SEED } from '../../../training/addition.ts';
+import { additionAnswer, heldOutAdditionProblems } from '../../../training/data/addition.ts';
+import { greedyAdditionAnswers, HELD_OUT_COUNT, HELD_OUT_SEED } from '../../../training/addition.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const DIR = join(ROOT, 'models', 'addition');
@@ -20,22 +20,6 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => model?.dispose());
 
-/** Greedy answers of `problems`: the generated text after each prompt (end-of-text included), batched per prompt length. */
-async function greedyAnswers(problems: readonly AdditionProblem[]): Promise<string[]> {
-  const out = new Array<string>(problems.length);
-  const byLength = new Map<number, number[]>();
-  problems.forEach((p, i) => {
-    const n = additionPrompt(p).length;
-    byLength.set(n, [...(byLength.get(n) ?? []), i]);
-  });
-  for (const idx of byLength.values()) {
-    const prompts = idx.map((i) => additionPrompt(problems[i]));
-    const tokens = prompts.map((p) => model.toTokens(p)[0]); // [BOS] A + B =, equal lengths within a group
-    const generated = (await model.generate(tokens, { maxNewTokens: 7, doSample: false, returnType: 'tokens' })) as number[][];
-    idx.forEach((i, k) => { out[i] = model.toString(generated[k].slice(tokens[k].length)); });
-  }
-  return out;
-}
 
 describe('addition model', () => {
   it('fits in 5 MB and has a character-level vocabulary whose end-of-text token is BOS, prepended by toTokens', () => {
@@ -51,14 +35,14 @@ describe('addition model', () => {
 
   it('answers in the exact format: 6 digits of the sum, least significant first, then end-of-text (123+4567= → 096400)', async () => {
     expect(additionAnswer({ a: 123, b: 4567 })).toBe('096400');
-    const [answer] = await greedyAnswers([{ a: 123, b: 4567 }]);
+    const [answer] = await greedyAdditionAnswers(model, [{ a: 123, b: 4567 }]);
     expect(answer).toBe('096400<|endoftext|>');
   });
 
   it('≥ 99 % exact match on the 10,000 held-out problems (greedy generate)', async () => {
     const problems = heldOutAdditionProblems(HELD_OUT_COUNT, HELD_OUT_SEED);
     const t0 = performance.now();
-    const answers = await greedyAnswers(problems);
+    const answers = await greedyAdditionAnswers(model, problems);
     const correct = answers.filter((a, i) => a === `${additionAnswer(problems[i])}<|endoftext|>`).length;
     console.log(`addition: ${correct} / ${problems.length} exact (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     expect(correct / problems.length).toBeGreaterThanOrEqual(0.99);

@@ -1,4 +1,7 @@
-/** GPT-2's byte-level BPE tokenizer (via @huggingface/transformers) with TransformerLens's to_tokens / to_str_tokens / ... semantics. */
+/**
+ * GPT-2's byte-level BPE tokenizer (via @huggingface/transformers) with TransformerLens's to_tokens / to_str_tokens / ...
+ * semantics; other Hugging Face tokenizer.json files (e.g. the addition model's character-level one) load the same way.
+ */
 //
 // Loading: reads tokenizer.json + tokenizer_config.json from a directory and constructs transformers.js's
 // GPT2Tokenizer from the JSON objects directly — no hub, no network, no cache dir, and no change to
@@ -98,9 +101,12 @@ export class Gpt2Tokenizer {
   /** GPT-2's n_ctx (1024): default truncation length of toTokens. */
   readonly modelMaxLength: number;
   private readonly tok: PreTrainedTokenizer;
+  /** GPT-2's byte-level BPE (every text encodes); false for other tokenizers, whose encodings are checked. */
+  private readonly byteLevel: boolean;
 
-  private constructor(tok: PreTrainedTokenizer) {
+  private constructor(tok: PreTrainedTokenizer, byteLevel: boolean) {
     this.tok = tok;
+    this.byteLevel = byteLevel;
     this.vocabSize = tok.get_vocab().size;
     const id = (name: string, value: number | undefined) => {
       if (typeof value !== 'number') throw new Error(`Gpt2Tokenizer: tokenizer has no ${name} (expected ${ENDOFTEXT})`);
@@ -115,21 +121,24 @@ export class Gpt2Tokenizer {
 
   /**
    * Loads tokenizer.json + tokenizer_config.json from `dir` (no network). With `allowedRoots`, both must resolve inside
-   * one of them (see loading/modelFiles.ts). A file that is not a GPT-2 tokenizer is named in the error.
+   * one of them (see loading/modelFiles.ts). GPT-2's byte-level BPE gets the whitespace fix above; any other
+   * tokenizer.json transformers.js reads (e.g. the addition model's character-level one) is loaded as it is, with the
+   * same TransformerLens semantics (BOS prepended, …). A file that is not a usable tokenizer is named in the error.
    */
   static async fromDir(dir: string, access: FileAccess = {}): Promise<Gpt2Tokenizer> {
     const files = ['tokenizer.json', 'tokenizer_config.json'].map((f) => join(dir, f));
     const [tokenizerJson, tokenizerConfig] = await Promise.all(files.map((f) => readJson(f, access)));
-    const { GPT2Tokenizer } = await import('@huggingface/transformers');
+    const { GPT2Tokenizer, PreTrainedTokenizer } = await import('@huggingface/transformers');
+    const byteLevel = (tokenizerJson as { pre_tokenizer?: { type?: unknown } | null } | null)?.pre_tokenizer?.type === 'ByteLevel';
     let tok: PreTrainedTokenizer;
     try {
-      tok = new GPT2Tokenizer(tokenizerJson as object, tokenizerConfig as object);
+      tok = byteLevel ? new GPT2Tokenizer(tokenizerJson as object, tokenizerConfig as object) : new PreTrainedTokenizer(tokenizerJson as object, tokenizerConfig as object);
     } catch (err) {
       throw new Error(`Gpt2Tokenizer: ${files[0]} with ${files[1]} is not a usable tokenizer (${(err as Error).message})`);
     }
-    installOnigWhitespacePattern(tok);
+    if (byteLevel) installOnigWhitespacePattern(tok);
     try {
-      return new Gpt2Tokenizer(tok);
+      return new Gpt2Tokenizer(tok, byteLevel);
     } catch (err) {
       throw new Error(`${(err as Error).message} (in ${files[0]})`);
     }
@@ -145,7 +154,18 @@ export class Gpt2Tokenizer {
   /** Token ids of `text`, no BOS. The literal text "<|endoftext|>" becomes the special token 50256, as in HF. */
   encode(text: string): number[] {
     if (typeof text !== 'string') throw new Error(`encode: expected a string, got ${describe(text)}`);
-    return this.tok.encode(text, { add_special_tokens: false });
+    const ids = this.tok.encode(text, { add_special_tokens: false });
+    // GPT-2's byte-level BPE encodes every text; a vocabulary without byte fallback (the addition model's
+    // characters) drops what it does not know, which would silently change the prompt
+    if (!this.byteLevel) {
+      const back = ids.length === 0 ? '' : this.tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+      if (back !== text) {
+        let i = 0;
+        while (i < text.length && text[i] === back[i]) i++;
+        throw new Error(`encode: ${JSON.stringify(text[i] ?? '')} at index ${i} of ${describe(text)} is not in this tokenizer's vocabulary (${this.vocabSize} tokens: ${this.vocabularyListing()})`);
+      }
+    }
+    return ids;
   }
 
   /** The text of `ids` (special tokens kept, no clean-up of spaces — TransformerLens's decode). */
@@ -256,6 +276,12 @@ export class Gpt2Tokenizer {
       throw new Error(`getTokenPosition: token ${id} (${JSON.stringify(this.decode([id]))}) does not occur in the prompt; its tokens are ${listing}`);
     }
     return index;
+  }
+
+  /** The vocabulary's tokens in id order, for error messages (the first 40). */
+  private vocabularyListing(): string {
+    const byId = [...this.tok.get_vocab()].sort((a, b) => a[1] - b[1]).map(([t]) => JSON.stringify(t));
+    return byId.length > 40 ? `${byId.slice(0, 40).join(' ')} …` : byId.join(' ');
   }
 
   private checkIds(ids: readonly unknown[], where: string): asserts ids is readonly number[] {

@@ -1,4 +1,5 @@
 /**
+ * `npm run train -- --task addition [--out DIR --steps N …]` trains the addition model (training/addition.ts).
  * `npm run train -- --data FILE --out DIR [--layers N --d-model D --heads H --ctx C --steps S --batch B
  * --lr LR --seed S --resume --threads T --eval-every E --checkpoint-every K --warmup W --init-std S --untied]`: trains a GPT-2-architecture
  * model on a text file (GPT-2 tokenizer; last 10 % held out for evaluation) and writes a Hugging Face
@@ -8,6 +9,7 @@
 import { Rng } from '../hooks/random.ts';
 import { gpt2Config } from '../hooks/init.ts';
 import { Gpt2Tokenizer } from '../hooks/tokenizer.ts';
+import { runAdditionTask } from './addition.ts';
 import { Args } from './args.ts';
 import { consecutiveWindows, randomWindows, rowsToBatch, stepSeed } from './data/batches.ts';
 import { readTokenizedText } from './data/text.ts';
@@ -22,8 +24,17 @@ export const TRAIN_OPTIONS = {
 
 const BOS = 50256;
 
+/** Tasks with their own data generator (`--task NAME`); without --task the trainer learns a text file (--data). */
+const TASKS = ['addition'] as const;
+
 /** Runs the `train` command with these arguments; `log` receives progress lines. */
 export async function runTrainCli(argv: readonly string[], log: (l: string) => void = console.log): Promise<TrainResult> {
+  const taskAt = argv.indexOf('--task');
+  if (taskAt >= 0) {
+    const task = argv[taskAt + 1];
+    if (task === 'addition') return runAdditionTask(argv, log);
+    throw new Error(`unknown --task ${JSON.stringify(task ?? '')}; allowed: ${TASKS.join(', ')} (or no --task and --data FILE to train on text)`);
+  }
   const args = new Args(argv, TRAIN_OPTIONS);
   const data = args.string('data');
   const out = args.string('out');

@@ -1,94 +1,153 @@
 /**
  * `npm run train:embedded`: trains Lensboard's embedded GPT-2-architecture model from scratch on the
  * data mix of data/embeddedMix.ts and writes it to models/embedded/ (HF layout + tokenizer files).
- * Options: --steps N --out DIR --work DIR --seed S --resume --threads T --untied (an experiment: a separate
- * unembedding instead of GPT-2's tied one; exported in F16 to stay under 32 MB).
+ * Options: --recipe v1|v2 (default v1, the shipped model; v2 is issue 19's whole-vocabulary attempt, see
+ * RECIPE_V2) --steps N --out DIR --work DIR --seed S --lr LR --resume --threads T --untied (an experiment: a
+ * separate unembedding instead of GPT-2's tied one; exported in F16 to stay under 32 MB).
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gpt2Config } from '../hooks/init.ts';
 import { Rng } from '../hooks/random.ts';
 import { Gpt2Tokenizer } from '../hooks/tokenizer.ts';
 import { Args } from './args.ts';
-import { exportHfCheckpoint } from './export.ts';
 import { consecutiveWindows, rowsToBatch } from './data/batches.ts';
-import { buildEmbeddedData, DEFAULT_MIX } from './data/embeddedMix.ts';
+import { buildEmbeddedData, DEFAULT_MIX, type MixOptions, type MixPhase } from './data/embeddedMix.ts';
 import { repeatedRandomTokens } from '../hooks/datasets/induction.ts';
 import { IOI_HELDOUT_NAMES, randomIoiPrompt } from '../hooks/datasets/ioi.ts';
 import { readTokenizedText } from './data/text.ts';
-import { countParams } from './model/params.ts';
 import { learningRate } from './optim.ts';
 import { train, type EvalSet } from './trainer.ts';
+import { embeddedProbe, wholeVocabulary } from './circuits.ts';
+import { HookedTransformer } from '../hooks/HookedTransformer.ts';
+import { exportHfCheckpoint, toTransformerWeights } from './export.ts';
+import { cloneParams, countParams } from './model/params.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
+type Weights = { text: number; induction: number; ioi: number };
+
 /**
- * Phase 1 (steps < PHASE2_FROM): mostly induction rows at a constant learning rate, long enough for the
- * induction circuit's phase change (pilot runs: ~2,200 induction steps); phase 2: the full mix with a
- * cosine decay.
+ * A training recipe: phase 0 (< triggerRowsTo) trains induction on trigger rows at TRIGGER_LR, where the circuit
+ * forms; phase 1 (< phase2From) induction on whole rows with IOI at a constant learning rate `lr`; phases 2 and 3 the
+ * full mix, then mostly IOI, each with a cosine decay (v1: after the induction-heavy phases the held-out IOI logit
+ * difference was −0.1; the IOI-heavy phases made it work on held-out names).
  */
-const PHASE1_WEIGHTS = { text: 0, induction: 0.9, ioi: 0.1 };
-const PHASE2_FROM = 2800;
-const PHASE2_WEIGHTS = { text: 0.3, induction: 0.3, ioi: 0.4 };
-/** Phase 3: mostly IOI (after phase 2 the induction-heavy run had lost IOI: held-out logit diff −0.1), lr cosine lr/2 → lr/20. */
-const PHASE3_FROM = 3500;
-const PHASE3_WEIGHTS = { text: 0.15, induction: 0.15, ioi: 0.7 };
-const STEPS = 4100;
+export interface EmbeddedRecipe {
+  steps: number;
+  lr: number;
+  triggerRowsTo: number;
+  phase2From: number;
+  phase3From: number;
+  weights: { phase0: Weights; phase1: Weights; phase2: Weights; phase3: Weights };
+  /** The data mix (over DEFAULT_MIX). */
+  mix: Partial<MixOptions>;
+  /** Batch options from phase 1 on. */
+  fromPhase1: MixPhase;
+  /** From this step on, IOI_WORD_NAMES of the IOI prompts use two random words as names. */
+  ioiWordNamesFrom: number;
+  /**
+   * v2: every token has its own embedding row and induction is trained and evaluated on random tokens from the whole
+   * vocabulary; v1: unseen tokens share a row, and induction uses the 512 most frequent text tokens, which the export
+   * names in training_vocab.json (the model's randomTokenPool).
+   */
+  wholeVocabulary: boolean;
+}
+
+const TRIGGER_LR = 1e-3;
 /**
- * Induction rows: copies of earlier spans (6–20 tokens) among random tokens from the 512 most frequent text
- * tokens + names; 25 % are alternating pairs throughout. (Switching them to A B A triples, which reward only a
- * −1 head, at step 1,250 or 1,750 let the previous-token head decay — 0.86 → 0.40 in 500 steps — and no
- * copying circuit formed; see the model card.)
- */
-const INDUCTION = { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20, inductionAlternatingFraction: 0.25, inductionTripleFraction: 0 };
-/**
- * From phase 2 on, 50 % of IOI prompts use two random words as names: the IOI algorithm on tokens that
+ * 50 % of IOI prompts (from `ioiWordNamesFrom`) use two random words as names: the IOI algorithm on tokens that
  * cannot be memorised as names (without them a release reached 90 % with training names, 63 % with held-out;
  * with 30 %, 87 % held-out).
  */
 const IOI_WORD_NAMES = 0.5;
-/**
- * Phase 0 (steps < TRIGGER_ROWS_TO): induction steps are 64 short trigger rows ([BOS] + 32 tokens;
- * triggerRowWithMask: a few trigger tokens, each always followed by its own output token) at learning rate
- * TRIGGER_LR: only TransformerLens's induction stripe predicts their outputs, and 64 rows per step carry
- * enough signal for the circuit to form (pilots: 16 rows per step stayed on the "bag of context" plateau
- * for 1,500+ steps; a 2-layer toy model with 64 rows of 24 tokens formed the stripe within 1,000 steps; in
- * this model the layer-1 stripe was at 0.11–0.14 and rising at step 1,250, so the phase runs to 2,000).
- * Without this phase, alternating pairs and long copies built a "shifted" circuit (see the model card).
- */
-const TRIGGER_ROWS_TO = 2000;
-const TRIGGER_LR = 1e-3;
 
-const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
+/**
+ * v1, the shipped models/embedded (see its model card): phase 0 (< 2,000) trigger rows — 64 short rows ([BOS] + 32
+ * tokens; triggerRowWithMask: a few trigger tokens, each always followed by its own output token) at TRIGGER_LR: only
+ * TransformerLens's induction stripe predicts their outputs, and 64 rows per step carry enough signal for the circuit
+ * to form (pilots: 16 rows per step stayed on the "bag of context" plateau for 1,500+ steps). Without this phase,
+ * alternating pairs and long copies built a "shifted" circuit. Induction rows: copies of earlier spans (6–20 tokens)
+ * among random tokens from the 512 most frequent text tokens + names; 25 % are alternating pairs throughout.
+ */
+export const RECIPE_V1: EmbeddedRecipe = {
+  steps: 4100, lr: 3e-3, triggerRowsTo: 2000, phase2From: 2800, phase3From: 3500,
+  weights: {
+    phase0: { text: 0, induction: 0.9, ioi: 0.1 }, phase1: { text: 0, induction: 0.9, ioi: 0.1 },
+    phase2: { text: 0.3, induction: 0.3, ioi: 0.4 }, phase3: { text: 0.15, induction: 0.15, ioi: 0.7 },
+  },
+  mix: { inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20, inductionAlternatingFraction: 0.25, inductionTripleFraction: 0 },
+  fromPhase1: {}, ioiWordNamesFrom: 2800, wholeVocabulary: false,
+};
+
+/**
+ * v2, the attempt of issue 19 (not shipped; its figures are in models/embedded/README.md, "v2: what was tried"):
+ * induction rows of random tokens from GPT-2's whole vocabulary (every id but BOS; half of the draws uniform, half from
+ * the training text's unigram distribution) with copies of earlier spans (6–20 tokens), 25 % alternating pairs; every
+ * token has its own embedding row, so the tied unembedding is a 50,257-way softmax: scoring a random half of the copied
+ * tokens of induction rows and a quarter of the Shakespeare positions keeps a step near 1 s of CPU. Phase 0 runs to
+ * 2,500; after it half of the induction steps stay trigger rows and the learning rate stays at TRIGGER_LR (a first run
+ * switched at step 2,500 to whole rows only at 3e-3, v1's phase 1, and within 250 steps the stripe on whole-vocabulary
+ * random tokens fell from 0.36–0.40 to 0.12–0.17 and the drop on repeated random tokens from 6.0 to 1.5 nats: the
+ * copying of rare tokens was lost); from phase 1 on 25 % of the induction rows are training text with copied spans,
+ * and half of the IOI prompts get other articles, places and objects.
+ */
+export const RECIPE_V2: EmbeddedRecipe = {
+  steps: 4000, lr: TRIGGER_LR, triggerRowsTo: 2500, phase2From: 3000, phase3From: 3500,
+  weights: {
+    phase0: { text: 0, induction: 0.9, ioi: 0.1 }, phase1: { text: 0, induction: 0.7, ioi: 0.3 },
+    phase2: { text: 0.2, induction: 0.3, ioi: 0.5 }, phase3: { text: 0.15, induction: 0.15, ioi: 0.7 },
+  },
+  mix: {
+    inductionPoolSize: 512, inductionMinSpan: 6, inductionMaxSpan: 20, inductionAlternatingFraction: 0.25, inductionTripleFraction: 0,
+    inductionTokens: 'vocab', inductionTextFraction: 0.5, fullVocabulary: true, inductionTargetFraction: 0.5, textTargetFraction: 0.25,
+  },
+  fromPhase1: { inductionTriggerFraction: 0.5, inductionTextCopyFraction: 0.25, ioiVariety: 0.5 },
+  ioiWordNamesFrom: 2500, wholeVocabulary: true,
+};
+
+export const RECIPES: Record<string, EmbeddedRecipe> = { v1: RECIPE_V1, v2: RECIPE_V2 };
+
+/** The mix options of `recipe` at `step` (its phase's weights and batch options). */
+export function recipePhase(recipe: EmbeddedRecipe, step: number): MixPhase {
+  const { triggerRowsTo, phase2From, phase3From, weights } = recipe;
+  return {
+    weights: step < triggerRowsTo ? weights.phase0 : step < phase2From ? weights.phase1 : step < phase3From ? weights.phase2 : weights.phase3,
+    ioiWordNameFraction: step < recipe.ioiWordNamesFrom ? 0 : IOI_WORD_NAMES,
+    inductionTriggerRows: step < triggerRowsTo,
+    ...(step < triggerRowsTo ? {} : recipe.fromPhase1),
+  };
+}
+
+export const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_layers: 3, d_model: 128, n_heads: 4, n_ctx: 128 });
 
 async function main(): Promise<void> {
-  const args = new Args(process.argv.slice(2), { steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number', untied: 'flag' });
+  const args = new Args(process.argv.slice(2), { recipe: 'string', steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number', untied: 'flag' });
+  const recipeName = args.string('recipe', 'v1');
+  const recipe = RECIPES[recipeName];
+  if (!recipe) throw new Error(`--recipe must be one of ${Object.keys(RECIPES).join(', ')}; got ${JSON.stringify(recipeName)}`);
   const untied = args.has('untied');
   const dtype = untied ? 'auto' : 'F32'; // an untied model is F16 when F32 would pass 32 MB
-  const steps = args.number('steps', STEPS, { integer: true, min: 1 });
+  const steps = args.number('steps', recipe.steps, { integer: true, min: 1 });
   const seed = args.number('seed', 1234, { integer: true, min: 0 });
   const out = args.string('out', join(ROOT, 'models', 'embedded'));
   const work = args.string('work', join(ROOT, '.cache', 'embedded-run'));
-  const lr = args.number('lr', 3e-3, { min: 0 });
+  const lr = args.number('lr', recipe.lr, { min: 0 });
   const cfg = EMBEDDED_CONFIG;
   const tok = await Gpt2Tokenizer.default();
   const text = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
-  const mix = { ...DEFAULT_MIX, ...INDUCTION, seed, ctx: cfg.n_ctx };
-  const data = buildEmbeddedData(tok, text, { ...mix, weights: PHASE1_WEIGHTS });
-  const batchAt = (step: number) =>
-    data.batchAt(step, {
-      weights: step < PHASE2_FROM ? PHASE1_WEIGHTS : step < PHASE3_FROM ? PHASE2_WEIGHTS : PHASE3_WEIGHTS,
-      ioiWordNameFraction: step < PHASE2_FROM ? 0 : IOI_WORD_NAMES,
-      inductionTriggerRows: step < TRIGGER_ROWS_TO,
-    });
+  const { triggerRowsTo, phase2From, phase3From, weights } = recipe;
+  const mix = { ...DEFAULT_MIX, ...recipe.mix, seed, ctx: cfg.n_ctx };
+  const data = buildEmbeddedData(tok, text, { ...mix, weights: weights.phase0 });
+  const batchAt = (step: number) => data.batchAt(step, recipePhase(recipe, step));
   // phases 0 and 1: warmup 100, then constant (TRIGGER_LR in phase 0, lr in phase 1); phase 2: cosine from lr to lr/10
   const lrAt = (step: number) =>
-    step < PHASE2_FROM
-      ? (step < TRIGGER_ROWS_TO ? TRIGGER_LR : lr) * Math.min(1, (step + 1) / 100)
-      : step < PHASE3_FROM
-        ? learningRate({ lr, warmupSteps: 0, totalSteps: PHASE3_FROM - PHASE2_FROM, minRatio: 0.1 }, step - PHASE2_FROM)
-        : learningRate({ lr: lr / 2, warmupSteps: 0, totalSteps: Math.max(1, steps - PHASE3_FROM), minRatio: 0.1 }, step - PHASE3_FROM);
+    step < phase2From
+      ? (step < triggerRowsTo ? TRIGGER_LR : lr) * Math.min(1, (step + 1) / 100)
+      : step < phase3From
+        ? learningRate({ lr, warmupSteps: 0, totalSteps: phase3From - phase2From, minRatio: 0.1 }, step - phase2From)
+        : learningRate({ lr: lr / 2, warmupSteps: 0, totalSteps: Math.max(1, steps - phase3From), minRatio: 0.1 }, step - phase3From);
   const { vocab } = data;
 
   // fixed held-out evaluation sets
@@ -100,7 +159,7 @@ async function main(): Promise<void> {
   const indRows: number[][] = [];
   const indFrom: number[] = [];
   for (let i = 0; i < 32; i++) {
-    const { tokens, span } = repeatedRandomTokens(erng, data.pool, { minSpan: 20, maxSpan: 40 });
+    const { tokens, span } = repeatedRandomTokens(erng, recipe.wholeVocabulary ? wholeVocabulary(cfg) : data.pool, { minSpan: 20, maxSpan: 40 });
     indRows.push([BOS, ...tokens]);
     indFrom.push(span + 1);
   }
@@ -117,30 +176,39 @@ async function main(): Promise<void> {
 
   // the recipe's phases, as recorded in the trainer state and the training summary
   const phases = {
-    phase0: { to: TRIGGER_ROWS_TO, lr: TRIGGER_LR, triggerRows: { batch: mix.triggerBatch, ctx: mix.triggerCtx } },
-    phase1: { weights: PHASE1_WEIGHTS },
-    phase2: { from: PHASE2_FROM, weights: PHASE2_WEIGHTS },
-    phase3: { from: PHASE3_FROM, weights: PHASE3_WEIGHTS },
+    recipe: recipeName,
+    phase0: { to: triggerRowsTo, lr: TRIGGER_LR, weights: weights.phase0, triggerRows: { batch: mix.triggerBatch, ctx: mix.triggerCtx } },
+    phase1: { weights: weights.phase1, ...recipe.fromPhase1 },
+    phase2: { from: phase2From, weights: weights.phase2 },
+    phase3: { from: phase3From, weights: weights.phase3 },
+    ioiWordNames: { from: recipe.ioiWordNamesFrom, fraction: IOI_WORD_NAMES },
   };
+  const inductionPool = recipe.wholeVocabulary ? {} : { inductionPool: Array.from(data.pool) };
   const log = (l: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${l}`);
-  log(`embedded model: ${cfg.n_layers} layers, d_model ${cfg.d_model}, ${cfg.n_heads} heads, n_ctx ${cfg.n_ctx}; ${vocab.seen.length} seen tokens (${vocab.nUnseen} unseen share one row)`);
+  log(`embedded model (recipe ${recipeName}): ${cfg.n_layers} layers, d_model ${cfg.d_model}, ${cfg.n_heads} heads, n_ctx ${cfg.n_ctx}; ${vocab.nUnseen > 0 ? `${vocab.seen.length} seen tokens (${vocab.nUnseen} unseen share one row)` : `${vocab.nClasses} embedding rows (every token its own)`}`);
   const res = await train({
     cfg, vocab, batchAt, steps, seed, lr, lrAt, sinusoidalPositions: 0.05, initStd: 0.1, untied,
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, evalSets, evalEvery: 250, logEvery: 50,
     outDir: work, checkpointEvery: 250, resume: args.has('resume'), threads: args.number('threads', 0, { integer: true, min: 0 }),
-    exportOptions: { dtype }, log, info: { mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, ...phases, inductionPool: Array.from(data.pool) },
+    onEval: async (step, params) => {
+      // the circuits so far, through the workbench API (a copy of the weights; training is unaffected)
+      const m = await HookedTransformer.fromWeights(cfg, await toTransformerWeights(cfg, vocab, cloneParams(params)), { tokenizer: tok, threads: 1 });
+      log(`probe step ${step}: ${await embeddedProbe(m)}`);
+      await m.dispose();
+    },
+    exportOptions: { dtype }, log, info: { mix, ...phases, ...inductionPool },
   });
 
   // replace the previous export, keeping the hand-written model card (README.md)
   await mkdir(out, { recursive: true });
   for (const f of await readdir(out)) if (f !== 'README.md') await rm(join(out, f), { recursive: true, force: true });
-  await exportHfCheckpoint(out, cfg, vocab, res.params, { dtype, metadata: { producer: 'lensboard training/embedded.ts', steps: String(res.step), seed: String(seed) } });
-  await writeFile(join(out, 'training_vocab.json'), JSON.stringify({ seen_tokens: Array.from(vocab.seen), induction_pool: Array.from(data.pool) }) + '\n');
+  await exportHfCheckpoint(out, cfg, vocab, res.params, { dtype, metadata: { producer: 'lensboard training/embedded.ts', recipe: recipeName, steps: String(res.step), seed: String(seed) } });
+  if (!recipe.wholeVocabulary) await writeFile(join(out, 'training_vocab.json'), JSON.stringify({ seen_tokens: Array.from(vocab.seen), induction_pool: Array.from(data.pool) }) + '\n');
   const last = res.evals[res.evals.length - 1];
   const tail = res.trainLosses.slice(-50);
   const summary = {
-    config: cfg, untied_unembedding: untied, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ioiWordNamesFromPhase2: IOI_WORD_NAMES, ...phases,
-    tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
+    config: cfg, untied_unembedding: untied, parameters_trained: countParams(res.params), steps: res.step, seed, lr, mix, ...phases,
+    tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds), cpu_seconds: Math.round(res.cpuSeconds), tokens_per_second_last_session: Math.round(res.tokensPerSecond),
     final_train_loss_mean_last_50_steps: tail.reduce((a, b) => a + b.loss, 0) / tail.length,
     final_eval: last?.losses, evals: res.evals,
   };
@@ -148,7 +216,9 @@ async function main(): Promise<void> {
   log(`wrote ${out} (${res.step} steps, ${Math.round(res.wallSeconds)} s, ${Math.round(res.tokensPerSecond)} tok/s)`);
 }
 
-main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e: unknown) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  });
+}

@@ -1,18 +1,24 @@
 /**
- * Measures the circuits of a trained model directory (default models/embedded) with the workbench API
- * and prints them as JSON: repeated-token losses, induction / previous-token head scores, induction-head
- * ablation, IOI on held-out names, logit-lens accuracy on held-out Shakespeare.
+ * Measures the circuits of a trained model directory (default models/embedded) through the workbench API and prints
+ * them as JSON — the figures of its model card and of issue 19's targets: induction on random tokens from GPT-2's whole
+ * vocabulary (50 rows BOS + span + span, spans 20–40) and on five repeated held-out sentences, TransformerLens's head
+ * detector, ablation of the induction heads, TransformerLens's 8 IOI prompts, IOI on held-out and training names, and
+ * logit-lens accuracy on held-out Shakespeare.
  * Usage: npx tsx training/evalEmbedded.ts [DIR]
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HookedTransformer } from '../hooks/HookedTransformer.ts';
-import { Gpt2Tokenizer } from '../hooks/tokenizer.ts';
-import { consecutiveWindows } from './data/batches.ts';
+import { detectHead } from '../hooks/analysis/headDetector.ts';
 import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES } from '../hooks/datasets/ioi.ts';
+import type { Tensor } from '../hooks/tensor.ts';
+import { Gpt2Tokenizer } from '../hooks/tokenizer.ts';
+import {
+  ablationOf, ioiMetrics, logitLensAccuracy, repeatedRows, repeatedRowStats, repeatedSentenceRows, TL_IOI_PROMPTS, tlIoiLogitDiffs, wholeVocabulary,
+} from './circuits.ts';
+import { consecutiveWindows } from './data/batches.ts';
 import { readTokenizedText } from './data/text.ts';
-import { ablationOf, headScores, ioiMetrics, logitLensAccuracy, repeatedTokenLosses } from './circuits.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -29,34 +35,39 @@ async function main(): Promise<void> {
   const dir = process.argv[2] ?? join(ROOT, 'models', 'embedded');
   const t0 = performance.now();
   const model = await HookedTransformer.fromPretrained(dir);
-  const pool = await seenPool(dir);
-  const rep = await repeatedTokenLosses(model, pool, { n: 50 });
-  const scores = await headScores(model, pool);
-  // heads scoring above 0.3, and the repeated-token losses with them zero-ablated
-  const headsAbove = (grid: number[][]) => grid.flatMap((hs, l) => hs.flatMap((v, h) => (v > 0.3 ? [[l, h] as [number, number]] : [])));
-  const ablate = async (heads: [number, number][]) => (heads.length > 0 ? repeatedTokenLosses(model, pool, { n: 50, interventions: ablationOf(heads) }) : null);
-  const inductionHeads = headsAbove(scores.induction);
-  const ablated = await ablate(inductionHeads);
-  const shiftedHeads = headsAbove(scores.shiftedInduction);
-  const shiftedAblated = await ablate(shiftedHeads);
+  const { n_layers: L, n_heads: H } = model.cfg;
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  const grid = (g: number[][]) => g.map((r) => r.map(round));
+  const tensorGrid = (t: Tensor) => Array.from({ length: L }, (_v, l) => Array.from({ length: H }, (_w, h) => round(t.get(l, h))));
+  const vocab = repeatedRows(model.cfg.bos_token_id, wholeVocabulary(model.cfg), { n: 50, minSpan: 20, maxSpan: 40, seed: 0 });
+  const clean = await repeatedRowStats(model, vocab.rows, vocab.spans);
+  const inductionHeads = clean.secondCopyStripe.flatMap((hs, l) => hs.flatMap((v, h) => (l >= 1 && v >= 0.3 ? [[l, h] as [number, number]] : [])));
+  const ablated = inductionHeads.length > 0 ? await repeatedRowStats(model, vocab.rows, vocab.spans, ablationOf(inductionHeads)) : null;
+  const sentences = repeatedSentenceRows(model);
+  const text = await repeatedRowStats(model, sentences.rows, sentences.spans);
+  const tlIoi = await tlIoiLogitDiffs(model);
   const ioiHeld = await ioiMetrics(model, IOI_HELDOUT_NAMES, { n: 100 });
   const ioiTrain = await ioiMetrics(model, IOI_TRAIN_NAMES, { n: 50, seed: 5 });
   const tok = await Gpt2Tokenizer.default();
-  const text = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
-  const lens = await logitLensAccuracy(model, consecutiveWindows(text.heldOut, 8, model.cfg.n_ctx - 1, [50256]));
-  const round = (x: number) => Math.round(x * 1000) / 1000;
+  const shakespeare = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
+  const lens = await logitLensAccuracy(model, consecutiveWindows(shakespeare.heldOut, 8, model.cfg.n_ctx - 1, [50256]));
   console.log(JSON.stringify({
     dir,
-    repeated_tokens: { first_repeat_loss: round(rep.first), second_repeat_loss: round(rep.second), drop: round(rep.first - rep.second) },
-    induction_scores: scores.induction.map((r) => r.map(round)),
-    previous_token_scores: scores.previousToken.map((r) => r.map(round)),
-    induction_heads: inductionHeads,
-    ablated_second_repeat_loss: ablated ? round(ablated.second) : null,
-    ablation_increase: ablated ? round(ablated.second - rep.second) : null,
-    shifted_induction_scores: scores.shiftedInduction.map((r) => r.map(round)),
-    shifted_induction_heads: shiftedHeads,
-    shifted_heads_ablated_second_repeat_loss: shiftedAblated ? round(shiftedAblated.second) : null,
-    shifted_heads_ablation_increase: shiftedAblated ? round(shiftedAblated.second - rep.second) : null,
+    whole_vocabulary_repeats: {
+      first_copy_loss: round(clean.first), second_copy_loss: round(clean.second), drop: round(clean.first - clean.second),
+      second_copy_stripe: grid(clean.secondCopyStripe), previous_token: grid(clean.previousToken),
+      detect_head_induction: tensorGrid(await detectHead(model, vocab.rows, 'induction_head')),
+      detect_head_previous_token: tensorGrid(await detectHead(model, vocab.rows, 'previous_token_head')),
+      induction_heads: inductionHeads,
+      ablated_second_copy_loss: ablated ? round(ablated.second) : null,
+      ablation_increase: ablated ? round(ablated.second - clean.second) : null,
+    },
+    repeated_sentences: {
+      tokens: sentences.spans, first_copy_loss: round(text.first), second_copy_loss: round(text.second), drop: round(text.first - text.second),
+      second_copy_stripe: grid(text.secondCopyStripe),
+    },
+    tl_ioi: TL_IOI_PROMPTS.map((p, i) => ({ prompt: p.prompt, correct: p.correct, logit_diff: round(tlIoi[i]) })),
+    tl_ioi_mean: round(tlIoi.reduce((a, b) => a + b, 0) / tlIoi.length),
     ioi_heldout: Object.fromEntries(Object.entries(ioiHeld).map(([k, v]) => [k, round(v)])),
     ioi_train_names: Object.fromEntries(Object.entries(ioiTrain).map(([k, v]) => [k, round(v)])),
     logit_lens_top1: lens.map(round),
@@ -65,9 +76,7 @@ async function main(): Promise<void> {
   await model.dispose();
 }
 
-if (process.argv[1]?.endsWith('evalEmbedded.ts')) {
-  main().catch((e: unknown) => {
-    console.error(e instanceof Error ? e.stack : e);
-    process.exit(1);
-  });
-}
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.stack : e);
+  process.exit(1);
+});

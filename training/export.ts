@@ -1,6 +1,6 @@
 /**
  * Exports trainer parameters as a Hugging Face GPT-2 checkpoint directory (config.json,
- * model.safetensors in HF Conv1D layout, GPT-2 tokenizer files), expanding the grouped vocabulary:
+ * model.safetensors in HF Conv1D layout, GPT-2's tokenizer files or the caller's), expanding the grouped vocabulary:
  * each seen token gets its own embedding row and every unseen token gets the shared row u.
  */
 import { hookedToHfConfig } from '../hooks/loading/hfConfig.ts';
@@ -55,8 +55,10 @@ export interface ExportOptions {
   /** 'auto' (default): F32 when the weights fit in `maxBytes` (default 29e6, leaving room for the 2.6 MB of tokenizer files under 32 MB), else F16. */
   dtype?: SafetensorsDtype | 'auto';
   maxBytes?: number;
-  /** Copy the GPT-2 tokenizer files (default true). */
+  /** Copy the GPT-2 tokenizer files (default true; ignored when `tokenizerFiles` is given). */
   tokenizer?: boolean;
+  /** Write these tokenizer files (name → text) instead of GPT-2's, e.g. the addition model's character-level ones. */
+  tokenizerFiles?: Record<string, string>;
   /** Extra string metadata in model.safetensors. */
   metadata?: Record<string, string>;
 }
@@ -72,7 +74,9 @@ export async function exportHfCheckpoint(dir: string, cfg: HookedTransformerConf
   const config = { ...hfConfig(cfg), tie_word_embeddings: unembedParamName(params) === 'wte.weight' };
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   await writeSafetensors(join(dir, 'model.safetensors'), record, { format: 'pt', ...opts.metadata });
-  if (opts.tokenizer ?? true) {
+  if (opts.tokenizerFiles) {
+    for (const [f, text] of Object.entries(opts.tokenizerFiles)) await writeFile(join(dir, f), text);
+  } else if (opts.tokenizer ?? true) {
     for (const f of TOKENIZER_FILES) await copyFile(join(DEFAULT_GPT2_TOKENIZER_DIR, f), join(dir, f));
   }
   return dtype;

@@ -53,6 +53,8 @@ export interface TrainOptions {
   sinusoidalPositions?: number;
   /** Train a separate unembedding (`lm_head.weight`) instead of tying it to the embedding (GPT-2 ties them). */
   untied?: boolean;
+  /** Called after each evaluation (every `evalEvery` steps) with the current parameters, e.g. to probe circuits. */
+  onEval?: (step: number, params: ParamSet) => Promise<void>;
 }
 
 export interface EvalRecord {
@@ -67,6 +69,8 @@ export interface TrainResult {
   evals: EvalRecord[];
   tokensPerSecond: number;
   wallSeconds: number;
+  /** CPU seconds (user + system, all threads) of the training processes, resumed sessions included. */
+  cpuSeconds: number;
   tokens: number;
 }
 
@@ -107,11 +111,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let params = initParams(cfg, vocab.nClasses, { seed: o.seed, std: o.initStd, sinusoidalPositions: o.sinusoidalPositions, untied: o.untied });
   let opt = adamWState(params);
   let step = 0;
-  let history: { trainLosses: { step: number; loss: number }[]; evals: EvalRecord[]; wallSeconds: number; tokens: number } = { trainLosses: [], evals: [], wallSeconds: 0, tokens: 0 };
+  let history: { trainLosses: { step: number; loss: number }[]; evals: EvalRecord[]; wallSeconds: number; cpuSeconds?: number; tokens: number } = { trainLosses: [], evals: [], wallSeconds: 0, cpuSeconds: 0, tokens: 0 };
   if (o.resume) {
     if (!o.outDir || !hasCheckpoint(o.outDir)) throw new Error(`train: --resume needs a checkpoint in ${o.outDir ?? '(no out dir)'}`);
     const s = await loadCheckpoint(o.outDir);
-    if (JSON.stringify(s.cfg) !== JSON.stringify(cfg)) throw new Error(`train: the checkpoint in ${o.outDir} has a different model config; resume with the same sizes`);
+    // the model's name is a label, not a shape: a pilot run resumed under its final name continues the same run
+    const shape = (c: HookedTransformerConfig) => JSON.stringify({ ...c, model_name: undefined });
+    if (shape(s.cfg) !== shape(cfg)) throw new Error(`train: the checkpoint in ${o.outDir} has a different model config; resume with the same sizes`);
     if (s.vocab.seen.length !== vocab.seen.length || s.vocab.seen.some((t, i) => t !== vocab.seen[i])) throw new Error(`train: the checkpoint in ${o.outDir} was trained on a different vocabulary (different data)`);
     const savedUntied = unembedParamName(s.params) === 'lm_head.weight';
     if (savedUntied !== (o.untied ?? false)) throw new Error(`train: the checkpoint in ${o.outDir} has ${savedUntied ? 'an untied' : 'a tied'} unembedding; resume with the same setting`);
@@ -131,6 +137,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const startStep = step;
   const t0 = performance.now();
   const wallBefore = history.wallSeconds;
+  const cpuBefore = history.cpuSeconds ?? 0;
+  const cpu0 = process.cpuUsage();
   let tokensThisRun = 0;
   let lossAcc = 0;
   let lossN = 0;
@@ -151,19 +159,24 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     history.trainLosses.push({ step, loss });
     const elapsed = (performance.now() - t0) / 1000;
     history.wallSeconds = wallBefore + elapsed;
+    const cpu = process.cpuUsage(cpu0);
+    history.cpuSeconds = cpuBefore + (cpu.user + cpu.system) / 1e6;
     if (step % logEvery === 0 || step === o.steps) {
       const tps = tokensThisRun / elapsed;
       log(
         `step ${step}/${o.steps}  loss ${(lossAcc / lossN).toFixed(4)}  lr ${lr.toExponential(2)}  |g| ${norm.toFixed(3)}  ` +
-          `${Math.round(tps).toLocaleString('en-US')} tok/s  elapsed ${formatDuration(history.wallSeconds)}  ETA ${formatDuration((o.steps - step) * (elapsed / (step - startStep)))}`,
+          `${Math.round(tps).toLocaleString('en-US')} tok/s  elapsed ${formatDuration(history.wallSeconds)} (CPU ${formatDuration(history.cpuSeconds)})  ETA ${formatDuration((o.steps - step) * (elapsed / (step - startStep)))}`,
       );
       lossAcc = 0;
       lossN = 0;
     }
-    if (o.evalSets && o.evalSets.length > 0 && o.evalEvery && (step % o.evalEvery === 0 || step === o.steps)) {
-      const losses = await evaluate(cfg, vocab, params, o.evalSets, mm);
-      history.evals.push({ step, losses });
-      log(`eval step ${step}: ` + Object.entries(losses).map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  '));
+    if (o.evalEvery && (step % o.evalEvery === 0 || step === o.steps)) {
+      if (o.evalSets && o.evalSets.length > 0) {
+        const losses = await evaluate(cfg, vocab, params, o.evalSets, mm);
+        history.evals.push({ step, losses });
+        log(`eval step ${step}: ` + Object.entries(losses).map(([k, v]) => `${k} ${v.toFixed(4)}`).join('  '));
+      }
+      if (o.onEval) await o.onEval(step, params);
     }
     if (o.outDir && o.checkpointEvery && step % o.checkpointEvery === 0 && step < o.steps) await save();
   }
@@ -177,6 +190,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     evals: history.evals,
     tokensPerSecond: tokensThisRun / Math.max(elapsed, 1e-9),
     wallSeconds: history.wallSeconds,
+    cpuSeconds: history.cpuSeconds ?? 0,
     tokens: history.tokens,
   };
 }

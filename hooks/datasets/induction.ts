@@ -16,6 +16,13 @@ function checkPool(pool: ArrayLike<number>): void {
   if (pool.length === 0) throw new Error('induction: the token pool is empty');
 }
 
+/** The number of distinct tokens in `pool`, counting stops at `limit` (a pool of the whole vocabulary is not scanned). */
+function countDistinctUpTo(pool: ArrayLike<number>, limit: number): number {
+  const seen = new Set<number>();
+  for (let i = 0; i < pool.length && seen.size < limit; i++) seen.add(pool[i]);
+  return seen.size;
+}
+
 /** `n` tokens drawn uniformly (with replacement) from `pool`. */
 export function randomTokens(rng: Rng, pool: ArrayLike<number>, n: number): number[] {
   checkPool(pool);
@@ -129,7 +136,7 @@ export function triggerRowWithMask(rng: Rng, pool: ArrayLike<number>, length: nu
     throw new Error(`induction: trigger rows need integers 1 ≤ minTriggers ≤ maxTriggers; got ${minTriggers}, ${maxTriggers}`);
   }
   if (!(triggerProbability > 0 && triggerProbability <= 1)) throw new Error(`induction: triggerProbability must be in (0, 1]; got ${triggerProbability}`);
-  const distinct = new Set(Array.from(pool)).size;
+  const distinct = countDistinctUpTo(pool, maxTriggers + 1);
   if (distinct <= maxTriggers) throw new Error(`induction: trigger rows need more than maxTriggers (${maxTriggers}) distinct pool tokens; got ${distinct}`);
   const nTriggers = rng.int(minTriggers, maxTriggers + 1);
   const triggers: number[] = [];

@@ -7,6 +7,7 @@ import type { HookedTransformerConfig, ProcessingFlags } from '../../hooks/confi
 import type { Dim, HookName } from '../../hooks/hookPoints.ts';
 import type { ProgressEvent } from '../../hooks/loading/progress.ts';
 import type { Limits } from '../config.ts';
+import type { ModelDefaults } from '../worker/defaults.ts';
 
 /** Where a model comes from: a directory inside a model root, or the hub (through the HF cache). */
 export type ModelSource =
@@ -41,6 +42,8 @@ export interface ModelInfo {
   device: string;
   processing: ProcessingFlags;
   hasTokenizer: boolean;
+  /** The dashboard's example inputs for this model (worker/defaults.ts). */
+  defaults: ModelDefaults;
   hookPoints: HookPointSummary[];
   loadedAt: string;
 }

@@ -44,6 +44,7 @@ export function modelSummary(info: ModelInfo) {
     device: info.device,
     processing: info.processing,
     hasTokenizer: info.hasTokenizer,
+    defaults: info.defaults,
     loadedAt: info.loadedAt,
     hookPoints: info.hookPoints,
   };
@@ -61,6 +62,10 @@ export const ModelResponse = z.object({
   device: z.string(),
   processing: z.object({ foldLn: z.boolean(), centerWritingWeights: z.boolean(), centerUnembed: z.boolean(), foldValueBiases: z.boolean() }),
   hasTokenizer: z.boolean(),
+  defaults: z.object({
+    prompt: z.string().nullable(), target: z.string().nullable(), contrast: z.string().nullable(), tokens: z.array(z.string()),
+    leadingSpace: z.boolean().describe('whether a space is in the vocabulary (GPT-2: yes; the addition model: no)'),
+  }).describe("the dashboard's example inputs for this model: GPT-2's IOI sentence and names where the vocabulary has them, else the model card's example (README.md front matter `widget`) with the model's top two next tokens as target and contrast"),
   loadedAt: z.string(),
   hookPoints: z.array(HookPointSchema),
 });

@@ -8,6 +8,7 @@ import { hubCacheDir } from '../../hooks/loading/hfCache.ts';
 import { HubHttpError } from '../../hooks/loading/hubHttp.ts';
 import type { FromWorker, LoadOptions, ModelInfo, ModelSource, ToWorker, WireError, WorkerData } from '../host/protocol.ts';
 import { JobCancelled, UserError, type JobContext, type JobHandler } from './context.ts';
+import { modelDefaults } from './defaults.ts';
 import { JOBS } from './jobs.ts';
 import { SaeStore } from './saeStore.ts';
 
@@ -26,7 +27,7 @@ function wireError(e: unknown): WireError {
   return { status: 500, message: e instanceof Error ? e.message : String(e) };
 }
 
-function describe(m: HookedTransformer, src: ModelSource): ModelInfo {
+async function describe(m: HookedTransformer, src: ModelSource): Promise<ModelInfo> {
   const sizes: Record<string, number | null> = {
     batch: null, pos: null, query_pos: null, key_pos: null, head: m.cfg.n_heads,
     d_model: m.cfg.d_model, d_head: m.cfg.d_head, d_mlp: m.cfg.d_mlp, '1': 1,
@@ -38,6 +39,7 @@ function describe(m: HookedTransformer, src: ModelSource): ModelInfo {
     device: m.device,
     processing: m.processing,
     hasTokenizer: m.tokenizer !== null,
+    defaults: await modelDefaults(m, src.kind === 'dir' ? src.dir : null),
     hookPoints: m.hookPoints().map((h) => ({ name: h.name, layer: h.layer, dims: h.dims, sizes: h.dims.map((d) => sizes[d]) })),
     loadedAt: new Date().toISOString(),
   };
@@ -63,7 +65,7 @@ async function load(src: ModelSource, o: LoadOptions): Promise<void> {
       modelDir: src.kind === 'dir' ? src.dir : null,
       hub: { cacheDir: o.hfCacheDir, endpoint: o.hubEndpoint, localFilesOnly: o.offline },
     });
-    post({ type: 'loaded', info: describe(model, src) });
+    post({ type: 'loaded', info: await describe(model, src) });
   } catch (e) {
     const status = e instanceof HubHttpError && e.status >= 400 && e.status < 500 ? e.status : 422;
     post({ type: 'loadError', error: { status, message: `could not load ${src.name}: ${(e as Error).message}` } });

@@ -34,7 +34,13 @@ export const tokenize: JobHandler<TokenizeRequest, TokenizeResult> = async (mode
   if (!tok) throw new UserError('this model was loaded without tokenizer files; it can only take token ids');
   const texts = typeof p.text === 'string' ? [p.text] : p.text;
   const prependBos = p.prependBos ?? model.cfg.default_prepend_bos;
-  const tokens = texts.map((t) => tok.toTokens(t, { prependBos, truncate: false }).tokens[0]);
+  const tokens = texts.map((t, i) => {
+    try {
+      return tok.toTokens(t, { prependBos, truncate: false }).tokens[0];
+    } catch (e) {
+      throw new UserError(`text${typeof p.text === 'string' ? '' : `[${i}]`}: ${(e as Error).message}`); // e.g. a character outside a character-level vocabulary
+    }
+  });
   return {
     tokens,
     strTokens: tokens.map((row) => tok.toStrTokens(row)),

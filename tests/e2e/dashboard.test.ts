@@ -293,4 +293,27 @@ describe('dashboard', () => {
     // the only console errors are the browser's notes on the 400 answers
     expect(br.errors.every((e) => /status of 400/.test(e))).toBe(true);
   });
+
+  it('a model with another vocabulary (characters, like models/addition) loads from the picker, and the views start from its own example', async () => {
+    const errorsBefore = br.errors.length;
+    await page.goto(srv.url); // no prompt in the URL: the model's defaults apply
+    await page.locator('[data-testid="model-select"]').selectOption('digits');
+    await page.getByRole('button', { name: 'Load' }).click();
+    await expect.poll(() => page.locator('[data-testid="model-info"]').textContent(), { timeout: 60_000 }).toContain('digits on cpu · 2 layers × 4 heads');
+    const defaults = (await (await fetch(`${srv.url}/api/model`)).json()).defaults;
+    expect(defaults.prompt).toBe('12345+67890=');
+    expect(defaults.leadingSpace).toBe(false); // so the target fields offer no " 5" variant (a space is not in the vocabulary)
+    await expect.poll(() => page.locator('[data-testid="prompt"]').inputValue(), { timeout: 20_000 }).toBe('12345+67890=');
+    await expect.poll(() => page.locator('[data-testid="target"]').inputValue()).toBe(defaults.target);
+    await expect.poll(() => page.locator('[data-testid="chips"] .chip').count(), { timeout: 20_000 }).toBe(13);
+    expect((await page.locator('[data-testid="chips"] .chip').allTextContents()).slice(0, 3)).toEqual(['0<|endoftext|>', '11', '22']);
+    await page.locator('[data-testid="tab-lens"]').click();
+    const lens = await waitPlot('fig-lens', (d) => d[0].z[0].length === 13);
+    expect(lens.layout.xaxis.ticktext[12]).toBe('12: =');
+    await page.locator('[data-testid="tab-circuits"]').click();
+    const top = await waitPlot('fig-top-copied', (d) => d[0].cells?.values?.[0]?.length === 6);
+    expect(top.data[0].cells.values[0]).toEqual(['1', '2', '3', '4', '5', '+']); // the model's default source tokens: its example's
+    await shot('character-model');
+    expect(br.errors.slice(errorsBefore)).toEqual([]);
+  });
 });

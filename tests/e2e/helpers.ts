@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,9 @@ import { createApp } from '../../server/app.ts';
 import { uiIsStale } from '../../server/buildUi.ts';
 import { validateConfig, type ServerConfigInput } from '../../server/config.ts';
 import { ModelHost } from '../../server/host/ModelHost.ts';
+import { gpt2Config, randomWeights } from '../../hooks/init.ts';
+import { ADDITION_EOT_ID, ADDITION_VOCAB, additionTokenizerFiles } from '../../training/data/addition.ts';
+import { writeHfCheckpoint } from '../helpers/checkpoints.ts';
 import { writeTinyModel } from '../integration/server/helpers.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -51,6 +54,18 @@ export async function ensureUiBuilt(): Promise<void> {
   }
 }
 
+/**
+ * A random tiny model with the addition model's character-level vocabulary (13 tokens: digits, '+', '=', end-of-text)
+ * and its model card's example input (README.md front matter `widget`), as models/addition ships them.
+ */
+export async function writeTinyCharacterModel(dir: string, seed: number): Promise<HookedTransformerConfig> {
+  const cfg = gpt2Config({ model_name: 'digits', n_layers: 2, d_model: 16, n_heads: 4, d_vocab: ADDITION_VOCAB, n_ctx: 20, bos_token_id: ADDITION_EOT_ID, eos_token_id: ADDITION_EOT_ID });
+  await writeHfCheckpoint(dir, cfg, randomWeights(cfg, { seed, randomAffine: true, std: 0.2 }), { dtype: 'F32', prefix: false, buffers: false, lmHead: false });
+  for (const [f, text] of Object.entries(additionTokenizerFiles(cfg.n_ctx))) await writeFile(join(dir, f), text);
+  await writeFile(join(dir, 'README.md'), '---\nwidget:\n- text: "12345+67890="\n---\n# digits\n');
+  return cfg;
+}
+
 export interface DashboardServer {
   url: string;
   cfg: HookedTransformerConfig;
@@ -70,6 +85,7 @@ export async function startDashboard(opts: { model?: 'tiny' | 'embedded'; config
   const packageRoot = name === 'embedded' ? join(ROOT, 'models') : join(tmp, 'models');
   await mkdir(join(tmp, 'extra'), { recursive: true });
   const tiny = name === 'tiny' ? await writeTinyModel(join(packageRoot, 'tiny'), 7, E2E_MODEL) : null;
+  if (name === 'tiny') await writeTinyCharacterModel(join(packageRoot, 'digits'), 8);
   const config = validateConfig({
     model: name, port: 0, threads: 1, offline: true, logLevel: 'silent', hfCacheDir: join(tmp, 'hf-cache'), cacheDir: join(tmp, 'cache'),
     modelRoots: [join(tmp, 'extra')], ...opts.config,

@@ -6,10 +6,10 @@
 import { Rng } from '../../hooks/random.ts';
 import type { Gpt2Tokenizer } from '../../hooks/tokenizer.ts';
 import type { ClassBatch } from '../model/forwardBackward.ts';
-import { buildSeenVocab, type SeenVocab } from '../model/vocab.ts';
+import { buildSeenVocab, fullVocab, type SeenVocab } from '../model/vocab.ts';
 import { randomWindows, rowsToBatch, rowsToBatchWhere, stepSeed } from './batches.ts';
 import { copiedSpansRowWithMask, triggerRowWithMask } from '../../hooks/datasets/induction.ts';
-import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, NAME_SENTENCES, randomIoiPrompt, randomNameSentence } from '../../hooks/datasets/ioi.ts';
+import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, NAME_SENTENCES, randomIoiPrompt, randomNameSentence, type IoiPrompt } from '../../hooks/datasets/ioi.ts';
 import type { TokenizedText } from './text.ts';
 
 export interface MixOptions {
@@ -28,6 +28,8 @@ export interface MixOptions {
   inductionNameFraction: number;
   /** Fraction of Shakespeare positions scored (a random subset; the unembedding dominates the cost). */
   textTargetFraction: number;
+  /** Fraction of the scoreable positions of (non-trigger) induction rows that are scored (a random subset, as for text). */
+  inductionTargetFraction: number;
   /**
    * Random tokens for induction rows come from the this many most frequent training-text tokens
    * (rare tokens' embeddings stay near their tiny initial values and cannot be copied reliably).
@@ -57,14 +59,36 @@ export interface MixOptions {
    */
   ioiWordNameFraction: number;
   /**
+   * Fraction of IOI prompts whose object takes another article ("the bag", "an apple" as well as "a drink") and whose
+   * place and object may come from a few more words (varyIoiPrompt): surface variety around the same task.
+   */
+  ioiVariety: number;
+  /**
    * When true, induction steps are `triggerBatch` short trigger rows ([BOS] + `triggerCtx` tokens,
    * triggerRowWithMask) instead of the rows above: the classic induction task with no shortcut, in rows
    * short and many enough for the circuit to form early (pilot: a batch of 16 rows never left the
    * "bag of context" plateau, 64 rows of 24 tokens formed the stripe within 1,000 steps).
    */
   inductionTriggerRows: boolean;
+  /** Without inductionTriggerRows: the share of induction steps that are trigger-row steps all the same (0: none). */
+  inductionTriggerFraction: number;
   triggerBatch: number;
   triggerCtx: number;
+  /**
+   * Where the random tokens of induction rows come from. 'frequent': the `inductionPoolSize` most frequent
+   * training-text tokens (v1). 'vocab': GPT-2's whole vocabulary (every id but BOS), a share
+   * `inductionTextFraction` of the draws taken from the training text's unigram distribution instead of uniformly:
+   * the circuit then cannot rely on token-specific features, so it works on any token.
+   */
+  inductionTokens: 'frequent' | 'vocab';
+  inductionTextFraction: number;
+  /** Every token of the vocabulary gets its own class and embedding row (no shared row for unseen tokens). */
+  fullVocabulary: boolean;
+  /**
+   * Fraction of induction rows (outside trigger-row steps) that are training text with copies of earlier spans
+   * (textCopiesRowWithMask): induction on natural text, where tokens recur within the span.
+   */
+  inductionTextCopyFraction: number;
 }
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
@@ -74,6 +98,7 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   nameSentenceFraction: 0.2,
   inductionNameFraction: 0.1,
   textTargetFraction: 0.5,
+  inductionTargetFraction: 1,
   inductionPoolSize: 3000,
   inductionMinSpan: 6,
   inductionMaxSpan: 40,
@@ -81,19 +106,29 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   inductionTripleFraction: 0,
   inductionShortSpanFraction: 0,
   ioiWordNameFraction: 0,
+  ioiVariety: 0,
   inductionTriggerRows: false,
+  inductionTriggerFraction: 0,
   triggerBatch: 64,
   triggerCtx: 32,
+  inductionTokens: 'frequent',
+  inductionTextFraction: 0,
+  fullVocabulary: false,
+  inductionTextCopyFraction: 0,
 };
 
 /** What a training phase may change in the mix. */
-export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'inductionShortSpanFraction' | 'ioiWordNameFraction' | 'inductionTriggerRows'>>;
+export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'inductionShortSpanFraction' | 'ioiWordNameFraction' | 'ioiVariety' | 'inductionTriggerRows' | 'inductionTriggerFraction' | 'inductionTextCopyFraction' | 'triggerBatch'>>;
 
 export interface EmbeddedData {
   vocab: SeenVocab;
   /** The batch of `step`, drawn by the options overridden by `phase` (e.g. a training phase's weights). */
   batchAt: (step: number, phase?: MixPhase) => ClassBatch;
-  /** The random-token pool of the induction rows: the most frequent training tokens (BOS excluded), ascending ids. */
+  /**
+   * The random-token pool of the induction rows (draws are uniform over its entries, which may repeat): the most
+   * frequent training tokens (BOS excluded, ascending ids) or, with inductionTokens 'vocab', every id but BOS
+   * (repeated) followed by the training text.
+   */
   pool: Int32Array;
   bos: number;
 }
@@ -151,6 +186,67 @@ export function abaTriplesRowWithMask(rng: Rng, pool: ArrayLike<number>, length:
   return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
 }
 
+/**
+ * A row of `prefix` then training text in which spans recur: segments are either runs of consecutive tokens of
+ * `stream` (4–24, from a random place) or, once the row has `minSpan` tokens, with probability ½ a copy of an
+ * earlier span of the row (`minSpan`–`maxSpan` tokens from a random earlier position). `copied[i]` marks a copy's
+ * tokens after its first: induction on natural text, where the copied tokens are ordinary words that recur.
+ */
+export function textCopiesRowWithMask(rng: Rng, stream: Int32Array, length: number, span: { minSpan: number; maxSpan: number }, prefix: readonly number[] = []): { tokens: number[]; copied: boolean[] } {
+  const tokens = [...prefix];
+  const copied: boolean[] = prefix.map(() => false);
+  const start = prefix.length;
+  while (tokens.length < length) {
+    if (tokens.length - start >= span.minSpan && rng.next() < 0.5) {
+      const n = rng.int(span.minSpan, span.maxSpan + 1);
+      const from = rng.int(start, tokens.length - 1);
+      for (let k = 0; k < n; k++) {
+        tokens.push(tokens[from + k]);
+        copied.push(k > 0);
+      }
+    } else {
+      const n = rng.int(4, 25);
+      const at = rng.int(0, stream.length - n);
+      for (let k = 0; k < n; k++) {
+        tokens.push(stream[at + k]);
+        copied.push(false);
+      }
+    }
+  }
+  return { tokens: tokens.slice(0, length), copied: copied.slice(0, length) };
+}
+
+/**
+ * The induction rows' random tokens for inductionTokens 'vocab': every id of [0, d_vocab) but `bos`, repeated so
+ * that a uniform draw from the result comes from the text `stream` (its unigram distribution) with probability
+ * `textFraction` and uniformly from the vocabulary otherwise (the ids first, then the text).
+ */
+export function wholeVocabularyPool(d_vocab: number, bos: number, stream: Int32Array, textFraction: number): Int32Array {
+  if (!(textFraction >= 0 && textFraction < 1)) throw new Error(`wholeVocabularyPool: textFraction must be in [0, 1); got ${textFraction}`);
+  const ids = Int32Array.from({ length: d_vocab - 1 }, (_, i) => (i < bos ? i : i + 1));
+  if (textFraction === 0) return ids;
+  const repeats = Math.max(1, Math.round(((1 - textFraction) / textFraction) * (stream.length / ids.length)));
+  const out = new Int32Array(repeats * ids.length + stream.length);
+  for (let r = 0; r < repeats; r++) out.set(ids, r * ids.length);
+  out.set(stream, repeats * ids.length);
+  return out;
+}
+
+/** Places and objects beyond the library's IOI lists (each a single GPT-2 token with its leading space). */
+export const EXTRA_IOI_PLACES: readonly string[] = ['shops', 'zoo', 'cinema', 'shop'];
+export const EXTRA_IOI_OBJECTS: readonly string[] = ['ball', 'cake', 'toy', 'hat', 'pen'];
+
+/**
+ * The prompt of `p` with other surface words: the place drawn from IOI_PLACES + EXTRA_IOI_PLACES, the object from
+ * IOI_OBJECTS + EXTRA_IOI_OBJECTS, and its article "a" (or "an" before a vowel) or "the". Names and structure stay.
+ */
+export function varyIoiPrompt(rng: Rng, p: IoiPrompt): string {
+  const place = [...IOI_PLACES, ...EXTRA_IOI_PLACES][rng.int(0, IOI_PLACES.length + EXTRA_IOI_PLACES.length)];
+  const object = [...IOI_OBJECTS, ...EXTRA_IOI_OBJECTS][rng.int(0, IOI_OBJECTS.length + EXTRA_IOI_OBJECTS.length)];
+  const article = rng.next() < 0.5 ? 'the' : /^[aeiou]/.test(object) ? 'an' : 'a';
+  return p.prompt.replace(` ${p.place}`, ` ${place}`).replace(new RegExp(`\\ba ${p.object}\\b`), `${article} ${object}`).replace(new RegExp(`\\b${p.object}\\b`), object);
+}
+
 /** The tokens of `pool` that decode to a space and a lowercase word of 3+ letters, except `exclude` (e.g. the generators' tokens). */
 export function wordTokens(tok: Gpt2Tokenizer, pool: ArrayLike<number>, exclude: readonly number[]): number[] {
   const skip = new Set(exclude);
@@ -182,8 +278,9 @@ export function generatorTokens(tok: Gpt2Tokenizer): number[] {
 
 export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts: MixOptions): EmbeddedData {
   const generated = generatorTokens(tok);
-  const vocab = buildSeenVocab([...text.train, ...generated, BOS], 50257);
-  const pool = mostFrequentTokens(text.train, opts.inductionPoolSize, [BOS]);
+  const vocab = opts.fullVocabulary ? fullVocab(50257) : buildSeenVocab([...text.train, ...generated, BOS], 50257);
+  const frequent = mostFrequentTokens(text.train, opts.inductionPoolSize, [BOS]);
+  const pool = opts.inductionTokens === 'vocab' ? wholeVocabularyPool(50257, BOS, text.train, opts.inductionTextFraction) : frequent;
   const nameIds = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES].map((n) => tok.encode(` ${n}`)[0]);
   const allNames = [...IOI_TRAIN_NAMES, ...IOI_HELDOUT_NAMES];
   const encodeCache = new Map<string, number[]>();
@@ -201,9 +298,10 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   const inductionPool = new Int32Array(pool.length + copies * nameIds.length);
   inductionPool.set(pool);
   for (let c = 0; c < copies; c++) inductionPool.set(nameIds, pool.length + c * nameIds.length);
-  const wordNames = wordTokens(tok, pool, generated); // no names, template words, places or objects
+  const wordNames = wordTokens(tok, frequent, generated); // no names, template words, places or objects
   const batchAt = (step: number, phase: MixPhase = {}): ClassBatch => {
-    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, inductionShortSpanFraction: short, ioiWordNameFraction, inductionTriggerRows } = { ...opts, ...phase };
+    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, inductionShortSpanFraction: short, ioiWordNameFraction, ioiVariety, inductionTriggerFraction, inductionTextCopyFraction: textCopies, triggerBatch } = { ...opts, ...phase };
+    let { inductionTriggerRows } = { ...opts, ...phase };
     const { text: wt, induction: wi, ioi: wo } = weights;
     const rng = new Rng(stepSeed(opts.seed, step));
     const u = rng.next() * (wt + wi + wo);
@@ -212,8 +310,10 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
       const keep = rows.map((r) => r.map(() => rng.next() < opts.textTargetFraction));
       return rowsToBatchWhere(rows, vocab, BOS, (r, p) => keep[r][p]);
     }
+    // (no draw unless some but not all induction steps are trigger steps, so other phases keep their batches)
+    if (u >= wt && u < wt + wi && !inductionTriggerRows && inductionTriggerFraction > 0) inductionTriggerRows = rng.next() < inductionTriggerFraction;
     if (u < wt + wi && inductionTriggerRows) {
-      const made = Array.from({ length: opts.triggerBatch }, () => triggerRowWithMask(rng, inductionPool, opts.triggerCtx + 1, {}, [BOS]));
+      const made = Array.from({ length: triggerBatch }, () => triggerRowWithMask(rng, inductionPool, opts.triggerCtx + 1, {}, [BOS]));
       return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].copied[p + 1]);
     }
     if (u < wt + wi) {
@@ -225,9 +325,12 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
         if (kind < alt) return alternatingPairsRowWithMask(rng, inductionPool, opts.ctx + 1, [BOS]);
         if (kind < alt + triples) return abaTriplesRowWithMask(rng, inductionPool, opts.ctx + 1, [BOS]);
         if (kind < alt + triples + short) return copiedSpansRowWithMask(rng, inductionPool, opts.ctx + 1, SHORT_SPANS, [BOS]);
+        if (kind < alt + triples + short + textCopies) return textCopiesRowWithMask(rng, text.train, opts.ctx + 1, { minSpan: opts.inductionMinSpan, maxSpan: opts.inductionMaxSpan }, [BOS]);
         return copiedSpansRowWithMask(rng, inductionPool, opts.ctx + 1, { minSpan: opts.inductionMinSpan, maxSpan: opts.inductionMaxSpan }, [BOS]);
       });
-      return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].copied[p + 1]);
+      // (no draws when every position is scored, so batches of runs without subsampling are unchanged)
+      const keep = opts.inductionTargetFraction < 1 ? made.map((m) => m.tokens.map(() => rng.next() < opts.inductionTargetFraction)) : null;
+      return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].copied[p + 1] && (keep === null || keep[r][p]));
     }
     // IOI prompts are scored only at the answer (the rest is template text or unpredictable names);
     // single-name sentences are scored everywhere
@@ -242,7 +345,9 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
         scoreTo.push(row.length - 2);
       } else {
         const p = randomIoiPrompt(rng, { names: IOI_TRAIN_NAMES });
-        const row = [BOS, ...enc(p.prompt), ...enc(p.answer)];
+        // (no draw when the fraction is 0, so phases without variety keep their batches)
+        const prompt = ioiVariety > 0 && rng.next() < ioiVariety ? varyIoiPrompt(rng, p) : p.prompt;
+        const row = [BOS, ...enc(prompt), ...enc(p.answer)];
         // (no draw when the fraction is 0, so phases without word names keep their batches)
         if (ioiWordNameFraction > 0 && rng.next() < ioiWordNameFraction) {
           const io = wordNames[rng.int(0, wordNames.length)];

@@ -12,10 +12,10 @@ export interface SeenVocab {
   seen: Int32Array;
   /** token id → class: its own class if seen, else `unseenClass`. [d_vocab] */
   classOf: Int32Array;
-  /** = seen.length: the class (and embedding row) shared by every unseen token. */
+  /** = seen.length: the class (and embedding row) shared by every unseen token (no such class when nUnseen = 0). */
   unseenClass: number;
   nUnseen: number;
-  /** Number of classes = seen.length + 1. */
+  /** Number of classes: seen.length + 1, or seen.length when every token is seen (each token its own row). */
   nClasses: number;
 }
 
@@ -33,7 +33,13 @@ export function buildSeenVocab(tokenIds: Iterable<number>, d_vocab: number): See
   const unseenClass = seen.length;
   const classOf = new Int32Array(d_vocab).fill(unseenClass);
   seen.forEach((t, c) => { classOf[t] = c; });
-  return { d_vocab, seen, classOf, unseenClass, nUnseen: d_vocab - seen.length, nClasses: seen.length + 1 };
+  const nUnseen = d_vocab - seen.length;
+  return { d_vocab, seen, classOf, unseenClass, nUnseen, nClasses: seen.length + (nUnseen > 0 ? 1 : 0) };
+}
+
+/** The whole vocabulary, every token its own class and embedding row (no shared row). */
+export function fullVocab(d_vocab: number): SeenVocab {
+  return buildSeenVocab(Array.from({ length: d_vocab }, (_, t) => t), d_vocab);
 }
 
 /** Additive logit offset of the unseen class: log(n_unseen), or -Infinity when every token is seen. */

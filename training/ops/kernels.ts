@@ -23,7 +23,7 @@ export interface UnembedLossInput {
   N: number;
   D: number;
   V: number;
-  /** Added to the logit of class `offsetClass` (log n_unseen; -Infinity for none). */
+  /** Added to the logit of class `offsetClass` (log n_unseen); ignored when offsetClass ≥ V (no unseen class). */
   offsetClass: number;
   offset: number;
   /** Target class per row, or -1 to ignore the row [N]. */
@@ -139,7 +139,7 @@ export class JsKernels extends JsMatmul implements Kernels {
       const t = targets[r];
       if (t < 0) continue;
       const o = r * V;
-      logits[o + offsetClass] += offset;
+      if (offsetClass < V) logits[o + offsetClass] += offset;
       let max = -Infinity;
       for (let c = 0; c < V; c++) if (logits[o + c] > max) max = logits[o + c];
       let se = 0;
@@ -285,7 +285,7 @@ export class OrtKernels extends OrtMatmul implements Kernels {
       return OrtKernels.build(nodes, consts, inputs, outputs);
     });
     const off = new Float32Array(V);
-    off[offsetClass] = offset;
+    if (offsetClass < V) off[offsetClass] = offset;
     const tgt = new BigInt64Array(N);
     const w = new Float32Array(N);
     for (let r = 0; r < N; r++) {

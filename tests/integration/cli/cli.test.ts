@@ -189,6 +189,28 @@ describe('lensboard CLI', () => {
     expect(lines.length - 1).toBe(L * P);
   });
 
+  it('logit-lens and circuits on the addition model (13 characters, not GPT-2\'s vocabulary): JSON = logitLens, a PNG figure', async () => {
+    const addition = join(ROOT, 'models', 'addition');
+    const ref = await HookedTransformer.fromPretrained(addition, { threads: 1 });
+    try {
+      const out = join(dir, 'addition-lens');
+      const prompt = '12345+67890=';
+      await ok(['logit-lens', '--model', addition, '--out', out, '--prompt', prompt, '--top-k', '2', '--target', '5', '--formats', 'json,png', '--quiet']);
+      const got = await readJson(join(out, 'result.json'));
+      const want = await logitLens(ref, prompt, { topK: 2, target: ref.toSingleToken('5') });
+      expect(got.strTokens).toEqual(['<|endoftext|>', '1', '2', '3', '4', '5', '+', '6', '7', '8', '9', '0', '=']);
+      const [L, , P] = want.topTokens.shape;
+      for (let l = 0; l < L; l++) for (let p = 0; p < P; p++) expect(Math.abs(got.targets[0].prob[l][p] - want.target!.prob.get(l, 0, p))).toBeLessThanOrEqual(1e-6);
+      expect((await readFile(join(out, 'logit-lens-prob.png'))).subarray(0, 8)).toEqual(PNG_SIGNATURE);
+      const outC = join(dir, 'addition-circuits');
+      await ok(['circuits', '--model', addition, '--out', outC, '--modes', 'K', '--head', '1.0', '--copy-token', '7', '--formats', 'json', '--quiet']);
+      const circuits = await readJson(join(outC, 'result.json'));
+      expectGridClose(circuits.copying.scores, await copyingScores(ref), 1e-4);
+    } finally {
+      await ref.dispose();
+    }
+  });
+
   it('patch, ioi and circuits (json, csv) = getActPatchResidPre, ioiHeadAttribution, allCompositionScores and copyingScores', async () => {
     const outP = join(dir, 'patch');
     await ok(['patch', '--model', modelDir, '--out', outP, '--clean', IOI_CLEAN, '--corrupted', IOI_CORRUPTED, '--correct', ' Mary', '--incorrect', ' John',

@@ -10,7 +10,7 @@ import { buildNotebook, notebookSources, notebookText } from '../../../notebooks
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const NOTEBOOKS = join(ROOT, 'notebooks');
-const EXPECTED = ['01-logit-lens', '02-induction-heads', '03-ioi-ablations-and-patching', '04-circuits-from-weights', '05-attribution-patching', '07-features-of-the-residual-stream'];
+const EXPECTED = ['01-logit-lens', '02-induction-heads', '03-ioi-ablations-and-patching', '04-circuits-from-weights', '05-attribution-patching', '06-how-does-it-add', '07-features-of-the-residual-stream'];
 /** A developer may run the notebooks on another checkpoint (e.g. a random tiny one) by setting this. */
 const MODEL_OVERRIDE = process.env.LENSBOARD_NOTEBOOK_MODEL;
 

@@ -6,7 +6,7 @@ import { rowsToBatch, rowsToBatchWhere, stepSeed } from '../../../training/data/
 import { copiedSpansRowWithMask, packedInductionRowWithMask, repeatedRandomTokens, triggerRowWithMask } from '../../../hooks/datasets/induction.ts';
 import { fillIoiTemplate, IOI_HELDOUT_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES, IOI_TRAIN_NAMES, randomIoiPrompt, swapRepeatedName } from '../../../hooks/datasets/ioi.ts';
 import { splitTokens } from '../../../training/data/text.ts';
-import { abaTriplesRowWithMask, alternatingPairsRowWithMask, buildEmbeddedData, DEFAULT_MIX, generatorTokens, type MixPhase, replaceTokens, wordTokens } from '../../../training/data/embeddedMix.ts';
+import { abaTriplesRowWithMask, alternatingPairsRowWithMask, buildEmbeddedData, DEFAULT_MIX, EXTRA_IOI_OBJECTS, EXTRA_IOI_PLACES, generatorTokens, type MixPhase, replaceTokens, textCopiesRowWithMask, varyIoiPrompt, wholeVocabularyPool, wordTokens } from '../../../training/data/embeddedMix.ts';
 import { buildSeenVocab, unseenLogitOffset } from '../../../training/model/vocab.ts';
 import type { ClassBatch } from '../../../training/model/forwardBackward.ts';
 
@@ -228,6 +228,52 @@ function onStripe(x: readonly number[], y: readonly number[], p: number): boolea
 }
 
 describe('embedded mix helpers', () => {
+  it('the whole-vocabulary pool: every id but BOS, and the text stream making up the requested share of uniform draws', () => {
+    const stream = Int32Array.from({ length: 3000 }, (_v, i) => i % 7);
+    const uniform = wholeVocabularyPool(100, 99, stream, 0);
+    expect(Array.from(uniform)).toEqual(Array.from({ length: 99 }, (_v, i) => i));
+    const half = wholeVocabularyPool(100, 99, stream, 0.5);
+    const fromText = half.length - Math.round(3000 / 99) * 99;
+    expect(fromText).toBe(3000);
+    expect(Array.from(half.subarray(half.length - 3000))).toEqual(Array.from(stream));
+    expect(Math.abs(3000 / half.length - 0.5)).toBeLessThan(0.01);
+    expect(half.includes(99)).toBe(false);
+    expect(() => wholeVocabularyPool(100, 99, stream, 1)).toThrow(/textFraction/);
+  });
+
+  it('IOI variety: another place, object and article around the same names and structure', () => {
+    const rng = new Rng(12);
+    for (let i = 0; i < 40; i++) {
+      const p = randomIoiPrompt(rng, { names: IOI_TRAIN_NAMES, template: 0 });
+      const v = varyIoiPrompt(rng, p);
+      const m = /^When (\w+) and (\w+) went to the (\w+), (\w+) gave (a|an|the) (\w+) to$/.exec(v);
+      expect(m, v).not.toBeNull();
+      expect([m![1], m![2], m![4]]).toEqual(p.prompt.match(/^When (\w+) and (\w+) went to the \w+, (\w+)/)!.slice(1));
+      expect([...IOI_PLACES, ...EXTRA_IOI_PLACES]).toContain(m![3]);
+      expect([...IOI_OBJECTS, ...EXTRA_IOI_OBJECTS]).toContain(m![6]);
+      if (m![5] !== 'the') expect(m![5]).toBe(/^[aeiou]/.test(m![6]) ? 'an' : 'a');
+    }
+    for (const w of [...EXTRA_IOI_PLACES, ...EXTRA_IOI_OBJECTS]) expect(tok.encode(` ${w}`), w).toHaveLength(1);
+  });
+
+  it('text rows with copied spans: runs of consecutive text, copies of earlier spans scored after their first token', () => {
+    const stream = Int32Array.from({ length: 5000 }, (_v, i) => 1000 + i); // every token distinct: runs are recognisable
+    const rng = new Rng(8);
+    for (let n = 0; n < 30; n++) {
+      const { tokens, copied } = textCopiesRowWithMask(rng, stream, 129, { minSpan: 6, maxSpan: 20 }, [50256]);
+      expect(tokens).toHaveLength(129);
+      expect(tokens[0]).toBe(50256);
+      expect(copied[0]).toBe(false);
+      for (let i = 1; i < tokens.length; i++) {
+        // a scored token continues a copy: its predecessor occurred earlier, followed by this very token
+        if (copied[i]) {
+          const earlier = tokens.slice(1, i - 1).map((t, j) => (t === tokens[i - 1] ? tokens[j + 2] : null)).filter((t) => t !== null);
+          expect(earlier).toContain(tokens[i]);
+        }
+      }
+    }
+  });
+
   it('picks the most frequent tokens (ties by id), excluding BOS, in id order', async () => {
     const { mostFrequentTokens } = await import('../../../training/data/embeddedMix.ts');
     const stream = Int32Array.from([5, 5, 5, 9, 9, 50256, 50256, 50256, 50256, 2, 7, 7]);
@@ -320,5 +366,19 @@ describe('embedded mix helpers', () => {
     // without the phase option the same step is the usual 16 rows of 128
     const usual = data.batchAt(5);
     expect([usual.batch, usual.pos]).toEqual([DEFAULT_MIX.batch, 128]);
+    // a share of trigger steps: both kinds occur, about half each
+    const kinds = Array.from({ length: 40 }, (_v, step) => data.batchAt(step, { inductionTriggerFraction: 0.5 }).batch);
+    const triggers = kinds.filter((k) => k === DEFAULT_MIX.triggerBatch).length;
+    expect(triggers + kinds.filter((k) => k === DEFAULT_MIX.batch).length).toBe(40);
+    expect(triggers).toBeGreaterThan(10);
+    expect(triggers).toBeLessThan(30);
+    // a subset of the scoreable positions of whole rows is scored (half here)
+    const half = buildEmbeddedData(tok, text, { ...DEFAULT_MIX, seed: 3, ctx: 128, inductionTargetFraction: 0.5, weights: { text: 0, induction: 1, ioi: 0 } });
+    const countScored = (b: ClassBatch) => Array.from(b.targets).filter((t) => t >= 0).length;
+    let all = 0;
+    let some = 0;
+    for (let step = 0; step < 6; step++) { all += countScored(data.batchAt(step)); some += countScored(half.batchAt(step)); }
+    expect(some / all).toBeGreaterThan(0.35);
+    expect(some / all).toBeLessThan(0.65);
   });
 });

@@ -5,6 +5,7 @@ import type { UrlState } from './url.svelte.ts';
 
 export const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
 export type Device = (typeof DEVICES)[number];
+/** GPT-2's example inputs: the defaults until a model says otherwise (GET /api/model `defaults`, per vocabulary). */
 export const DEFAULT_PROMPT = 'When Mary and John went to the store, John gave a drink to';
 export const DEFAULT_TARGET = ' Mary';
 export const DEFAULT_CONTRAST = ' John';
@@ -72,7 +73,17 @@ export class Session {
   }
   /** The prompt the views run on (committed with Enter; lives in the URL). */
   get prompt(): string {
-    return this.#url.get('prompt', DEFAULT_PROMPT);
+    return this.#url.get('prompt', this.defaultPrompt);
+  }
+  /** The active model's example prompt (the addition model's `12345+67890=`; GPT-2's IOI sentence for GPT-2's vocabulary). */
+  get defaultPrompt(): string {
+    return this.#model?.defaults.prompt ?? DEFAULT_PROMPT;
+  }
+  get defaultTarget(): string {
+    return this.#model?.defaults.target ?? DEFAULT_TARGET;
+  }
+  get defaultContrast(): string {
+    return this.#model?.defaults.contrast ?? DEFAULT_CONTRAST;
   }
   get tokens() {
     return this.#tokens;
@@ -96,12 +107,12 @@ export class Session {
   get nCtx(): number {
     return Number(this.#model?.config.n_ctx ?? 0);
   }
-  /** Target and contrast token texts (" Mary" vs " John"), from the URL. */
+  /** Target and contrast token texts (" Mary" vs " John" by default), from the URL. */
   get target(): string {
-    return this.#url.get('target', DEFAULT_TARGET);
+    return this.#url.get('target', this.defaultTarget);
   }
   get contrast(): string {
-    return this.#url.get('contrast', DEFAULT_CONTRAST);
+    return this.#url.get('contrast', this.defaultContrast);
   }
   /** The targets resolved to single token ids (null id with an error when a text is not one token). */
   get targets() {
@@ -162,13 +173,13 @@ export class Session {
 
   /** Commits a prompt (Enter in the prompt bar): the views re-run on it. */
   async submit(prompt: string): Promise<void> {
-    this.#url.set({ prompt: prompt === DEFAULT_PROMPT ? null : prompt });
+    this.#url.set({ prompt: prompt === this.defaultPrompt ? null : prompt });
     await this.retokenize();
   }
 
   /** Sets the target / contrast token texts and checks that each is one token. */
   async setTargets(target: string, contrast: string): Promise<void> {
-    this.#url.set({ target: target === DEFAULT_TARGET ? null : target, contrast: contrast === DEFAULT_CONTRAST ? null : contrast });
+    this.#url.set({ target: target === this.defaultTarget ? null : target, contrast: contrast === this.defaultContrast ? null : contrast });
     await this.checkTargets();
   }
 

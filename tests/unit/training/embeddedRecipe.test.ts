@@ -1,0 +1,41 @@
+/**
+ * `npm run train:embedded` recipes: the default one is the recipe recorded in the shipped model's
+ * training_summary.json (written by the run that produced models/embedded), and the phases switch at its steps.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { RECIPE_V1, RECIPE_V2, RECIPES, recipePhase } from '../../../training/embedded.ts';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+describe('embedded model recipes', () => {
+  it("the default recipe (v1) is the one models/embedded's training_summary.json records", () => {
+    const s = JSON.parse(readFileSync(join(ROOT, 'models', 'embedded', 'training_summary.json'), 'utf8'));
+    expect(RECIPES[s.recipe ?? 'v1']).toBe(RECIPE_V1);
+    expect(s.steps).toBe(RECIPE_V1.steps);
+    expect(s.lr).toBe(RECIPE_V1.lr);
+    expect(s.phase0.to).toBe(RECIPE_V1.triggerRowsTo);
+    expect(s.phase1.weights).toEqual(RECIPE_V1.weights.phase1);
+    expect(s.phase2).toEqual({ from: RECIPE_V1.phase2From, weights: RECIPE_V1.weights.phase2 });
+    expect(s.phase3).toEqual({ from: RECIPE_V1.phase3From, weights: RECIPE_V1.weights.phase3 });
+    for (const [k, v] of Object.entries(RECIPE_V1.mix)) expect(s.mix[k], k).toEqual(v);
+    expect(s.ioiWordNamesFromPhase2).toBe(0.5); // from phase 2 (step 2,800) on
+    expect(RECIPE_V1.ioiWordNamesFrom).toBe(RECIPE_V1.phase2From);
+  });
+
+  it('phases switch at the recipe steps: trigger rows, then phase 1 options, word names, the later weights', () => {
+    expect(recipePhase(RECIPE_V1, 1999)).toEqual({ weights: RECIPE_V1.weights.phase0, ioiWordNameFraction: 0, inductionTriggerRows: true });
+    expect(recipePhase(RECIPE_V1, 2000)).toEqual({ weights: RECIPE_V1.weights.phase1, ioiWordNameFraction: 0, inductionTriggerRows: false });
+    expect(recipePhase(RECIPE_V1, 2800)).toEqual({ weights: RECIPE_V1.weights.phase2, ioiWordNameFraction: 0.5, inductionTriggerRows: false });
+    expect(recipePhase(RECIPE_V1, 4099).weights).toEqual(RECIPE_V1.weights.phase3);
+    expect(recipePhase(RECIPE_V2, 2499)).toEqual({ weights: RECIPE_V2.weights.phase0, ioiWordNameFraction: 0, inductionTriggerRows: true });
+    expect(recipePhase(RECIPE_V2, 2500)).toEqual({
+      weights: RECIPE_V2.weights.phase1, ioiWordNameFraction: 0.5, inductionTriggerRows: false,
+      inductionTriggerFraction: 0.5, inductionTextCopyFraction: 0.25, ioiVariety: 0.5,
+    });
+    expect(recipePhase(RECIPE_V2, 3000).weights).toEqual(RECIPE_V2.weights.phase2);
+    expect(recipePhase(RECIPE_V2, 3500).weights).toEqual(RECIPE_V2.weights.phase3);
+  });
+});

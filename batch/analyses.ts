@@ -17,6 +17,8 @@ import {
   type AblateResult, type AblateSweepResult, type HeadsDetectResult, type IoiResult, type LogitLensResult, type PatchResult, type SaliencyResult,
 } from '../server/schemas.ts';
 import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from '../server/worker/analysis.ts';
+import { featureAblateSchema, type FeatureAblateResult } from '../server/saeSchemas.ts';
+import { featureAblate } from '../server/worker/saes.ts';
 import { UserError, type JobHandler } from '../server/worker/context.ts';
 
 type Grid = (number | string)[][];
@@ -313,6 +315,29 @@ const saliencyAnalysis: BatchAnalysis<SaliencyOptions, SaliencyResult> = {
   },
 };
 
+// ───────────────────────────── SAE feature ablation ─────────────────────────────
+
+const featureAblateOptions = featureAblateSchema().omit({ prompt: true }).extend({ metric: BatchMetric });
+type FeatureAblateOptions = z.infer<typeof featureAblateOptions>;
+
+const featureAblateAnalysis: BatchAnalysis<FeatureAblateOptions, FeatureAblateResult> = {
+  summary: "the metric with a set of an SAE's features ablated (the SAE spliced with its error term), and without; also with the SAE's reconstruction alone",
+  options: featureAblateOptions,
+  request: (o, item) => ({ ...o, prompt: prompt(item), metric: itemMetric(o.metric, item) }),
+  schema: featureAblateSchema(),
+  run: featureAblate as JobHandler<never, FeatureAblateResult>,
+  values: (r) => ({ clean: r.clean, spliced: r.spliced, ablated: r.ablated, delta: r.delta }),
+  axes: () => ({}),
+  figures: (a, o) => {
+    const { mean } = grids(a);
+    const fig = ablationResultFigure(
+      { metric: { kind: o.metric.kind, label: `mean ${metricLabel(o.metric)}` }, clean: mean.clean as number, ablated: mean.ablated as number, delta: mean.delta as number },
+      `${o.sae} features ${o.features.join(', ')}${o.positions ? ` at positions ${o.positions.join(', ')}` : ''} (${a.n} items)`,
+    );
+    return [{ ...fig, name: 'feature-ablation' }];
+  },
+};
+
 // ───────────────────────────── IOI metrics ─────────────────────────────
 
 const ioiOptions = z.strictObject({ prependBos: ioiSchema(CLI_LIMITS).shape.prependBos });
@@ -360,5 +385,6 @@ export const ANALYSES = {
   patch: patchingAnalysis('activation'),
   'attribution-patch': patchingAnalysis('attribution'),
   saliency: saliencyAnalysis,
+  'feature-ablate': featureAblateAnalysis,
   ioi: ioiAnalysis,
 } as unknown as Record<string, BatchAnalysis<Record<string, unknown>, unknown>>;

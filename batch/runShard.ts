@@ -10,6 +10,7 @@ import type { ShardRange } from '../hooks/experiments/shards.ts';
 import { CLI_LIMITS } from '../cli/commands.ts';
 import { stringifyJson } from '../server/nonFinite.ts';
 import { UserError, type JobContext } from '../server/worker/context.ts';
+import type { SaeStore } from '../server/worker/saeStore.ts';
 import { ANALYSES, analysisOptions, ItemFieldError } from './analyses.ts';
 import { FORMAT_VERSION, type AnalysisSpec, type PreparedExperiment } from './experiment.ts';
 import type { ShardFile } from './store.ts';
@@ -41,13 +42,13 @@ function withPrompt(model: HookedTransformer, item: DatasetItem): DatasetItem {
   }
 }
 
-const quiet: JobContext = { limits: CLI_LIMITS, progress: () => {}, checkCancelled: () => {} };
-
 /**
  * Runs the shard's items; `onItem(done, total)` after each. Returns the shard file's text. An item the analysis
- * refuses is a UserError naming the item (its index in the dataset).
+ * refuses is a UserError naming the item (its index in the dataset). `saes` finds the SAEs that SAE analyses name
+ * (under the model's saes/ folder, or org/repo/subfolder on the hub), as the server's model thread does.
  */
-export async function runShard(model: HookedTransformer, task: ShardTask, onItem?: (done: number, total: number) => void): Promise<string> {
+export async function runShard(model: HookedTransformer, task: ShardTask, onItem?: (done: number, total: number) => void, saes?: SaeStore): Promise<string> {
+  const quiet: JobContext = { limits: CLI_LIMITS, progress: () => {}, checkCancelled: () => {}, ...(saes ? { saes } : {}) };
   if (task.v !== FORMAT_VERSION) throw new UserError(`shard format ${task.v}; this Lensboard reads format ${FORMAT_VERSION} (update every worker to one version)`);
   const analysis = ANALYSES[task.analysis.kind];
   if (!analysis) throw new UserError(`unknown analysis '${task.analysis.kind}'`);

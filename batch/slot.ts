@@ -8,16 +8,23 @@ import { UsageError } from '../cli/errors.ts';
 import { loadModel, resolveModelArg } from '../cli/model.ts';
 import { UserError } from '../server/worker/context.ts';
 import { runShard } from './runShard.ts';
+import { saeStoreFor } from './saes.ts';
+import type { SaeStore } from '../server/worker/saeStore.ts';
 import type { FromSlot, SlotData, ToSlot } from './slotProtocol.ts';
 
 const port = parentPort!;
 const { device, threads } = workerData as SlotData;
 const post = (m: FromSlot) => port.postMessage(m);
 const MAX_MODELS = 2;
-const models = new Map<string, Promise<HookedTransformer>>();
+/** A loaded model and the store of the SAEs its shards name. */
+interface Loaded {
+  model: HookedTransformer;
+  saes: SaeStore;
+}
+const models = new Map<string, Promise<Loaded>>();
 
 /** The model a shard names, loaded once (a failure is not kept; the least recently used of more than two is disposed). */
-async function model(name: string): Promise<HookedTransformer> {
+async function model(name: string): Promise<Loaded> {
   let m = models.get(name);
   if (m) {
     models.delete(name);
@@ -28,14 +35,17 @@ async function model(name: string): Promise<HookedTransformer> {
     } catch (e) {
       throw new UserError((e as Error).message);
     }
-    m = loadModel(source, { device, threads });
+    m = loadModel(source, { device, threads }).then((x) => ({ model: x, saes: saeStoreFor(x, source) }));
     m.catch(() => models.delete(name));
   }
   models.set(name, m);
   while (models.size > MAX_MODELS) {
-    const [oldest, p] = models.entries().next().value as [string, Promise<HookedTransformer>];
+    const [oldest, p] = models.entries().next().value as [string, Promise<Loaded>];
     models.delete(oldest);
-    void p.then((x) => x.dispose()).catch(() => {});
+    void p.then(async (x) => {
+      await x.saes.dispose();
+      await x.model.dispose();
+    }).catch(() => {});
   }
   return m;
 }
@@ -49,12 +59,13 @@ async function handle(msg: ToSlot): Promise<void> {
     }
     const t0 = performance.now();
     let last = 0;
-    const text = await runShard(await model(msg.task.model), msg.task, (done, total) => {
+    const loaded = await model(msg.task.model);
+    const text = await runShard(loaded.model, msg.task, (done, total) => {
       const now = performance.now();
       if (done < total && now - last < 250) return;
       last = now;
       post({ type: 'progress', id: msg.id, done, total });
-    });
+    }, loaded.saes);
     post({ type: 'result', id: msg.id, text, ms: performance.now() - t0 });
   } catch (e) {
     post({ type: 'error', id: msg.id, message: (e as Error).message, user: e instanceof UserError || e instanceof UsageError });

@@ -19,8 +19,12 @@ import { prepareExperiment } from '../../../batch/experiment.ts';
 import { writeOutputs } from '../../../batch/outputs.ts';
 import { runShard, shardTask } from '../../../batch/runShard.ts';
 import { ExperimentStore } from '../../../batch/store.ts';
+import { saeStoreFor } from '../../../batch/saes.ts';
+import { Sae, ablateFeatures } from '../../../hooks/sae/index.ts';
+import type { SaeStore } from '../../../server/worker/saeStore.ts';
 
 let model: HookedTransformer;
+let saes: SaeStore;
 let dir: string;
 let runs = 0;
 
@@ -29,7 +33,7 @@ async function run(experiment: Record<string, unknown>) {
   const prepared = await prepareExperiment({ model: 'embedded', ...experiment }, { name: 'test', where: 'in the test' });
   const out = join(dir, `run-${runs++}`);
   const store = await ExperimentStore.open(out, prepared);
-  for (const s of prepared.shards) expect(await store.accept(s.index, await runShard(model, shardTask(prepared, s)))).toBe(true);
+  for (const s of prepared.shards) expect(await store.accept(s.index, await runShard(model, shardTask(prepared, s), undefined, saes))).toBe(true);
   await writeOutputs(store, ['csv']);
   return {
     out,
@@ -61,8 +65,10 @@ const lastDiff = (io: number, s: number, pos: number) => logitDiffMetric({ corre
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'lensboard-batch-analyses-'));
   model = await HookedTransformer.fromPretrained(EMBEDDED_DIR, { threads: 1 });
+  saes = saeStoreFor(model, EMBEDDED_DIR);
 });
 afterAll(async () => {
+  await saes?.dispose();
   await model?.dispose();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -210,6 +216,35 @@ describe('dataset experiments: each analysis averaged over items equals the tool
     const sum = (ig.aggregate.mean.scores as number[]).reduce((a, x) => a + x, 0);
     const gap = ig.aggregate.mean.value - ig.aggregate.mean.baselineValue;
     expect(Math.abs(sum - gap)).toBeLessThanOrEqual(0.02 * Math.abs(gap) + 1e-3);
+  });
+
+  it("feature-ablate: the shipped SAE's features ablated over IOI prompts = runWithSaes with ablateFeatures per prompt", async () => {
+    const features = [3, 17, 1622];
+    const r = await run({
+      dataset: { kind: 'ioi', n: 3, seed: 4 }, shardSize: 2,
+      analysis: { kind: 'feature-ablate', sae: 'L1-resid-post-topk32', features, metric: { kind: 'logit_diff' } },
+    });
+    const sae = await Sae.fromPretrained(join(EMBEDDED_DIR, 'saes', 'L1-resid-post-topk32'));
+    try {
+      const rows: number[][] = [];
+      for (const line of r.lines) {
+        const tokens = model.prepareInput(line.item.prompt).tokens;
+        const metric = lastDiff(id(line.item.correct), id(line.item.incorrect), tokens[0].length - 1);
+        const clean = metric(await model.runWithSaes(tokens, { saes: sae, useErrorTerm: true }));
+        const spliced = metric(await model.runWithSaes(tokens, { saes: sae }));
+        const ablated = metric(await model.runWithSaes(tokens, { saes: sae, useErrorTerm: true, interventions: [ablateFeatures(sae, features)] }));
+        rows.push([clean, spliced, ablated, ablated - clean]);
+      }
+      const { mean, se } = meanSe(rows);
+      const m = r.aggregate.mean;
+      expectClose([m.clean, m.spliced, m.ablated, m.delta], mean, 1e-4, 'means');
+      expectClose([r.aggregate.stderr.clean, r.aggregate.stderr.spliced, r.aggregate.stderr.ablated, r.aggregate.stderr.delta], se, 1e-4, 'stderrs');
+      expect(r.figures.map((f) => f.name)).toEqual(['feature-ablation']);
+    } finally {
+      await sae.dispose();
+    }
+    await expect(run({ dataset: { kind: 'ioi', n: 1 }, analysis: { kind: 'feature-ablate', sae: 'no-such-sae', features: [1], metric: { kind: 'logit_diff' } } }))
+      .rejects.toThrow(/item 0: .*no-such-sae/);
   });
 
   it('IOI metrics: mean head attribution = ioiHeadAttribution of the whole dataset; logit diff per prompt; accuracy', async () => {

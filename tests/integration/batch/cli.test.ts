@@ -81,7 +81,7 @@ describe('lensboard batch (local)', () => {
       ['not JSON', '{"dataset": ', /experiment: '.*' is not valid JSON/],
       ['unknown field', { dataset: { kind: 'ioi', n: 2 }, analysis: { kind: 'ioi' }, shardsize: 3 }, /\(top level\): Unrecognized key: "shardsize"/],
       ['no dataset', { analysis: { kind: 'ioi' } }, /dataset: dataset must be \{kind: 'jsonl', path\}/],
-      ['unknown analysis', { dataset: { kind: 'ioi', n: 2 }, analysis: { kind: 'swep' } }, /analysis(\.kind)?: analysis\.kind must be one of logit-lens, heads, ablate, sweep, patch, attribution-patch, saliency, ioi/],
+      ['unknown analysis', { dataset: { kind: 'ioi', n: 2 }, analysis: { kind: 'swep' } }, /analysis(\.kind)?: analysis\.kind must be one of logit-lens, heads, ablate, sweep, patch, attribution-patch, saliency, feature-ablate, ioi/],
       ['bad metric token', { dataset: { kind: 'ioi', n: 2 }, analysis: { kind: 'sweep', metric: { kind: 'logit_diff', correct: 1.5 } } }, /analysis\.metric\.correct: a token is a string that is exactly one token/],
       ['unknown analysis field', { dataset: { kind: 'ioi', n: 2 }, analysis: { kind: 'heads', kind2: 1 } }, /analysis: Unrecognized key: "kind2"/],
       ['bad dataset field', { dataset: { kind: 'repeated', n: 2, seqLen: 0 }, analysis: { kind: 'heads' } }, /dataset\.seqLen: Too small/],

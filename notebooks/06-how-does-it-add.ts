@@ -3,8 +3,9 @@
 // # 06 · How does it add?
 //
 // `models/addition` is a small GPT-2 trained by Lensboard's trainer (`npm run train -- --task addition`) on one task:
-// the prompt `A+B=` (A and B between 0 and 99,999), the answer the six digits of A + B, **least significant first**,
-// then end-of-text: `123+4567=` → `096400`. Its vocabulary has 13 tokens — the digits, `+`, `=` and `<|endoftext|>`,
+// the prompt `A+B=` (A and B between 0 and 99,999, **zero-padded to five digits**, as minGPT's adder pads its
+// operands), the answer the six digits of A + B, **least significant first**, then end-of-text: `00123+04567=` →
+// `096400`. Padding gives every problem the same layout: the units digit of A is always the token before `+`. Its vocabulary has 13 tokens — the digits, `+`, `=` and `<|endoftext|>`,
 // which is also BOS — and every tool of the workbench works on it as on GPT-2.
 //
 // Writing the answer backwards is what makes the task learnable left to right: the units digit comes first, and each
@@ -21,7 +22,7 @@ import { patchingFigure } from '../hooks/figures/index.ts';
 import type { HookName } from '../hooks/hookPoints.ts';
 import { ablateHeads } from '../hooks/interventions.ts';
 import { Rng } from '../hooks/random.ts';
-import { additionAnswer, heldOutAdditionProblems, type AdditionProblem } from '../training/data/addition.ts';
+import { additionAnswer, additionPrompt, heldOutAdditionProblems, type AdditionProblem } from '../training/data/addition.ts';
 import { greedyAdditionAnswers, HELD_OUT_SEED } from '../training/addition.ts';
 import {
   additionModelDir, loadAdditionModel, matrixFigure, posOfA, posOfB, posPredicting, ROW_LABELS, teacherForcedRow,
@@ -44,11 +45,25 @@ await setupPlotly();
 // stops at end-of-text.
 
 // %%
-console.log(model.toStrTokens('123+4567=').join(' | '));
+console.log(model.toStrTokens('00123+04567=').join(' | '));
 const examples: AdditionProblem[] = [{ a: 123, b: 4567 }, { a: 99_999, b: 1 }, { a: 5, b: 5 }, { a: 31_415, b: 92_653 }, { a: 0, b: 0 }];
 const exampleAnswers = await greedyAdditionAnswers(model, examples);
 await table(['prompt', 'greedy answer', 'A + B reversed', 'right?'], examples.map((p, i) => [
-  `${p.a}+${p.b}=`, exampleAnswers[i], `${additionAnswer(p)}<|endoftext|>`, exampleAnswers[i] === `${additionAnswer(p)}<|endoftext|>` ? 'yes' : 'no',
+  additionPrompt(p), exampleAnswers[i], `${additionAnswer(p)}<|endoftext|>`, exampleAnswers[i] === `${additionAnswer(p)}<|endoftext|>` ? 'yes' : 'no',
+]));
+
+// %% [markdown]
+// The model was only ever shown padded operands. The same problems typed without the padding (`123+4567=`) put the
+// digits at other positions:
+
+// %%
+const unpadded = await Promise.all(examples.map(async (p) => {
+  const tokens = model.toTokens(`${p.a}+${p.b}=`);
+  const out = (await model.generate(tokens, { maxNewTokens: 7, doSample: false, returnType: 'tokens' })) as number[][];
+  return model.toString(out[0].slice(tokens[0].length));
+}));
+await table(['unpadded prompt', 'greedy answer', 'A + B reversed', 'right?'], examples.map((p, i) => [
+  `${p.a}+${p.b}=`, unpadded[i], `${additionAnswer(p)}<|endoftext|>`, unpadded[i] === `${additionAnswer(p)}<|endoftext|>` ? 'yes' : 'no',
 ]));
 
 // %% [markdown]
@@ -64,15 +79,15 @@ console.log(`exact match: ${exact} / ${heldOut.length} (${((100 * exact) / heldO
 // %% [markdown]
 // ## Which input digits does each answer digit attend to?
 //
-// To compare problems position by position, take problems whose operands both have five digits and feed the answer
-// teacher-forced: the row is `BOS a₄…a₀ + b₄…b₀ = c₀…c₄`, and position 12 + i (the `=` for i = 0) predicts answer
+// Every problem has the same layout, so problems compare position by position. Feed the answer teacher-forced: the
+// row is `BOS a₄…a₀ + b₄…b₀ = c₀…c₄`, and position 12 + i (the `=` for i = 0) predicts answer
 // digit cᵢ. `a₀` and `b₀` are the units digits. For every head, the mean attention from the position predicting each
 // answer digit to every earlier position, over 256 problems:
 
 // %%
 const rng = new Rng(6);
-const five = (): number => rng.int(10_000, 100_000);
-const problems = Array.from({ length: 256 }, () => ({ a: five(), b: five() }));
+const operand = (): number => rng.int(0, 100_000);
+const problems = Array.from({ length: 256 }, () => ({ a: operand(), b: operand() }));
 const rows = problems.map((p) => teacherForcedRow(model, p)); // [256, 18]
 const T = rows[0].length;
 const patternNames = Array.from({ length: c.n_layers }, (_v, l) => `blocks.${l}.attn.hook_pattern` as HookName);
@@ -164,11 +179,11 @@ await table(['', ...answerLabels.map((s) => s.slice(2))], [['no head ablated', .
 
 // %%
 const pairs = Array.from({ length: 64 }, () => {
-  const aHigh = rng.int(1000, 10_000);
-  const bHigh = rng.int(1000, 10_000);
+  const aHigh = rng.int(0, 10_000);
+  const bHigh = rng.int(0, 10_000);
   return { clean: { a: aHigh * 10 + 8, b: bHigh * 10 + 9 }, corrupted: { a: aHigh * 10 + 3, b: bHigh * 10 + 4 } };
-}).filter(({ clean }) => clean.a >= 10_000 && clean.b >= 10_000);
-const prefix = (p: AdditionProblem) => model.toTokens(`${p.a}+${p.b}=${additionAnswer(p)[0]}`)[0]; // [BOS] A + B = c₀: 14 tokens
+});
+const prefix = (p: AdditionProblem) => model.toTokens(`${additionPrompt(p)}${additionAnswer(p)[0]}`)[0]; // [BOS] A + B = c₀: 14 tokens
 const cleanRows = pairs.map((q) => prefix(q.clean));
 const corruptedRows = pairs.map((q) => prefix(q.corrupted));
 const digitToken = (d: string) => model.toSingleToken(d);
@@ -181,7 +196,7 @@ const patchNames = Array.from({ length: c.n_layers }, (_v, l) => [`blocks.${l}.h
 const [cleanLogits, cleanCache] = await model.runWithCache(cleanRows, { namesFilter: patchNames });
 const cleanValue = carryMetric(cleanLogits);
 const corruptedValue = carryMetric(await model.forward(corruptedRows));
-console.log(`${pairs.length} pairs; e.g. clean ${pairs[0].clean.a}+${pairs[0].clean.b}=${additionAnswer(pairs[0].clean)[0]}, corrupted ${pairs[0].corrupted.a}+${pairs[0].corrupted.b}=${additionAnswer(pairs[0].corrupted)[0]}`);
+console.log(`${pairs.length} pairs; e.g. clean ${additionPrompt(pairs[0].clean)}${additionAnswer(pairs[0].clean)[0]}, corrupted ${additionPrompt(pairs[0].corrupted)}${additionAnswer(pairs[0].corrupted)[0]}`);
 console.log(`mean logit difference (clean c₁ − corrupted c₁) at the position predicting c₁: clean ${cleanValue.toFixed(2)}, corrupted ${corruptedValue.toFixed(2)}`);
 const metric = normalisedMetric(carryMetric, cleanValue, corruptedValue);
 const residPre = await getActPatchResidPre(model, corruptedRows, cleanCache, metric); // [n_layers, pos]

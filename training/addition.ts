@@ -14,7 +14,7 @@ import { Rng } from '../hooks/random.ts';
 import { Args } from './args.ts';
 import { rowsToBatchWhere, stepSeed } from './data/batches.ts';
 import {
-  ADDITION_EOT_ID, ADDITION_EQUALS, ADDITION_VOCAB, additionPrompt, additionRow, additionTokenizerFiles, heldOutAdditionProblems, MAX_ROW, problemKey,
+  ADDITION_EOT_ID, ADDITION_EQUALS, ADDITION_VOCAB, additionPrompt, additionRow, additionTokenizerFiles, heldOutAdditionProblems, MAX_ROW, OPERAND_DIGITS, problemKey,
   randomAdditionProblem, type AdditionProblem,
 } from './data/addition.ts';
 import { exportHfCheckpoint } from './export.ts';
@@ -29,32 +29,26 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const ADDITION_OPTIONS = {
   task: 'string', out: 'string', work: 'string', steps: 'number', seed: 'number', lr: 'number', batch: 'number', layers: 'number', 'd-model': 'number',
   heads: 'number', threads: 'number', resume: 'flag', 'eval-every': 'number', 'init-std': 'number', 'sinusoids': 'number',
-  'length-uniform': 'number',
 } as const;
 
 /** The held-out problems: 10,000 with both operands uniform in [0, 99999], from this seed (the tests use the same). */
 export const HELD_OUT_SEED = 20_000;
 export const HELD_OUT_COUNT = 10_000;
-/**
- * Share of training problems whose operands have a uniform number of digits (the rest: uniform values, like the
- * held-out set, 81 % of which have two 5-digit operands). See the model card for the pilots behind 0.3 and 3 layers.
- */
-const LENGTH_UNIFORM_FRACTION = 0.3;
 
 /**
  * The training batch of `step`: `batch` problems (never a held-out one), each row [BOS] A+B= c₀…c₅ [EOS], padded
  * on the right with end-of-text; only the answer (6 digits and the end of text) is scored.
  */
-export function additionBatch(seed: number, step: number, batch: number, heldOut: ReadonlySet<number>, lengthUniform = LENGTH_UNIFORM_FRACTION): ClassBatch {
-  return additionRowsBatch(additionProblemsAt(seed, step, batch, heldOut, lengthUniform).map(additionRow));
+export function additionBatch(seed: number, step: number, batch: number, heldOut: ReadonlySet<number>): ClassBatch {
+  return additionRowsBatch(additionProblemsAt(seed, step, batch, heldOut).map(additionRow));
 }
 
-/** The problems of training step `step`: `batch` draws from the step's seed, skipping held-out problems. */
-export function additionProblemsAt(seed: number, step: number, batch: number, heldOut: ReadonlySet<number>, lengthUniform = LENGTH_UNIFORM_FRACTION): AdditionProblem[] {
+/** The problems of training step `step`: `batch` uniform draws from the step's seed, skipping held-out problems. */
+export function additionProblemsAt(seed: number, step: number, batch: number, heldOut: ReadonlySet<number>): AdditionProblem[] {
   const rng = new Rng(stepSeed(seed, step));
   const out: AdditionProblem[] = [];
   while (out.length < batch) {
-    const p = randomAdditionProblem(rng, rng.next() < lengthUniform);
+    const p = randomAdditionProblem(rng);
     if (!heldOut.has(problemKey(p))) out.push(p);
   }
   return out;
@@ -119,7 +113,6 @@ export async function runAdditionTask(argv: readonly string[], log: (l: string) 
   const seed = args.number('seed', 0, { integer: true, min: 0 });
   const lr = args.number('lr', 2e-3, { min: 0 });
   const batch = args.number('batch', 128, { integer: true, min: 1 });
-  const lengthUniform = args.number('length-uniform', LENGTH_UNIFORM_FRACTION, { min: 0 });
   const cfg = gpt2Config({
     model_name: 'lensboard-addition', n_layers: args.number('layers', 3, { integer: true, min: 1 }), d_model: args.number('d-model', 128, { integer: true, min: 1 }),
     n_heads: args.number('heads', 4, { integer: true, min: 1 }), n_ctx: MAX_ROW, d_vocab: ADDITION_VOCAB, bos_token_id: ADDITION_EOT_ID, eos_token_id: ADDITION_EOT_ID,
@@ -134,11 +127,11 @@ export async function runAdditionTask(argv: readonly string[], log: (l: string) 
   const exact: { step: number; exactMatch: number; answerLoss: number }[] = [];
   const res = await train({
     cfg, vocab, steps, seed, lr, warmupSteps: 100, minLrRatio: 0.1,
-    initStd: args.number('init-std', 0.1, { min: 0 }), sinusoidalPositions: args.number('sinusoids', 0.05, { min: 0 }), batchAt: (step) => additionBatch(seed, step, batch, heldOutKeys, lengthUniform),
+    initStd: args.number('init-std', 0.1, { min: 0 }), sinusoidalPositions: args.number('sinusoids', 0.05, { min: 0 }), batchAt: (step) => additionBatch(seed, step, batch, heldOutKeys),
     adamw: { weightDecay: 0.1, beta2: 0.98 }, clipNorm: 1, kernels: mm, log, logEvery: 50,
     evalEvery: args.number('eval-every', 250, { integer: true, min: 1 }), outDir: work, checkpointEvery: 500, resume: args.has('resume'),
     exportOptions: { dtype: 'F32', tokenizerFiles: additionTokenizerFiles(cfg.n_ctx) },
-    info: { task: 'addition', batch, lengthUniform, heldOutSeed: HELD_OUT_SEED },
+    info: { task: 'addition', batch, operandDigits: OPERAND_DIGITS, heldOutSeed: HELD_OUT_SEED },
     onEval: async (step, params) => {
       const answerLoss = (await forwardBackward(cfg, vocab, params, evalBatch, mm)).loss;
       const exactMatch = await teacherForcedExactMatch(cfg, params, probe, mm);
@@ -151,7 +144,7 @@ export async function runAdditionTask(argv: readonly string[], log: (l: string) 
   for (const f of await readdir(out)) if (f !== 'README.md') await rm(join(out, f), { recursive: true, force: true });
   await exportHfCheckpoint(out, cfg, vocab, res.params, { dtype: 'F32', tokenizerFiles: additionTokenizerFiles(cfg.n_ctx), metadata: { producer: 'lensboard training/addition.ts', steps: String(res.step), seed: String(seed) } });
   const summary = {
-    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, batch, length_uniform_fraction: lengthUniform,
+    config: cfg, parameters_trained: countParams(res.params), steps: res.step, seed, lr, batch, operand_digits: OPERAND_DIGITS,
     held_out: { seed: HELD_OUT_SEED, count: HELD_OUT_COUNT }, tokens: res.tokens, wall_seconds: Math.round(res.wallSeconds),
     cpu_seconds: Math.round(res.cpuSeconds), evals: exact,
   };

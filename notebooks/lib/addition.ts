@@ -23,11 +23,10 @@ export async function loadAdditionModel(): Promise<HookedTransformer> {
 
 
 /**
- * The teacher-forced row of a problem with two 5-digit operands: [BOS] a₄…a₀ + b₄…b₀ = c₀…c₄, 18 tokens, where
- * position 12 + i predicts answer digit c_i (position 12 is '=').
+ * The teacher-forced row of a problem (operands zero-padded to 5 digits): [BOS] a₄…a₀ + b₄…b₀ = c₀…c₄, 18 tokens,
+ * where position 12 + i predicts answer digit c_i (position 12 is '=').
  */
 export function teacherForcedRow(model: HookedTransformer, p: AdditionProblem): number[] {
-  if (p.a < 10_000 || p.b < 10_000) throw new Error(`teacherForcedRow: both operands need 5 digits; got ${p.a} and ${p.b}`);
   return model.toTokens(additionPrompt(p) + additionAnswer(p).slice(0, 5))[0];
 }
 

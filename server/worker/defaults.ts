@@ -1,7 +1,7 @@
 /**
  * The example inputs the dashboard starts from, per model, so its defaults work on any vocabulary: GPT-2's IOI
  * sentence and names where the tokenizer has them (GPT-2, the embedded model), else the model card's example
- * (the Hugging Face `widget` text in README.md's front matter, e.g. the addition model's `12345+67890=`), with the
+ * (the Hugging Face `widget` text in README.md's front matter, e.g. the addition model's `01234+56789=`), with the
  * model's own top two next tokens as target and contrast, and the prompt's tokens as the circuits view's sources.
  */
 import { existsSync, readFileSync } from 'node:fs';

@@ -1,7 +1,7 @@
 /**
  * The addition task (the seed's exercise EX2): the prompt `A+B=` with A and B decimal integers in [0, 99999]
- * without leading zeros, the answer the 6 digits of A + B zero-padded and least-significant digit first
- * (123+4567= → `096400`), then the end-of-text token. A character-level vocabulary: the digits, `+`, `=` and
+ * zero-padded to 5 digits (`00123+04567=`, as minGPT's adder pads its operands: every problem has one layout), the answer the 6 digits of A + B zero-padded and least-significant digit first
+ * (00123+04567= → `096400`), then the end-of-text token. A character-level vocabulary: the digits, `+`, `=` and
  * `<|endoftext|>`, which is also BOS (so a row is [BOS] A + B = c₀ … c₅ [EOS]). Problems are generated on the
  * fly from a seed; only the answer positions (6 digits and the end of text) are scored.
  */
@@ -14,10 +14,11 @@ export const ADDITION_PLUS = 10;
 export const ADDITION_EQUALS = 11;
 export const ADDITION_EOT_ID = 12;
 export const ADDITION_VOCAB = ADDITION_CHARS.length + 1;
-/** Operands are in [0, MAX_OPERAND]; the sum has at most ANSWER_DIGITS digits. */
+/** Operands are in [0, MAX_OPERAND], written with OPERAND_DIGITS digits; the sum has at most ANSWER_DIGITS digits. */
 export const MAX_OPERAND = 99_999;
+export const OPERAND_DIGITS = 5;
 export const ANSWER_DIGITS = 6;
-/** The longest row: BOS, 5 + 1 + 5 + 1 prompt characters, 6 answer digits, EOS. */
+/** Every row: BOS, 5 + 1 + 5 + 1 prompt characters, 6 answer digits, EOS. */
 export const MAX_ROW = 1 + 5 + 1 + 5 + 1 + ANSWER_DIGITS + 1;
 
 export interface AdditionProblem {
@@ -25,12 +26,13 @@ export interface AdditionProblem {
   b: number;
 }
 
-/** The prompt text `A+B=`. */
+/** The prompt text `A+B=`, operands zero-padded to 5 digits (123 + 4567 → `00123+04567=`). */
 export function additionPrompt(p: AdditionProblem): string {
-  return `${p.a}+${p.b}=`;
+  const pad = (x: number) => String(x).padStart(OPERAND_DIGITS, '0');
+  return `${pad(p.a)}+${pad(p.b)}=`;
 }
 
-/** The answer text: the 6 digits of a + b, zero-padded, least significant first (123+4567 → "096400"). */
+/** The answer text: the 6 digits of a + b, zero-padded, least significant first (00123+04567 → "096400"). */
 export function additionAnswer(p: AdditionProblem): string {
   return String(p.a + p.b).padStart(ANSWER_DIGITS, '0').split('').reverse().join('');
 }
@@ -49,19 +51,9 @@ export function additionRow(p: AdditionProblem): number[] {
   return [ADDITION_EOT_ID, ...encodeAddition(additionPrompt(p) + additionAnswer(p)), ADDITION_EOT_ID];
 }
 
-/**
- * A random operand. With `lengthUniform`, its number of digits is uniform in 1–5 first (short numbers are rare
- * among uniform values: one in ten thousand has a single digit); otherwise uniform in [0, MAX_OPERAND].
- */
-export function randomOperand(rng: Rng, lengthUniform: boolean): number {
-  if (!lengthUniform) return rng.int(0, MAX_OPERAND + 1);
-  const digits = rng.int(1, 6);
-  return digits === 1 ? rng.int(0, 10) : rng.int(10 ** (digits - 1), 10 ** digits);
-}
-
-/** A problem: both operands uniform in [0, 99999] (the held-out distribution), or with uniform lengths. */
-export function randomAdditionProblem(rng: Rng, lengthUniform = false): AdditionProblem {
-  return { a: randomOperand(rng, lengthUniform), b: randomOperand(rng, lengthUniform) };
+/** A problem: both operands uniform in [0, 99999] (training and held-out problems alike). */
+export function randomAdditionProblem(rng: Rng): AdditionProblem {
+  return { a: rng.int(0, MAX_OPERAND + 1), b: rng.int(0, MAX_OPERAND + 1) };
 }
 
 export const problemKey = (p: AdditionProblem) => p.a * (MAX_OPERAND + 1) + p.b;

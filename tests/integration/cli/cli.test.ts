@@ -194,11 +194,11 @@ describe('lensboard CLI', () => {
     const ref = await HookedTransformer.fromPretrained(addition, { threads: 1 });
     try {
       const out = join(dir, 'addition-lens');
-      const prompt = '12345+67890=';
+      const prompt = '01234+56789=';
       await ok(['logit-lens', '--model', addition, '--out', out, '--prompt', prompt, '--top-k', '2', '--target', '5', '--formats', 'json,png', '--quiet']);
       const got = await readJson(join(out, 'result.json'));
       const want = await logitLens(ref, prompt, { topK: 2, target: ref.toSingleToken('5') });
-      expect(got.strTokens).toEqual(['<|endoftext|>', '1', '2', '3', '4', '5', '+', '6', '7', '8', '9', '0', '=']);
+      expect(got.strTokens).toEqual(['<|endoftext|>', '0', '1', '2', '3', '4', '+', '5', '6', '7', '8', '9', '=']);
       const [L, , P] = want.topTokens.shape;
       for (let l = 0; l < L; l++) for (let p = 0; p < P; p++) expect(Math.abs(got.targets[0].prob[l][p] - want.target!.prob.get(l, 0, p))).toBeLessThanOrEqual(1e-6);
       expect((await readFile(join(out, 'logit-lens-prob.png'))).subarray(0, 8)).toEqual(PNG_SIGNATURE);

@@ -13,7 +13,7 @@ import { PACKAGE_MODELS_DIR } from '../../../server/config.ts';
 import { get, maxAbsDiff, post, startServer, type TestServer } from './helpers.ts';
 
 const ADDITION = join(PACKAGE_MODELS_DIR, 'addition');
-const PROMPT = '12345+67890='; // the model card's example: the answer starts 5 (80235 reversed: 532080)
+const PROMPT = '01234+56789='; // the model card's example (operands zero-padded to 5 digits): the answer starts 3 (058023 reversed: 320850)
 
 describe('the addition model in the workbench', () => {
   let srv: TestServer;
@@ -38,9 +38,9 @@ describe('the addition model in the workbench', () => {
     const logits = await ref.forward(PROMPT);
     const last = Array.from(logits.data.subarray(logits.data.length - 13));
     const order = last.map((v, i) => [v, i]).sort((a, b) => b[0] - a[0]).map(([, i]) => ref.tokenizer!.decode([i]));
-    expect(m.defaults).toEqual({ prompt: PROMPT, target: order[0], contrast: order[1], tokens: ['1', '2', '3', '4', '5', '+'], leadingSpace: false });
+    expect(m.defaults).toEqual({ prompt: PROMPT, target: order[0], contrast: order[1], tokens: ['0', '1', '2', '3', '4', '+'], leadingSpace: false });
     const tok = (await post(api('/api/tokenize'), { text: PROMPT })).body;
-    expect(tok.strTokens[0]).toEqual(['<|endoftext|>', '1', '2', '3', '4', '5', '+', '6', '7', '8', '9', '0', '=']);
+    expect(tok.strTokens[0]).toEqual(['<|endoftext|>', '0', '1', '2', '3', '4', '+', '5', '6', '7', '8', '9', '=']);
     // a character outside the vocabulary is the user's mistake (400, naming it), not a server error
     const bad = await post(api('/api/tokenize'), { text: ['12', '1 + 2'] });
     expect(bad.status).toBe(400);
@@ -48,32 +48,32 @@ describe('the addition model in the workbench', () => {
   });
 
   it('logit lens and attention equal the library\'s', async () => {
-    const r = await post(api('/api/logit-lens'), { prompt: PROMPT, topK: 3, targets: ['5', '4'] });
+    const r = await post(api('/api/logit-lens'), { prompt: PROMPT, topK: 3, targets: ['3', '4'] });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     // the final label is the model's own output: its target probability is the softmax of the library's logits
     const logits = await ref.forward(PROMPT);
     const last = Array.from(logits.data.subarray(logits.data.length - 13));
     const z = last.reduce((a, v) => a + Math.exp(v - Math.max(...last)), 0);
-    const p5 = Math.exp(last[5] - Math.max(...last)) / z;
+    const p3 = Math.exp(last[3] - Math.max(...last)) / z;
     const labels: string[] = r.body.labels;
     expect(labels.at(-1)).toBe('final_post');
-    expect(Math.abs(r.body.targets[0].prob[labels.length - 1].at(-1) - p5)).toBeLessThan(1e-5);
+    expect(Math.abs(r.body.targets[0].prob[labels.length - 1].at(-1) - p3)).toBeLessThan(1e-5);
     const [, cache] = await ref.runWithCache(PROMPT, { namesFilter: ['blocks.1.attn.hook_pattern'] });
     const a = await post(api('/api/attention'), { prompt: PROMPT, layers: [1] });
     expect(a.status).toBe(200);
     expect(maxAbsDiff(a.body.patterns[0].flat(2), cache.get('blocks.1.attn.hook_pattern').data)).toBeLessThan(1e-6);
-    expect(r.body.targets.map((t: { str: string }) => t.str)).toEqual(['5', '4']);
+    expect(r.body.targets.map((t: { str: string }) => t.str)).toEqual(['3', '4']);
     expect(r.body.strTokens[0]).toBe('<|endoftext|>');
   });
 
   it('ablation, a sweep over every head, and patching run on digit tokens', async () => {
-    const metric = { kind: 'logit_diff', correct: '5', incorrect: '4' };
+    const metric = { kind: 'logit_diff', correct: '3', incorrect: '4' };
     const ab = await post(api('/api/ablate'), { prompt: PROMPT, ablations: [{ kind: 'head', layer: 1, head: 0 }], metric });
     expect(ab.status, JSON.stringify(ab.body)).toBe(200);
     const logits = await ref.forward(PROMPT);
     const V = 13;
     const last = logits.data.subarray(logits.data.length - V);
-    expect(Math.abs(ab.body.clean - (last[5] - last[4]))).toBeLessThan(1e-4);
+    expect(Math.abs(ab.body.clean - (last[3] - last[4]))).toBeLessThan(1e-4);
     const sw = await post(api('/api/ablate/sweep'), { prompt: PROMPT, metric });
     expect(sw.status).toBe(200);
     expect(sw.body.values).toHaveLength(ref.cfg.n_layers);

@@ -8,40 +8,43 @@ import { Gpt2Tokenizer } from '../../../hooks/tokenizer.ts';
 import { additionBatch, additionProblemsAt } from '../../../training/addition.ts';
 import {
   ADDITION_EOT_ID, additionAnswer, additionPrompt, additionRow, additionTokenizerFiles, encodeAddition, heldOutAdditionProblems, MAX_ROW, problemKey,
-  randomAdditionProblem, randomOperand,
+  randomAdditionProblem,
 } from '../../../training/data/addition.ts';
 
 describe('addition format', () => {
-  it('A+B= then the 6 digits of the sum, zero-padded, least significant first, then end-of-text', () => {
-    expect(additionPrompt({ a: 123, b: 4567 })).toBe('123+4567=');
+  it('A+B= with both operands zero-padded to 5 digits, then the 6 digits of the sum, zero-padded, least significant first, then end-of-text', () => {
+    expect(additionPrompt({ a: 123, b: 4567 })).toBe('00123+04567=');
+    expect(additionPrompt({ a: 0, b: 99_999 })).toBe('00000+99999=');
     expect(additionAnswer({ a: 123, b: 4567 })).toBe('096400'); // 4690 → 004690 → reversed
     expect(additionAnswer({ a: 99_999, b: 99_999 })).toBe('899991'); // 199998
     expect(additionAnswer({ a: 0, b: 0 })).toBe('000000');
-    expect(additionRow({ a: 12, b: 5 })).toEqual([12, 1, 2, 10, 5, 11, 7, 1, 0, 0, 0, 0, 12]);
+    expect(additionRow({ a: 12, b: 5 })).toEqual([12, 0, 0, 0, 1, 2, 10, 0, 0, 0, 0, 5, 11, 7, 1, 0, 0, 0, 0, 12]);
     expect(additionRow({ a: 99_999, b: 99_999 })).toHaveLength(MAX_ROW);
+    expect(additionRow({ a: 0, b: 0 })).toHaveLength(MAX_ROW); // one layout for every problem
     expect(() => encodeAddition('1-2')).toThrow(/"-" is not in the vocabulary/);
   });
 
-  it('operands are integers in [0, 99999] without leading zeros; length-uniform draws cover every length', () => {
+  it('operands are uniform integers in [0, 99999], written with 5 digits', () => {
     const rng = new Rng(3);
-    const lengths = new Map<number, number>();
+    let below10k = 0;
     for (let i = 0; i < 5000; i++) {
-      const x = randomOperand(rng, true);
-      expect(Number.isInteger(x) && x >= 0 && x <= 99_999).toBe(true);
-      lengths.set(String(x).length, (lengths.get(String(x).length) ?? 0) + 1);
       const p = randomAdditionProblem(rng);
-      expect(additionPrompt(p)).toMatch(/^(0|[1-9]\d{0,4})\+(0|[1-9]\d{0,4})=$/);
+      for (const x of [p.a, p.b]) expect(Number.isInteger(x) && x >= 0 && x <= 99_999).toBe(true);
+      expect(additionPrompt(p)).toMatch(/^\d{5}\+\d{5}=$/);
+      expect(Number(additionPrompt(p).slice(0, 5))).toBe(p.a);
+      if (p.a < 10_000) below10k++;
     }
-    for (let n = 1; n <= 5; n++) expect(lengths.get(n)!).toBeGreaterThan(800); // ~1000 each
+    expect(below10k).toBeGreaterThan(400); // uniform: ~500 of 5,000 have a leading zero
+    expect(below10k).toBeLessThan(600);
   });
 
   it('held-out problems are distinct and never drawn for training', () => {
     const held = heldOutAdditionProblems(2000, 11);
     expect(new Set(held.map(problemKey)).size).toBe(2000);
     // the held-out set holding exactly the problems a step would draw: none of them is drawn, the batch is still full
-    const drawn = additionProblemsAt(1, 0, 64, new Set(), 0.5);
+    const drawn = additionProblemsAt(1, 0, 64, new Set());
     const keys = new Set(drawn.map(problemKey));
-    const filtered = additionProblemsAt(1, 0, 64, keys, 0.5);
+    const filtered = additionProblemsAt(1, 0, 64, keys);
     expect(filtered).toHaveLength(64);
     expect(filtered.filter((p) => keys.has(problemKey(p)))).toEqual([]);
   });

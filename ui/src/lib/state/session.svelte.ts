@@ -75,7 +75,7 @@ export class Session {
   get prompt(): string {
     return this.#url.get('prompt', this.defaultPrompt);
   }
-  /** The active model's example prompt (the addition model's `12345+67890=`; GPT-2's IOI sentence for GPT-2's vocabulary). */
+  /** The active model's example prompt (the addition model's `01234+56789=`; GPT-2's IOI sentence for GPT-2's vocabulary). */
   get defaultPrompt(): string {
     return this.#model?.defaults.prompt ?? DEFAULT_PROMPT;
   }

@@ -109,7 +109,7 @@ export async function runAdditionTask(argv: readonly string[], log: (l: string) 
   const args = new Args(argv, ADDITION_OPTIONS);
   const out = args.string('out', join(ROOT, 'models', 'addition'));
   const work = args.string('work', join(ROOT, '.cache', 'addition-run'));
-  const steps = args.number('steps', 4000, { integer: true, min: 1 });
+  const steps = args.number('steps', 2000, { integer: true, min: 1 });
   const seed = args.number('seed', 0, { integer: true, min: 0 });
   const lr = args.number('lr', 2e-3, { min: 0 });
   const batch = args.number('batch', 128, { integer: true, min: 1 });

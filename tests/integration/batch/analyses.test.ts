@@ -160,10 +160,10 @@ describe('dataset experiments: each analysis averaged over items equals the tool
     expectClose([r.aggregate.stderr.clean, r.aggregate.stderr.ablated, r.aggregate.stderr.delta], se, 1e-4, 'stderrs');
   });
 
-  it("patch: mean normalised metric with resid_pre patched = getActPatchResidPre per prompt and its corrupted prompt", async () => {
-    const r = await run({ dataset: { kind: 'ioi', n: 2, seed: 5 }, analysis: { kind: 'patch', metric: { kind: 'logit_diff' }, kinds: ['resid_pre'] }, shardSize: 1 });
+  /** Per item of a patching run: resid_pre patched from its clean prompt into its corrupted one, by `patchResidPre`. */
+  async function residPreRows(lines: { item: any }[], patchResidPre: typeof getAttrPatchResidPre): Promise<number[][]> {
     const rows: number[][] = [];
-    for (const line of r.lines) {
+    for (const line of lines) {
       const { prompt, corrupted, correct, incorrect } = line.item;
       const clean = model.prepareInput(prompt).tokens;
       const bad = model.prepareInput(corrupted).tokens;
@@ -172,27 +172,20 @@ describe('dataset experiments: each analysis averaged over items equals the tool
       const [logits, cache] = await model.runWithCache(clean, { namesFilter: names });
       const c = metric(logits);
       const k = metric(await model.forward(bad));
-      rows.push(Array.from((await getActPatchResidPre(model, bad, cache, normalisedMetric(metric, c, k))).data));
+      rows.push(Array.from((await patchResidPre(model, bad, cache, normalisedMetric(metric, c, k))).data));
     }
-    expectClose(r.aggregate.mean.results.resid_pre, meanSe(rows).mean, 1e-4, 'resid_pre');
+    return rows;
+  }
+
+  it("patch: mean normalised metric with resid_pre patched = getActPatchResidPre per prompt and its corrupted prompt", async () => {
+    const r = await run({ dataset: { kind: 'ioi', n: 2, seed: 5 }, analysis: { kind: 'patch', metric: { kind: 'logit_diff' }, kinds: ['resid_pre'] }, shardSize: 1 });
+    expectClose(r.aggregate.mean.results.resid_pre, meanSe(await residPreRows(r.lines, getActPatchResidPre)).mean, 1e-4, 'resid_pre');
     expect(r.figures.map((f) => f.name)).toEqual(['patch-resid_pre']);
   });
 
   it('attribution-patch: mean of getAttrPatchResidPre per prompt and its corrupted prompt, in patch\'s units and figures', async () => {
     const r = await run({ dataset: { kind: 'ioi', n: 2, seed: 5 }, analysis: { kind: 'attribution-patch', metric: { kind: 'logit_diff' }, kinds: ['resid_pre'] }, shardSize: 1 });
-    const rows: number[][] = [];
-    for (const line of r.lines) {
-      const { prompt, corrupted, correct, incorrect } = line.item;
-      const clean = model.prepareInput(prompt).tokens;
-      const bad = model.prepareInput(corrupted).tokens;
-      const metric = lastDiff(id(correct), id(incorrect), clean[0].length - 1);
-      const names = Array.from({ length: model.cfg.n_layers }, (_x, l) => `blocks.${l}.hook_resid_pre` as HookName);
-      const [logits, cache] = await model.runWithCache(clean, { namesFilter: names });
-      const c = metric(logits);
-      const k = metric(await model.forward(bad));
-      rows.push(Array.from((await getAttrPatchResidPre(model, bad, cache, normalisedMetric(metric, c, k))).data));
-    }
-    expectClose(r.aggregate.mean.results.resid_pre, meanSe(rows).mean, 1e-4, 'resid_pre');
+    expectClose(r.aggregate.mean.results.resid_pre, meanSe(await residPreRows(r.lines, getAttrPatchResidPre)).mean, 1e-4, 'resid_pre');
     expect(r.lines[0].result.method).toBe('attribution');
     expect(r.figures.map((f) => f.name)).toEqual(['attr-patch-resid_pre']);
   });

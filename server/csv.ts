@@ -1,30 +1,12 @@
 /** Every result as CSV: a table (column names + rows), RFC 4180 quoting, and the JSON-or-CSV choice of a request. */
 import type { Request, Response } from 'express';
 import { badRequest, HttpError } from './errors.ts';
-import { csvCell } from '../hooks/figures/csv.ts';
+import { tableToCsv } from '../hooks/figures/csv.ts';
+import type { Table } from '../hooks/figures/types.ts';
 import { stringifyJson } from './nonFinite.ts';
 
-export type Cell = string | number | boolean | null | undefined;
-
-export interface Table {
-  columns: string[];
-  rows: Cell[][];
-}
-
-/**
- * RFC 4180 text: a header line, then one line per row, CRLF line ends. Non-finite numbers as in JSON answers; text that
- * begins with =, +, -, @, a tab or a carriage return gets a leading apostrophe (csvCell: no spreadsheet formulas).
- */
-export function toCsv(table: Table): string {
-  const lines = [table.columns.map(csvCell).join(',')];
-  for (const row of table.rows) {
-    if (row.length !== table.columns.length) {
-      throw new Error(`internal: CSV row has ${row.length} cells for ${table.columns.length} columns`);
-    }
-    lines.push(row.map(csvCell).join(','));
-  }
-  return lines.join('\r\n') + '\r\n';
-}
+/** One Table type and one CSV writer for the API's answers and the figures' exports (hooks/figures). */
+export type { Cell, Table } from '../hooks/figures/types.ts';
 
 export type ResultFormat = 'json' | 'csv';
 
@@ -51,7 +33,7 @@ export function answerTooLarge(bytes: number, maxBytes: number, format: string):
 /** Sends `result` as JSON, or as CSV via `table` when the request asks for CSV; refuses an answer over `maxBytes`. */
 export function sendResult<R>(req: Request, res: Response, result: R, table: (r: R) => Table, maxBytes = Infinity): void {
   const csv = resultFormat(req) === 'csv';
-  const text = csv ? toCsv(table(result)) : stringifyJson(result);
+  const text = csv ? tableToCsv(table(result)) : stringifyJson(result);
   const bytes = Buffer.byteLength(text);
   if (bytes > maxBytes) throw answerTooLarge(bytes, maxBytes, csv ? 'CSV' : 'JSON');
   res.type(csv ? 'text/csv; charset=utf-8' : 'application/json; charset=utf-8').send(text);

@@ -18,7 +18,11 @@ export function csvCell(v: Cell | undefined): string {
   return /[",\r\n]/.test(s) || /^\s|\s$/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
+/** RFC 4180 text: a header line, then one line per row, CRLF line ends (a row of the wrong width is an error). */
 export function tableToCsv(t: Table): string {
+  for (const row of t.rows) {
+    if (row.length !== t.columns.length) throw new Error(`internal: CSV row has ${row.length} cells for ${t.columns.length} columns`);
+  }
   return [t.columns, ...t.rows].map((r) => r.map(csvCell).join(',')).join('\r\n') + '\r\n';
 }
 

@@ -39,7 +39,7 @@ export const CancelResponse = z.object({
 
 const jobsTable = (r: { jobs: JobSummary[] }): Table => ({
   columns: ['id', 'kind', 'model', 'state', 'created_at', 'started_at', 'done', 'total'],
-  rows: r.jobs.map((j) => [j.id, j.kind, j.model, j.state, j.createdAt, j.startedAt, j.progress?.done, j.progress?.total]),
+  rows: r.jobs.map((j) => [j.id, j.kind, j.model, j.state, j.createdAt, j.startedAt, j.progress?.done ?? null, j.progress?.total ?? null]),
 });
 
 export function systemRoutes(): RouteDef[] {

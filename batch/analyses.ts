@@ -19,7 +19,7 @@ import {
 import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from '../server/worker/analysis.ts';
 import { featureAblateSchema, type FeatureAblateResult } from '../server/saeSchemas.ts';
 import { featureAblate } from '../server/worker/saes.ts';
-import { UserError, type JobHandler } from '../server/worker/context.ts';
+import { UserError, type JobHandler } from '../services/context.ts';
 
 type Grid = (number | string)[][];
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { TreeStats, type NumericTree } from '../hooks/experiments/aggregate.ts';
 import { writeExperiment, type Format } from '../cli/output.ts';
 import type { Progress } from '../cli/progress.ts';
-import { stringifyJson } from '../server/nonFinite.ts';
+import { stringifyJson } from '../services/common/nonFinite.ts';
 import { ANALYSES, analysisOptions, type AggregateView } from './analyses.ts';
 import { BatchError } from './errors.ts';
 import { writeFileAtomic, type ExperimentStore } from './store.ts';

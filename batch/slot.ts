@@ -6,10 +6,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import { UsageError } from '../cli/errors.ts';
 import { loadModel, resolveModelArg } from '../cli/model.ts';
-import { UserError } from '../server/worker/context.ts';
+import { UserError } from '../services/context.ts';
 import { runShard } from './runShard.ts';
 import { saeStoreFor } from './saes.ts';
-import type { SaeStore } from '../server/worker/saeStore.ts';
+import type { SaeStore } from '../services/saes/store.ts';
 import type { FromSlot, SlotData, ToSlot } from './slotProtocol.ts';
 
 const port = parentPort!;

@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { DEVICES } from '../server/config.ts';
-import { UserError } from '../server/worker/context.ts';
+import { UserError } from '../services/context.ts';
 import { UsageError } from './errors.ts';
 import { flagHelp, parseFlags, type FlagDef } from './flags.ts';
 import { FORMATS } from './output.ts';

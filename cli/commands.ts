@@ -5,16 +5,18 @@ import {
   ablationSweepFigure, compositionFigure, copyingFigure, headScoreFigure, ioiAttributionFigure, ioiLogitDiffFigure,
   logitLensFigure, lossByPositionFigure, patchComparisonFigure, patchingFigure, positionalFigure, saliencyFigure, topCopiedFigure, type FigureSpec,
 } from '../hooks/figures/index.ts';
-import { LimitsSchema, type Limits } from '../server/config.ts';
+import { LimitsSchema, type Limits } from '../services/limits.ts';
 import {
   ablateSweepSchema, compositionSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, positionalSchema, saliencySchema, topCopiedSchema,
 } from '../server/schemas.ts';
 import {
-  ablateSweep, attributionPatch, composition, copying, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied,
+  ablateSweep, attributionPatch, composition, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied,
 } from '../server/worker/analysis.ts';
-import type { JobContext } from '../server/worker/context.ts';
+import type { JobContext } from '../services/context.ts';
 import { UsageError } from './errors.ts';
 import type { FlagDef } from './flags.ts';
+import type { AnyService } from '../services/service.ts';
+import { SERVICE_LIST, SERVICES } from '../services/registry.ts';
 
 /**
  * The server's limits guard a shared service; a local run may be as large as the user likes (its answers go to files,
@@ -94,7 +96,19 @@ function parseHead(s: string): { layer: number; head: number } {
   return { layer: Number(m[1]), head: Number(m[2]) };
 }
 
-export const COMMANDS: Record<string, Command> = {
+/** A feature's own CLI command: its flags → its request (the CLI's limits) → its handler → its figures. */
+function serviceCommand(f: AnyService & { cli: NonNullable<AnyService['cli']> }): Command {
+  return {
+    name: f.cli.command, summary: f.cli.summary, flags: f.cli.flags, schema: f.request(CLI_LIMITS), prepare: f.cli.prepare,
+    run: async (model, req, ctx) => {
+      const result = await f.handler(model, req, ctx);
+      return { result, figures: f.figures?.(result, req) ?? [] };
+    },
+  };
+}
+
+/** Commands that combine features (patch's --method both, circuits). */
+const COMBINED: Record<string, Command> = {
   'logit-lens': {
     name: 'logit-lens',
     summary: 'the logit lens of a prompt: the top token (and tracked targets) read from the residual stream after each layer',
@@ -244,7 +258,7 @@ export const COMMANDS: Record<string, Command> = {
         step(`${mode}-composition`);
       }
       if (req.copying) {
-        const r = await copying(model, { pastMlp0: req.pastMlp0 }, silent);
+        const r = await SERVICES.copying.handler(model, { pastMlp0: req.pastMlp0 }, silent);
         result.copying = r;
         figures.push(copyingFigure(r));
         step('copying');
@@ -263,4 +277,10 @@ export const COMMANDS: Record<string, Command> = {
       return { result, figures };
     },
   },
+};
+
+/** Every command: each feature that declares one (services/registry.ts), then the combined ones. */
+export const COMMANDS: Record<string, Command> = {
+  ...Object.fromEntries(SERVICE_LIST.flatMap((f) => ('cli' in f && f.cli ? [[f.cli.command, serviceCommand(f as AnyService & { cli: NonNullable<AnyService['cli']> })]] : []))),
+  ...COMBINED,
 };

@@ -1,22 +1,11 @@
 /** Command-line flags → a config object: each flag's value converted (int, list, token) and set at its field path. */
 import { parseArgs } from 'node:util';
+import type { CliFlag } from '../services/service.ts';
 import { UsageError } from './errors.ts';
 
-/** How a flag's text becomes a value: text, integer, boolean switch, comma list of texts / integers, or a token (digits = an id). */
-export type FlagType = 'string' | 'int' | 'bool' | 'list' | 'intList' | 'token';
-
-export interface FlagDef {
-  /** Flag name without the dashes, e.g. `top-k`. */
-  flag: string;
-  type: FlagType;
-  /** Field path the value is written to, e.g. `topK`, `metric.correct`, `repeated.seqLen`. */
-  path: string;
-  /** Repeatable: the values are collected into an array. */
-  multiple?: boolean;
-  /** A boolean switch that sets the field to false (e.g. --no-apply-ln → applyLn: false). */
-  negate?: boolean;
-  help: string;
-}
+/** A flag: how its text becomes a value (text, integer, boolean switch, comma list, token) and the request field it sets. */
+export type FlagDef = CliFlag;
+export type FlagType = CliFlag['type'];
 
 function toInt(flag: string, v: string): number {
   if (!/^-?\d+$/.test(v.trim())) throw new UsageError(`--${flag} must be an integer; got '${v}'`);

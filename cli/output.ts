@@ -2,7 +2,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tableToCsv } from '../hooks/figures/index.ts';
-import { stringifyJson } from '../server/nonFinite.ts';
+import { stringifyJson } from '../services/common/nonFinite.ts';
 import type { Experiment } from './commands.ts';
 import { figureHtml } from './html.ts';
 import type { Progress } from './progress.ts';

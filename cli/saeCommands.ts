@@ -11,9 +11,9 @@ import { corpusContexts, DEFAULT_CORPUS } from '../hooks/sae/corpus.ts';
 import { computeFeatureDashboards, saveFeatureDashboards } from '../hooks/sae/dashboard.ts';
 import { densityHistogram, evaluateSae } from '../hooks/sae/evaluate.ts';
 import { featuresSchema, steerSchema } from '../server/saeSchemas.ts';
-import { UserError, type JobContext } from '../server/worker/context.ts';
+import { UserError, type JobContext } from '../services/context.ts';
 import { features, steer } from '../server/worker/saes.ts';
-import type { SaeStore } from '../server/worker/saeStore.ts';
+import type { SaeStore } from '../services/saes/store.ts';
 import { CLI_LIMITS, type Command } from './commands.ts';
 import type { FlagDef } from './flags.ts';
 

@@ -1,52 +1,14 @@
 /** The server's configuration: command-line flags and LENSBOARD_* environment variables, validated once with zod. */
-import { totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { LimitsSchema } from '../services/limits.ts';
+
+const MiB = 2 ** 20;
 
 /** <package root>/models: the built-in model root, which holds `embedded` (the default model). */
 export const PACKAGE_MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url));
 
-const MiB = 2 ** 20;
-/** The default per-job memory budget: a quarter of the machine's memory. */
-export const DEFAULT_JOB_MEMORY_BYTES = Math.floor(totalmem() / 4);
-
-/** Request limits; every one is stated in the 4xx answer that enforces it. */
-export const LimitsSchema = z.strictObject({
-  /** Largest JSON body accepted (bytes); larger bodies get 413. */
-  maxBodyBytes: z.number().int().min(1024).default(1_048_576),
-  /** Most prompts in one request. */
-  maxBatch: z.number().int().min(1).default(32),
-  /** Largest top-k a request may ask for. */
-  maxTopK: z.number().int().min(1).default(100),
-  /** Most numbers one activation or attention answer may hold. */
-  maxElements: z.number().int().min(1).default(2_000_000),
-  /** Most jobs waiting per model; more get 503. */
-  maxQueue: z.number().int().min(1).default(1000),
-  /** Tokens per forward pass of /api/forward (bounds its logits buffer, [tokens, d_vocab] floats). */
-  tokensPerStep: z.number().int().min(1).default(256),
-  /**
-   * Tokens per onnxruntime run in batched jobs (IOI prompts, sweep and patching variants, logit-lens rows), as far as a
-   * single row allows: each run stays well under a second on GPT-2 small, so a cancelled job usually stops at its next
-   * check instead of having its runner killed.
-   */
-  tokensPerPass: z.number().int().min(1).default(1024),
-  /** How long a cancelled job may keep running before its runner process is killed and restarted (ms). */
-  cancelGraceMs: z.number().int().min(10).default(1000),
-  /**
-   * Estimated peak memory one job may use (bytes; --max-job-memory): logits, caches and activations of its largest
-   * step. Large jobs are cut into steps that fit; one whose smallest step does not fit is refused with a 400 stating
-   * the estimate and this budget.
-   */
-  maxJobMemoryBytes: z.number().int().min(128 * MiB).default(DEFAULT_JOB_MEMORY_BYTES),
-  /** Largest answer (bytes of JSON) a job may return; larger ones are refused with a 400 saying how to narrow the request. */
-  maxResponseBytes: z.number().int().min(64 * 1024).default(16 * MiB),
-  /** Largest sweep (/api/ablate/sweep, /api/patch): forward-pass variants × prompt tokens. */
-  maxSweepTokens: z.number().int().min(1).default(1_000_000),
-  /** Most prompts in one /api/ioi request (generated or given). */
-  maxIoiPrompts: z.number().int().min(1).default(256),
-});
-export type Limits = z.infer<typeof LimitsSchema>;
 
 export const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
 

@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { badRequest, HttpError } from './errors.ts';
 import { tableToCsv } from '../hooks/figures/csv.ts';
 import type { Table } from '../hooks/figures/types.ts';
-import { stringifyJson } from './nonFinite.ts';
+import { stringifyJson } from '../services/common/nonFinite.ts';
 
 /** One Table type and one CSV writer for the API's answers and the figures' exports (hooks/figures). */
 export type { Cell, Table } from '../hooks/figures/types.ts';

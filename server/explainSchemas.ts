@@ -4,8 +4,8 @@
  * graph (/api/graph), and neurons (/api/neurons/*). One section per feature.
  */
 import { z } from 'zod';
-import type { Limits } from './config.ts';
-import { JsonNumber } from './nonFinite.ts';
+import type { Limits } from '../services/limits.ts';
+import { JsonNumber } from '../services/common/nonFinite.ts';
 import { AblationMetric, InputOptions, MetricEcho, PromptTokens, singlePrompt, TokenSpec } from './schemas.ts';
 
 const Index = z.number().int();

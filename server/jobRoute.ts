@@ -4,7 +4,7 @@
  * `result` or `error` / `cancelled` — otherwise the result as JSON or CSV once the job is done.
  */
 import { answerTooLarge, resultFormat, type Table } from './csv.ts';
-import { stringifyJson } from './nonFinite.ts';
+import { stringifyJson } from '../services/common/nonFinite.ts';
 import { CancelledError, HttpError } from './errors.ts';
 import type { RouteContext } from './routeTable.ts';
 import { SseStream, wantsStream } from './sse.ts';

@@ -1,7 +1,7 @@
 /** Request and response schemas of the SAE endpoints (/api/saes, /api/features, /api/steer): parsed with zod, documented in OpenAPI. */
 import { z } from 'zod';
-import type { Limits } from './config.ts';
-import { JsonNumber } from './nonFinite.ts';
+import type { Limits } from '../services/limits.ts';
+import { JsonNumber } from '../services/common/nonFinite.ts';
 import { AblationMetric, MetricEcho, singlePrompt } from './schemas.ts';
 
 /** An SAE's name: a directory under the model's saes/ folder, or a hub repo `org/name` with its subfolder (`org/name/blocks.8.hook_resid_pre`). */

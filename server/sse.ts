@@ -1,6 +1,6 @@
 /** Server-Sent Events: `event: NAME` + `data: JSON` frames (non-finite numbers encoded as in JSON answers), with keep-alive comments. */
 import type { Request, Response } from 'express';
-import { stringifyJson } from './nonFinite.ts';
+import { stringifyJson } from '../services/common/nonFinite.ts';
 
 /** True when the client asked for a stream: `Accept: text/event-stream` or `?stream=1|true`. */
 export function wantsStream(req: Request): boolean {

@@ -6,7 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import type { ProgressEvent } from '../../hooks/loading/progress.ts';
-import type { Limits } from '../config.ts';
+import type { Limits } from '../../services/limits.ts';
 import { CancelledError, HttpError } from '../errors.ts';
 import type { FromRunner, LoadOptions, ModelInfo, ModelSource, ToRunner } from './protocol.ts';
 

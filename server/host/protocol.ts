@@ -6,7 +6,7 @@
 import type { HookedTransformerConfig, ProcessingFlags } from '../../hooks/config.ts';
 import type { Dim, HookName } from '../../hooks/hookPoints.ts';
 import type { ProgressEvent } from '../../hooks/loading/progress.ts';
-import type { Limits } from '../config.ts';
+import type { Limits } from '../../services/limits.ts';
 import type { ModelDefaults } from '../worker/defaults.ts';
 
 /** Where a model comes from: a directory inside a model root, or the hub (through the HF cache). */

@@ -1,14 +1,14 @@
 /** POST /api/logit-lens, /api/ablate, /api/ablate/sweep, /api/patch, /api/attribution-patch, /api/saliency, /api/heads/detect, /api/ioi, /api/circuits/*: the analysis toolkit as model jobs, each also as CSV. */
-import type { Limits } from '../config.ts';
+import type { Limits } from '../../services/limits.ts';
 import type { Cell, Table } from '../csv.ts';
 import { runJob } from '../jobRoute.ts';
 import { defineRoute, type RouteContext, type RouteDef } from '../routeTable.ts';
 import type { JobKind, JobPayload, JobResult } from '../worker/jobs.ts';
 import {
-  AblateResponse, AblateSweepResponse, CompositionResponse, CopyingResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
-  PositionalResponse, SaliencyResponse, TopCopiedResponse, ablateSchema, ablateSweepSchema, compositionSchema, copyingSchema, headsDetectSchema, ioiSchema,
+  AblateResponse, AblateSweepResponse, CompositionResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
+  PositionalResponse, SaliencyResponse, TopCopiedResponse, ablateSchema, ablateSweepSchema, compositionSchema, headsDetectSchema, ioiSchema,
   logitLensSchema, patchSchema, positionalSchema, saliencySchema, topCopiedSchema,
-  type AblateResult, type AblateSweepResult, type CompositionResult, type CopyingResult, type HeadsDetectResult, type IoiResult,
+  type AblateResult, type AblateSweepResult, type CompositionResult, type HeadsDetectResult, type IoiResult,
   type LogitLensResult, type PatchResult, type PositionalResult, type SaliencyResult, type TopCopiedResult,
 } from '../schemas.ts';
 
@@ -80,12 +80,6 @@ export function compositionTable(r: CompositionResult): Table {
   const rows: Cell[][] = [];
   r.layers.forEach((l1) => r.heads.forEach((h1) => r.layers.forEach((l2) => r.heads.forEach((h2) => rows.push([l1, h1, l2, h2, num(r.scores[l1][h1][l2][h2])])))));
   return { columns: ['layer1', 'head1', 'layer2', 'head2', 'score'], rows };
-}
-
-export function copyingTable(r: CopyingResult): Table {
-  const rows: Cell[][] = [];
-  r.layers.forEach((l) => r.heads.forEach((h) => rows.push([l, h, num(r.scores[l][h])])));
-  return { columns: ['layer', 'head', 'score'], rows };
 }
 
 export function positionalTable(r: PositionalResult): Table {
@@ -164,12 +158,6 @@ export function analysisRoutes(limits: Limits): RouteDef[] {
       summary: 'Q-, K- or V-composition scores of every pair of heads, [l1][h1][l2][h2], with a random baseline',
       body: compositionSchema(), response: CompositionResponse,
       handler: (ctx) => job(ctx, 'composition', compositionTable),
-    }),
-    defineRoute({
-      method: 'post', path: '/api/circuits/copying', formats: f,
-      summary: 'Copying score of every head (eigenvalues of its full OV circuit), [layer][head]',
-      body: copyingSchema(), response: CopyingResponse,
-      handler: (ctx) => job(ctx, 'copying', copyingTable),
     }),
     defineRoute({
       method: 'post', path: '/api/circuits/positional', formats: f,

@@ -3,7 +3,7 @@
  * the information-flow graph) and its neurons, as model jobs (JSON, CSV, SSE). One section per feature: its table and
  * its route.
  */
-import type { Limits } from '../config.ts';
+import type { Limits } from '../../services/limits.ts';
 import type { Cell, Table } from '../csv.ts';
 import {
   AttributionResponse, attributionSchema, GraphResponse, graphSchema, NeuronActivationsResponse, neuronActivationsSchema,

@@ -1,5 +1,5 @@
 /** POST /api/tokenize, /api/forward, /api/attention, /api/activations: model jobs that need no analysis toolkit. */
-import type { Limits } from '../config.ts';
+import type { Limits } from '../../services/limits.ts';
 import type { Cell, Table } from '../csv.ts';
 import { runJob } from '../jobRoute.ts';
 import { defineRoute, type RouteDef } from '../routeTable.ts';

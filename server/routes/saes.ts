@@ -2,7 +2,7 @@
  * The SAE endpoints, as model jobs: GET /api/saes, POST /api/saes/load, POST /api/saes/eval, POST /api/features (a
  * prompt's features), GET /api/features/:id (a feature's page), POST /api/features/ablate, POST /api/steer.
  */
-import type { Limits } from '../config.ts';
+import type { Limits } from '../../services/limits.ts';
 import type { Cell, Table } from '../csv.ts';
 import { badRequest, validationError } from '../errors.ts';
 import { runJob } from '../jobRoute.ts';

@@ -15,111 +15,14 @@ import {
   previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens, type TokenEmbedding,
 } from '../../hooks/circuits/index.ts';
 import type {
-  AblateRequest, AblateResult, AblateSweepRequest, AblateSweepResult, AblationMetricSpec, CompositionRequest, CompositionResult, CopyingRequest,
-  CopyingResult, HeadsDetectRequest, HeadsDetectResult, IoiRequest, IoiResult, LogitLensRequest, LogitLensResult, PatchKind, PatchRequest,
+  AblateRequest, AblateResult, AblateSweepRequest, AblateSweepResult, AblationMetricSpec, CompositionRequest, CompositionResult, HeadsDetectRequest, HeadsDetectResult, IoiRequest, IoiResult, LogitLensRequest, LogitLensResult, PatchKind, PatchRequest,
   PatchResult, PositionalRequest, PositionalResult, SaliencyRequest, SaliencyResult, TopCopiedRequest, TopCopiedResult,
 } from '../schemas.ts';
-import { checkMemory, engineBytesPerToken, F32, rowsPerStep, type MemoryPart } from './budget.ts';
-import { UserError, type JobContext, type JobHandler } from './context.ts';
-import { checkSize, preparePrompt } from './inference.ts';
-import { nest, range } from './select.ts';
-
-type Grid = number[][];
-const grid = (t: Tensor): Grid => nest(t.data, t.shape) as Grid;
-
-/** Runs a library call whose errors are caused by the request field `field` (→ 400 naming it). */
-export function userCall<T>(field: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    throw new UserError(`${field}: ${(e as Error).message}`);
-  }
-}
-
-export function strOf(model: HookedTransformer, id: number): string | null {
-  return model.tokenizer ? model.tokenizer.decode([id]) : null;
-}
-
-export function strTokens(model: HookedTransformer, tokens: readonly number[]): string[] | null {
-  return model.tokenizer ? model.tokenizer.toStrTokens(tokens) : null;
-}
-
-/** A token given as a single-token string or an id → its id. */
-export function tokenId(model: HookedTransformer, field: string, spec: string | number): number {
-  const V = model.cfg.d_vocab;
-  if (typeof spec === 'number') {
-    if (spec >= V) throw new UserError(`${field}: token id ${spec} is out of range; this model has d_vocab = ${V} (allowed 0..${V - 1})`);
-    return spec;
-  }
-  if (!model.tokenizer) throw new UserError(`${field}: this model was loaded without tokenizer files; give a token id instead of '${spec}'`);
-  return userCall(field, () => model.tokenizer!.toSingleToken(spec));
-}
-
-export function checkIndex(field: string, i: number, n: number, what: string): void {
-  if (i < 0 || i >= n) throw new UserError(`${field}: ${i} is out of range; this model has ${what} = ${n} (allowed 0..${n - 1})`);
-}
-
-/** A position (negative counts from the end) → its index in 0..pos-1. */
-export function resolvePos(field: string, p: number, pos: number): number {
-  const q = p < 0 ? p + pos : p;
-  if (q < 0 || q >= pos) throw new UserError(`${field}: position ${p} is out of range for a prompt of ${pos} tokens (allowed ${-pos}..${pos - 1})`);
-  return q;
-}
-
-function checkSweep(variants: number, pos: number, ctx: JobContext, hint: string): void {
-  const work = variants * pos;
-  if (work > ctx.limits.maxSweepTokens) {
-    throw new UserError(
-      `the sweep is too large: ${variants} runs × ${pos} tokens = ${work} token positions; the limit is ${ctx.limits.maxSweepTokens} (maxSweepTokens): ${hint}`,
-    );
-  }
-}
-
-/** progress + cancel check for the library's onProgress (called after each batched forward pass). */
-function passProgress(ctx: JobContext, offset = 0, total?: number, message?: string) {
-  return (done: number, t: number) => {
-    ctx.progress(offset + done, total ?? t, message);
-    ctx.checkCancelled();
-  };
-}
-
-interface Metric {
-  /**
-   * Of logits [1, pos, d_vocab], with its gradient (a backward pass can start from it); a metric that reads one
-   * position is a PositionedMetric, so batched runs unembed only there.
-   */
-  fn: DifferentiableMetric;
-  echo: AblateResult['metric'];
-}
-
-/** The request's metric of a run's logits, with its resolved tokens and position. */
-export function buildMetric(model: HookedTransformer, m: AblationMetricSpec, tokens: number[][]): Metric {
-  const pos = tokens[0].length;
-  const s = (id: number) => JSON.stringify(strOf(model, id) ?? `#${id}`);
-  if (m.kind === 'logit_diff') {
-    const correct = tokenId(model, 'metric.correct', m.correct);
-    const incorrect = tokenId(model, 'metric.incorrect', m.incorrect);
-    const at = resolvePos('metric.position', m.position ?? -1, pos);
-    return {
-      fn: logitDiffMetric({ correct, incorrect, positions: at }),
-      echo: { kind: 'logit_diff', label: `logit(${s(correct)}) − logit(${s(incorrect)}) @ pos ${at}`, tokens: [correct, incorrect], position: at },
-    };
-  }
-  if (m.kind === 'prob' || m.kind === 'logprob') {
-    const token = tokenId(model, 'metric.token', m.token);
-    const at = resolvePos('metric.position', m.position ?? -1, pos);
-    const prob = m.kind === 'prob';
-    return {
-      fn: (prob ? tokenProbMetric : tokenLogprobMetric)({ token, positions: at }),
-      echo: { kind: m.kind, label: `${prob ? 'P' : 'log P'}(${s(token)}) @ pos ${at}`, tokens: [token], position: at },
-    };
-  }
-  if (pos < 2) throw new UserError('metric: the loss needs a prompt of at least 2 tokens');
-  return {
-    fn: lossMetric(tokens),
-    echo: { kind: 'loss', label: 'mean next-token loss', tokens: [], position: null },
-  };
-}
+import { checkMemory, dlaFloatsPerToken, engineBytesPerToken, F32, rowsPerStep, type MemoryPart } from '../../services/common/budget.ts';
+import { UserError, type JobContext, type JobHandler } from '../../services/context.ts';
+import { buildMetric, checkIndex, checkSize, checkSweep, grid, passProgress, preparePrompt, resolvePos, strOf, strTokens, tokenId, userCall } from '../../services/common/requests.ts';
+import { nest, range } from '../../services/common/select.ts';
+import { blockZeroMaps, checkHead, checkPastMlp0, perModel, tokenSetEmbeddings } from '../../services/circuits/common.ts';
 
 /** The ablation source of a request; resample's reference prompts must have the prompt's token length. */
 function ablationSource(model: HookedTransformer, p: { mode: 'zero' | 'mean' | 'resample'; reference?: string[]; seed: number }, pos: number) {
@@ -491,10 +394,6 @@ export const headsDetect: JobHandler<HeadsDetectRequest, HeadsDetectResult> = as
 // ───────────────────────────── POST /api/ioi ─────────────────────────────
 
 /** The hook points directLogitAttribution caches, in floats per token. */
-export function dlaFloatsPerToken(model: HookedTransformer): number {
-  const { n_layers, d_model, d_mlp } = model.cfg;
-  return 3 * d_model + 1 + n_layers * (3 * d_model + d_mlp); // embeds, ln_final scale, last resid_post; z, attn_out, mlp post, mlp_out
-}
 
 export const ioi: JobHandler<IoiRequest, IoiResult> = async (model, p, ctx) => {
   const { n_layers, n_heads, n_ctx, d_vocab } = model.cfg;
@@ -566,36 +465,6 @@ export const ioi: JobHandler<IoiRequest, IoiResult> = async (model, p, ctx) => {
 
 // ───────────────────────────── POST /api/circuits/* ─────────────────────────────
 
-function checkHead(model: HookedTransformer, layer: number, head: number): void {
-  checkIndex('layer', layer, model.cfg.n_layers, 'n_layers');
-  checkIndex('head', head, model.cfg.n_heads, 'n_heads');
-}
-
-/** pastMlp0 reads through block 0's MLP with LayerNorm as a plain normalisation: the LayerNorms must be folded. */
-function checkPastMlp0(model: HookedTransformer): void {
-  if (model.cfg.normalization_type !== 'LNPre') {
-    throw new UserError(`pastMlp0: needs the model loaded with LayerNorm folded (the default processing); this one has normalization_type '${model.cfg.normalization_type}'`);
-  }
-}
-
-/**
- * Per model, what pastMlp0 reads through — block 0's MLP linearisation and the effective embedding over the
- * model's token set. Both depend on the weights alone, so each is computed once (seconds on GPT-2 small), not
- * for every composition mode or copying request.
- */
-const blockZeroMaps = new WeakMap<HookedTransformer, Promise<Tensor>>();
-const tokenSetEmbeddings = new WeakMap<HookedTransformer, Promise<TokenEmbedding>>();
-
-function perModel<T>(cache: WeakMap<HookedTransformer, Promise<T>>, model: HookedTransformer, make: () => Promise<T>): Promise<T> {
-  let p = cache.get(model);
-  if (!p) {
-    p = make();
-    cache.set(model, p);
-    p.catch(() => cache.delete(model)); // a failure is not remembered
-  }
-  return p;
-}
-
 export const composition: JobHandler<CompositionRequest, CompositionResult> = async (model, p, ctx) => {
   const { n_layers, n_heads } = model.cfg;
   ctx.checkCancelled();
@@ -615,21 +484,6 @@ export const composition: JobHandler<CompositionRequest, CompositionResult> = as
     scores: nest(scores.data, scores.shape) as number[][][][],
     baseline: { mean: b.mean, std: b.std, samples: b.scores.length },
     pastMlp0: p.pastMlp0,
-  };
-};
-
-export const copying: JobHandler<CopyingRequest, CopyingResult> = async (model, p, ctx) => {
-  ctx.checkCancelled();
-  let embedding: TokenEmbedding | undefined;
-  if (p.pastMlp0) {
-    checkPastMlp0(model);
-    embedding = await perModel(tokenSetEmbeddings, model, () => effectiveEmbedding(model, embeddingTokenSet(model)));
-    ctx.checkCancelled();
-  }
-  const scores = await copyingScores(model, { embedding });
-  return {
-    layers: range(model.cfg.n_layers), heads: range(model.cfg.n_heads), scores: grid(scores),
-    pastMlp0: p.pastMlp0, tokens: embedding ? embedding.tokens.length : model.cfg.d_vocab,
   };
 };
 

@@ -7,10 +7,10 @@ import { HookedTransformer } from '../../hooks/HookedTransformer.ts';
 import { hubCacheDir } from '../../hooks/loading/hfCache.ts';
 import { HubHttpError } from '../../hooks/loading/hubHttp.ts';
 import type { FromWorker, LoadOptions, ModelInfo, ModelSource, ToWorker, WireError, WorkerData } from '../host/protocol.ts';
-import { JobCancelled, UserError, type JobContext, type JobHandler } from './context.ts';
+import { JobCancelled, UserError, type JobContext, type JobHandler } from '../../services/context.ts';
 import { modelDefaults } from './defaults.ts';
 import { JOBS } from './jobs.ts';
-import { SaeStore } from './saeStore.ts';
+import { SaeStore } from '../../services/saes/store.ts';
 
 const port = parentPort!;
 const { cancelFlag, limits } = workerData as WorkerData;

@@ -15,11 +15,10 @@ import type {
   AttributionRequest, AttributionResult, GraphRequest, GraphResult, NeuronActivationsRequest, NeuronActivationsResult, NeuronExamplesRequest,
   NeuronExamplesResult, NeuronOutputRequest, NeuronOutputResult, NeuronPatchRequest, NeuronPatchResult, NeuronsTopRequest, NeuronsTopResult,
 } from '../explainSchemas.ts';
-import { buildMetric, checkIndex, dlaFloatsPerToken, resolvePos, strOf, strTokens, tokenId, userCall } from './analysis.ts';
-import { checkAnswerBytes, checkMemory, engineBytesPerToken, F32, rowsPerStep, type MemoryPart } from './budget.ts';
-import { UserError, type JobContext, type JobHandler } from './context.ts';
-import { preparePrompt } from './inference.ts';
-import { range } from './select.ts';
+import { buildMetric, checkIndex, preparePrompt, resolvePos, strOf, strTokens, tokenId, userCall } from '../../services/common/requests.ts';
+import { checkAnswerBytes, checkMemory, dlaFloatsPerToken, engineBytesPerToken, F32, rowsPerStep, type MemoryPart } from '../../services/common/budget.ts';
+import { UserError, type JobContext, type JobHandler } from '../../services/context.ts';
+import { range } from '../../services/common/select.ts';
 
 const tokenRef = (model: HookedTransformer, token: number) => ({ token, str: strOf(model, token) });
 

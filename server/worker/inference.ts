@@ -6,28 +6,10 @@ import type { Tensor } from '../../hooks/tensor.ts';
 import type {
   ActivationsRequest, ActivationsResult, AttentionRequest, AttentionResult, ForwardRequest, ForwardResult, TokenizeRequest, TokenizeResult,
 } from '../schemas.ts';
-import { checkAnswerBytes, checkMemory, engineBytesPerToken, F32, JSON_BYTES_PER_NUMBER, rowsPerStep } from './budget.ts';
-import { UserError, type JobContext, type JobHandler } from './context.ts';
-import { gather, nest, range, resolveSelection } from './select.ts';
-
-type Prompt = string | readonly string[] | readonly number[] | readonly (readonly number[])[];
-
-/** Prompt → token ids via the library (its checks become 400s: n_ctx, token ids, missing tokenizer). */
-export function preparePrompt(
-  model: HookedTransformer,
-  prompt: Prompt,
-  opts: { prependBos?: boolean; paddingSide?: 'left' | 'right' },
-): { tokens: number[][]; attentionMask?: number[][] } {
-  try {
-    return model.prepareInput(prompt, opts);
-  } catch (e) {
-    throw new UserError(`prompt: ${(e as Error).message}`);
-  }
-}
-
-function strTokens(model: HookedTransformer, tokens: readonly number[]): string[] | null {
-  return model.tokenizer ? model.tokenizer.toStrTokens(tokens) : null;
-}
+import { checkAnswerBytes, checkMemory, engineBytesPerToken, F32, JSON_BYTES_PER_NUMBER, rowsPerStep } from '../../services/common/budget.ts';
+import { UserError, type JobContext, type JobHandler } from '../../services/context.ts';
+import { gather, nest, range, resolveSelection } from '../../services/common/select.ts';
+import { checkSize, preparePrompt, strTokens } from '../../services/common/requests.ts';
 
 export const tokenize: JobHandler<TokenizeRequest, TokenizeResult> = async (model, p) => {
   const tok = model.tokenizer;
@@ -141,14 +123,6 @@ function checkRange(field: string, values: readonly number[], n: number, what: s
   values.forEach((v, i) => {
     if (v < 0 || v >= n) throw new UserError(`${field}[${i}]: ${v} is out of range; this model has ${what} = ${n} (allowed 0..${n - 1})`);
   });
-}
-
-/** Refuses an answer of more than maxElements numbers, or more than maxResponseBytes of JSON. */
-export function checkSize(count: number, ctx: JobContext, hint: string): void {
-  if (count > ctx.limits.maxElements) {
-    throw new UserError(`the answer would hold ${count} numbers; the limit is ${ctx.limits.maxElements} (maxElements): ${hint}`);
-  }
-  checkAnswerBytes(ctx, count * JSON_BYTES_PER_NUMBER, `${count} numbers`, hint);
 }
 
 export const attention: JobHandler<AttentionRequest, AttentionResult> = async (model, p, ctx) => {

@@ -1,11 +1,15 @@
-/** The job kinds a model worker runs, by name. To add one: write a JobHandler and list it here (see server/API.md, "Adding an endpoint"). */
-import type { JobHandler } from './context.ts';
-import { ablate, ablateSweep, attributionPatch, composition, copying, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied } from './analysis.ts';
+/**
+ * The job kinds a model worker runs, by name: every feature's handler (services/registry.ts), and the handlers not yet
+ * moved into a service module.
+ */
+import type { JobHandler } from '../../services/context.ts';
+import { SERVICE_LIST, type ServiceKind, type ServicePayload, type ServiceResult } from '../../services/registry.ts';
+import { ablate, ablateSweep, attributionPatch, composition, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied } from './analysis.ts';
 import { attribution, graph, neuronActivationsJob, neuronExamples, neuronOutput, neuronPatch, neuronsTop } from './explain.ts';
 import { activations, attention, forward, tokenize } from './inference.ts';
 import { feature, featureAblate, features, saeEval, saeList, saeLoad, steer } from './saes.ts';
 
-export const JOBS = {
+const LEGACY_JOBS = {
   tokenize,
   forward,
   attention,
@@ -19,7 +23,6 @@ export const JOBS = {
   headsDetect,
   ioi,
   composition,
-  copying,
   positional,
   topCopied,
   attribution,
@@ -37,7 +40,13 @@ export const JOBS = {
   featureAblate,
   saeEval,
 } satisfies Record<string, JobHandler<never, unknown>>;
+type LegacyKind = keyof typeof LEGACY_JOBS;
 
-export type JobKind = keyof typeof JOBS;
-export type JobPayload<K extends JobKind> = Parameters<(typeof JOBS)[K]>[1];
-export type JobResult<K extends JobKind> = Awaited<ReturnType<(typeof JOBS)[K]>>;
+export const JOBS: Record<string, JobHandler<never, unknown>> = {
+  ...LEGACY_JOBS,
+  ...Object.fromEntries(SERVICE_LIST.map((f) => [f.kind, f.handler as JobHandler<never, unknown>])),
+};
+
+export type JobKind = LegacyKind | ServiceKind;
+export type JobPayload<K extends JobKind> = K extends ServiceKind ? ServicePayload<K> : K extends LegacyKind ? Parameters<(typeof LEGACY_JOBS)[K]>[1] : never;
+export type JobResult<K extends JobKind> = K extends ServiceKind ? ServiceResult<K> : K extends LegacyKind ? Awaited<ReturnType<(typeof LEGACY_JOBS)[K]>> : never;

@@ -10,11 +10,10 @@ import type {
   FeatureAblateRequest, FeatureAblateResult, FeatureResult, FeaturesRequest, FeaturesResult, SaeEvalRequest, SaeEvalResult, SaeInfoResult, SaeListResult,
   SaeLoadRequest, SteerRequest, SteerResult,
 } from '../saeSchemas.ts';
-import { buildMetric } from './analysis.ts';
-import { checkMemory, engineBytesPerToken, F32 } from './budget.ts';
-import { UserError, type JobContext, type JobHandler } from './context.ts';
-import { preparePrompt } from './inference.ts';
-import type { SaeStore } from './saeStore.ts';
+import { buildMetric, preparePrompt } from '../../services/common/requests.ts';
+import { checkMemory, engineBytesPerToken, F32 } from '../../services/common/budget.ts';
+import { UserError, type JobContext, type JobHandler } from '../../services/context.ts';
+import type { SaeStore } from '../../services/saes/store.ts';
 
 /** The model thread's SAE store (made when the model loaded). */
 function store(ctx: JobContext): SaeStore {

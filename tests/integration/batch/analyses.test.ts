@@ -21,7 +21,7 @@ import { runShard, shardTask } from '../../../batch/runShard.ts';
 import { ExperimentStore } from '../../../batch/store.ts';
 import { saeStoreFor } from '../../../batch/saes.ts';
 import { Sae, ablateFeatures } from '../../../hooks/sae/index.ts';
-import type { SaeStore } from '../../../server/worker/saeStore.ts';
+import type { SaeStore } from '../../../services/saes/store.ts';
 
 let model: HookedTransformer;
 let saes: SaeStore;

@@ -14,9 +14,10 @@ import {
   previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens,
 } from '../../../hooks/circuits/index.ts';
 import {
-  AblateResponse, AblateSweepResponse, CompositionResponse, CopyingResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
+  AblateResponse, AblateSweepResponse, CompositionResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
   PositionalResponse, TopCopiedResponse,
 } from '../../../server/schemas.ts';
+import { CopyingResponse } from '../../../services/circuits/copying.ts';
 import { expect400, maxAbsDiff, post, readSse, startServer, type TestServer, postCsv } from './helpers.ts';
 
 let srv: TestServer;

@@ -7,7 +7,7 @@ import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
 import { createApp } from '../../../server/app.ts';
-import { decodeNumber } from '../../../server/nonFinite.ts';
+import { decodeNumber } from '../../../services/common/nonFinite.ts';
 import { HealthResponse, JobsResponse } from '../../../server/routes/system.ts';
 import { ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
 import { ActivationsResponse, AttentionResponse, ForwardResponse, TokenizeResponse } from '../../../server/schemas.ts';

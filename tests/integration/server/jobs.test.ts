@@ -6,7 +6,7 @@ import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
 import { Rng } from '../../../hooks/random.ts';
 import type { Tensor } from '../../../hooks/tensor.ts';
-import { LimitsSchema } from '../../../server/config.ts';
+import { LimitsSchema } from '../../../services/limits.ts';
 import { CancelledError } from '../../../server/errors.ts';
 import { ModelRunner } from '../../../server/host/ModelRunner.ts';
 import pino from 'pino';

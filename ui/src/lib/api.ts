@@ -5,11 +5,12 @@
  */
 import type { z } from 'zod';
 import type { ProgressEvent } from '../../../hooks/loading/progress.ts';
+import type { ServiceKind, ServicePath, ServiceRequest, ServiceResponse } from '../../../services/registry.ts';
 import type { ExperimentResponse, ExperimentsResponse } from '../../../server/routes/experiments.ts';
 import type { LoadBody, ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
 import type {
   AblateResponse, ablateSchema, AblateSweepResponse, ablateSweepSchema, AttentionResponse, attentionSchema,
-  CompositionResponse, compositionSchema, CopyingResponse, copyingSchema, ForwardResponse, forwardSchema,
+  CompositionResponse, compositionSchema, ForwardResponse, forwardSchema,
   HeadsDetectResponse, headsDetectSchema, IoiResponse, ioiSchema, LogitLensResponse, logitLensSchema, PatchResponse,
   patchSchema, PositionalResponse, positionalSchema, SaliencyResponse, saliencySchema, TokenizeResponse, tokenizeSchema, TopCopiedResponse,
   topCopiedSchema,
@@ -50,8 +51,8 @@ export type IoiRequest = z.input<ReturnType<typeof ioiSchema>>;
 export type IoiResult = z.infer<typeof IoiResponse>;
 export type CompositionRequest = z.input<ReturnType<typeof compositionSchema>>;
 export type CompositionResult = z.infer<typeof CompositionResponse>;
-export type CopyingRequest = z.input<ReturnType<typeof copyingSchema>>;
-export type CopyingResult = z.infer<typeof CopyingResponse>;
+export type CopyingRequest = ServiceRequest<'copying'>;
+export type CopyingResult = ServiceResponse<'copying'>;
 export type PositionalRequest = z.input<ReturnType<typeof positionalSchema>>;
 export type PositionalResult = z.infer<typeof PositionalResponse>;
 export type TopCopiedRequest = z.input<ReturnType<typeof topCopiedSchema>>;
@@ -257,6 +258,11 @@ export async function loadModel(body: LoadRequest, onProgress: (e: LoadProgress)
   return info;
 }
 
+/** A feature's job endpoint (services/registry.ts): its request and answer types, and its path checked against the feature's route. */
+function serviceJob<K extends ServiceKind>(_kind: K, path: ServicePath<K>) {
+  return (body: ServiceRequest<K>, onProgress?: (p: JobProgress) => void) => startJob<ServiceResponse<K>>(path, body, onProgress);
+}
+
 export const api = {
   models: (signal?: AbortSignal) => call<Models>('GET', '/api/models', undefined, signal),
   model: (signal?: AbortSignal) => call<ModelInfo>('GET', '/api/model', undefined, signal),
@@ -272,7 +278,7 @@ export const api = {
   detectHeads: (body: HeadsDetectRequest, onProgress?: (p: JobProgress) => void) => startJob<HeadsDetectResult>('/api/heads/detect', body, onProgress),
   ioi: (body: IoiRequest, onProgress?: (p: JobProgress) => void) => startJob<IoiResult>('/api/ioi', body, onProgress),
   composition: (body: CompositionRequest, onProgress?: (p: JobProgress) => void) => startJob<CompositionResult>('/api/circuits/composition', body, onProgress),
-  copying: (body: CopyingRequest, onProgress?: (p: JobProgress) => void) => startJob<CopyingResult>('/api/circuits/copying', body, onProgress),
+  copying: serviceJob('copying', '/api/circuits/copying'),
   positional: (body: PositionalRequest, onProgress?: (p: JobProgress) => void) => startJob<PositionalResult>('/api/circuits/positional', body, onProgress),
   topCopied: (body: TopCopiedRequest, onProgress?: (p: JobProgress) => void) => startJob<TopCopiedResult>('/api/circuits/top-copied', body, onProgress),
   attribution: (body: AttributionRequest, onProgress?: (p: JobProgress) => void) => startJob<AttributionResult>('/api/attribution', body, onProgress),

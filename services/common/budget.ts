@@ -11,7 +11,7 @@
  * 128 positions (README benchmarks), 454 KB estimated. An estimate is meant as an upper bound of the peak.
  */
 import type { HookedTransformerConfig } from '../../hooks/config.ts';
-import { UserError, type JobContext } from './context.ts';
+import { UserError, type JobContext } from '../context.ts';
 
 export const F32 = 4;
 /**
@@ -96,4 +96,10 @@ export function checkAnswerBytes(ctx: JobContext, bytes: number, what: string, h
       `the answer would be about ${formatBytes(bytes)} of JSON (${what}); the limit is ${formatBytes(ctx.limits.maxResponseBytes)} (maxResponseBytes): ${hint}`,
     );
   }
+}
+
+/** Floats per token a direct-logit-attribution run caches (IOI, attribution). */
+export function dlaFloatsPerToken(model: { cfg: HookedTransformerConfig }): number {
+  const { n_layers, d_model, d_mlp } = model.cfg;
+  return 3 * d_model + 1 + n_layers * (3 * d_model + d_mlp); // embeds, ln_final scale, last resid_post; z, attn_out, mlp post, mlp_out
 }

@@ -1,6 +1,6 @@
 /** Index selection on a hook's tensor, per named dim (an index, a list of indices, or a start/end slice), and nesting of the result. */
 import type { Tensor } from '../../hooks/tensor.ts';
-import { UserError } from './context.ts';
+import { UserError } from '../context.ts';
 
 /** An index (negative counts from the end; the dim is dropped), a list of indices, or a slice [start, end). */
 export type DimSelector = number | number[] | { start?: number; end?: number };

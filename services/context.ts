@@ -1,7 +1,7 @@
 /** What a job handler gets inside the worker: progress reporting, the cancel check, the limits; and its typed errors. */
-import type { HookedTransformer } from '../../hooks/HookedTransformer.ts';
-import type { Limits } from '../config.ts';
-import type { SaeStore } from './saeStore.ts';
+import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
+import type { Limits } from './limits.ts';
+import type { SaeStore } from './saes/store.ts';
 
 /** An error caused by the request (bad layer, unknown hook, prompt too long, …): answered with `status` (4xx). */
 export class UserError extends Error {

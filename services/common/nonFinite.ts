@@ -27,3 +27,11 @@ export function decodeNumber(v: number | string): number {
 export const JsonNumber = z
   .union([z.number(), z.enum(['Infinity', '-Infinity', 'NaN'])])
   .describe('a number; non-finite values are the strings "Infinity", "-Infinity" or "NaN"');
+
+/**
+ * A JsonNumber of a result as its handler made it: a number (non-finite markers only appear once serialised), for
+ * the tables' numeric cells.
+ */
+export const num = (v: number | string): number => v as number;
+/** num, with null (or undefined) as an empty cell. */
+export const numOrNull = (v: number | string | null | undefined): number | null => (v === undefined || v === null ? null : (v as number));

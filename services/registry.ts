@@ -1,0 +1,38 @@
+/**
+ * Every service, in the API's documentation order. The server's routes and OpenAPI document (server/routes/services.ts),
+ * the runner's job table (server/worker/jobs.ts), the CLI's commands (cli/commands.ts) and the dashboard client's types
+ * (ui/src/lib/api.ts) are derived from this list: adding a service is its module and one line here.
+ */
+import type { z } from 'zod';
+import type { AnyService } from './service.ts';
+// inference
+// analysis
+// circuits
+import { copying } from './circuits/copying.ts';
+// explain
+// SAEs
+
+export const SERVICE_LIST = [
+  // inference
+  // analysis
+  // circuits
+  copying,
+  // explain
+  // SAEs
+] as const satisfies readonly AnyService[];
+
+type Services = typeof SERVICE_LIST;
+/** Service by kind (types only: the client's types and the job table's payload and result types). */
+export type ServicesByKind = { [F in Services[number] as F['kind']]: F };
+export type ServiceKind = keyof ServicesByKind;
+
+export const SERVICES = Object.fromEntries(SERVICE_LIST.map((f) => [f.kind, f])) as unknown as ServicesByKind;
+
+/** What a client sends (defaults not yet applied) and what it gets back (JSON: non-finite numbers as strings). */
+export type ServiceRequest<K extends ServiceKind> = z.input<ReturnType<ServicesByKind[K]['request']>>;
+export type ServiceResponse<K extends ServiceKind> = z.infer<ServicesByKind[K]['response']>;
+/** What the handler gets (defaults applied) and returns. */
+export type ServicePayload<K extends ServiceKind> = z.output<ReturnType<ServicesByKind[K]['request']>>;
+export type ServiceResult<K extends ServiceKind> = Awaited<ReturnType<ServicesByKind[K]['handler']>>;
+/** The route path of a service (a literal type: the client's paths are checked against it). */
+export type ServicePath<K extends ServiceKind> = ServicesByKind[K]['route']['path'];

@@ -7,16 +7,19 @@ import {
 } from '../hooks/figures/index.ts';
 import { LimitsSchema, type Limits } from '../services/limits.ts';
 import {
-  ablateSweepSchema, compositionSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, positionalSchema, saliencySchema, topCopiedSchema,
+  ablateSweepSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, saliencySchema,
 } from '../server/schemas.ts';
 import {
-  ablateSweep, attributionPatch, composition, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied,
+  ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency,
 } from '../server/worker/analysis.ts';
 import type { JobContext } from '../services/context.ts';
 import { UsageError } from './errors.ts';
 import type { FlagDef } from './flags.ts';
 import type { AnyService } from '../services/service.ts';
 import { SERVICE_LIST, SERVICES } from '../services/registry.ts';
+import { compositionSchema } from '../services/circuits/composition.ts';
+import { positionalSchema } from '../services/circuits/positional.ts';
+import { topCopiedSchema } from '../services/circuits/topCopied.ts';
 
 /**
  * The server's limits guard a shared service; a local run may be as large as the user likes (its answers go to files,
@@ -252,7 +255,7 @@ const COMBINED: Record<string, Command> = {
       const figures: FigureSpec[] = [];
       const result: Record<string, unknown> = { composition: [], copying: null, positional: [], topCopied: [] };
       for (const mode of req.modes) {
-        const r = await composition(model, { mode, baselineSamples: req.baselineSamples, seed: req.seed, pastMlp0: req.pastMlp0 }, silent);
+        const r = await SERVICES.composition.handler(model, { mode, baselineSamples: req.baselineSamples, seed: req.seed, pastMlp0: req.pastMlp0 }, silent);
         (result.composition as unknown[]).push(r);
         figures.push(compositionFigure(r));
         step(`${mode}-composition`);
@@ -264,11 +267,11 @@ const COMBINED: Record<string, Command> = {
         step('copying');
       }
       for (const { layer, head } of req.heads) {
-        const p = await positional(model, { layer, head, normalize: req.normalize, ...(req.nPos ? { nPos: req.nPos } : {}) }, silent);
+        const p = await SERVICES.positional.handler(model, { layer, head, normalize: req.normalize, ...(req.nPos ? { nPos: req.nPos } : {}) }, silent);
         (result.positional as unknown[]).push(p);
         figures.push(positionalFigure(p));
         if (req.tokens) {
-          const t = await topCopied(model, { layer, head, tokens: req.tokens, k: req.k, pastMlp0: req.pastMlp0 }, silent);
+          const t = await SERVICES.topCopied.handler(model, { layer, head, tokens: req.tokens, k: req.k, pastMlp0: req.pastMlp0 }, silent);
           (result.topCopied as unknown[]).push(t);
           figures.push(topCopiedFigure(t));
         }

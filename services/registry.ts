@@ -8,7 +8,10 @@ import type { AnyService } from './service.ts';
 // inference
 // analysis
 // circuits
+import { composition } from './circuits/composition.ts';
 import { copying } from './circuits/copying.ts';
+import { positional } from './circuits/positional.ts';
+import { topCopied } from './circuits/topCopied.ts';
 // explain
 // SAEs
 
@@ -16,7 +19,10 @@ export const SERVICE_LIST = [
   // inference
   // analysis
   // circuits
+  composition,
   copying,
+  positional,
+  topCopied,
   // explain
   // SAEs
 ] as const satisfies readonly AnyService[];

@@ -5,12 +5,10 @@ import { runJob } from '../jobRoute.ts';
 import { defineRoute, type RouteContext, type RouteDef } from '../routeTable.ts';
 import type { JobKind, JobPayload, JobResult } from '../worker/jobs.ts';
 import {
-  AblateResponse, AblateSweepResponse, CompositionResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
-  PositionalResponse, SaliencyResponse, TopCopiedResponse, ablateSchema, ablateSweepSchema, compositionSchema, headsDetectSchema, ioiSchema,
-  logitLensSchema, patchSchema, positionalSchema, saliencySchema, topCopiedSchema,
-  type AblateResult, type AblateSweepResult, type CompositionResult, type HeadsDetectResult, type IoiResult,
-  type LogitLensResult, type PatchResult, type PositionalResult, type SaliencyResult, type TopCopiedResult,
-} from '../schemas.ts';
+  AblateResponse, AblateSweepResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
+  SaliencyResponse, ablateSchema, ablateSweepSchema, headsDetectSchema, ioiSchema,
+  logitLensSchema, patchSchema, saliencySchema, type AblateResult, type AblateSweepResult, type HeadsDetectResult, type IoiResult,
+  type LogitLensResult, type PatchResult, type SaliencyResult, } from '../schemas.ts';
 
 type N = number | string; // JsonNumber as typed by zod (non-finite markers only appear after serialisation)
 const num = (v: N): number => v as number;
@@ -76,24 +74,6 @@ export function ioiTable(r: IoiResult): Table {
   return { columns: ['kind', 'index', 'text', 'io', 's', 'layer', 'head', 'value'], rows };
 }
 
-export function compositionTable(r: CompositionResult): Table {
-  const rows: Cell[][] = [];
-  r.layers.forEach((l1) => r.heads.forEach((h1) => r.layers.forEach((l2) => r.heads.forEach((h2) => rows.push([l1, h1, l2, h2, num(r.scores[l1][h1][l2][h2])])))));
-  return { columns: ['layer1', 'head1', 'layer2', 'head2', 'score'], rows };
-}
-
-export function positionalTable(r: PositionalResult): Table {
-  const rows: Cell[][] = [];
-  r.pattern.forEach((row, q) => row.forEach((v, k) => rows.push([q, k, num(v)])));
-  return { columns: ['query_pos', 'key_pos', 'pattern'], rows };
-}
-
-export function topCopiedTable(r: TopCopiedResult): Table {
-  const rows: Cell[][] = [];
-  for (const row of r.rows) row.top.forEach((t, k) => rows.push([row.token, row.str, k, t.token, t.str, num(t.value)]));
-  return { columns: ['source_token', 'source_str', 'rank', 'token', 'str', 'value'], rows };
-}
-
 function job<K extends JobKind>(ctx: RouteContext<unknown>, kind: K, table: (r: JobResult<K>) => Table): Promise<void> {
   return runJob(ctx, kind, ctx.body as JobPayload<K>, table);
 }
@@ -152,24 +132,6 @@ export function analysisRoutes(limits: Limits): RouteDef[] {
       summary: 'Indirect object identification: logit difference per prompt, accuracy, per-head direct logit attribution',
       body: ioiSchema(limits), response: IoiResponse,
       handler: (ctx) => job(ctx, 'ioi', ioiTable),
-    }),
-    defineRoute({
-      method: 'post', path: '/api/circuits/composition', formats: f,
-      summary: 'Q-, K- or V-composition scores of every pair of heads, [l1][h1][l2][h2], with a random baseline',
-      body: compositionSchema(), response: CompositionResponse,
-      handler: (ctx) => job(ctx, 'composition', compositionTable),
-    }),
-    defineRoute({
-      method: 'post', path: '/api/circuits/positional', formats: f,
-      summary: 'Positional QK pattern of one head and the previous-token score from the weights',
-      body: positionalSchema(), response: PositionalResponse,
-      handler: (ctx) => job(ctx, 'positional', positionalTable),
-    }),
-    defineRoute({
-      method: 'post', path: '/api/circuits/top-copied', formats: f,
-      summary: 'What a head copies: for each source token, the top-k tokens its OV circuit raises',
-      body: topCopiedSchema(limits), response: TopCopiedResponse,
-      handler: (ctx) => job(ctx, 'topCopied', topCopiedTable),
     }),
   ];
 }

@@ -10,19 +10,14 @@ import {
   logitDiffMetric, lossMetric, normalisedMetric, tokenLogprobMetric, tokenProbMetric, withModel, type AblationTargets, type HeadName,
   type LogitLensResult as LibLogitLens,
 } from '../../hooks/analysis/index.ts';
-import {
-  allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, positionalPattern,
-  previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens, type TokenEmbedding,
-} from '../../hooks/circuits/index.ts';
 import type {
-  AblateRequest, AblateResult, AblateSweepRequest, AblateSweepResult, AblationMetricSpec, CompositionRequest, CompositionResult, HeadsDetectRequest, HeadsDetectResult, IoiRequest, IoiResult, LogitLensRequest, LogitLensResult, PatchKind, PatchRequest,
-  PatchResult, PositionalRequest, PositionalResult, SaliencyRequest, SaliencyResult, TopCopiedRequest, TopCopiedResult,
+  AblateRequest, AblateResult, AblateSweepRequest, AblateSweepResult, AblationMetricSpec, HeadsDetectRequest, HeadsDetectResult, IoiRequest, IoiResult, LogitLensRequest, LogitLensResult, PatchKind, PatchRequest,
+  PatchResult, SaliencyRequest, SaliencyResult,
 } from '../schemas.ts';
 import { checkMemory, dlaFloatsPerToken, engineBytesPerToken, F32, rowsPerStep, type MemoryPart } from '../../services/common/budget.ts';
 import { UserError, type JobContext, type JobHandler } from '../../services/context.ts';
 import { buildMetric, checkIndex, checkSize, checkSweep, grid, passProgress, preparePrompt, resolvePos, strOf, strTokens, tokenId, userCall } from '../../services/common/requests.ts';
 import { nest, range } from '../../services/common/select.ts';
-import { blockZeroMaps, checkHead, checkPastMlp0, perModel, tokenSetEmbeddings } from '../../services/circuits/common.ts';
 
 /** The ablation source of a request; resample's reference prompts must have the prompt's token length. */
 function ablationSource(model: HookedTransformer, p: { mode: 'zero' | 'mean' | 'resample'; reference?: string[]; seed: number }, pos: number) {
@@ -460,66 +455,5 @@ export const ioi: JobHandler<IoiRequest, IoiResult> = async (model, p, ctx) => {
     layers: range(n_layers),
     heads: range(n_heads),
     headAttribution: nest(headMean, [n_layers, n_heads]) as number[][],
-  };
-};
-
-// ───────────────────────────── POST /api/circuits/* ─────────────────────────────
-
-export const composition: JobHandler<CompositionRequest, CompositionResult> = async (model, p, ctx) => {
-  const { n_layers, n_heads } = model.cfg;
-  ctx.checkCancelled();
-  let map0: Tensor | undefined;
-  if (p.pastMlp0) {
-    checkPastMlp0(model);
-    map0 = await perModel(blockZeroMaps, model, () => mlpLinearization(model, 0, blockZeroMlpInputs(model, embeddingTokenSet(model))));
-    ctx.checkCancelled();
-  }
-  const scores = await allCompositionScores(model, p.mode, { outputMaps: map0 ? [map0] : undefined });
-  ctx.progress(1, 2, 'scores');
-  ctx.checkCancelled();
-  const b = compositionBaseline(model, p.mode, { samples: p.baselineSamples, seed: p.seed, outputMap: map0 });
-  ctx.progress(2, 2, 'baseline');
-  return {
-    mode: p.mode, layers: range(n_layers), heads: range(n_heads),
-    scores: nest(scores.data, scores.shape) as number[][][][],
-    baseline: { mean: b.mean, std: b.std, samples: b.scores.length },
-    pastMlp0: p.pastMlp0,
-  };
-};
-
-export const positional: JobHandler<PositionalRequest, PositionalResult> = async (model, p, ctx) => {
-  checkHead(model, p.layer, p.head);
-  const { n_ctx } = model.cfg;
-  const nPos = p.nPos ?? Math.min(n_ctx, 64);
-  if (nPos > n_ctx) throw new UserError(`nPos: ${nPos} exceeds the model's context n_ctx = ${n_ctx} (allowed 2..${n_ctx})`);
-  const opts = { nPos, normalize: p.normalize };
-  ctx.checkCancelled();
-  const pattern = positionalPattern(model, p.layer, p.head, opts);
-  const all = previousTokenScoresFromWeights(model, opts);
-  return {
-    layer: p.layer, head: p.head, nPos, pattern: grid(pattern),
-    previousTokenScore: previousTokenScoreFromWeights(model, p.layer, p.head, opts),
-    previousTokenScores: grid(all),
-  };
-};
-
-export const topCopied: JobHandler<TopCopiedRequest, TopCopiedResult> = async (model, p, ctx) => {
-  checkHead(model, p.layer, p.head);
-  const ids = p.tokens.map((t, i) => tokenId(model, `tokens[${i}]`, t));
-  ctx.checkCancelled();
-  let embedding;
-  if (p.pastMlp0) {
-    checkPastMlp0(model);
-    embedding = await effectiveEmbedding(model, [...new Set(ids)]);
-  }
-  const rows = topCopiedTokens(model, p.layer, p.head, ids, Math.min(p.k, model.cfg.d_vocab), { embedding });
-  return {
-    layer: p.layer,
-    head: p.head,
-    pastMlp0: p.pastMlp0,
-    rows: rows.map((r) => ({
-      token: r.token, str: strOf(model, r.token),
-      top: r.ids.map((id, j) => ({ token: id, str: strOf(model, id), value: r.values[j] })),
-    })),
   };
 };

@@ -4,7 +4,7 @@
  */
 import type { JobHandler } from '../../services/context.ts';
 import { SERVICE_LIST, type ServiceKind, type ServicePayload, type ServiceResult } from '../../services/registry.ts';
-import { ablate, ablateSweep, attributionPatch, composition, headsDetect, ioi, logitLens, patch, positional, saliency, topCopied } from './analysis.ts';
+import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from './analysis.ts';
 import { attribution, graph, neuronActivationsJob, neuronExamples, neuronOutput, neuronPatch, neuronsTop } from './explain.ts';
 import { activations, attention, forward, tokenize } from './inference.ts';
 import { feature, featureAblate, features, saeEval, saeList, saeLoad, steer } from './saes.ts';
@@ -22,9 +22,6 @@ const LEGACY_JOBS = {
   saliency,
   headsDetect,
   ioi,
-  composition,
-  positional,
-  topCopied,
   attribution,
   graph,
   neuronsTop,

@@ -14,10 +14,12 @@ import {
   previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens,
 } from '../../../hooks/circuits/index.ts';
 import {
-  AblateResponse, AblateSweepResponse, CompositionResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
-  PositionalResponse, TopCopiedResponse,
+  AblateResponse, AblateSweepResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
 } from '../../../server/schemas.ts';
+import { CompositionResponse } from '../../../services/circuits/composition.ts';
 import { CopyingResponse } from '../../../services/circuits/copying.ts';
+import { PositionalResponse } from '../../../services/circuits/positional.ts';
+import { TopCopiedResponse } from '../../../services/circuits/topCopied.ts';
 import { expect400, maxAbsDiff, post, readSse, startServer, type TestServer, postCsv } from './helpers.ts';
 
 let srv: TestServer;

@@ -10,10 +10,9 @@ import type { ExperimentResponse, ExperimentsResponse } from '../../../server/ro
 import type { LoadBody, ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
 import type {
   AblateResponse, ablateSchema, AblateSweepResponse, ablateSweepSchema, AttentionResponse, attentionSchema,
-  CompositionResponse, compositionSchema, ForwardResponse, forwardSchema,
+  ForwardResponse, forwardSchema,
   HeadsDetectResponse, headsDetectSchema, IoiResponse, ioiSchema, LogitLensResponse, logitLensSchema, PatchResponse,
-  patchSchema, PositionalResponse, positionalSchema, SaliencyResponse, saliencySchema, TokenizeResponse, tokenizeSchema, TopCopiedResponse,
-  topCopiedSchema,
+  patchSchema, SaliencyResponse, saliencySchema, TokenizeResponse, tokenizeSchema,
 } from '../../../server/schemas.ts';
 import type {
   AttributionResponse, attributionSchema, GraphResponse, graphSchema, NeuronActivationsResponse, neuronActivationsSchema, NeuronExamplesResponse,
@@ -49,14 +48,14 @@ export type HeadsDetectRequest = z.input<ReturnType<typeof headsDetectSchema>>;
 export type HeadsDetectResult = z.infer<typeof HeadsDetectResponse>;
 export type IoiRequest = z.input<ReturnType<typeof ioiSchema>>;
 export type IoiResult = z.infer<typeof IoiResponse>;
-export type CompositionRequest = z.input<ReturnType<typeof compositionSchema>>;
-export type CompositionResult = z.infer<typeof CompositionResponse>;
+export type CompositionRequest = ServiceRequest<'composition'>;
+export type CompositionResult = ServiceResponse<'composition'>;
 export type CopyingRequest = ServiceRequest<'copying'>;
 export type CopyingResult = ServiceResponse<'copying'>;
-export type PositionalRequest = z.input<ReturnType<typeof positionalSchema>>;
-export type PositionalResult = z.infer<typeof PositionalResponse>;
-export type TopCopiedRequest = z.input<ReturnType<typeof topCopiedSchema>>;
-export type TopCopiedResult = z.infer<typeof TopCopiedResponse>;
+export type PositionalRequest = ServiceRequest<'positional'>;
+export type PositionalResult = ServiceResponse<'positional'>;
+export type TopCopiedRequest = ServiceRequest<'topCopied'>;
+export type TopCopiedResult = ServiceResponse<'topCopied'>;
 export type AttributionRequest = z.input<ReturnType<typeof attributionSchema>>;
 export type AttributionResult = z.infer<typeof AttributionResponse>;
 export type GraphRequest = z.input<ReturnType<typeof graphSchema>>;
@@ -277,10 +276,10 @@ export const api = {
   saliency: (body: SaliencyRequest, onProgress?: (p: JobProgress) => void) => startJob<SaliencyResult>('/api/saliency', body, onProgress),
   detectHeads: (body: HeadsDetectRequest, onProgress?: (p: JobProgress) => void) => startJob<HeadsDetectResult>('/api/heads/detect', body, onProgress),
   ioi: (body: IoiRequest, onProgress?: (p: JobProgress) => void) => startJob<IoiResult>('/api/ioi', body, onProgress),
-  composition: (body: CompositionRequest, onProgress?: (p: JobProgress) => void) => startJob<CompositionResult>('/api/circuits/composition', body, onProgress),
+  composition: serviceJob('composition', '/api/circuits/composition'),
   copying: serviceJob('copying', '/api/circuits/copying'),
-  positional: (body: PositionalRequest, onProgress?: (p: JobProgress) => void) => startJob<PositionalResult>('/api/circuits/positional', body, onProgress),
-  topCopied: (body: TopCopiedRequest, onProgress?: (p: JobProgress) => void) => startJob<TopCopiedResult>('/api/circuits/top-copied', body, onProgress),
+  positional: serviceJob('positional', '/api/circuits/positional'),
+  topCopied: serviceJob('topCopied', '/api/circuits/top-copied'),
   attribution: (body: AttributionRequest, onProgress?: (p: JobProgress) => void) => startJob<AttributionResult>('/api/attribution', body, onProgress),
   graph: (body: GraphRequest, onProgress?: (p: JobProgress) => void) => startJob<GraphResult>('/api/graph', body, onProgress),
   neuronsTop: (body: NeuronsTopRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronsTopResult>('/api/neurons/top', body, onProgress),

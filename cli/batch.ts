@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { DEVICES } from '../server/config.ts';
+import { DEVICES } from '../hooks/devices.ts';
 import { UserError } from '../services/context.ts';
 import { UsageError } from './errors.ts';
 import { flagHelp, parseFlags, type FlagDef } from './flags.ts';

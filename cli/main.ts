@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { DEVICES } from '../server/config.ts';
+import { DEVICES } from '../hooks/devices.ts';
 import { UserError, type JobContext } from '../services/context.ts';
 import { BATCH_SUMMARY, WORKER_SUMMARY, batchCli } from './batch.ts';
 import { COMMANDS as ANALYSIS_COMMANDS, CLI_LIMITS, type Command } from './commands.ts';

@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { DEVICES } from '../hooks/devices.ts';
 import { LimitsSchema } from '../services/limits.ts';
 
 const MiB = 2 ** 20;
@@ -9,8 +10,6 @@ const MiB = 2 ** 20;
 /** <package root>/models: the built-in model root, which holds `embedded` (the default model). */
 export const PACKAGE_MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url));
 
-
-export const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
 
 export const ServerConfigSchema = z.strictObject({
   /** Model to load at start-up: a hub id / official name, or a directory name under a model root. */

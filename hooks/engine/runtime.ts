@@ -8,15 +8,13 @@
 import * as ort from 'onnxruntime-node';
 import { encodeModel, externalFileName } from '../onnx/proto.ts';
 import { Tensor } from '../tensor.ts';
+import { DEVICES, type Device, type ResolvedDevice } from '../devices.ts';
 
 // onnxruntime reports failures as exceptions too; its own log would print a scary line to stderr
 // every time 'auto' probes for a CUDA provider that is not installed.
 ort.env.logLevel = 'fatal';
 
-export type Device = 'cpu' | 'cuda' | 'webgpu' | 'auto';
-export type ResolvedDevice = 'cpu' | 'cuda' | 'webgpu';
-
-const DEVICES: readonly Device[] = ['cpu', 'cuda', 'webgpu', 'auto'];
+export type { Device, ResolvedDevice } from '../devices.ts';
 
 /** A value fed to or returned by a session (an onnxruntime tensor: read `.data` and `.dims`). */
 export type OrtValue = ort.Tensor;

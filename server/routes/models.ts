@@ -1,7 +1,7 @@
 /** GET /api/models (what can be loaded), POST /api/models/load (SSE progress), GET /api/model (the active model). */
 import { z } from 'zod';
 import { DEFAULT_PROCESSING, NO_PROCESSING, type ProcessingFlags } from '../../hooks/config.ts';
-import { DEVICES } from '../config.ts';
+import { DEVICES } from '../../hooks/devices.ts';
 import type { Cell, Table } from '../csv.ts';
 import { conflict, HttpError } from '../errors.ts';
 import { listCachedModels, listHubModels, listLocalModels } from '../host/catalog.ts';

@@ -3,8 +3,8 @@ import { api, ApiError, loadModel, type LoadProgress, type ModelInfo, type Model
 import type { Jobs } from './job.svelte.ts';
 import type { UrlState } from './url.svelte.ts';
 
-export const DEVICES = ['cpu', 'cuda', 'webgpu', 'auto'] as const;
-export type Device = (typeof DEVICES)[number];
+import type { Device } from '../../../../hooks/devices.ts';
+export { DEVICES, type Device } from '../../../../hooks/devices.ts';
 /** GPT-2's example inputs: the defaults until a model says otherwise (GET /api/model `defaults`, per vocabulary). */
 export const DEFAULT_PROMPT = 'When Mary and John went to the store, John gave a drink to';
 export const DEFAULT_TARGET = ' Mary';

@@ -1,6 +1,5 @@
-/** Request and response schemas of the inference endpoints (zod): bodies are parsed with them and the OpenAPI document is generated from them. */
+/** Request and response schemas of the analysis endpoints (zod): bodies are parsed with them and the OpenAPI document is generated from them. */
 import { z } from 'zod';
-import type { Dim } from '../hooks/hookPoints.ts';
 import type { Limits } from '../services/limits.ts';
 import { JsonNumber } from '../services/common/nonFinite.ts';
 import {
@@ -8,101 +7,6 @@ import {
 } from '../services/common/schema.ts';
 export { AblationMetric, batchPrompt, InputOptions, MetricEcho, PromptTokens, singlePrompt, TokenSpec } from '../services/common/schema.ts';
 export type { AblationMetricSpec } from '../services/common/schema.ts';
-
-export function tokenizeSchema(limits: Limits) {
-  return z.strictObject({
-    text: z.union([z.string(), z.array(z.string()).min(1).max(limits.maxBatch)], {
-      error: `text must be a string or an array of 1..${limits.maxBatch} strings`,
-    }),
-    prependBos: InputOptions.prependBos,
-  });
-}
-export type TokenizeRequest = z.infer<ReturnType<typeof tokenizeSchema>>;
-
-export const TokenizeResponse = z.object({
-  tokens: z.array(z.array(z.number().int())).describe('token ids per text, unpadded'),
-  strTokens: z.array(z.array(z.string())).describe('each token decoded on its own'),
-  nCtx: z.number().int(),
-  fitsContext: z.array(z.boolean()).describe('whether each text fits the context (≤ n_ctx tokens)'),
-});
-export type TokenizeResult = z.infer<typeof TokenizeResponse>;
-
-export function forwardSchema(limits: Limits) {
-  return z.strictObject({
-    prompt: batchPrompt(limits),
-    ...InputOptions,
-    topK: z.number().int().min(1).max(limits.maxTopK).default(10).describe(`top-k next tokens per position (1..${limits.maxTopK})`),
-  });
-}
-export type ForwardRequest = z.infer<ReturnType<typeof forwardSchema>>;
-
-const TopToken = z.object({ token: z.number().int(), str: z.string().nullable(), prob: JsonNumber, logit: JsonNumber });
-export const ForwardResponse = z.object({
-  tokens: z.array(z.array(z.number().int())).describe('[batch][pos] token ids (padded batches include pads)'),
-  strTokens: z.array(z.array(z.string())).nullable(),
-  attentionMask: z.array(z.array(z.number().int())).nullable().describe('[batch][pos] 1 = real token; null when nothing is padded'),
-  top: z.array(z.array(z.array(TopToken))).describe('[batch][pos][k] next-token candidates, most probable first'),
-  lossPerToken: z.array(z.array(JsonNumber.nullable())).describe('[batch][pos-1] loss predicting token pos+1; null where padded'),
-  loss: JsonNumber.nullable().describe('mean of lossPerToken over real tokens; null with a single position'),
-});
-export type ForwardResult = z.infer<typeof ForwardResponse>;
-
-export function attentionSchema() {
-  return z.strictObject({
-    prompt: singlePrompt(),
-    prependBos: InputOptions.prependBos,
-    layers: z.array(Index).min(1).max(512).optional().describe('layers to return (default all)'),
-    heads: z.array(Index).min(1).max(512).optional().describe('heads to return in each layer (default all)'),
-    scores: z.boolean().default(false).describe('also return the pre-softmax scores (masked entries are "-Infinity")'),
-  });
-}
-export type AttentionRequest = z.infer<ReturnType<typeof attentionSchema>>;
-
-export const AttentionResponse = z.object({
-  tokens: z.array(z.number().int()),
-  strTokens: z.array(z.string()).nullable(),
-  layers: z.array(z.number().int()),
-  heads: z.array(z.number().int()),
-  patterns: z.array(z.array(z.array(z.array(JsonNumber)))).describe('[layer][head][query_pos][key_pos] attention probabilities'),
-  scores: z.array(z.array(z.array(z.array(JsonNumber)))).optional().describe('[layer][head][query_pos][key_pos] pre-softmax scores'),
-});
-export type AttentionResult = z.infer<typeof AttentionResponse>;
-
-const DimSelector = z.union(
-  [
-    Index,
-    z.array(Index).min(1),
-    z.strictObject({ start: Index.optional(), end: Index.optional() }),
-  ],
-  { error: 'a selector is an index (negative counts from the end), a non-empty array of indices, or {start, end}' },
-);
-
-/** Every dim name a hook point can have (hooks/hookPoints.ts's Dim). */
-const DIM_NAMES: readonly Dim[] = ['batch', 'pos', 'query_pos', 'key_pos', 'head', 'd_model', 'd_head', 'd_mlp', '1'];
-
-export function activationsSchema(limits: Limits) {
-  return z.strictObject({
-    prompt: batchPrompt(limits),
-    ...InputOptions,
-    hook: z.string().min(1).max(200).describe('hook point name, e.g. blocks.0.attn.hook_pattern (see GET /api/model)'),
-    // A strict object, not a record: a record silently drops a "__proto__" key, where every other unknown key is a 400.
-    select: z
-      .strictObject(Object.fromEntries(DIM_NAMES.map((d) => [d, DimSelector.optional()])) as Record<Dim, z.ZodOptional<typeof DimSelector>>)
-      .optional()
-      .describe(`per dim name (${DIM_NAMES.join(', ')}): an index (dim dropped), an index list, or {start, end}`),
-  });
-}
-export type ActivationsRequest = z.infer<ReturnType<typeof activationsSchema>>;
-
-export const ActivationsResponse = z.object({
-  hook: z.string(),
-  fullShape: z.array(z.number().int()).describe('shape of the hook point for this input'),
-  dims: z.array(z.string()).describe('names of the dims that remain'),
-  shape: z.array(z.number().int()).describe('shape of values'),
-  indices: z.array(z.array(z.number().int())).describe('for each remaining dim, the original index of each entry'),
-  values: z.unknown().describe('nested arrays of numbers of the given shape (a number when every dim was indexed)'),
-});
-export type ActivationsResult = { hook: string; fullShape: number[]; dims: string[]; shape: number[]; indices: number[][]; values: unknown };
 
 // POST /api/logit-lens
 export function logitLensSchema(limits: Limits) {

@@ -6,6 +6,10 @@
 import type { z } from 'zod';
 import type { AnyService } from './service.ts';
 // inference
+import { tokenize } from './inference/tokenize.ts';
+import { forward } from './inference/forward.ts';
+import { attention } from './inference/attention.ts';
+import { activations } from './inference/activations.ts';
 // analysis
 // circuits
 import { composition } from './circuits/composition.ts';
@@ -17,6 +21,10 @@ import { topCopied } from './circuits/topCopied.ts';
 
 export const SERVICE_LIST = [
   // inference
+  tokenize,
+  forward,
+  attention,
+  activations,
   // analysis
   // circuits
   composition,

@@ -6,14 +6,9 @@ import type { JobHandler } from '../../services/context.ts';
 import { SERVICE_LIST, type ServiceKind, type ServicePayload, type ServiceResult } from '../../services/registry.ts';
 import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from './analysis.ts';
 import { attribution, graph, neuronActivationsJob, neuronExamples, neuronOutput, neuronPatch, neuronsTop } from './explain.ts';
-import { activations, attention, forward, tokenize } from './inference.ts';
 import { feature, featureAblate, features, saeEval, saeList, saeLoad, steer } from './saes.ts';
 
 const LEGACY_JOBS = {
-  tokenize,
-  forward,
-  attention,
-  activations,
   logitLens,
   ablate,
   ablateSweep,

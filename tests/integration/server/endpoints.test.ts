@@ -10,7 +10,10 @@ import { createApp } from '../../../server/app.ts';
 import { decodeNumber } from '../../../services/common/nonFinite.ts';
 import { HealthResponse, JobsResponse } from '../../../server/routes/system.ts';
 import { ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
-import { ActivationsResponse, AttentionResponse, ForwardResponse, TokenizeResponse } from '../../../server/schemas.ts';
+import { ActivationsResponse } from '../../../services/inference/activations.ts';
+import { AttentionResponse } from '../../../services/inference/attention.ts';
+import { ForwardResponse } from '../../../services/inference/forward.ts';
+import { TokenizeResponse } from '../../../services/inference/tokenize.ts';
 import { get, maxAbsDiff, parseCsv, post, readSse, startServer, type TestServer } from './helpers.ts';
 
 let srv: TestServer;

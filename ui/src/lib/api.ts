@@ -9,10 +9,9 @@ import type { ServiceKind, ServicePath, ServiceRequest, ServiceResponse } from '
 import type { ExperimentResponse, ExperimentsResponse } from '../../../server/routes/experiments.ts';
 import type { LoadBody, ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
 import type {
-  AblateResponse, ablateSchema, AblateSweepResponse, ablateSweepSchema, AttentionResponse, attentionSchema,
-  ForwardResponse, forwardSchema,
+  AblateResponse, ablateSchema, AblateSweepResponse, ablateSweepSchema,
   HeadsDetectResponse, headsDetectSchema, IoiResponse, ioiSchema, LogitLensResponse, logitLensSchema, PatchResponse,
-  patchSchema, SaliencyResponse, saliencySchema, TokenizeResponse, tokenizeSchema,
+  patchSchema, SaliencyResponse, saliencySchema,
 } from '../../../server/schemas.ts';
 import type {
   AttributionResponse, attributionSchema, GraphResponse, graphSchema, NeuronActivationsResponse, neuronActivationsSchema, NeuronExamplesResponse,
@@ -26,12 +25,12 @@ import type {
 export type Models = z.infer<typeof ModelsResponse>;
 export type ModelInfo = z.infer<typeof ModelResponse>;
 export type LoadRequest = z.input<typeof LoadBody>;
-export type TokenizeRequest = z.input<ReturnType<typeof tokenizeSchema>>;
-export type TokenizeResult = z.infer<typeof TokenizeResponse>;
-export type ForwardRequest = z.input<ReturnType<typeof forwardSchema>>;
-export type ForwardResult = z.infer<typeof ForwardResponse>;
-export type AttentionRequest = z.input<ReturnType<typeof attentionSchema>>;
-export type AttentionResult = z.infer<typeof AttentionResponse>;
+export type TokenizeRequest = ServiceRequest<'tokenize'>;
+export type TokenizeResult = ServiceResponse<'tokenize'>;
+export type ForwardRequest = ServiceRequest<'forward'>;
+export type ForwardResult = ServiceResponse<'forward'>;
+export type AttentionRequest = ServiceRequest<'attention'>;
+export type AttentionResult = ServiceResponse<'attention'>;
 export type LogitLensRequest = z.input<ReturnType<typeof logitLensSchema>>;
 export type LogitLensResult = z.infer<typeof LogitLensResponse>;
 export type AblateRequest = z.input<ReturnType<typeof ablateSchema>>;
@@ -265,9 +264,9 @@ function serviceJob<K extends ServiceKind>(_kind: K, path: ServicePath<K>) {
 export const api = {
   models: (signal?: AbortSignal) => call<Models>('GET', '/api/models', undefined, signal),
   model: (signal?: AbortSignal) => call<ModelInfo>('GET', '/api/model', undefined, signal),
-  tokenize: (body: TokenizeRequest, signal?: AbortSignal) => call<TokenizeResult>('POST', '/api/tokenize', body, signal),
-  forward: (body: ForwardRequest, onProgress?: (p: JobProgress) => void) => startJob<ForwardResult>('/api/forward', body, onProgress),
-  attention: (body: AttentionRequest, onProgress?: (p: JobProgress) => void) => startJob<AttentionResult>('/api/attention', body, onProgress),
+  tokenize: (body: TokenizeRequest, signal?: AbortSignal) => call<TokenizeResult>('POST', '/api/tokenize' satisfies ServicePath<'tokenize'>, body, signal),
+  forward: serviceJob('forward', '/api/forward'),
+  attention: serviceJob('attention', '/api/attention'),
   logitLens: (body: LogitLensRequest, onProgress?: (p: JobProgress) => void) => startJob<LogitLensResult>('/api/logit-lens', body, onProgress),
   ablate: (body: AblateRequest, onProgress?: (p: JobProgress) => void) => startJob<AblateResult>('/api/ablate', body, onProgress),
   ablateSweep: (body: AblateSweepRequest, onProgress?: (p: JobProgress) => void) => startJob<AblateSweepResult>('/api/ablate/sweep', body, onProgress),

@@ -1,6 +1,6 @@
 /**
  * The analyses a dataset experiment can run, in ONE table: name → the experiment's options (zod), the server's
- * request for one item (validated with the server's own schema), the server's job handler that runs it (the same
+ * request for one item (validated with the service's own schema), the service's handler that runs it (the same
  * code as the API and the CLI), the numbers averaged over items, and the figures of the average.
  */
 import { z } from 'zod';
@@ -12,11 +12,14 @@ import {
 import { fmt, num, tokenLabel } from '../hooks/figures/common.ts';
 import { lensRowLabel } from '../hooks/figures/logitLens.ts';
 import { CLI_LIMITS } from '../cli/commands.ts';
-import {
-  ablateSchema, ablateSweepSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, saliencySchema,
-  type AblateResult, type AblateSweepResult, type HeadsDetectResult, type IoiResult, type LogitLensResult, type PatchResult, type SaliencyResult,
-} from '../server/schemas.ts';
-import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from '../server/worker/analysis.ts';
+import { ablate, type AblateResult } from '../services/analysis/ablate.ts';
+import { ablateSweep, type AblateSweepResult } from '../services/analysis/ablateSweep.ts';
+import { attributionPatch } from '../services/analysis/attributionPatch.ts';
+import { headsDetect, type HeadsDetectResult } from '../services/analysis/headsDetect.ts';
+import { ioi, type IoiResult } from '../services/analysis/ioi.ts';
+import { logitLens, type LogitLensResult } from '../services/analysis/logitLens.ts';
+import { patch, type PatchResult } from '../services/analysis/patch.ts';
+import { saliency, type SaliencyResult } from '../services/analysis/saliency.ts';
 import { featureAblateSchema, type FeatureAblateResult } from '../server/saeSchemas.ts';
 import { featureAblate } from '../server/worker/saes.ts';
 import { UserError, type JobHandler } from '../services/context.ts';
@@ -118,7 +121,7 @@ function resolvePosition(p: number, n: number): number {
 
 // ───────────────────────────── logit lens ─────────────────────────────
 
-const lensShape = logitLensSchema(CLI_LIMITS).shape;
+const lensShape = logitLens.request(CLI_LIMITS).shape;
 const lensOptions = z.strictObject({
   prependBos: lensShape.prependBos, inclMid: lensShape.inclMid, applyLn: lensShape.applyLn, topK: lensShape.topK,
   targets: lensShape.targets.describe("tokens to track (default the item's correct and incorrect tokens)"),
@@ -134,8 +137,8 @@ const logitLensAnalysis: BatchAnalysis<LensOptions, LogitLensResult> = {
     const targets = o.targets ?? (fromItem.length ? fromItem : undefined);
     return { prompt: prompt(item), prependBos: o.prependBos, inclMid: o.inclMid, applyLn: o.applyLn, topK: o.topK, ...(targets ? { targets } : {}) };
   },
-  schema: logitLensSchema(CLI_LIMITS),
-  run: logitLens as JobHandler<never, LogitLensResult>,
+  schema: logitLens.request(CLI_LIMITS),
+  run: logitLens.handler as JobHandler<never, LogitLensResult>,
   values: (r, o) => {
     const p = resolvePosition(o.position, r.positions.length);
     return {
@@ -172,7 +175,7 @@ const logitLensAnalysis: BatchAnalysis<LensOptions, LogitLensResult> = {
 
 // ───────────────────────────── head detection ─────────────────────────────
 
-const headsShape = headsDetectSchema(CLI_LIMITS).shape;
+const headsShape = headsDetect.request(CLI_LIMITS).shape;
 const headsOptions = z.strictObject({ prependBos: headsShape.prependBos, kinds: headsShape.kinds });
 type HeadsOptions = z.infer<typeof headsOptions>;
 
@@ -183,8 +186,8 @@ const headsAnalysis: BatchAnalysis<HeadsOptions, HeadsDetectResult> = {
   request: (o, item) => (item.repeated
     ? { repeated: { seqLen: item.repeated.seqLen, batch: 1, seed: item.repeated.seed }, kinds: o.kinds }
     : { prompt: prompt(item), prependBos: o.prependBos, kinds: o.kinds }),
-  schema: headsDetectSchema(CLI_LIMITS),
-  run: headsDetect as JobHandler<never, HeadsDetectResult>,
+  schema: headsDetect.request(CLI_LIMITS),
+  run: headsDetect.handler as JobHandler<never, HeadsDetectResult>,
   values: (r) => ({
     scores: Object.fromEntries(r.scores.map((s) => [s.kind, s.values])),
     ...(r.lossByPosition ? { loss: r.lossByPosition.loss, firstRepeat: r.lossByPosition.firstRepeat, secondRepeat: r.lossByPosition.secondRepeat } : {}),
@@ -209,7 +212,7 @@ const headsAnalysis: BatchAnalysis<HeadsOptions, HeadsDetectResult> = {
 
 // ───────────────────────────── ablation ─────────────────────────────
 
-const ablateOptions = ablateSchema(CLI_LIMITS).omit({ prompt: true }).extend({ metric: BatchMetric });
+const ablateOptions = ablate.request(CLI_LIMITS).omit({ prompt: true }).extend({ metric: BatchMetric });
 type AblateOptions = z.infer<typeof ablateOptions>;
 
 /** "L1H2, L0 neuron 5, L2 pos 3" */
@@ -221,8 +224,8 @@ const ablateAnalysis: BatchAnalysis<AblateOptions, AblateResult> = {
   summary: 'the metric with a set of heads / neurons / positions ablated together, and without',
   options: ablateOptions,
   request: (o, item) => ({ ...o, prompt: prompt(item), metric: itemMetric(o.metric, item) }),
-  schema: ablateSchema(CLI_LIMITS),
-  run: ablate as JobHandler<never, AblateResult>,
+  schema: ablate.request(CLI_LIMITS),
+  run: ablate.handler as JobHandler<never, AblateResult>,
   values: (r) => ({ clean: r.clean, ablated: r.ablated, delta: r.delta }),
   axes: () => ({}),
   figures: (a, o) => {
@@ -237,15 +240,15 @@ const ablateAnalysis: BatchAnalysis<AblateOptions, AblateResult> = {
 
 // ───────────────────────────── ablation sweep ─────────────────────────────
 
-const sweepOptions = ablateSweepSchema(CLI_LIMITS).omit({ prompt: true }).extend({ metric: BatchMetric });
+const sweepOptions = ablateSweep.request(CLI_LIMITS).omit({ prompt: true }).extend({ metric: BatchMetric });
 type SweepOptions = z.infer<typeof sweepOptions>;
 
 const sweepAnalysis: BatchAnalysis<SweepOptions, AblateSweepResult> = {
   summary: 'the ablation sweep of every item: the metric with each head ablated alone',
   options: sweepOptions,
   request: (o, item) => ({ ...o, prompt: prompt(item), metric: itemMetric(o.metric, item) }),
-  schema: ablateSweepSchema(CLI_LIMITS),
-  run: ablateSweep as JobHandler<never, AblateSweepResult>,
+  schema: ablateSweep.request(CLI_LIMITS),
+  run: ablateSweep.handler as JobHandler<never, AblateSweepResult>,
   values: (r) => ({ clean: r.clean, values: r.values, delta: r.delta }),
   axes: (r) => ({ layers: r.layers, heads: r.heads }),
   figures: (a, o) => {
@@ -259,7 +262,7 @@ const sweepAnalysis: BatchAnalysis<SweepOptions, AblateSweepResult> = {
 
 // ───────────────────────────── activation patching ─────────────────────────────
 
-const patchOptions = patchSchema().omit({ clean: true, corrupted: true }).extend({ metric: LogitDiffMetric });
+const patchOptions = patch.request(CLI_LIMITS).omit({ clean: true, corrupted: true }).extend({ metric: LogitDiffMetric });
 type PatchOptions = z.infer<typeof patchOptions>;
 
 /** Activation patching, or its first-order estimate by attribution patching: the same request, answer and figures. */
@@ -271,8 +274,8 @@ const patchingAnalysis = (method: 'activation' | 'attribution'): BatchAnalysis<P
   request: (o, item) => ({
     ...o, clean: prompt(item), corrupted: need(item, 'corrupted', 'patching reads a corrupted prompt'), metric: itemMetric(o.metric, item),
   }),
-  schema: patchSchema(),
-  run: (method === 'activation' ? patch : attributionPatch) as JobHandler<never, PatchResult>,
+  schema: patch.request(CLI_LIMITS),
+  run: (method === 'activation' ? patch.handler : attributionPatch.handler) as JobHandler<never, PatchResult>,
   values: (r) => ({ clean: r.clean, corrupted: r.corrupted, results: Object.fromEntries(r.results.map((x) => [x.kind, x.values as NumericTree])) }),
   axes: (r) => ({ kinds: r.results.map((x) => x.kind), dims: r.results.map((x) => x.dims), cleanStrTokens: r.cleanStrTokens, cleanTokens: r.cleanTokens }),
   figures: (a, o) => {
@@ -294,15 +297,15 @@ const patchingAnalysis = (method: 'activation' | 'attribution'): BatchAnalysis<P
 
 // ───────────────────────────── input saliency ─────────────────────────────
 
-const saliencyOptions = saliencySchema().omit({ prompt: true }).extend({ metric: BatchMetric });
+const saliencyOptions = saliency.request(CLI_LIMITS).omit({ prompt: true }).extend({ metric: BatchMetric });
 type SaliencyOptions = z.infer<typeof saliencyOptions>;
 
 const saliencyAnalysis: BatchAnalysis<SaliencyOptions, SaliencyResult> = {
   summary: "input saliency of every item's prompt (gradient × input or integrated gradients of the metric): each token's score",
   options: saliencyOptions,
   request: (o, item) => ({ ...o, prompt: prompt(item), metric: itemMetric(o.metric, item) }),
-  schema: saliencySchema(),
-  run: saliency as JobHandler<never, SaliencyResult>,
+  schema: saliency.request(CLI_LIMITS),
+  run: saliency.handler as JobHandler<never, SaliencyResult>,
   values: (r) => ({ value: r.value, ...(r.baselineValue === null ? {} : { baselineValue: r.baselineValue }), scores: r.scores }),
   axes: (r) => ({ tokens: r.tokens, strTokens: r.strTokens, method: r.method }),
   figures: (a, o) => {
@@ -340,7 +343,7 @@ const featureAblateAnalysis: BatchAnalysis<FeatureAblateOptions, FeatureAblateRe
 
 // ───────────────────────────── IOI metrics ─────────────────────────────
 
-const ioiOptions = z.strictObject({ prependBos: ioiSchema(CLI_LIMITS).shape.prependBos });
+const ioiOptions = z.strictObject({ prependBos: ioi.request(CLI_LIMITS).shape.prependBos });
 type IoiOptions = z.infer<typeof ioiOptions>;
 
 const ioiAnalysis: BatchAnalysis<IoiOptions, IoiResult> = {
@@ -354,8 +357,8 @@ const ioiAnalysis: BatchAnalysis<IoiOptions, IoiResult> = {
       ...(o.prependBos !== undefined ? { prependBos: o.prependBos } : {}),
     };
   },
-  schema: ioiSchema(CLI_LIMITS),
-  run: ioi as JobHandler<never, IoiResult>,
+  schema: ioi.request(CLI_LIMITS),
+  run: ioi.handler as JobHandler<never, IoiResult>,
   values: (r) => ({ logitDiff: r.prompts[0].logitDiff, accuracy: r.accuracy, headAttribution: r.headAttribution }),
   axes: (r) => ({ layers: r.layers, heads: r.heads }),
   figures: (a) => {

@@ -2,17 +2,12 @@
 import { z } from 'zod';
 import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import {
-  ablationSweepFigure, compositionFigure, copyingFigure, headScoreFigure, ioiAttributionFigure, ioiLogitDiffFigure,
-  logitLensFigure, lossByPositionFigure, patchComparisonFigure, patchingFigure, positionalFigure, saliencyFigure, topCopiedFigure, type FigureSpec,
+  compositionFigure, copyingFigure, patchComparisonFigure, patchingFigure, positionalFigure, topCopiedFigure, type FigureSpec,
 } from '../hooks/figures/index.ts';
 import { LimitsSchema, type Limits } from '../services/limits.ts';
-import {
-  ablateSweepSchema, headsDetectSchema, ioiSchema, logitLensSchema, patchSchema, saliencySchema,
-} from '../server/schemas.ts';
-import {
-  ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency,
-} from '../server/worker/analysis.ts';
 import type { JobContext } from '../services/context.ts';
+import { CHUNK_FLAG, inferMetric, metricFlags, PREPEND_BOS_FLAG, SEED_FLAG } from '../services/common/cli.ts';
+import { patchSchema } from '../services/analysis/patch.ts';
 import { UsageError } from './errors.ts';
 import type { FlagDef } from './flags.ts';
 import type { AnyService } from '../services/service.ts';
@@ -48,27 +43,6 @@ export interface Command {
   run: (model: HookedTransformer, req: never, ctx: JobContext) => Promise<Experiment>;
   /** Without --out the command's own files are all it writes (sae-dashboard writes beside the SAE). */
   outOptional?: boolean;
-}
-
-const prependBos: FlagDef = { flag: 'no-prepend-bos', type: 'bool', negate: true, path: 'prependBos', help: 'do not prepend <|endoftext|> to text prompts' };
-const seed: FlagDef = { flag: 'seed', type: 'int', path: 'seed', help: 'random seed (default 0)' };
-const chunk: FlagDef = { flag: 'chunk-size', type: 'int', path: 'chunkSize', help: 'variants per batched forward pass (default 32)' };
-const metricFlags = (kinds: string): FlagDef[] => [
-  { flag: 'correct', type: 'token', path: 'metric.correct', help: 'logit_diff: the token counted positively (e.g. " Mary", or an id)' },
-  { flag: 'incorrect', type: 'token', path: 'metric.incorrect', help: 'logit_diff: the token subtracted' },
-  { flag: 'position', type: 'int', path: 'metric.position', help: `position the metric reads (${kinds}; negative counts from the end; default -1)` },
-];
-
-/** Metric kind from the flags given: --correct/--incorrect → logit_diff, --token → prob, nothing → loss. */
-function inferMetric(req: Record<string, unknown>, fallback: 'loss' | null): void {
-  const m = req.metric as Record<string, unknown> | undefined;
-  if (m === undefined) {
-    if (fallback) req.metric = { kind: fallback };
-    return;
-  }
-  if (m.kind !== undefined) return;
-  if ('correct' in m || 'incorrect' in m) m.kind = 'logit_diff';
-  else if ('token' in m) m.kind = 'prob';
 }
 
 const circuitsSchema = z.strictObject({
@@ -112,67 +86,6 @@ function serviceCommand(f: AnyService & { cli: NonNullable<AnyService['cli']> })
 
 /** Commands that combine features (patch's --method both, circuits). */
 const COMBINED: Record<string, Command> = {
-  'logit-lens': {
-    name: 'logit-lens',
-    summary: 'the logit lens of a prompt: the top token (and tracked targets) read from the residual stream after each layer',
-    flags: [
-      { flag: 'prompt', type: 'string', path: 'prompt', help: 'the prompt (text)' },
-      { flag: 'target', type: 'token', path: 'targets', multiple: true, help: 'a token to track (single-token text or an id)' },
-      { flag: 'top-k', type: 'int', path: 'topK', help: 'top tokens per layer and position (default 5)' },
-      { flag: 'incl-mid', type: 'bool', path: 'inclMid', help: 'also read resid_mid of every layer' },
-      { flag: 'no-apply-ln', type: 'bool', negate: true, path: 'applyLn', help: "do not apply ln_final to each layer's residual" },
-      prependBos,
-    ],
-    schema: logitLensSchema(CLI_LIMITS),
-    run: async (model, req: z.infer<ReturnType<typeof logitLensSchema>>, ctx) => {
-      const r = await logitLens(model, req, ctx);
-      const figures = [logitLensFigure(r)];
-      r.targets.forEach((_t, i) => {
-        const f = logitLensFigure(r, { of: i });
-        figures.push({ ...f, name: `logit-lens-target-${i}` });
-      });
-      return { result: r, figures };
-    },
-  },
-  heads: {
-    name: 'heads',
-    summary: 'head detection: previous-token, duplicate-token and induction scores of every head (on a prompt or repeated random tokens)',
-    flags: [
-      { flag: 'prompt', type: 'string', path: 'prompt', help: 'score on this prompt (give this or --repeated)' },
-      { flag: 'repeated', type: 'int', path: 'repeated.seqLen', help: 'score on BOS + span + span, a random span of N tokens' },
-      { flag: 'batch', type: 'int', path: 'repeated.batch', help: 'repeated sequences to average over (default 1)' },
-      { flag: 'seed', type: 'int', path: 'repeated.seed', help: 'seed of the random spans (default 0)' },
-      { flag: 'kinds', type: 'list', path: 'kinds', help: 'previous_token,duplicate_token,induction (default all)' },
-      prependBos,
-    ],
-    schema: headsDetectSchema(CLI_LIMITS),
-    run: async (model, req: z.infer<ReturnType<typeof headsDetectSchema>>, ctx) => {
-      const r = await headsDetect(model, req, ctx);
-      const figures = r.scores.map((s) => headScoreFigure(r, s.kind));
-      if (r.lossByPosition) figures.push(lossByPositionFigure(r));
-      return { result: r, figures };
-    },
-  },
-  sweep: {
-    name: 'sweep',
-    summary: 'ablation sweep: the metric with each head ablated alone, in batched forward passes',
-    flags: [
-      { flag: 'prompt', type: 'string', path: 'prompt', help: 'the prompt (text)' },
-      { flag: 'metric', type: 'string', path: 'metric.kind', help: 'logit_diff | prob | loss (default: from the flags given; loss without any)' },
-      ...metricFlags('logit_diff, prob'),
-      { flag: 'token', type: 'token', path: 'metric.token', help: 'prob: the token whose probability is read' },
-      { flag: 'mode', type: 'string', path: 'mode', help: 'zero | mean | resample (default zero)' },
-      { flag: 'reference', type: 'string', path: 'reference', multiple: true, help: 'a reference prompt for mean / resample' },
-      { flag: 'layers', type: 'intList', path: 'layers', help: 'layers to sweep (default all)' },
-      seed, chunk, prependBos,
-    ],
-    schema: ablateSweepSchema(CLI_LIMITS),
-    prepare: (req) => inferMetric(req, 'loss'),
-    run: async (model, req: z.infer<ReturnType<typeof ablateSweepSchema>>, ctx) => {
-      const r = await ablateSweep(model, req, ctx);
-      return { result: r, figures: [ablationSweepFigure(r, { mode: req.mode })] };
-    },
-  },
   patch: {
     name: 'patch',
     summary: 'activation patching (or attribution patching, its first-order estimate): the normalised logit difference with each slice of the clean run patched into the corrupted run',
@@ -182,51 +95,16 @@ const COMBINED: Record<string, Command> = {
       ...metricFlags('logit_diff'),
       { flag: 'kinds', type: 'list', path: 'kinds', help: 'resid_pre,attn_out,mlp_out,head_out_all_pos,head_out_by_pos (default all)' },
       { flag: 'method', type: 'string', path: 'method', help: 'activation | attribution | both (default activation; both adds a scatter plot per kind)' },
-      chunk, prependBos,
+      CHUNK_FLAG, PREPEND_BOS_FLAG,
     ],
     schema: cliPatchSchema,
     prepare: (req) => inferMetric(req, null),
     run: async (model, { method, ...req }: z.infer<typeof cliPatchSchema>, ctx) => {
-      const act = method === 'attribution' ? null : await patch(model, req, ctx);
-      const attr = method === 'activation' ? null : await attributionPatch(model, req, ctx);
+      const act = method === 'attribution' ? null : await SERVICES.patch.handler(model, req, ctx);
+      const attr = method === 'activation' ? null : await SERVICES.attributionPatch.handler(model, req, ctx);
       const figures = [act, attr].flatMap((r) => (r ? r.results.map((_x, i) => patchingFigure(r, i)) : []));
       if (act && attr) figures.push(...act.results.map((_x, i) => patchComparisonFigure(act, attr, i)));
       return { result: act && attr ? { activation: act, attribution: attr } : (act ?? attr), figures };
-    },
-  },
-  saliency: {
-    name: 'saliency',
-    summary: 'input saliency: gradient × input or integrated gradients of a metric per prompt token',
-    flags: [
-      { flag: 'prompt', type: 'string', path: 'prompt', help: 'the prompt (text)' },
-      { flag: 'metric', type: 'string', path: 'metric.kind', help: 'logit_diff | prob | logprob | loss (default: from the flags given; loss without any)' },
-      ...metricFlags('logit_diff, prob, logprob'),
-      { flag: 'token', type: 'token', path: 'metric.token', help: 'prob / logprob: the token whose (log-)probability is read' },
-      { flag: 'method', type: 'string', path: 'method', help: 'grad_x_input | integrated_gradients (default grad_x_input)' },
-      { flag: 'steps', type: 'int', path: 'steps', help: 'integrated_gradients: points on the path (default 64)' },
-      { flag: 'baseline', type: 'token', path: 'baseline', help: "integrated_gradients: 'zero' (default) or a token whose embedding is the baseline" },
-      prependBos,
-    ],
-    schema: saliencySchema(),
-    prepare: (req) => inferMetric(req, 'loss'),
-    run: async (model, req: z.infer<ReturnType<typeof saliencySchema>>, ctx) => {
-      const r = await saliency(model, req, ctx);
-      return { result: r, figures: [saliencyFigure(r)] };
-    },
-  },
-  ioi: {
-    name: 'ioi',
-    summary: 'indirect object identification: IO − S logit difference per prompt and its direct attribution to each head',
-    flags: [
-      { flag: 'n', type: 'int', path: 'n', help: 'prompts to generate (default 20)' },
-      seed,
-      { flag: 'order', type: 'string', path: 'order', help: 'ABBA | BABA | both (default both)' },
-      prependBos,
-    ],
-    schema: ioiSchema(CLI_LIMITS),
-    run: async (model, req: z.infer<ReturnType<typeof ioiSchema>>, ctx) => {
-      const r = await ioi(model, req, ctx);
-      return { result: r, figures: [ioiLogitDiffFigure(r), ioiAttributionFigure(r)] };
     },
   },
   circuits: {
@@ -235,7 +113,7 @@ const COMBINED: Record<string, Command> = {
     flags: [
       { flag: 'modes', type: 'list', path: 'modes', help: 'composition modes Q,K,V (default all three)' },
       { flag: 'baseline-samples', type: 'int', path: 'baselineSamples', help: 'random matrix pairs for the baseline (default 100)' },
-      seed,
+      SEED_FLAG,
       { flag: 'no-copying', type: 'bool', negate: true, path: 'copying', help: 'skip the copying scores' },
       { flag: 'head', type: 'string', path: 'heads', multiple: true, help: 'a head L.H for the positional pattern and top copied tokens' },
       { flag: 'copy-token', type: 'token', path: 'tokens', multiple: true, help: 'a source token for "what does this head copy"' },
@@ -282,8 +160,14 @@ const COMBINED: Record<string, Command> = {
   },
 };
 
-/** Every command: each feature that declares one (services/registry.ts), then the combined ones. */
-export const COMMANDS: Record<string, Command> = {
-  ...Object.fromEntries(SERVICE_LIST.flatMap((f) => ('cli' in f && f.cli ? [[f.cli.command, serviceCommand(f as AnyService & { cli: NonNullable<AnyService['cli']> })]] : []))),
-  ...COMBINED,
-};
+/** The order `lensboard --help` lists the commands in (as before they moved into the services); any other comes after them. */
+const HELP_ORDER = ['logit-lens', 'heads', 'sweep', 'patch', 'saliency', 'ioi', 'circuits'];
+const helpRank = (name: string) => (HELP_ORDER.includes(name) ? HELP_ORDER.indexOf(name) : HELP_ORDER.length);
+
+/** Every command: each feature that declares one (services/registry.ts) and the combined ones, in help order. */
+export const COMMANDS: Record<string, Command> = Object.fromEntries(
+  Object.entries({
+    ...Object.fromEntries(SERVICE_LIST.flatMap((f) => ('cli' in f && f.cli ? [[f.cli.command, serviceCommand(f as AnyService & { cli: NonNullable<AnyService['cli']> })]] : []))),
+    ...COMBINED,
+  }).sort(([a], [b]) => helpRank(a) - helpRank(b)),
+);

@@ -12,7 +12,6 @@ import { nonFiniteReplacer } from '../services/common/nonFinite.ts';
 import { originGuard } from './originGuard.ts';
 import { openApiDocument } from './openapi.ts';
 import { defineRoute, mountRoutes, type RouteDef } from './routeTable.ts';
-import { analysisRoutes } from './routes/analysis.ts';
 import { experimentRoutes } from './routes/experiments.ts';
 import { explainRoutes } from './routes/explain.ts';
 import { serviceRoutes } from './routes/services.ts';
@@ -25,7 +24,7 @@ export const API_VERSION = '0.1.0';
 /** Every route of the API, in documentation order (the analysis routes join this list). */
 export function apiRoutes(config: ServerConfig): RouteDef[] {
   return [
-    ...systemRoutes(), ...modelRoutes(), ...serviceRoutes(config.limits), ...analysisRoutes(config.limits), ...explainRoutes(config.limits), ...experimentRoutes(),
+    ...systemRoutes(), ...modelRoutes(), ...serviceRoutes(config.limits), ...explainRoutes(config.limits), ...experimentRoutes(),
     ...saeRoutes(config.limits),
   ];
 }

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { Limits } from '../services/limits.ts';
 import { JsonNumber } from '../services/common/nonFinite.ts';
-import { AblationMetric, InputOptions, MetricEcho, PromptTokens, singlePrompt, TokenSpec } from './schemas.ts';
+import { AblationMetric, InputOptions, MetricEcho, PromptTokens, singlePrompt, TokenSpec } from '../services/common/schema.ts';
 
 const Index = z.number().int();
 const TokenIdOut = z.number().int();

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import type { Limits } from '../services/limits.ts';
 import { JsonNumber } from '../services/common/nonFinite.ts';
-import { AblationMetric, MetricEcho, singlePrompt } from './schemas.ts';
+import { AblationMetric, MetricEcho, singlePrompt } from '../services/common/schema.ts';
 
 /** An SAE's name: a directory under the model's saes/ folder, or a hub repo `org/name` with its subfolder (`org/name/blocks.8.hook_resid_pre`). */
 export const SaeName = z.string().min(1).max(300)

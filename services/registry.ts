@@ -11,6 +11,14 @@ import { forward } from './inference/forward.ts';
 import { attention } from './inference/attention.ts';
 import { activations } from './inference/activations.ts';
 // analysis
+import { logitLens } from './analysis/logitLens.ts';
+import { ablate } from './analysis/ablate.ts';
+import { ablateSweep } from './analysis/ablateSweep.ts';
+import { patch } from './analysis/patch.ts';
+import { attributionPatch } from './analysis/attributionPatch.ts';
+import { saliency } from './analysis/saliency.ts';
+import { headsDetect } from './analysis/headsDetect.ts';
+import { ioi } from './analysis/ioi.ts';
 // circuits
 import { composition } from './circuits/composition.ts';
 import { copying } from './circuits/copying.ts';
@@ -26,6 +34,14 @@ export const SERVICE_LIST = [
   attention,
   activations,
   // analysis
+  logitLens,
+  ablate,
+  ablateSweep,
+  patch,
+  attributionPatch,
+  saliency,
+  headsDetect,
+  ioi,
   // circuits
   composition,
   copying,

@@ -4,19 +4,10 @@
  */
 import type { JobHandler } from '../../services/context.ts';
 import { SERVICE_LIST, type ServiceKind, type ServicePayload, type ServiceResult } from '../../services/registry.ts';
-import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from './analysis.ts';
 import { attribution, graph, neuronActivationsJob, neuronExamples, neuronOutput, neuronPatch, neuronsTop } from './explain.ts';
 import { feature, featureAblate, features, saeEval, saeList, saeLoad, steer } from './saes.ts';
 
 const LEGACY_JOBS = {
-  logitLens,
-  ablate,
-  ablateSweep,
-  patch,
-  attributionPatch,
-  saliency,
-  headsDetect,
-  ioi,
   attribution,
   graph,
   neuronsTop,

@@ -13,9 +13,12 @@ import {
   allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization, positionalPattern,
   previousTokenScoreFromWeights, previousTokenScoresFromWeights, topCopiedTokens,
 } from '../../../hooks/circuits/index.ts';
-import {
-  AblateResponse, AblateSweepResponse, HeadsDetectResponse, IoiResponse, LogitLensResponse, PatchResponse,
-} from '../../../server/schemas.ts';
+import { AblateResponse } from '../../../services/analysis/ablate.ts';
+import { AblateSweepResponse } from '../../../services/analysis/ablateSweep.ts';
+import { HeadsDetectResponse } from '../../../services/analysis/headsDetect.ts';
+import { IoiResponse } from '../../../services/analysis/ioi.ts';
+import { LogitLensResponse } from '../../../services/analysis/logitLens.ts';
+import { PatchResponse } from '../../../services/analysis/patch.ts';
 import { CompositionResponse } from '../../../services/circuits/composition.ts';
 import { CopyingResponse } from '../../../services/circuits/copying.ts';
 import { PositionalResponse } from '../../../services/circuits/positional.ts';

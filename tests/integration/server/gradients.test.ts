@@ -7,7 +7,8 @@ import {
 } from '../../../hooks/analysis/index.ts';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import type { HookName } from '../../../hooks/hookPoints.ts';
-import { PatchResponse, SaliencyResponse } from '../../../server/schemas.ts';
+import { PatchResponse } from '../../../services/analysis/patch.ts';
+import { SaliencyResponse } from '../../../services/analysis/saliency.ts';
 import { maxAbsDiff, parseCsv, post, startServer, type TestServer } from './helpers.ts';
 
 let srv: TestServer;

@@ -9,11 +9,6 @@ import type { ServiceKind, ServicePath, ServiceRequest, ServiceResponse } from '
 import type { ExperimentResponse, ExperimentsResponse } from '../../../server/routes/experiments.ts';
 import type { LoadBody, ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
 import type {
-  AblateResponse, ablateSchema, AblateSweepResponse, ablateSweepSchema,
-  HeadsDetectResponse, headsDetectSchema, IoiResponse, ioiSchema, LogitLensResponse, logitLensSchema, PatchResponse,
-  patchSchema, SaliencyResponse, saliencySchema,
-} from '../../../server/schemas.ts';
-import type {
   AttributionResponse, attributionSchema, GraphResponse, graphSchema, NeuronActivationsResponse, neuronActivationsSchema, NeuronExamplesResponse,
   neuronExamplesSchema, NeuronOutputResponse, neuronOutputSchema, NeuronPatchResponse, neuronPatchSchema, NeuronsTopResponse, neuronsTopSchema,
 } from '../../../server/explainSchemas.ts';
@@ -31,22 +26,22 @@ export type ForwardRequest = ServiceRequest<'forward'>;
 export type ForwardResult = ServiceResponse<'forward'>;
 export type AttentionRequest = ServiceRequest<'attention'>;
 export type AttentionResult = ServiceResponse<'attention'>;
-export type LogitLensRequest = z.input<ReturnType<typeof logitLensSchema>>;
-export type LogitLensResult = z.infer<typeof LogitLensResponse>;
-export type AblateRequest = z.input<ReturnType<typeof ablateSchema>>;
-export type AblateResult = z.infer<typeof AblateResponse>;
-export type AblateSweepRequest = z.input<ReturnType<typeof ablateSweepSchema>>;
-export type AblateSweepResult = z.infer<typeof AblateSweepResponse>;
+export type LogitLensRequest = ServiceRequest<'logitLens'>;
+export type LogitLensResult = ServiceResponse<'logitLens'>;
+export type AblateRequest = ServiceRequest<'ablate'>;
+export type AblateResult = ServiceResponse<'ablate'>;
+export type AblateSweepRequest = ServiceRequest<'ablateSweep'>;
+export type AblateSweepResult = ServiceResponse<'ablateSweep'>;
 export type AblationMetric = AblateRequest['metric'];
 export type Ablation = AblateRequest['ablations'][number];
-export type PatchRequest = z.input<ReturnType<typeof patchSchema>>;
-export type PatchResult = z.infer<typeof PatchResponse>;
-export type SaliencyRequest = z.input<ReturnType<typeof saliencySchema>>;
-export type SaliencyResult = z.infer<typeof SaliencyResponse>;
-export type HeadsDetectRequest = z.input<ReturnType<typeof headsDetectSchema>>;
-export type HeadsDetectResult = z.infer<typeof HeadsDetectResponse>;
-export type IoiRequest = z.input<ReturnType<typeof ioiSchema>>;
-export type IoiResult = z.infer<typeof IoiResponse>;
+export type PatchRequest = ServiceRequest<'patch'>;
+export type PatchResult = ServiceResponse<'patch'>;
+export type SaliencyRequest = ServiceRequest<'saliency'>;
+export type SaliencyResult = ServiceResponse<'saliency'>;
+export type HeadsDetectRequest = ServiceRequest<'headsDetect'>;
+export type HeadsDetectResult = ServiceResponse<'headsDetect'>;
+export type IoiRequest = ServiceRequest<'ioi'>;
+export type IoiResult = ServiceResponse<'ioi'>;
 export type CompositionRequest = ServiceRequest<'composition'>;
 export type CompositionResult = ServiceResponse<'composition'>;
 export type CopyingRequest = ServiceRequest<'copying'>;
@@ -267,14 +262,14 @@ export const api = {
   tokenize: (body: TokenizeRequest, signal?: AbortSignal) => call<TokenizeResult>('POST', '/api/tokenize' satisfies ServicePath<'tokenize'>, body, signal),
   forward: serviceJob('forward', '/api/forward'),
   attention: serviceJob('attention', '/api/attention'),
-  logitLens: (body: LogitLensRequest, onProgress?: (p: JobProgress) => void) => startJob<LogitLensResult>('/api/logit-lens', body, onProgress),
-  ablate: (body: AblateRequest, onProgress?: (p: JobProgress) => void) => startJob<AblateResult>('/api/ablate', body, onProgress),
-  ablateSweep: (body: AblateSweepRequest, onProgress?: (p: JobProgress) => void) => startJob<AblateSweepResult>('/api/ablate/sweep', body, onProgress),
-  patch: (body: PatchRequest, onProgress?: (p: JobProgress) => void) => startJob<PatchResult>('/api/patch', body, onProgress),
-  attributionPatch: (body: PatchRequest, onProgress?: (p: JobProgress) => void) => startJob<PatchResult>('/api/attribution-patch', body, onProgress),
-  saliency: (body: SaliencyRequest, onProgress?: (p: JobProgress) => void) => startJob<SaliencyResult>('/api/saliency', body, onProgress),
-  detectHeads: (body: HeadsDetectRequest, onProgress?: (p: JobProgress) => void) => startJob<HeadsDetectResult>('/api/heads/detect', body, onProgress),
-  ioi: (body: IoiRequest, onProgress?: (p: JobProgress) => void) => startJob<IoiResult>('/api/ioi', body, onProgress),
+  logitLens: serviceJob('logitLens', '/api/logit-lens'),
+  ablate: serviceJob('ablate', '/api/ablate'),
+  ablateSweep: serviceJob('ablateSweep', '/api/ablate/sweep'),
+  patch: serviceJob('patch', '/api/patch'),
+  attributionPatch: serviceJob('attributionPatch', '/api/attribution-patch'),
+  saliency: serviceJob('saliency', '/api/saliency'),
+  detectHeads: serviceJob('headsDetect', '/api/heads/detect'),
+  ioi: serviceJob('ioi', '/api/ioi'),
   composition: serviceJob('composition', '/api/circuits/composition'),
   copying: serviceJob('copying', '/api/circuits/copying'),
   positional: serviceJob('positional', '/api/circuits/positional'),

@@ -14,7 +14,6 @@ import { openApiDocument } from './openapi.ts';
 import { defineRoute, mountRoutes, type RouteDef } from './routeTable.ts';
 import { analysisRoutes } from './routes/analysis.ts';
 import { experimentRoutes } from './routes/experiments.ts';
-import { explainRoutes } from './routes/explain.ts';
 import { serviceRoutes } from './routes/services.ts';
 import { inferenceRoutes } from './routes/inference.ts';
 import { modelRoutes } from './routes/models.ts';
@@ -26,7 +25,7 @@ export const API_VERSION = '0.1.0';
 /** Every route of the API, in documentation order (the analysis routes join this list). */
 export function apiRoutes(config: ServerConfig): RouteDef[] {
   return [
-    ...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits), ...analysisRoutes(config.limits), ...serviceRoutes(config.limits), ...explainRoutes(config.limits), ...experimentRoutes(),
+    ...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits), ...analysisRoutes(config.limits), ...serviceRoutes(config.limits), ...experimentRoutes(),
     ...saeRoutes(config.limits),
   ];
 }

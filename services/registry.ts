@@ -13,6 +13,13 @@ import { copying } from './circuits/copying.ts';
 import { positional } from './circuits/positional.ts';
 import { topCopied } from './circuits/topCopied.ts';
 // explain
+import { attribution } from './explain/attribution.ts';
+import { graph } from './explain/graph.ts';
+import { neuronsTop } from './explain/neuronsTop.ts';
+import { neuronActivations } from './explain/neuronActivations.ts';
+import { neuronExamples } from './explain/neuronExamples.ts';
+import { neuronOutput } from './explain/neuronOutput.ts';
+import { neuronPatch } from './explain/neuronPatch.ts';
 // SAEs
 
 export const SERVICE_LIST = [
@@ -24,6 +31,7 @@ export const SERVICE_LIST = [
   positional,
   topCopied,
   // explain
+  attribution, graph, neuronsTop, neuronActivations, neuronExamples, neuronOutput, neuronPatch,
   // SAEs
 ] as const satisfies readonly AnyService[];
 

@@ -5,7 +5,6 @@
 import type { JobHandler } from '../../services/context.ts';
 import { SERVICE_LIST, type ServiceKind, type ServicePayload, type ServiceResult } from '../../services/registry.ts';
 import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from './analysis.ts';
-import { attribution, graph, neuronActivationsJob, neuronExamples, neuronOutput, neuronPatch, neuronsTop } from './explain.ts';
 import { activations, attention, forward, tokenize } from './inference.ts';
 import { feature, featureAblate, features, saeEval, saeList, saeLoad, steer } from './saes.ts';
 
@@ -22,13 +21,6 @@ const LEGACY_JOBS = {
   saliency,
   headsDetect,
   ioi,
-  attribution,
-  graph,
-  neuronsTop,
-  neuronActivations: neuronActivationsJob,
-  neuronExamples,
-  neuronOutput,
-  neuronPatch,
   saeList,
   saeLoad,
   features,

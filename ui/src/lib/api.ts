@@ -15,10 +15,6 @@ import type {
   patchSchema, SaliencyResponse, saliencySchema, TokenizeResponse, tokenizeSchema,
 } from '../../../server/schemas.ts';
 import type {
-  AttributionResponse, attributionSchema, GraphResponse, graphSchema, NeuronActivationsResponse, neuronActivationsSchema, NeuronExamplesResponse,
-  neuronExamplesSchema, NeuronOutputResponse, neuronOutputSchema, NeuronPatchResponse, neuronPatchSchema, NeuronsTopResponse, neuronsTopSchema,
-} from '../../../server/explainSchemas.ts';
-import type {
   FeatureAblateResponse, featureAblateSchema, FeatureResponse, FeaturesResponse, featuresSchema, SaeEvalResponse, saeEvalSchema, SaeInfo,
   SaeListResponse, saeLoadSchema, SteerResponse, steerSchema,
 } from '../../../server/saeSchemas.ts';
@@ -56,20 +52,20 @@ export type PositionalRequest = ServiceRequest<'positional'>;
 export type PositionalResult = ServiceResponse<'positional'>;
 export type TopCopiedRequest = ServiceRequest<'topCopied'>;
 export type TopCopiedResult = ServiceResponse<'topCopied'>;
-export type AttributionRequest = z.input<ReturnType<typeof attributionSchema>>;
-export type AttributionResult = z.infer<typeof AttributionResponse>;
-export type GraphRequest = z.input<ReturnType<typeof graphSchema>>;
-export type GraphResult = z.infer<typeof GraphResponse>;
-export type NeuronsTopRequest = z.input<ReturnType<typeof neuronsTopSchema>>;
-export type NeuronsTopResult = z.infer<typeof NeuronsTopResponse>;
-export type NeuronActivationsRequest = z.input<ReturnType<typeof neuronActivationsSchema>>;
-export type NeuronActivationsResult = z.infer<typeof NeuronActivationsResponse>;
-export type NeuronExamplesRequest = z.input<ReturnType<typeof neuronExamplesSchema>>;
-export type NeuronExamplesResult = z.infer<typeof NeuronExamplesResponse>;
-export type NeuronOutputRequest = z.input<ReturnType<typeof neuronOutputSchema>>;
-export type NeuronOutputResult = z.infer<typeof NeuronOutputResponse>;
-export type NeuronPatchRequest = z.input<ReturnType<typeof neuronPatchSchema>>;
-export type NeuronPatchResult = z.infer<typeof NeuronPatchResponse>;
+export type AttributionRequest = ServiceRequest<'attribution'>;
+export type AttributionResult = ServiceResponse<'attribution'>;
+export type GraphRequest = ServiceRequest<'graph'>;
+export type GraphResult = ServiceResponse<'graph'>;
+export type NeuronsTopRequest = ServiceRequest<'neuronsTop'>;
+export type NeuronsTopResult = ServiceResponse<'neuronsTop'>;
+export type NeuronActivationsRequest = ServiceRequest<'neuronActivations'>;
+export type NeuronActivationsResult = ServiceResponse<'neuronActivations'>;
+export type NeuronExamplesRequest = ServiceRequest<'neuronExamples'>;
+export type NeuronExamplesResult = ServiceResponse<'neuronExamples'>;
+export type NeuronOutputRequest = ServiceRequest<'neuronOutput'>;
+export type NeuronOutputResult = ServiceResponse<'neuronOutput'>;
+export type NeuronPatchRequest = ServiceRequest<'neuronPatch'>;
+export type NeuronPatchResult = ServiceResponse<'neuronPatch'>;
 export type LoadProgress = ProgressEvent;
 export type ExperimentList = z.infer<typeof ExperimentsResponse>;
 export type ExperimentDetail = z.infer<typeof ExperimentResponse>;
@@ -280,13 +276,13 @@ export const api = {
   copying: serviceJob('copying', '/api/circuits/copying'),
   positional: serviceJob('positional', '/api/circuits/positional'),
   topCopied: serviceJob('topCopied', '/api/circuits/top-copied'),
-  attribution: (body: AttributionRequest, onProgress?: (p: JobProgress) => void) => startJob<AttributionResult>('/api/attribution', body, onProgress),
-  graph: (body: GraphRequest, onProgress?: (p: JobProgress) => void) => startJob<GraphResult>('/api/graph', body, onProgress),
-  neuronsTop: (body: NeuronsTopRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronsTopResult>('/api/neurons/top', body, onProgress),
-  neuronActivations: (body: NeuronActivationsRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronActivationsResult>('/api/neurons/activations', body, onProgress),
-  neuronExamples: (body: NeuronExamplesRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronExamplesResult>('/api/neurons/examples', body, onProgress),
-  neuronOutput: (body: NeuronOutputRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronOutputResult>('/api/neurons/output', body, onProgress),
-  neuronPatch: (body: NeuronPatchRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronPatchResult>('/api/neurons/patch', body, onProgress),
+  attribution: serviceJob('attribution', '/api/attribution'),
+  graph: serviceJob('graph', '/api/graph'),
+  neuronsTop: serviceJob('neuronsTop', '/api/neurons/top'),
+  neuronActivations: serviceJob('neuronActivations', '/api/neurons/activations'),
+  neuronExamples: serviceJob('neuronExamples', '/api/neurons/examples'),
+  neuronOutput: serviceJob('neuronOutput', '/api/neurons/output'),
+  neuronPatch: serviceJob('neuronPatch', '/api/neurons/patch'),
   experiments: (signal?: AbortSignal) => call<ExperimentList>('GET', '/api/experiments', undefined, signal),
   experiment: (id: string, signal?: AbortSignal) => call<ExperimentDetail>('GET', `/api/experiments/${encodeURIComponent(id)}`, undefined, signal),
   saes: (signal?: AbortSignal) => call<SaeList>('GET', '/api/saes', undefined, signal),

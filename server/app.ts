@@ -17,7 +17,6 @@ import { experimentRoutes } from './routes/experiments.ts';
 import { serviceRoutes } from './routes/services.ts';
 import { inferenceRoutes } from './routes/inference.ts';
 import { modelRoutes } from './routes/models.ts';
-import { saeRoutes } from './routes/saes.ts';
 import { systemRoutes } from './routes/system.ts';
 
 export const API_VERSION = '0.1.0';
@@ -26,7 +25,6 @@ export const API_VERSION = '0.1.0';
 export function apiRoutes(config: ServerConfig): RouteDef[] {
   return [
     ...systemRoutes(), ...modelRoutes(), ...inferenceRoutes(config.limits), ...analysisRoutes(config.limits), ...serviceRoutes(config.limits), ...experimentRoutes(),
-    ...saeRoutes(config.limits),
   ];
 }
 

@@ -21,6 +21,13 @@ import { neuronExamples } from './explain/neuronExamples.ts';
 import { neuronOutput } from './explain/neuronOutput.ts';
 import { neuronPatch } from './explain/neuronPatch.ts';
 // SAEs
+import { saeList } from './saes/saeList.ts';
+import { saeLoad } from './saes/saeLoad.ts';
+import { saeEval } from './saes/saeEval.ts';
+import { features } from './saes/features.ts';
+import { feature } from './saes/feature.ts';
+import { featureAblate } from './saes/featureAblate.ts';
+import { steer } from './saes/steer.ts';
 
 export const SERVICE_LIST = [
   // inference
@@ -33,6 +40,7 @@ export const SERVICE_LIST = [
   // explain
   attribution, graph, neuronsTop, neuronActivations, neuronExamples, neuronOutput, neuronPatch,
   // SAEs
+  saeList, saeLoad, saeEval, features, feature, featureAblate, steer,
 ] as const satisfies readonly AnyService[];
 
 type Services = typeof SERVICE_LIST;

@@ -6,7 +6,6 @@ import type { JobHandler } from '../../services/context.ts';
 import { SERVICE_LIST, type ServiceKind, type ServicePayload, type ServiceResult } from '../../services/registry.ts';
 import { ablate, ablateSweep, attributionPatch, headsDetect, ioi, logitLens, patch, saliency } from './analysis.ts';
 import { activations, attention, forward, tokenize } from './inference.ts';
-import { feature, featureAblate, features, saeEval, saeList, saeLoad, steer } from './saes.ts';
 
 const LEGACY_JOBS = {
   tokenize,
@@ -21,13 +20,6 @@ const LEGACY_JOBS = {
   saliency,
   headsDetect,
   ioi,
-  saeList,
-  saeLoad,
-  features,
-  feature,
-  steer,
-  featureAblate,
-  saeEval,
 } satisfies Record<string, JobHandler<never, unknown>>;
 type LegacyKind = keyof typeof LEGACY_JOBS;
 

@@ -14,10 +14,6 @@ import type {
   HeadsDetectResponse, headsDetectSchema, IoiResponse, ioiSchema, LogitLensResponse, logitLensSchema, PatchResponse,
   patchSchema, SaliencyResponse, saliencySchema, TokenizeResponse, tokenizeSchema,
 } from '../../../server/schemas.ts';
-import type {
-  FeatureAblateResponse, featureAblateSchema, FeatureResponse, FeaturesResponse, featuresSchema, SaeEvalResponse, saeEvalSchema, SaeInfo,
-  SaeListResponse, saeLoadSchema, SteerResponse, steerSchema,
-} from '../../../server/saeSchemas.ts';
 
 export type Models = z.infer<typeof ModelsResponse>;
 export type ModelInfo = z.infer<typeof ModelResponse>;
@@ -69,19 +65,19 @@ export type NeuronPatchResult = ServiceResponse<'neuronPatch'>;
 export type LoadProgress = ProgressEvent;
 export type ExperimentList = z.infer<typeof ExperimentsResponse>;
 export type ExperimentDetail = z.infer<typeof ExperimentResponse>;
-export type SaeList = z.infer<typeof SaeListResponse>;
-export type SaeInfoResult = z.infer<typeof SaeInfo>;
-export type SaeLoadRequest = z.input<ReturnType<typeof saeLoadSchema>>;
-export type FeaturesRequest = z.input<ReturnType<typeof featuresSchema>>;
-export type FeaturesResult = z.infer<typeof FeaturesResponse>;
-export type FeatureRequest = { sae: string; feature: number };
-export type FeatureResult = z.infer<typeof FeatureResponse>;
-export type SteerRequest = z.input<ReturnType<typeof steerSchema>>;
-export type SteerResult = z.infer<typeof SteerResponse>;
-export type FeatureAblateRequest = z.input<ReturnType<typeof featureAblateSchema>>;
-export type FeatureAblateResult = z.infer<typeof FeatureAblateResponse>;
-export type SaeEvalRequest = z.input<ReturnType<typeof saeEvalSchema>>;
-export type SaeEvalResult = z.infer<typeof SaeEvalResponse>;
+export type SaeList = ServiceResponse<'saeList'>;
+export type SaeInfoResult = ServiceResponse<'saeLoad'>;
+export type SaeLoadRequest = ServiceRequest<'saeLoad'>;
+export type FeaturesRequest = ServiceRequest<'features'>;
+export type FeaturesResult = ServiceResponse<'features'>;
+export type FeatureRequest = ServiceRequest<'feature'>;
+export type FeatureResult = ServiceResponse<'feature'>;
+export type SteerRequest = ServiceRequest<'steer'>;
+export type SteerResult = ServiceResponse<'steer'>;
+export type FeatureAblateRequest = ServiceRequest<'featureAblate'>;
+export type FeatureAblateResult = ServiceResponse<'featureAblate'>;
+export type SaeEvalRequest = ServiceRequest<'saeEval'>;
+export type SaeEvalResult = ServiceResponse<'saeEval'>;
 
 /** An error answer of the server: its HTTP status and its message (shown as is). */
 export class ApiError extends Error {
@@ -286,10 +282,10 @@ export const api = {
   experiments: (signal?: AbortSignal) => call<ExperimentList>('GET', '/api/experiments', undefined, signal),
   experiment: (id: string, signal?: AbortSignal) => call<ExperimentDetail>('GET', `/api/experiments/${encodeURIComponent(id)}`, undefined, signal),
   saes: (signal?: AbortSignal) => call<SaeList>('GET', '/api/saes', undefined, signal),
-  saeLoad: (body: SaeLoadRequest, onProgress?: (p: JobProgress) => void) => startJob<SaeInfoResult>('/api/saes/load', body, onProgress),
-  saeEval: (body: SaeEvalRequest, onProgress?: (p: JobProgress) => void) => startJob<SaeEvalResult>('/api/saes/eval', body, onProgress),
-  features: (body: FeaturesRequest, onProgress?: (p: JobProgress) => void) => startJob<FeaturesResult>('/api/features', body, onProgress),
+  saeLoad: serviceJob('saeLoad', '/api/saes/load'),
+  saeEval: serviceJob('saeEval', '/api/saes/eval'),
+  features: serviceJob('features', '/api/features'),
   feature: (body: FeatureRequest) => getJob<FeatureResult>(`/api/features/${body.feature}?sae=${encodeURIComponent(body.sae)}`),
-  featureAblate: (body: FeatureAblateRequest, onProgress?: (p: JobProgress) => void) => startJob<FeatureAblateResult>('/api/features/ablate', body, onProgress),
-  steer: (body: SteerRequest, onProgress?: (p: JobProgress) => void) => startJob<SteerResult>('/api/steer', body, onProgress),
+  featureAblate: serviceJob('featureAblate', '/api/features/ablate'),
+  steer: serviceJob('steer', '/api/steer'),
 };

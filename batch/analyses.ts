@@ -20,8 +20,7 @@ import { ioi, type IoiResult } from '../services/analysis/ioi.ts';
 import { logitLens, type LogitLensResult } from '../services/analysis/logitLens.ts';
 import { patch, type PatchResult } from '../services/analysis/patch.ts';
 import { saliency, type SaliencyResult } from '../services/analysis/saliency.ts';
-import { featureAblateSchema, type FeatureAblateResult } from '../server/saeSchemas.ts';
-import { featureAblate } from '../server/worker/saes.ts';
+import { featureAblate, type FeatureAblateResult } from '../services/saes/featureAblate.ts';
 import { UserError, type JobHandler } from '../services/context.ts';
 
 type Grid = (number | string)[][];
@@ -320,15 +319,15 @@ const saliencyAnalysis: BatchAnalysis<SaliencyOptions, SaliencyResult> = {
 
 // ───────────────────────────── SAE feature ablation ─────────────────────────────
 
-const featureAblateOptions = featureAblateSchema().omit({ prompt: true }).extend({ metric: BatchMetric });
+const featureAblateOptions = featureAblate.request(CLI_LIMITS).omit({ prompt: true }).extend({ metric: BatchMetric });
 type FeatureAblateOptions = z.infer<typeof featureAblateOptions>;
 
 const featureAblateAnalysis: BatchAnalysis<FeatureAblateOptions, FeatureAblateResult> = {
   summary: "the metric with a set of an SAE's features ablated (the SAE spliced with its error term), and without; also with the SAE's reconstruction alone",
   options: featureAblateOptions,
   request: (o, item) => ({ ...o, prompt: prompt(item), metric: itemMetric(o.metric, item) }),
-  schema: featureAblateSchema(),
-  run: featureAblate as JobHandler<never, FeatureAblateResult>,
+  schema: featureAblate.request(CLI_LIMITS),
+  run: featureAblate.handler as JobHandler<never, FeatureAblateResult>,
   values: (r) => ({ clean: r.clean, spliced: r.spliced, ablated: r.ablated, delta: r.delta }),
   axes: () => ({}),
   figures: (a, o) => {

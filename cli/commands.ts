@@ -76,7 +76,7 @@ function parseHead(s: string): { layer: number; head: number } {
 /** A feature's own CLI command: its flags → its request (the CLI's limits) → its handler → its figures. */
 function serviceCommand(f: AnyService & { cli: NonNullable<AnyService['cli']> }): Command {
   return {
-    name: f.cli.command, summary: f.cli.summary, flags: f.cli.flags, schema: f.request(CLI_LIMITS), prepare: f.cli.prepare,
+    name: f.cli.command, summary: f.cli.summary, flags: f.cli.flags, schema: (f.cli.request ?? f.request)(CLI_LIMITS), prepare: f.cli.prepare,
     run: async (model, req, ctx) => {
       const result = await f.handler(model, req, ctx);
       return { result, figures: f.figures?.(result, req) ?? [] };

@@ -1,24 +1,22 @@
 /**
- * The CLI's SAE commands: sae-eval (the evaluation of the SAE endpoints), sae-dashboard (feature dashboards, written
- * beside the SAE), features (a prompt's features) and steer (steered and unsteered continuations). `--sae` is an SAE
- * directory, a directory name under the model's saes/ folder, or org/repo/subfolder of a hub SAE.
+ * The CLI's SAE commands that read a corpus: sae-eval (the evaluation of the SAE endpoints, on any text file) and
+ * sae-dashboard (feature dashboards, written beside the SAE). `features` and `steer` are their services' commands
+ * (services/saes/). `--sae` is an SAE directory, a directory name under the model's saes/ folder, or
+ * org/repo/subfolder of a hub SAE.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { featureDensityFigure, promptFeaturesFigure } from '../hooks/figures/sae.ts';
+import { featureDensityFigure } from '../hooks/figures/sae.ts';
 import { corpusContexts, DEFAULT_CORPUS } from '../hooks/sae/corpus.ts';
 import { computeFeatureDashboards, saveFeatureDashboards } from '../hooks/sae/dashboard.ts';
 import { densityHistogram, evaluateSae } from '../hooks/sae/evaluate.ts';
-import { featuresSchema, steerSchema } from '../server/saeSchemas.ts';
 import { UserError, type JobContext } from '../services/context.ts';
-import { features, steer } from '../server/worker/saes.ts';
+import { SaeArg, saeFlag } from '../services/saes/common.ts';
 import type { SaeStore } from '../services/saes/store.ts';
-import { CLI_LIMITS, type Command } from './commands.ts';
+import type { Command } from './commands.ts';
 import type { FlagDef } from './flags.ts';
 
-const saeFlag: FlagDef = { flag: 'sae', type: 'string', path: 'sae', help: "the SAE: its directory, a name under the model's saes/ folder, or org/repo/subfolder on the hub" };
-const SaeArg = z.string({ error: 'an SAE is required: pass --sae DIR_OR_NAME' }).min(1);
 const corpusFlags: FlagDef[] = [
   { flag: 'data', type: 'string', path: 'data', help: "a text file (default the repository's Tiny Shakespeare)" },
   { flag: 'split', type: 'string', path: 'split', help: 'heldOut | train | all: the part of the text (its last 10 % is held out)' },
@@ -55,8 +53,6 @@ const saeDashboardSchema = z.strictObject({
   windowBefore: z.number().int().min(0).max(64).default(10),
   windowAfter: z.number().int().min(0).max(64).default(4),
 });
-const cliFeaturesSchema = featuresSchema(CLI_LIMITS).extend({ sae: SaeArg });
-const cliSteerSchema = steerSchema().extend({ sae: SaeArg });
 
 export const SAE_COMMANDS: Record<string, Command> = {
   'sae-eval': {
@@ -108,43 +104,5 @@ export const SAE_COMMANDS: Record<string, Command> = {
         files: [path],
       };
     },
-  },
-  features: {
-    name: 'features',
-    summary: "a prompt's SAE features: the most active features at each token",
-    flags: [
-      saeFlag,
-      { flag: 'prompt', type: 'string', path: 'prompt', help: 'the prompt (text)' },
-      { flag: 'top-k', type: 'int', path: 'topK', help: 'features per token (default 8)' },
-      { flag: 'no-prepend-bos', type: 'bool', negate: true, path: 'prependBos', help: 'do not prepend <|endoftext|>' },
-    ],
-    schema: cliFeaturesSchema,
-    run: async (model, req: z.infer<typeof cliFeaturesSchema>, ctx) => {
-      const r = await features(model, req, ctx);
-      return { result: r, figures: [promptFeaturesFigure(r)] };
-    },
-  },
-  steer: {
-    name: 'steer',
-    summary: "generates with α·W_dec[f] added at the SAE's hook point, and without: --feature F:α (repeatable)",
-    flags: [
-      saeFlag,
-      { flag: 'prompt', type: 'string', path: 'prompt', help: 'text to continue' },
-      { flag: 'feature', type: 'string', path: 'features', multiple: true, help: 'FEATURE:STRENGTH, e.g. 12:8 (repeatable)' },
-      { flag: 'max-new-tokens', type: 'int', path: 'maxNewTokens', help: 'tokens to generate (default 24)' },
-      { flag: 'seed', type: 'int', path: 'seed', help: 'sampling seed (with --temperature > 0)' },
-    ],
-    schema: cliSteerSchema,
-    prepare: (req) => {
-      if (Array.isArray(req.features)) {
-        req.features = req.features.map((f) => {
-          if (typeof f !== 'string') return f;
-          const m = /^(\d+):(-?[\d.]+(?:e-?\d+)?)$/.exec(f.trim());
-          if (!m) throw new UserError(`--feature: '${f}' is not FEATURE:STRENGTH (e.g. 12:8)`);
-          return { feature: Number(m[1]), strength: Number(m[2]) };
-        });
-      }
-    },
-    run: async (model, req: z.infer<typeof cliSteerSchema>, ctx) => ({ result: await steer(model, req, ctx), figures: [] }),
   },
 };

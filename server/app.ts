@@ -13,10 +13,8 @@ import { originGuard } from './originGuard.ts';
 import { openApiDocument } from './openapi.ts';
 import { defineRoute, mountRoutes, type RouteDef } from './routeTable.ts';
 import { experimentRoutes } from './routes/experiments.ts';
-import { explainRoutes } from './routes/explain.ts';
 import { serviceRoutes } from './routes/services.ts';
 import { modelRoutes } from './routes/models.ts';
-import { saeRoutes } from './routes/saes.ts';
 import { systemRoutes } from './routes/system.ts';
 
 export const API_VERSION = '0.1.0';
@@ -24,8 +22,7 @@ export const API_VERSION = '0.1.0';
 /** Every route of the API, in documentation order (the analysis routes join this list). */
 export function apiRoutes(config: ServerConfig): RouteDef[] {
   return [
-    ...systemRoutes(), ...modelRoutes(), ...serviceRoutes(config.limits), ...explainRoutes(config.limits), ...experimentRoutes(),
-    ...saeRoutes(config.limits),
+    ...systemRoutes(), ...modelRoutes(), ...serviceRoutes(config.limits), ...experimentRoutes(),
   ];
 }
 

@@ -25,7 +25,21 @@ import { copying } from './circuits/copying.ts';
 import { positional } from './circuits/positional.ts';
 import { topCopied } from './circuits/topCopied.ts';
 // explain
+import { attribution } from './explain/attribution.ts';
+import { graph } from './explain/graph.ts';
+import { neuronsTop } from './explain/neuronsTop.ts';
+import { neuronActivations } from './explain/neuronActivations.ts';
+import { neuronExamples } from './explain/neuronExamples.ts';
+import { neuronOutput } from './explain/neuronOutput.ts';
+import { neuronPatch } from './explain/neuronPatch.ts';
 // SAEs
+import { saeList } from './saes/saeList.ts';
+import { saeLoad } from './saes/saeLoad.ts';
+import { saeEval } from './saes/saeEval.ts';
+import { features } from './saes/features.ts';
+import { feature } from './saes/feature.ts';
+import { featureAblate } from './saes/featureAblate.ts';
+import { steer } from './saes/steer.ts';
 
 export const SERVICE_LIST = [
   // inference
@@ -48,7 +62,9 @@ export const SERVICE_LIST = [
   positional,
   topCopied,
   // explain
+  attribution, graph, neuronsTop, neuronActivations, neuronExamples, neuronOutput, neuronPatch,
   // SAEs
+  saeList, saeLoad, saeEval, features, feature, featureAblate, steer,
 ] as const satisfies readonly AnyService[];
 
 type Services = typeof SERVICE_LIST;

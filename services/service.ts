@@ -24,7 +24,10 @@ export interface ServiceRoute<P extends string = string> {
   description?: string | ((limits: Limits) => string);
   /** Default ['json', 'csv', 'sse']. */
   formats?: readonly Format[];
-  /** A GET route's request, from the path parameters and the query string (validated by the feature's `request`). */
+  /**
+   * A GET route's request, from the path parameters and the query string (validated by the feature's `request`; its
+   * errors name the query). It may throw a UserError for a bad path parameter (→ that status and message).
+   */
   fromUrl?: (params: Record<string, string>, query: Record<string, unknown>) => unknown;
 }
 
@@ -49,6 +52,8 @@ export interface ServiceCli {
   flags: CliFlag[];
   /** Fills fields the flags imply (e.g. the metric kind from --correct/--incorrect) before validation. */
   prepare?: (request: Record<string, unknown>) => void;
+  /** The command's request schema where it differs from the route's (e.g. --sae also takes a directory); default `request`. */
+  request?: (limits: Limits) => z.ZodType;
 }
 
 export interface Service<K extends string = string, Q extends z.ZodType = z.ZodType, S extends z.ZodType = z.ZodType, R = unknown, P extends string = string> {

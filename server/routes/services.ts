@@ -3,7 +3,8 @@ import type { AnyService } from '../../services/service.ts';
 import { DEFAULT_FORMATS } from '../../services/service.ts';
 import type { Limits } from '../../services/limits.ts';
 import { SERVICE_LIST } from '../../services/registry.ts';
-import { validationError } from '../errors.ts';
+import { UserError } from '../../services/context.ts';
+import { HttpError, validationError } from '../errors.ts';
 import { runJob } from '../jobRoute.ts';
 import { defineRoute, type RouteDef } from '../routeTable.ts';
 import type { JobKind } from '../worker/jobs.ts';
@@ -22,8 +23,15 @@ function serviceRoute(f: AnyService, limits: Limits): RouteDef {
     handler: (ctx) => {
       let payload: unknown = ctx.body;
       if (method === 'get') {
-        const r = schema.safeParse(fromUrl ? fromUrl(ctx.req.params as Record<string, string>, ctx.req.query) : {});
-        if (!r.success) throw validationError(r.error);
+        let input: unknown;
+        try {
+          input = fromUrl ? fromUrl(ctx.req.params as Record<string, string>, ctx.req.query) : {};
+        } catch (e) {
+          if (e instanceof UserError) throw new HttpError(e.status, e.message); // a bad path parameter
+          throw e;
+        }
+        const r = schema.safeParse(input);
+        if (!r.success) throw validationError(r.error, 'query');
         payload = r.data;
       }
       return runJob(ctx, f.kind as JobKind, payload as never, f.table ?? NO_TABLE);

@@ -1,35 +1,11 @@
-/**
- * The job kinds a model worker runs, by name: every feature's handler (services/registry.ts), and the handlers not yet
- * moved into a service module.
- */
+/** The job kinds a model thread runs, by name: every service's handler (services/registry.ts). */
 import type { JobHandler } from '../../services/context.ts';
 import { SERVICE_LIST, type ServiceKind, type ServicePayload, type ServiceResult } from '../../services/registry.ts';
-import { attribution, graph, neuronActivationsJob, neuronExamples, neuronOutput, neuronPatch, neuronsTop } from './explain.ts';
-import { feature, featureAblate, features, saeEval, saeList, saeLoad, steer } from './saes.ts';
 
-const LEGACY_JOBS = {
-  attribution,
-  graph,
-  neuronsTop,
-  neuronActivations: neuronActivationsJob,
-  neuronExamples,
-  neuronOutput,
-  neuronPatch,
-  saeList,
-  saeLoad,
-  features,
-  feature,
-  steer,
-  featureAblate,
-  saeEval,
-} satisfies Record<string, JobHandler<never, unknown>>;
-type LegacyKind = keyof typeof LEGACY_JOBS;
+export const JOBS: Record<string, JobHandler<never, unknown>> = Object.fromEntries(
+  SERVICE_LIST.map((s) => [s.kind, s.handler as JobHandler<never, unknown>]),
+);
 
-export const JOBS: Record<string, JobHandler<never, unknown>> = {
-  ...LEGACY_JOBS,
-  ...Object.fromEntries(SERVICE_LIST.map((f) => [f.kind, f.handler as JobHandler<never, unknown>])),
-};
-
-export type JobKind = LegacyKind | ServiceKind;
-export type JobPayload<K extends JobKind> = K extends ServiceKind ? ServicePayload<K> : K extends LegacyKind ? Parameters<(typeof LEGACY_JOBS)[K]>[1] : never;
-export type JobResult<K extends JobKind> = K extends ServiceKind ? ServiceResult<K> : K extends LegacyKind ? Awaited<ReturnType<(typeof LEGACY_JOBS)[K]>> : never;
+export type JobKind = ServiceKind;
+export type JobPayload<K extends JobKind> = ServicePayload<K>;
+export type JobResult<K extends JobKind> = ServiceResult<K>;

@@ -13,7 +13,7 @@ import { isFile } from '../../hooks/loading/safetensors.ts';
 import { DASHBOARD_FILE, loadFeatureDashboards, type FeatureDashboards } from '../../hooks/sae/dashboard.ts';
 import { Sae, SAE_CFG_FILE, SAE_SPARSITY_FILE, SAE_WEIGHTS_FILE } from '../../hooks/sae/Sae.ts';
 import { checkSaeFits } from '../../hooks/sae/splice.ts';
-import type { SaeInfoResult } from '../../server/saeSchemas.ts';
+import type { SaeInfoResult } from './common.ts';
 import { UserError } from '../context.ts';
 
 /** SAEs kept loaded at once (each holds its weights). */

@@ -14,9 +14,13 @@ import { logitAttribution, neuronOutputTokens, topNeuronsByActivation, withModel
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import { blockHook } from '../../../hooks/hookPoints.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
-import {
-  AttributionResponse, GraphResponse, NeuronActivationsResponse, NeuronExamplesResponse, NeuronOutputResponse, NeuronPatchResponse, NeuronsTopResponse,
-} from '../../../server/explainSchemas.ts';
+import { AttributionResponse } from '../../../services/explain/attribution.ts';
+import { GraphResponse } from '../../../services/explain/graph.ts';
+import { NeuronActivationsResponse } from '../../../services/explain/neuronActivations.ts';
+import { NeuronExamplesResponse } from '../../../services/explain/neuronExamples.ts';
+import { NeuronOutputResponse } from '../../../services/explain/neuronOutput.ts';
+import { NeuronPatchResponse } from '../../../services/explain/neuronPatch.ts';
+import { NeuronsTopResponse } from '../../../services/explain/neuronsTop.ts';
 import { pruneReference, referenceFlowEdges } from '../../helpers/flowReference.ts';
 import { expect400, maxAbsDiff, post, readSse, startServer, writeTinyModel, type TestServer, postCsv } from './helpers.ts';
 

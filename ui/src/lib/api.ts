@@ -1,6 +1,6 @@
 /**
- * The one API client of the dashboard. Request and response types come from the server's zod schemas (z.input /
- * z.infer on the imported schemas, type-only imports: no server code is bundled). Job endpoints are read as
+ * The one API client of the dashboard. Request and response types come from the services' zod schemas through the
+ * registry (ServiceRequest / ServiceResponse: type-only imports, no server code is bundled). Job endpoints are read as
  * Server-Sent Events so long runs report progress and can be cancelled (DELETE /api/jobs/:id and abort).
  */
 import type { z } from 'zod';
@@ -8,14 +8,6 @@ import type { ProgressEvent } from '../../../hooks/loading/progress.ts';
 import type { ServiceKind, ServicePath, ServiceRequest, ServiceResponse } from '../../../services/registry.ts';
 import type { ExperimentResponse, ExperimentsResponse } from '../../../server/routes/experiments.ts';
 import type { LoadBody, ModelResponse, ModelsResponse } from '../../../server/routes/models.ts';
-import type {
-  AttributionResponse, attributionSchema, GraphResponse, graphSchema, NeuronActivationsResponse, neuronActivationsSchema, NeuronExamplesResponse,
-  neuronExamplesSchema, NeuronOutputResponse, neuronOutputSchema, NeuronPatchResponse, neuronPatchSchema, NeuronsTopResponse, neuronsTopSchema,
-} from '../../../server/explainSchemas.ts';
-import type {
-  FeatureAblateResponse, featureAblateSchema, FeatureResponse, FeaturesResponse, featuresSchema, SaeEvalResponse, saeEvalSchema, SaeInfo,
-  SaeListResponse, saeLoadSchema, SteerResponse, steerSchema,
-} from '../../../server/saeSchemas.ts';
 
 export type Models = z.infer<typeof ModelsResponse>;
 export type ModelInfo = z.infer<typeof ModelResponse>;
@@ -50,36 +42,36 @@ export type PositionalRequest = ServiceRequest<'positional'>;
 export type PositionalResult = ServiceResponse<'positional'>;
 export type TopCopiedRequest = ServiceRequest<'topCopied'>;
 export type TopCopiedResult = ServiceResponse<'topCopied'>;
-export type AttributionRequest = z.input<ReturnType<typeof attributionSchema>>;
-export type AttributionResult = z.infer<typeof AttributionResponse>;
-export type GraphRequest = z.input<ReturnType<typeof graphSchema>>;
-export type GraphResult = z.infer<typeof GraphResponse>;
-export type NeuronsTopRequest = z.input<ReturnType<typeof neuronsTopSchema>>;
-export type NeuronsTopResult = z.infer<typeof NeuronsTopResponse>;
-export type NeuronActivationsRequest = z.input<ReturnType<typeof neuronActivationsSchema>>;
-export type NeuronActivationsResult = z.infer<typeof NeuronActivationsResponse>;
-export type NeuronExamplesRequest = z.input<ReturnType<typeof neuronExamplesSchema>>;
-export type NeuronExamplesResult = z.infer<typeof NeuronExamplesResponse>;
-export type NeuronOutputRequest = z.input<ReturnType<typeof neuronOutputSchema>>;
-export type NeuronOutputResult = z.infer<typeof NeuronOutputResponse>;
-export type NeuronPatchRequest = z.input<ReturnType<typeof neuronPatchSchema>>;
-export type NeuronPatchResult = z.infer<typeof NeuronPatchResponse>;
+export type AttributionRequest = ServiceRequest<'attribution'>;
+export type AttributionResult = ServiceResponse<'attribution'>;
+export type GraphRequest = ServiceRequest<'graph'>;
+export type GraphResult = ServiceResponse<'graph'>;
+export type NeuronsTopRequest = ServiceRequest<'neuronsTop'>;
+export type NeuronsTopResult = ServiceResponse<'neuronsTop'>;
+export type NeuronActivationsRequest = ServiceRequest<'neuronActivations'>;
+export type NeuronActivationsResult = ServiceResponse<'neuronActivations'>;
+export type NeuronExamplesRequest = ServiceRequest<'neuronExamples'>;
+export type NeuronExamplesResult = ServiceResponse<'neuronExamples'>;
+export type NeuronOutputRequest = ServiceRequest<'neuronOutput'>;
+export type NeuronOutputResult = ServiceResponse<'neuronOutput'>;
+export type NeuronPatchRequest = ServiceRequest<'neuronPatch'>;
+export type NeuronPatchResult = ServiceResponse<'neuronPatch'>;
 export type LoadProgress = ProgressEvent;
 export type ExperimentList = z.infer<typeof ExperimentsResponse>;
 export type ExperimentDetail = z.infer<typeof ExperimentResponse>;
-export type SaeList = z.infer<typeof SaeListResponse>;
-export type SaeInfoResult = z.infer<typeof SaeInfo>;
-export type SaeLoadRequest = z.input<ReturnType<typeof saeLoadSchema>>;
-export type FeaturesRequest = z.input<ReturnType<typeof featuresSchema>>;
-export type FeaturesResult = z.infer<typeof FeaturesResponse>;
-export type FeatureRequest = { sae: string; feature: number };
-export type FeatureResult = z.infer<typeof FeatureResponse>;
-export type SteerRequest = z.input<ReturnType<typeof steerSchema>>;
-export type SteerResult = z.infer<typeof SteerResponse>;
-export type FeatureAblateRequest = z.input<ReturnType<typeof featureAblateSchema>>;
-export type FeatureAblateResult = z.infer<typeof FeatureAblateResponse>;
-export type SaeEvalRequest = z.input<ReturnType<typeof saeEvalSchema>>;
-export type SaeEvalResult = z.infer<typeof SaeEvalResponse>;
+export type SaeList = ServiceResponse<'saeList'>;
+export type SaeInfoResult = ServiceResponse<'saeLoad'>;
+export type SaeLoadRequest = ServiceRequest<'saeLoad'>;
+export type FeaturesRequest = ServiceRequest<'features'>;
+export type FeaturesResult = ServiceResponse<'features'>;
+export type FeatureRequest = ServiceRequest<'feature'>;
+export type FeatureResult = ServiceResponse<'feature'>;
+export type SteerRequest = ServiceRequest<'steer'>;
+export type SteerResult = ServiceResponse<'steer'>;
+export type FeatureAblateRequest = ServiceRequest<'featureAblate'>;
+export type FeatureAblateResult = ServiceResponse<'featureAblate'>;
+export type SaeEvalRequest = ServiceRequest<'saeEval'>;
+export type SaeEvalResult = ServiceResponse<'saeEval'>;
 
 /** An error answer of the server: its HTTP status and its message (shown as is). */
 export class ApiError extends Error {
@@ -274,20 +266,20 @@ export const api = {
   copying: serviceJob('copying', '/api/circuits/copying'),
   positional: serviceJob('positional', '/api/circuits/positional'),
   topCopied: serviceJob('topCopied', '/api/circuits/top-copied'),
-  attribution: (body: AttributionRequest, onProgress?: (p: JobProgress) => void) => startJob<AttributionResult>('/api/attribution', body, onProgress),
-  graph: (body: GraphRequest, onProgress?: (p: JobProgress) => void) => startJob<GraphResult>('/api/graph', body, onProgress),
-  neuronsTop: (body: NeuronsTopRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronsTopResult>('/api/neurons/top', body, onProgress),
-  neuronActivations: (body: NeuronActivationsRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronActivationsResult>('/api/neurons/activations', body, onProgress),
-  neuronExamples: (body: NeuronExamplesRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronExamplesResult>('/api/neurons/examples', body, onProgress),
-  neuronOutput: (body: NeuronOutputRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronOutputResult>('/api/neurons/output', body, onProgress),
-  neuronPatch: (body: NeuronPatchRequest, onProgress?: (p: JobProgress) => void) => startJob<NeuronPatchResult>('/api/neurons/patch', body, onProgress),
+  attribution: serviceJob('attribution', '/api/attribution'),
+  graph: serviceJob('graph', '/api/graph'),
+  neuronsTop: serviceJob('neuronsTop', '/api/neurons/top'),
+  neuronActivations: serviceJob('neuronActivations', '/api/neurons/activations'),
+  neuronExamples: serviceJob('neuronExamples', '/api/neurons/examples'),
+  neuronOutput: serviceJob('neuronOutput', '/api/neurons/output'),
+  neuronPatch: serviceJob('neuronPatch', '/api/neurons/patch'),
   experiments: (signal?: AbortSignal) => call<ExperimentList>('GET', '/api/experiments', undefined, signal),
   experiment: (id: string, signal?: AbortSignal) => call<ExperimentDetail>('GET', `/api/experiments/${encodeURIComponent(id)}`, undefined, signal),
   saes: (signal?: AbortSignal) => call<SaeList>('GET', '/api/saes', undefined, signal),
-  saeLoad: (body: SaeLoadRequest, onProgress?: (p: JobProgress) => void) => startJob<SaeInfoResult>('/api/saes/load', body, onProgress),
-  saeEval: (body: SaeEvalRequest, onProgress?: (p: JobProgress) => void) => startJob<SaeEvalResult>('/api/saes/eval', body, onProgress),
-  features: (body: FeaturesRequest, onProgress?: (p: JobProgress) => void) => startJob<FeaturesResult>('/api/features', body, onProgress),
+  saeLoad: serviceJob('saeLoad', '/api/saes/load'),
+  saeEval: serviceJob('saeEval', '/api/saes/eval'),
+  features: serviceJob('features', '/api/features'),
   feature: (body: FeatureRequest) => getJob<FeatureResult>(`/api/features/${body.feature}?sae=${encodeURIComponent(body.sae)}`),
-  featureAblate: (body: FeatureAblateRequest, onProgress?: (p: JobProgress) => void) => startJob<FeatureAblateResult>('/api/features/ablate', body, onProgress),
-  steer: (body: SteerRequest, onProgress?: (p: JobProgress) => void) => startJob<SteerResult>('/api/steer', body, onProgress),
+  featureAblate: serviceJob('featureAblate', '/api/features/ablate'),
+  steer: serviceJob('steer', '/api/steer'),
 };

@@ -11,7 +11,7 @@ import {
 } from '../hooks/figures/index.ts';
 import { fmt, num, tokenLabel } from '../hooks/figures/common.ts';
 import { lensRowLabel } from '../hooks/figures/logitLens.ts';
-import { CLI_LIMITS } from '../cli/commands.ts';
+import { CLI_LIMITS } from '../services/limits.ts';
 import { ablate, type AblateResult } from '../services/analysis/ablate.ts';
 import { ablateSweep, type AblateSweepResult } from '../services/analysis/ablateSweep.ts';
 import { attributionPatch } from '../services/analysis/attributionPatch.ts';

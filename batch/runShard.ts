@@ -7,7 +7,7 @@ import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import { generateRepeatedTokens } from '../hooks/analysis/induction.ts';
 import type { DatasetItem } from '../hooks/experiments/datasets.ts';
 import type { ShardRange } from '../hooks/experiments/shards.ts';
-import { CLI_LIMITS } from '../cli/commands.ts';
+import { CLI_LIMITS } from '../services/limits.ts';
 import { stringifyJson } from '../services/common/nonFinite.ts';
 import { UserError, type JobContext } from '../services/context.ts';
 import type { SaeStore } from '../services/saes/store.ts';

@@ -4,7 +4,7 @@ import type { HookedTransformer } from '../hooks/HookedTransformer.ts';
 import {
   compositionFigure, copyingFigure, patchComparisonFigure, patchingFigure, positionalFigure, topCopiedFigure, type FigureSpec,
 } from '../hooks/figures/index.ts';
-import { LimitsSchema, type Limits } from '../services/limits.ts';
+import { CLI_LIMITS } from '../services/limits.ts';
 import type { JobContext } from '../services/context.ts';
 import { CHUNK_FLAG, inferMetric, metricFlags, PREPEND_BOS_FLAG, SEED_FLAG } from '../services/common/cli.ts';
 import { patchSchema } from '../services/analysis/patch.ts';
@@ -16,14 +16,7 @@ import { compositionSchema } from '../services/circuits/composition.ts';
 import { positionalSchema } from '../services/circuits/positional.ts';
 import { topCopiedSchema } from '../services/circuits/topCopied.ts';
 
-/**
- * The server's limits guard a shared service; a local run may be as large as the user likes (its answers go to files,
- * not over HTTP). The per-job memory budget stays: it sizes the steps of large runs and refuses a step that cannot fit.
- */
-export const CLI_LIMITS: Limits = LimitsSchema.parse({
-  maxBatch: 4096, maxTopK: 50_257, maxElements: 2_000_000_000, maxSweepTokens: 1e12, maxIoiPrompts: 100_000,
-  maxResponseBytes: Number.MAX_SAFE_INTEGER,
-});
+export { CLI_LIMITS };
 
 export interface Experiment {
   /** The analysis result (the server's answer for the same request). */

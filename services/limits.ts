@@ -42,3 +42,12 @@ export const LimitsSchema = z.strictObject({
   maxIoiPrompts: z.number().int().min(1).default(256),
 });
 export type Limits = z.infer<typeof LimitsSchema>;
+
+/**
+ * The limits of in-process runs (the CLI, dataset experiments). The server's limits guard a shared service; a local run may be as large as the user likes (its answers go to files,
+ * not over HTTP). The per-job memory budget stays: it sizes the steps of large runs and refuses a step that cannot fit.
+ */
+export const CLI_LIMITS: Limits = LimitsSchema.parse({
+  maxBatch: 4096, maxTopK: 50_257, maxElements: 2_000_000_000, maxSweepTokens: 1e12, maxIoiPrompts: 100_000,
+  maxResponseBytes: Number.MAX_SAFE_INTEGER,
+});

@@ -1,8 +1,8 @@
 /**
  * `npm run train:embedded`: trains Lensboard's embedded GPT-2-architecture model from scratch on the
  * data mix of data/embeddedMix.ts and writes it to models/embedded/ (HF layout + tokenizer files).
- * Options: --recipe v1|v2 (default v1, the shipped model; v2 is issue 19's whole-vocabulary attempt, see
- * RECIPE_V2) --steps N --out DIR --work DIR --seed S --lr LR --resume --threads T --untied (an experiment: a
+ * Options: --recipe v1|v2|v3 (default v1, the shipped model; v2 and v3 are issue 19's whole-vocabulary attempts,
+ * see RECIPE_V2, RECIPE_V3) --steps N --out DIR --work DIR --seed S --lr LR --resume --threads T --untied (an experiment: a
  * separate unembedding instead of GPT-2's tied one; exported in F16 to stay under 32 MB).
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
@@ -107,7 +107,28 @@ export const RECIPE_V2: EmbeddedRecipe = {
   ioiWordNamesFrom: 2500, wholeVocabulary: true,
 };
 
-export const RECIPES: Record<string, EmbeddedRecipe> = { v1: RECIPE_V1, v2: RECIPE_V2 };
+/**
+ * v3: v2 with trigger rows of several lengths. v2's final checkpoint, read through the workbench API on whole-vocabulary
+ * repeats, had its previous-token head (L0H3) only where phase 0's 33-token rows had trained it: attention to the
+ * previous token 0.79 at query positions 1–9, 0.53 at 10–32 and 0.03 from position 33 on (the rest spread over tokens
+ * far back), W_pos rows 0–32 of norm 0.97 against 0.46 beyond; the best layer-1 head's stripe was 0.55 / 0.49 / 0.30 /
+ * 0.01 for earlier occurrences at positions 2–9 / 10–19 / 20–32 / 33+. So every trigger-row step (phase 0, and half
+ * of the induction steps after it) draws its shape: half of them 64 rows of 33 tokens as before (where the circuit
+ * forms), a quarter 32 rows of 65 (4–8 triggers), a quarter 16 rows of 129 (8–16 triggers), about the same tokens per
+ * step, so the previous-token head and the stripe are trained at every position of n_ctx.
+ */
+export const RECIPE_V3: EmbeddedRecipe = {
+  ...RECIPE_V2,
+  mix: {
+    ...RECIPE_V2.mix,
+    triggerShapes: [
+      { ctx: 32, batch: 64, minTriggers: 2, maxTriggers: 4 }, { ctx: 32, batch: 64, minTriggers: 2, maxTriggers: 4 },
+      { ctx: 64, batch: 32, minTriggers: 4, maxTriggers: 8 }, { ctx: 128, batch: 16, minTriggers: 8, maxTriggers: 16 },
+    ],
+  },
+};
+
+export const RECIPES: Record<string, EmbeddedRecipe> = { v1: RECIPE_V1, v2: RECIPE_V2, v3: RECIPE_V3 };
 
 /** The mix options of `recipe` at `step` (its phase's weights and batch options). */
 export function recipePhase(recipe: EmbeddedRecipe, step: number): MixPhase {

@@ -75,6 +75,13 @@ export interface MixOptions {
   triggerBatch: number;
   triggerCtx: number;
   /**
+   * When not empty, each trigger-row step draws one of these shapes uniformly (list one twice to weight it) instead of
+   * `triggerBatch` rows of [BOS] + `triggerCtx`: longer rows (fewer per step, with more triggers) train the circuit at
+   * positions beyond `triggerCtx` (v2, trained on 33-token rows only, had a previous-token head at positions 1–32 and
+   * none beyond: its induction stripe worked only where the earlier occurrence was within the first 33 positions).
+   */
+  triggerShapes: readonly TriggerShape[];
+  /**
    * Where the random tokens of induction rows come from. 'frequent': the `inductionPoolSize` most frequent
    * training-text tokens (v1). 'vocab': GPT-2's whole vocabulary (every id but BOS), a share
    * `inductionTextFraction` of the draws taken from the training text's unigram distribution instead of uniformly:
@@ -89,6 +96,14 @@ export interface MixOptions {
    * (textCopiesRowWithMask): induction on natural text, where tokens recur within the span.
    */
   inductionTextCopyFraction: number;
+}
+
+/** A trigger-row step's shape: `batch` rows of [BOS] + `ctx` tokens, each with minTriggers–maxTriggers triggers. */
+export interface TriggerShape {
+  ctx: number;
+  batch: number;
+  minTriggers: number;
+  maxTriggers: number;
 }
 
 export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
@@ -111,6 +126,7 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
   inductionTriggerFraction: 0,
   triggerBatch: 64,
   triggerCtx: 32,
+  triggerShapes: [],
   inductionTokens: 'frequent',
   inductionTextFraction: 0,
   fullVocabulary: false,
@@ -118,7 +134,7 @@ export const DEFAULT_MIX: Omit<MixOptions, 'seed' | 'ctx'> = {
 };
 
 /** What a training phase may change in the mix. */
-export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'inductionShortSpanFraction' | 'ioiWordNameFraction' | 'ioiVariety' | 'inductionTriggerRows' | 'inductionTriggerFraction' | 'inductionTextCopyFraction' | 'triggerBatch'>>;
+export type MixPhase = Partial<Pick<MixOptions, 'weights' | 'inductionAlternatingFraction' | 'inductionTripleFraction' | 'inductionShortSpanFraction' | 'ioiWordNameFraction' | 'ioiVariety' | 'inductionTriggerRows' | 'inductionTriggerFraction' | 'inductionTextCopyFraction' | 'triggerBatch' | 'triggerShapes'>>;
 
 export interface EmbeddedData {
   vocab: SeenVocab;
@@ -300,7 +316,7 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
   for (let c = 0; c < copies; c++) inductionPool.set(nameIds, pool.length + c * nameIds.length);
   const wordNames = wordTokens(tok, frequent, generated); // no names, template words, places or objects
   const batchAt = (step: number, phase: MixPhase = {}): ClassBatch => {
-    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, inductionShortSpanFraction: short, ioiWordNameFraction, ioiVariety, inductionTriggerFraction, inductionTextCopyFraction: textCopies, triggerBatch } = { ...opts, ...phase };
+    const { weights, inductionAlternatingFraction: alt, inductionTripleFraction: triples, inductionShortSpanFraction: short, ioiWordNameFraction, ioiVariety, inductionTriggerFraction, inductionTextCopyFraction: textCopies, triggerBatch, triggerShapes } = { ...opts, ...phase };
     let { inductionTriggerRows } = { ...opts, ...phase };
     const { text: wt, induction: wi, ioi: wo } = weights;
     const rng = new Rng(stepSeed(opts.seed, step));
@@ -313,7 +329,9 @@ export function buildEmbeddedData(tok: Gpt2Tokenizer, text: TokenizedText, opts:
     // (no draw unless some but not all induction steps are trigger steps, so other phases keep their batches)
     if (u >= wt && u < wt + wi && !inductionTriggerRows && inductionTriggerFraction > 0) inductionTriggerRows = rng.next() < inductionTriggerFraction;
     if (u < wt + wi && inductionTriggerRows) {
-      const made = Array.from({ length: triggerBatch }, () => triggerRowWithMask(rng, inductionPool, opts.triggerCtx + 1, {}, [BOS]));
+      // (no draw without shapes, so recipes without them keep their batches)
+      const shape = triggerShapes.length > 0 ? triggerShapes[rng.int(0, triggerShapes.length)] : { ctx: opts.triggerCtx, batch: triggerBatch, minTriggers: 2, maxTriggers: 4 };
+      const made = Array.from({ length: shape.batch }, () => triggerRowWithMask(rng, inductionPool, shape.ctx + 1, shape, [BOS]));
       return rowsToBatchWhere(made.map((m) => m.tokens), vocab, BOS, (r, p) => made[r].copied[p + 1]);
     }
     if (u < wt + wi) {

@@ -381,4 +381,34 @@ describe('embedded mix helpers', () => {
     expect(some / all).toBeGreaterThan(0.35);
     expect(some / all).toBeLessThan(0.65);
   });
+
+  it('trigger shapes: each trigger-row step has one of the listed shapes, drawn by step; scored tokens stay on the stripe at every position', () => {
+    const words = 'the king spoke to the queen about the castle and the horse while the soldier slept in the garden';
+    const text = splitTokens(tok, Array.from({ length: 40 }, () => words).join('. '));
+    const opts = { ...DEFAULT_MIX, seed: 3, ctx: 128, inductionTokens: 'vocab' as const, fullVocabulary: true, weights: { text: 0, induction: 1, ioi: 0 } };
+    const shapes = [{ ctx: 32, batch: 64, minTriggers: 2, maxTriggers: 4 }, { ctx: 128, batch: 16, minTriggers: 8, maxTriggers: 16 }];
+    const data = buildEmbeddedData(tok, text, { ...opts, triggerShapes: shapes });
+    const plain = buildEmbeddedData(tok, text, opts);
+    const seen = new Map<number, number>();
+    let lateScored = 0;
+    for (let step = 0; step < 30; step++) {
+      const b = data.batchAt(step, { inductionTriggerRows: true });
+      expect(shapes.map((s) => [s.batch, s.ctx])).toContainEqual([b.batch, b.pos]);
+      seen.set(b.pos, (seen.get(b.pos) ?? 0) + 1);
+      forEachScored(b, (x, y, p) => {
+        expect(onStripe(x, y, p)).toBe(true);
+        if (p >= 33) lateScored++;
+      });
+      // the same step is drawn the same way again
+      expect(Array.from(data.batchAt(step, { inductionTriggerRows: true }).targets)).toEqual(Array.from(b.targets));
+    }
+    // both shapes occur; the long rows score outputs beyond position 32 (where 33-token rows never train)
+    expect(seen.get(32)).toBeGreaterThan(5);
+    expect(seen.get(128)).toBeGreaterThan(5);
+    expect(lateScored).toBeGreaterThan(100);
+    // a phase can override the shapes; without shapes trigger steps stay triggerBatch rows of triggerCtx
+    const b = plain.batchAt(4, { inductionTriggerRows: true });
+    expect([b.batch, b.pos]).toEqual([DEFAULT_MIX.triggerBatch, DEFAULT_MIX.triggerCtx]);
+    expect(plain.batchAt(4, { inductionTriggerRows: true, triggerShapes: [shapes[1]] }).pos).toBe(128);
+  });
 });

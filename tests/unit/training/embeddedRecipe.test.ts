@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { RECIPE_V1, RECIPE_V2, RECIPES, recipePhase } from '../../../training/embedded.ts';
+import { RECIPE_V1, RECIPE_V2, RECIPE_V3, RECIPES, recipePhase } from '../../../training/embedded.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -37,5 +37,16 @@ describe('embedded model recipes', () => {
     });
     expect(recipePhase(RECIPE_V2, 3000).weights).toEqual(RECIPE_V2.weights.phase2);
     expect(recipePhase(RECIPE_V2, 3500).weights).toEqual(RECIPE_V2.weights.phase3);
+  });
+
+  it('v3 is v2 with trigger rows of several shapes covering every position of n_ctx (about the same tokens per step)', () => {
+    const { mix, ...rest } = RECIPE_V3;
+    const { mix: mix2, ...rest2 } = RECIPE_V2;
+    expect(rest).toEqual(rest2);
+    const { triggerShapes, ...others } = mix;
+    expect(others).toEqual(mix2);
+    expect(Math.max(...triggerShapes!.map((s) => s.ctx))).toBe(128);
+    for (const s of triggerShapes!) expect(s.batch * (s.ctx + 1)).toBeGreaterThan(2000);
+    expect(RECIPES.v3).toBe(RECIPE_V3);
   });
 });

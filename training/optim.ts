@@ -30,8 +30,13 @@ export function adamWState(params: ParamSet): AdamWState {
  * One AdamW update in place at learning rate `lr`:
  *   m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  m̂ = m/(1-β1ᵗ);  v̂ = v/(1-β2ᵗ)
  *   w ← w − lr·(m̂/(√v̂ + ε) + λ·w)   (λ·w only for parameters with decay)
+ * `lazyRows` (parameter name → one flag per row of its [rows, width] matrix): rows flagged 0 are skipped, weights and
+ * moments alike, as in TensorFlow's LazyAdam / PyTorch's SparseAdam. With a tied 50,257-way unembedding every
+ * embedding row gets the softmax's small push-down gradient each step, along the same direction for every token
+ * absent from the batch; Adam divides it by its own size and moves each such row a full step, which pulled the rows of
+ * tokens never seen in the text together (embedded v2: mean pairwise cosine 0.55 at step 2,000, 0.75 at 4,000).
  */
-export function adamWStep(params: ParamSet, grads: ParamSet, state: AdamWState, cfg: AdamWConfig, lr: number): void {
+export function adamWStep(params: ParamSet, grads: ParamSet, state: AdamWState, cfg: AdamWConfig, lr: number, lazyRows?: ReadonlyMap<string, Uint8Array>): void {
   state.t += 1;
   const { beta1: b1, beta2: b2, eps } = cfg;
   const c1 = 1 / (1 - Math.pow(b1, state.t));
@@ -42,7 +47,11 @@ export function adamWStep(params: ParamSet, grads: ParamSet, state: AdamWState, 
     const m = getParam(state.m, s.name);
     const v = getParam(state.v, s.name);
     const wd = s.decay ? cfg.weightDecay : 0;
+    const rows = lazyRows?.get(s.name);
+    const width = s.shape[s.shape.length - 1];
+    if (rows && rows.length * width !== w.length) throw new Error(`adamWStep: lazy rows of ${s.name} must number ${w.length / width}; got ${rows.length}`);
     for (let i = 0; i < w.length; i++) {
+      if (rows && rows[(i / width) | 0] === 0) continue; // a lazy row: weights and moments stay as they are
       const gi = g[i];
       const mi = (m[i] = b1 * m[i] + (1 - b1) * gi);
       const vi = (v[i] = b2 * v[i] + (1 - b2) * gi * gi);

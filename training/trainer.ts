@@ -53,6 +53,11 @@ export interface TrainOptions {
   sinusoidalPositions?: number;
   /** Train a separate unembedding (`lm_head.weight`) instead of tying it to the embedding (GPT-2 ties them). */
   untied?: boolean;
+  /**
+   * From this step on, rows of the embedding (and of an untied unembedding) whose class occurs neither as an input nor
+   * as a target of the step's batch are not updated (lazy Adam; see adamWStep). Absent: every row is updated.
+   */
+  lazyEmbeddingFrom?: number;
   /** Called after each evaluation (every `evalEvery` steps) with the current parameters, e.g. to probe circuits. */
   onEval?: (step: number, params: ParamSet) => Promise<void>;
 }
@@ -88,6 +93,14 @@ export async function evaluate(cfg: HookedTransformerConfig, vocab: SeenVocab, p
     out[set.name] = sum / count;
   }
   return out;
+}
+
+/** One flag per class: 1 where the class occurs in `batch` as an input or a target ([batch, pos] each). */
+export function batchClasses(batch: ClassBatch, nClasses: number): Uint8Array {
+  const present = new Uint8Array(nClasses);
+  for (const c of batch.inputs) present[c] = 1;
+  for (const c of batch.targets) if (c >= 0) present[c] = 1;
+  return present;
 }
 
 export function formatDuration(s: number): string {
@@ -149,7 +162,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (!Number.isFinite(loss)) throw new Error(`train: loss became ${loss} at step ${step}; lower the learning rate`);
     const norm = clipGradNorm(grads!, o.clipNorm ?? 1);
     const lr = o.lrAt ? o.lrAt(step) : learningRate(schedule, step);
-    adamWStep(params, grads!, opt, adamCfg, lr);
+    let lazyRows: Map<string, Uint8Array> | undefined;
+    if (o.lazyEmbeddingFrom !== undefined && step >= o.lazyEmbeddingFrom) {
+      const present = batchClasses(batch, vocab.nClasses);
+      lazyRows = new Map(['wte.weight', 'lm_head.weight'].filter((n) => params.data.has(n)).map((n) => [n, present]));
+    }
+    adamWStep(params, grads!, opt, adamCfg, lr, lazyRows);
     step++;
     const ntok = batch.batch * batch.pos;
     tokensThisRun += ntok;

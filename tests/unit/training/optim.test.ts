@@ -56,4 +56,26 @@ describe('adamWStep', () => {
     expect(p.data.get('b')![0]).toBeCloseTo(0.4 - 0.05 * (mhat / (Math.sqrt(vhat) + 1e-8)), 5);
     expect(st.t).toBe(2);
   });
+
+  it('lazy rows: rows flagged 0 keep their weights and moments; the other rows get the plain update', () => {
+    const rowsSet = (v: number[]): ParamSet => ({ specs: [{ name: 'e', shape: [3, 2], decay: false }], data: new Map([['e', Float32Array.from(v)]]) });
+    const cfg = { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0 };
+    const lazy = rowsSet([1, 2, 3, 4, 5, 6]);
+    const plain = rowsSet([1, 2, 3, 4, 5, 6]);
+    const sl = adamWState(lazy);
+    const sp = adamWState(plain);
+    for (const g of [[0.1, -0.2, 0.3, 0.4, -0.5, 0.6], [0.2, 0.1, -0.3, 0.2, 0.5, 0.1]]) {
+      adamWStep(lazy, rowsSet(g), sl, cfg, 0.1, new Map([['e', Uint8Array.from([1, 0, 1])]]));
+      adamWStep(plain, rowsSet(g), sp, cfg, 0.1);
+    }
+    const e = Array.from(lazy.data.get('e')!);
+    const q = Array.from(plain.data.get('e')!);
+    expect(e.slice(2, 4)).toEqual([3, 4]);
+    expect(Array.from(sl.m.data.get('e')!).slice(2, 4)).toEqual([0, 0]);
+    expect(Array.from(sl.v.data.get('e')!).slice(2, 4)).toEqual([0, 0]);
+    for (const i of [0, 1, 4, 5]) expect(e[i]).toBe(q[i]);
+    expect(q[2]).not.toBe(3);
+    expect(() => adamWStep(lazy, rowsSet([0, 0, 0, 0, 0, 0]), sl, cfg, 0.1, new Map([['e', Uint8Array.from([1, 0])]]))).toThrow(/lazy rows of e must number 3; got 2/);
+  });
 });
+

@@ -13,7 +13,7 @@ import { forwardBackward, fullVocabLogits, type ClassBatch } from '../../../trai
 import { getParam, initParams, type ParamSet } from '../../../training/model/params.ts';
 import { buildSeenVocab } from '../../../training/model/vocab.ts';
 import { OrtKernels } from '../../../training/ops/kernels.ts';
-import { train, type TrainOptions } from '../../../training/trainer.ts';
+import { batchClasses, train, type TrainOptions } from '../../../training/trainer.ts';
 
 const dirs: string[] = [];
 async function tmp(): Promise<string> {
@@ -82,6 +82,26 @@ describe('train', () => {
     await expect(train(base({ outDir: dir, resume: true }))).rejects.toThrow(/has an untied unembedding; resume with the same setting/);
     const resumed = await train(base({ untied: true, outDir: dir, resume: true }));
     expect(same(straight.params, resumed.params)).toBe(true);
+  });
+
+  it('lazy embedding rows: from lazyEmbeddingFrom on, only the rows of classes in the batch (inputs or targets) change', async () => {
+    // steps 3–5: every row is class a → class b, so every other embedding row is absent from those batches
+    const [a, b] = [vocab.classOf[5], vocab.classOf[16]];
+    const pair = (): ClassBatch => ({ batch: 2, pos: 12, inputs: new Int32Array(24).fill(a), targets: new Int32Array(24).fill(b) });
+    const batchAt = (s: number) => (s < 3 ? toyBatch(1000 + s) : pair());
+    expect(Array.from(batchClasses(pair(), vocab.nClasses)).flatMap((f, c) => (f ? [c] : []))).toEqual([a, b].sort((x, y) => x - y));
+    const first3 = await train(base({ steps: 3, batchAt }));
+    const lazy = await train(base({ batchAt, lazyEmbeddingFrom: 3 }));
+    const plain = await train(base({ batchAt }));
+    const D = cfg.d_model;
+    const row = (p: ParamSet, c: number) => Array.from(getParam(p, 'wte.weight').subarray(c * D, (c + 1) * D));
+    for (let c = 0; c < vocab.nClasses; c++) {
+      if (c === a || c === b) expect(row(lazy.params, c)).not.toEqual(row(first3.params, c));
+      else expect(row(lazy.params, c), `class ${c}`).toEqual(row(first3.params, c));
+    }
+    expect(row(plain.params, 0)).not.toEqual(row(first3.params, 0));
+    // before lazyEmbeddingFrom the run is the plain one
+    expect(same((await train(base({ batchAt, lazyEmbeddingFrom: 6 }))).params, plain.params)).toBe(true);
   });
 
   it('a short run lowers the held-out loss', async () => {

@@ -117,15 +117,17 @@ export const RECIPE_V2: EmbeddedRecipe = {
  * 0.01 for earlier occurrences at positions 2–9 / 10–19 / 20–32 / 33+. So every trigger-row step (phase 0, and half
  * of the induction steps after it) draws its shape: half of them 64 rows of 33 tokens as before (where the circuit
  * forms), a quarter 32 rows of 65 (4–8 triggers), a quarter 16 rows of 129 (8–16 triggers), about the same tokens per
- * step, so the previous-token head and the stripe are trained at every position of n_ctx. And from phase 1 on (where
- * text and more IOI enter and v2's whole-vocabulary copying wore down: drop 5.98 → 3.03 nats) the embedding's rows
- * are updated only for tokens in the step's batch (lazy Adam): v2's rows of tokens absent from the text had drifted
- * together (mean pairwise cosine 0.55 at step 2,000, 0.75 at 4,000; a shared component of norm 1.03 in rows of norm
- * 1.19), pushed along one direction by the tied softmax of every step in which they did not occur.
+ * step, so the previous-token head and the stripe are trained at every position of n_ctx. And the embedding's rows are
+ * updated only for tokens in the step's batch (lazy Adam, from step 0): v2's rows of tokens absent from the text had
+ * drifted together (mean pairwise cosine 0.55 at step 2,000, 0.75 at 4,000; a shared component of norm 1.03 in rows
+ * of norm 1.19), pushed along one direction by the tied softmax of every step in which they did not occur, and its
+ * whole-vocabulary copying wore down once text and IOI entered (drop 5.98 → 3.03 nats). A first v3 run with lazy
+ * rows only from phase 1 had them at cosine 0.64 by step 2,000, and its stripe was still 0.03–0.04 (keys at
+ * positions 2–9: 0.13) then.
  */
 export const RECIPE_V3: EmbeddedRecipe = {
   ...RECIPE_V2,
-  lazyEmbeddingFrom: RECIPE_V2.triggerRowsTo,
+  lazyEmbeddingFrom: 0,
   mix: {
     ...RECIPE_V2.mix,
     triggerShapes: [

@@ -127,6 +127,9 @@ export const RECIPE_V2: EmbeddedRecipe = {
  */
 export const RECIPE_V3: EmbeddedRecipe = {
   ...RECIPE_V2,
+  // phase 0 500 steps longer than v2's (its stripe had barely begun by step 2,250: 0.12 for earlier occurrences at
+  // positions 2–9), the later phases as long as v2's
+  steps: 4500, triggerRowsTo: 3000, phase2From: 3500, phase3From: 4000, ioiWordNamesFrom: 3000,
   lazyEmbeddingFrom: 0,
   mix: {
     ...RECIPE_V2.mix,

@@ -40,9 +40,11 @@ describe('embedded model recipes', () => {
   });
 
   it('v3 is v2 with trigger rows of several shapes covering every position of n_ctx (about the same tokens per step) and lazy embedding rows', () => {
-    const { mix, lazyEmbeddingFrom, ...rest } = RECIPE_V3;
+    const { mix, lazyEmbeddingFrom, steps, triggerRowsTo, phase2From, phase3From, ioiWordNamesFrom, ...rest } = RECIPE_V3;
     const { mix: mix2, ...rest2 } = RECIPE_V2;
-    expect(rest).toEqual(rest2);
+    expect(rest).toEqual({ ...rest2, steps: undefined, triggerRowsTo: undefined, phase2From: undefined, phase3From: undefined, ioiWordNamesFrom: undefined });
+    // phase 0 500 steps longer, then v2's phases shifted by 500
+    expect([steps, triggerRowsTo, phase2From, phase3From, ioiWordNamesFrom]).toEqual([RECIPE_V2.steps, RECIPE_V2.triggerRowsTo, RECIPE_V2.phase2From, RECIPE_V2.phase3From, RECIPE_V2.ioiWordNamesFrom].map((s) => s + 500));
     expect(lazyEmbeddingFrom).toBe(0);
     const { triggerShapes, ...others } = mix;
     expect(others).toEqual(mix2);

@@ -1,8 +1,8 @@
 /**
  * `npm run train:embedded`: trains Lensboard's embedded GPT-2-architecture model from scratch on the
  * data mix of data/embeddedMix.ts and writes it to models/embedded/ (HF layout + tokenizer files).
- * Options: --recipe v1|v2|v3 (default v1, the shipped model; v2 and v3 are issue 19's whole-vocabulary attempts,
- * see RECIPE_V2, RECIPE_V3) --steps N --out DIR --work DIR --seed S --lr LR --resume --threads T --untied (an experiment: a
+ * Options: --recipe v1|v2|v3|v4 (default v1, the shipped model; v2–v4 are issue 19's whole-vocabulary attempts,
+ * see RECIPE_V2 …) --steps N --out DIR --work DIR --seed S --lr LR --resume --threads T --untied (an experiment: a
  * separate unembedding instead of GPT-2's tied one; exported in F16 to stay under 32 MB).
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
@@ -53,6 +53,11 @@ export interface EmbeddedRecipe {
    * names in training_vocab.json (the model's randomTokenPool).
    */
   wholeVocabulary: boolean;
+  /**
+   * An optional last phase (v4): from `from` on, these weights and batch options (over fromPhase1's) with a cosine decay
+   * from `lr` to lr/10; phase 3 then ends at `from`.
+   */
+  phase4?: { from: number; weights: Weights; options: MixPhase; lr: number };
   /** From this step on, embedding rows of tokens absent from a step's batch are not updated (lazy Adam, see adamWStep). */
   lazyEmbeddingFrom?: number;
 }
@@ -140,7 +145,23 @@ export const RECIPE_V3: EmbeddedRecipe = {
   },
 };
 
-export const RECIPES: Record<string, EmbeddedRecipe> = { v1: RECIPE_V1, v2: RECIPE_V2, v3: RECIPE_V3 };
+/**
+ * v4: v3 (its 4,500 steps unchanged) then 1,000 steps that carry the circuit to later positions: at v3's step 4,250 the
+ * stripe covered earlier occurrences up to about position 20 (0.88 / 0.85 / 0.25 / 0.09 for positions 2–9 / 10–19 /
+ * 20–32 / 33+) and the previous-token heads attended 0.65 / 0.32 / 0.05 to the previous token at query positions 1–9 /
+ * 10–32 / 33+. Induction-heavy (60 % of steps), its trigger rows only the long shapes (65 and 129 tokens), whole rows as
+ * before (25 % alternating pairs over all 128 positions), IOI 30 %, text 10 %; learning rate 1e-3 → 1e-4.
+ */
+export const RECIPE_V4: EmbeddedRecipe = {
+  ...RECIPE_V3,
+  steps: 5500,
+  phase4: {
+    from: 4500, lr: 1e-3, weights: { text: 0.1, induction: 0.6, ioi: 0.3 },
+    options: { triggerShapes: [{ ctx: 64, batch: 32, minTriggers: 4, maxTriggers: 8 }, { ctx: 128, batch: 16, minTriggers: 8, maxTriggers: 16 }] },
+  },
+};
+
+export const RECIPES: Record<string, EmbeddedRecipe> = { v1: RECIPE_V1, v2: RECIPE_V2, v3: RECIPE_V3, v4: RECIPE_V4 };
 
 /** The mix options of `recipe` at `step` (its phase's weights and batch options). */
 export function recipePhase(recipe: EmbeddedRecipe, step: number): MixPhase {
@@ -150,6 +171,7 @@ export function recipePhase(recipe: EmbeddedRecipe, step: number): MixPhase {
     ioiWordNameFraction: step < recipe.ioiWordNamesFrom ? 0 : IOI_WORD_NAMES,
     inductionTriggerRows: step < triggerRowsTo,
     ...(step < triggerRowsTo ? {} : recipe.fromPhase1),
+    ...(recipe.phase4 && step >= recipe.phase4.from ? { ...recipe.phase4.options, weights: recipe.phase4.weights } : {}),
   };
 }
 
@@ -180,7 +202,9 @@ async function main(): Promise<void> {
       ? (step < triggerRowsTo ? TRIGGER_LR : lr) * Math.min(1, (step + 1) / 100)
       : step < phase3From
         ? learningRate({ lr, warmupSteps: 0, totalSteps: phase3From - phase2From, minRatio: 0.1 }, step - phase2From)
-        : learningRate({ lr: lr / 2, warmupSteps: 0, totalSteps: Math.max(1, steps - phase3From), minRatio: 0.1 }, step - phase3From);
+        : !recipe.phase4 || step < recipe.phase4.from
+          ? learningRate({ lr: lr / 2, warmupSteps: 0, totalSteps: Math.max(1, (recipe.phase4?.from ?? steps) - phase3From), minRatio: 0.1 }, step - phase3From)
+          : learningRate({ lr: recipe.phase4.lr, warmupSteps: 0, totalSteps: Math.max(1, steps - recipe.phase4.from), minRatio: 0.1 }, step - recipe.phase4.from);
   const { vocab } = data;
 
   // fixed held-out evaluation sets
@@ -214,6 +238,7 @@ async function main(): Promise<void> {
     phase1: { weights: weights.phase1, ...recipe.fromPhase1 },
     phase2: { from: phase2From, weights: weights.phase2 },
     phase3: { from: phase3From, weights: weights.phase3 },
+    ...(recipe.phase4 ? { phase4: recipe.phase4 } : {}),
     ...(recipe.lazyEmbeddingFrom !== undefined ? { lazyEmbeddingFrom: recipe.lazyEmbeddingFrom } : {}),
     ioiWordNames: { from: recipe.ioiWordNamesFrom, fraction: IOI_WORD_NAMES },
   };

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { RECIPE_V1, RECIPE_V2, RECIPE_V3, RECIPES, recipePhase } from '../../../training/embedded.ts';
+import { RECIPE_V1, RECIPE_V2, RECIPE_V3, RECIPE_V4, RECIPES, recipePhase } from '../../../training/embedded.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -52,4 +52,15 @@ describe('embedded model recipes', () => {
     for (const s of triggerShapes!) expect(s.batch * (s.ctx + 1)).toBeGreaterThan(2000);
     expect(RECIPES.v3).toBe(RECIPE_V3);
   });
+
+  it('v4 is v3 for its first 4,500 steps, then phase 4 (its weights, long trigger shapes only)', () => {
+    for (const step of [0, 2999, 3000, 3500, 4000, 4499]) expect(recipePhase(RECIPE_V4, step), `step ${step}`).toEqual(recipePhase(RECIPE_V3, step));
+    const p4 = recipePhase(RECIPE_V4, 4500);
+    expect(p4.weights).toEqual(RECIPE_V4.phase4!.weights);
+    expect(p4.triggerShapes!.map((t) => t.ctx)).toEqual([64, 128]);
+    expect(p4.inductionTriggerFraction).toBe(0.5);
+    expect(p4.ioiWordNameFraction).toBe(0.5);
+    expect(RECIPES.v4).toBe(RECIPE_V4);
+  });
 });
+

@@ -1,8 +1,8 @@
 /**
  * `npm run train:embedded`: trains Lensboard's embedded GPT-2-architecture model from scratch on the
  * data mix of data/embeddedMix.ts and writes it to models/embedded/ (HF layout + tokenizer files).
- * Options: --recipe v1|v2|v3|v4 (default v1, the shipped model; v2–v4 are issue 19's whole-vocabulary attempts,
- * see RECIPE_V2 …) --steps N --out DIR --work DIR --seed S --lr LR --resume --threads T --untied (an experiment: a
+ * Options: --recipe v1|v2|v3|v4 (default v4, the shipped model since issue 19; v1 the model before it, v2 and v3
+ * the attempts that led to v4, see RECIPE_V2 …) --steps N --out DIR --work DIR --seed S --lr LR --resume --threads T --untied (an experiment: a
  * separate unembedding instead of GPT-2's tied one; exported in F16 to stay under 32 MB).
  */
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
@@ -179,7 +179,7 @@ export const EMBEDDED_CONFIG = gpt2Config({ model_name: 'lensboard-embedded', n_
 
 async function main(): Promise<void> {
   const args = new Args(process.argv.slice(2), { recipe: 'string', steps: 'number', out: 'string', work: 'string', seed: 'number', resume: 'flag', threads: 'number', lr: 'number', untied: 'flag' });
-  const recipeName = args.string('recipe', 'v1');
+  const recipeName = args.string('recipe', 'v4');
   const recipe = RECIPES[recipeName];
   if (!recipe) throw new Error(`--recipe must be one of ${Object.keys(RECIPES).join(', ')}; got ${JSON.stringify(recipeName)}`);
   const untied = args.has('untied');

@@ -11,18 +11,19 @@ import { RECIPE_V1, RECIPE_V2, RECIPE_V3, RECIPE_V4, RECIPES, recipePhase } from
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 describe('embedded model recipes', () => {
-  it("the default recipe (v1) is the one models/embedded's training_summary.json records", () => {
+  it("the default recipe (v4) is the one models/embedded's training_summary.json records", () => {
     const s = JSON.parse(readFileSync(join(ROOT, 'models', 'embedded', 'training_summary.json'), 'utf8'));
-    expect(RECIPES[s.recipe ?? 'v1']).toBe(RECIPE_V1);
-    expect(s.steps).toBe(RECIPE_V1.steps);
-    expect(s.lr).toBe(RECIPE_V1.lr);
-    expect(s.phase0.to).toBe(RECIPE_V1.triggerRowsTo);
-    expect(s.phase1.weights).toEqual(RECIPE_V1.weights.phase1);
-    expect(s.phase2).toEqual({ from: RECIPE_V1.phase2From, weights: RECIPE_V1.weights.phase2 });
-    expect(s.phase3).toEqual({ from: RECIPE_V1.phase3From, weights: RECIPE_V1.weights.phase3 });
-    for (const [k, v] of Object.entries(RECIPE_V1.mix)) expect(s.mix[k], k).toEqual(v);
-    expect(s.ioiWordNamesFromPhase2).toBe(0.5); // from phase 2 (step 2,800) on
-    expect(RECIPE_V1.ioiWordNamesFrom).toBe(RECIPE_V1.phase2From);
+    expect(RECIPES[s.recipe]).toBe(RECIPE_V4);
+    expect(s.steps).toBe(RECIPE_V4.steps);
+    expect(s.lr).toBe(RECIPE_V4.lr);
+    expect(s.phase0.to).toBe(RECIPE_V4.triggerRowsTo);
+    expect(s.phase1.weights).toEqual(RECIPE_V4.weights.phase1);
+    expect(s.phase2).toEqual({ from: RECIPE_V4.phase2From, weights: RECIPE_V4.weights.phase2 });
+    expect(s.phase3).toEqual({ from: RECIPE_V4.phase3From, weights: RECIPE_V4.weights.phase3 });
+    expect(s.phase4).toEqual(RECIPE_V4.phase4);
+    expect(s.lazyEmbeddingFrom).toBe(RECIPE_V4.lazyEmbeddingFrom);
+    for (const [k, v] of Object.entries(RECIPE_V4.mix)) expect(s.mix[k], k).toEqual(v);
+    expect(s.ioiWordNames).toEqual({ from: RECIPE_V4.ioiWordNamesFrom, fraction: 0.5 });
   });
 
   it('phases switch at the recipe steps: trigger rows, then phase 1 options, word names, the later weights', () => {

@@ -36,7 +36,7 @@ function withPrompt(model: HookedTransformer, item: DatasetItem): DatasetItem {
   if (!item.repeated || item.prompt !== undefined) return item;
   const { seqLen, seed } = item.repeated;
   try {
-    return { ...item, prompt: generateRepeatedTokens(model.cfg, { seqLen, batch: 1, seed, pool: model.randomTokenPool ?? undefined })[0] };
+    return { ...item, prompt: generateRepeatedTokens(model.cfg, { seqLen, batch: 1, seed })[0] };
   } catch (e) {
     throw new UserError(`repeated.seqLen: ${(e as Error).message}`);
   }

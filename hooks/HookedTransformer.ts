@@ -129,32 +129,12 @@ export interface ModelOptions {
   weightMode?: WeightMode;
   /** TransformerLens's optional hook points: `hook_tokens`. */
   useHookTokens?: boolean;
-  /**
-   * Tokens that random-token analyses (repeated random tokens, induction) draw from; default the
-   * whole vocabulary. fromPretrained reads it from the checkpoint's training_vocab.json when present.
-   */
-  randomTokenPool?: readonly number[];
   /** `blocks.L.hook_attn_in` [batch, pos, head, d_model]: per-head attention input (ln1 then runs per head). */
   useAttnIn?: boolean;
   /** `blocks.L.hook_q_input`, `hook_k_input`, `hook_v_input` [batch, pos, head, d_model]. */
   useSplitQkvInput?: boolean;
   /** `blocks.L.hook_mlp_in` [batch, pos, d_model]: the MLP's input, apart from the residual stream. */
   useHookMlpIn?: boolean;
-}
-
-/**
- * Reads the `induction_pool` of a checkpoint's optional `training_vocab.json` (written by Lensboard's
- * trainer): the tokens the model saw often in training. Null when the file is absent.
- */
-async function readRandomTokenPool(dir: string, d_vocab: number, access: FileAccess): Promise<number[] | null> {
-  const path = join(dir, 'training_vocab.json');
-  if (!existsSync(path)) return null;
-  const parsed = (await readJsonFile(path, access)) as { induction_pool?: unknown } | null;
-  const pool = parsed?.induction_pool;
-  if (!Array.isArray(pool) || pool.length === 0 || pool.some((t) => !Number.isInteger(t) || t < 0 || t >= d_vocab)) {
-    throw new Error(`${path}: induction_pool must be a non-empty list of token ids in [0, ${d_vocab})`);
-  }
-  return pool as number[];
 }
 
 export interface FromPretrainedOptions extends ModelOptions, HubOptions, Partial<ProcessingFlags>, FileAccess {
@@ -240,12 +220,11 @@ export class HookedTransformer {
       centerUnembed: options.centerUnembed ?? DEFAULT_PROCESSING.centerUnembed,
       foldValueBiases: options.foldValueBiases ?? DEFAULT_PROCESSING.foldValueBiases,
     };
-    const randomTokenPool = options.randomTokenPool ?? (await readRandomTokenPool(dir, cfg.d_vocab, options)) ?? undefined;
     const tokenizer =
       options.tokenizer ?? (existsSync(join(dir, 'tokenizer.json')) && existsSync(join(dir, 'tokenizer_config.json'))
         ? await Gpt2Tokenizer.fromDir(dir, options)
         : null);
-    return HookedTransformer.fromWeights(cfg, weights, { ...options, ...flags, tokenizer: tokenizer ?? undefined, randomTokenPool });
+    return HookedTransformer.fromWeights(cfg, weights, { ...options, ...flags, tokenizer: tokenizer ?? undefined });
   }
 
   /** fromPretrained with every weight-processing step off: the raw Hugging Face weights. */
@@ -366,11 +345,6 @@ export class HookedTransformer {
   }
 
   // ---- hooks --------------------------------------------------------------------------------
-
-  /** The tokens random-token analyses draw from (null: the whole vocabulary); see ModelOptions.randomTokenPool. */
-  get randomTokenPool(): readonly number[] | null {
-    return this.options.randomTokenPool ?? null;
-  }
 
   /** All hook points with their dims, in forward order. */
   hookPoints(): HookPointInfo[] {

@@ -16,7 +16,7 @@ import { attentionHeadFigure, headScoreFigure, lossByPositionFigure, rankHeads, 
 import { getActName } from '../hooks/hookPoints.ts';
 import { attentionData, headGrid, lossData } from './lib/data.ts';
 import { plot, setupPlotly, table } from './lib/display.ts';
-import { describeModel, inductionPool, loadNotebookModel } from './lib/model.ts';
+import { describeModel, loadNotebookModel } from './lib/model.ts';
 
 const model = await loadNotebookModel();
 console.log(describeModel(model));
@@ -28,15 +28,13 @@ await setupPlotly();
 // %% [markdown]
 // ## Loss on repeated random tokens
 //
-// `generateRepeatedTokens` draws a random span and repeats it (TransformerLens's `generate_repeated_tokens`).
-// The embedded model was trained on part of GPT-2's vocabulary only (tokens it never saw share one embedding, so it
-// cannot tell them apart, let alone copy them), so the tokens are drawn from the pool it was trained to copy
-// (`induction_pool` in the checkpoint's `training_vocab.json`). `lossByPosition` is the cross-entropy of predicting
-// each next token, averaged over the batch.
+// `generateRepeatedTokens` draws a random span from the whole vocabulary (every token but BOS, uniformly) and repeats
+// it, as TransformerLens's `generate_repeated_tokens` does. `lossByPosition` is the cross-entropy of predicting each next
+// token, averaged over the batch.
 
 // %%
 const seqLen = Math.min(20, Math.floor((model.cfg.n_ctx - 1) / 2));
-const repeated = generateRepeatedTokens(model.cfg, { seqLen, batch: 4, seed: 0, pool: inductionPool() }); // [4, 1 + 2·seqLen]
+const repeated = generateRepeatedTokens(model.cfg, { seqLen, batch: 4, seed: 0 }); // [4, 1 + 2·seqLen]
 const loss = await lossByPosition(model, repeated); // [2·seqLen]: entry i predicts token i + 1
 const lossFig = lossData(loss, seqLen);
 await plot(lossByPositionFigure(lossFig));

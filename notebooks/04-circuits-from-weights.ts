@@ -22,7 +22,7 @@ import {
 } from '../hooks/figures/index.ts';
 import { headGrid } from './lib/data.ts';
 import { plot, setupPlotly, table } from './lib/display.ts';
-import { describeModel, inductionPool, loadNotebookModel } from './lib/model.ts';
+import { describeModel, loadNotebookModel } from './lib/model.ts';
 
 const model = await loadNotebookModel();
 console.log(describeModel(model));
@@ -77,7 +77,7 @@ await plot(copyingFigure({ layers: copyingGrid.layers, heads: copyingGrid.heads,
 
 // %%
 const seqLen = Math.min(20, Math.floor((model.cfg.n_ctx - 1) / 2));
-const repeated = generateRepeatedTokens(model.cfg, { seqLen, batch: 4, seed: 0, pool: inductionPool() });
+const repeated = generateRepeatedTokens(model.cfg, { seqLen, batch: 4, seed: 0 });
 const induction = rankHeads(headGrid(await detectHead(model, repeated, 'induction_head')), 1)[0];
 const previous = rankHeads(headGrid(await detectHead(model, repeated, 'previous_token_head')), 1)[0];
 console.log(`from activations: induction head ${induction.label} (${induction.value.toFixed(3)}), previous-token head ${previous.label} (${previous.value.toFixed(3)})`);
@@ -127,7 +127,7 @@ await table(['earlier head', `K-composition into ${induction.label}`, 'baseline 
 //   baseline mapped the same way.
 
 // %%
-const tokenSet = embeddingTokenSet(model); // the model's training vocabulary if it has one, else 1,024 sampled tokens
+const tokenSet = embeddingTokenSet(model); // 1,024 tokens sampled from the whole vocabulary
 const effective = await effectiveEmbedding(model, tokenSet);
 const copyingPast = await copyingScores(model, { embedding: effective });
 const copyingPastGrid = headGrid(copyingPast);

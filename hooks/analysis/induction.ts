@@ -65,8 +65,7 @@ export async function inductionLoss(
 ): Promise<{ loss: number; tokens: number[][] }> {
   const subseqLen = opts.subseqLen ?? 384;
   const prependBos = opts.prependBos ?? true;
-  const pool = model.randomTokenPool ?? undefined;
-  const tokens = opts.tokens ?? generateRepeatedTokens(model.cfg, { seqLen: subseqLen, batch: opts.batchSize ?? 32, seed: opts.seed, prependBos, pool });
+  const tokens = opts.tokens ?? generateRepeatedTokens(model.cfg, { seqLen: subseqLen, batch: opts.batchSize ?? 32, seed: opts.seed, prependBos });
   const perToken = (await model.forward(tokens, { returnType: 'loss', lossPerToken: true })) as Tensor; // [batch, pos - 1]
   const second = perToken.slice(1, subseqLen + (prependBos ? 1 : 0)); // predictions of the second copy's tokens
   return { loss: second.mean().item(), tokens };

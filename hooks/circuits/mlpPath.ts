@@ -71,12 +71,8 @@ function checkPositions(fn: string, positions: readonly number[], n_ctx: number)
 
 const defaultMaxPos = (n_ctx: number) => Math.max(1, Math.min(64, n_ctx - 1));
 
-/**
- * The tokens to read an effective embedding over: the model's random-token pool when it has one (the embedded
- * model's training vocabulary), else `n` distinct tokens drawn from the whole vocabulary with `seed`, sorted.
- */
-export function embeddingTokenSet(model: { cfg: { d_vocab: number }; randomTokenPool?: readonly number[] | null }, n = 1024, seed = 0): number[] {
-  if (model.randomTokenPool && model.randomTokenPool.length > 0) return [...model.randomTokenPool];
+/** The tokens to read an effective embedding over: `n` distinct tokens drawn from the whole vocabulary with `seed`, sorted. */
+export function embeddingTokenSet(model: { cfg: { d_vocab: number } }, n = 1024, seed = 0): number[] {
   const V = model.cfg.d_vocab;
   if (!Number.isInteger(n) || n < 1) throw new Error(`embeddingTokenSet: n must be a positive integer, got ${n}`);
   if (n >= V) return Array.from({ length: V }, (_, i) => i);

@@ -1,5 +1,5 @@
 /** The model the notebooks load: models/embedded (trained for this repo), or the checkpoint in $LENSBOARD_NOTEBOOK_MODEL. */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HookedTransformer } from '../../hooks/HookedTransformer.ts';
@@ -26,18 +26,6 @@ export async function loadNotebookModel(): Promise<HookedTransformer> {
 export function describeModel(model: HookedTransformer): string {
   const c = model.cfg;
   return `${c.model_name}: ${c.n_layers} layers × ${c.n_heads} heads, d_model ${c.d_model}, d_head ${c.d_head}, d_mlp ${c.d_mlp}, d_vocab ${c.d_vocab}, n_ctx ${c.n_ctx} (from ${notebookModelDir()})`;
-}
-
-/**
- * The tokens a model was trained to do induction on: `induction_pool` of the checkpoint's training_vocab.json (the
- * embedded model saw only part of GPT-2's vocabulary; unseen tokens share one embedding, so a model cannot copy them).
- * Undefined for a checkpoint without the file: then any token will do.
- */
-export function inductionPool(): number[] | undefined {
-  const file = join(notebookModelDir(), 'training_vocab.json');
-  if (!existsSync(file)) return undefined;
-  const pool = (JSON.parse(readFileSync(file, 'utf8')) as { induction_pool?: number[] }).induction_pool;
-  return pool && pool.length > 0 ? pool : undefined;
 }
 
 /**

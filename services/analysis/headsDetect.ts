@@ -61,7 +61,7 @@ export const headsDetect = defineService({
     let tokens: number[][];
     if (p.repeated) {
       const r = p.repeated;
-      tokens = userCall('repeated.seqLen', () => generateRepeatedTokens(model.cfg, { seqLen: r.seqLen, batch: r.batch, seed: r.seed, pool: model.randomTokenPool ?? undefined }));
+      tokens = userCall('repeated.seqLen', () => generateRepeatedTokens(model.cfg, { seqLen: r.seqLen, batch: r.batch, seed: r.seed }));
     } else {
       tokens = preparePrompt(model, p.prompt!, p).tokens;
     }

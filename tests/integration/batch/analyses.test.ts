@@ -126,7 +126,7 @@ describe('dataset experiments: each analysis averaged over items equals the tool
     const scores: number[][] = [];
     const losses: number[][] = [];
     for (let i = 0; i < 4; i++) {
-      const tokens = generateRepeatedTokens(model.cfg, { seqLen: 20, seed: itemSeed(2, i), pool: model.randomTokenPool ?? undefined });
+      const tokens = generateRepeatedTokens(model.cfg, { seqLen: 20, seed: itemSeed(2, i) });
       expect(r.lines[i].result.tokens).toEqual(tokens);
       scores.push(Array.from((await detectHead(model, tokens[0], 'induction_head')).data));
       losses.push(Array.from((await lossByPosition(model, tokens)).data));

@@ -1,10 +1,10 @@
 /**
- * The shipped embedded model (models/embedded) has the behaviour its model card claims, measured with
- * the workbench API (HookedTransformer on the exported directory, default weight processing).
- * Every target of the embedded-model issue is asserted here, and the circuit read from the weights (the card's
- * "From the weights"): TransformerLens's raw scores do not single out the induction heads, because the layer-1
- * heads read tokens and the previous-token head's output after block 0's MLP; read past that MLP they do, and
- * ablating paths in the forward pass confirms where the previous-token information travels.
+ * The shipped embedded model (models/embedded, v4) has the behaviour its model card claims, measured with the workbench
+ * API (HookedTransformer on the exported directory, default weight processing). Issue 19's "done when" targets are
+ * asserted here, as the issue words them: induction on random tokens drawn uniformly from GPT-2's whole vocabulary
+ * (ids 0–50255, as TransformerLens's generate_repeated_tokens draws them), on five repeated held-out Shakespeare
+ * sentences, and TransformerLens's own 8 IOI prompts (verbatim below); and the circuit read from the weights (the
+ * card's "From the weights"): the layer-1 heads read the previous-token head's output after block 0's MLP.
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,85 +12,113 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HookedTransformer } from '../../../hooks/HookedTransformer.ts';
 import { detectHead } from '../../../hooks/analysis/headDetector.ts';
 import {
-  allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, mlpLinearization,
+  allCompositionScores, blockZeroMlpInputs, compositionBaseline, copyingScores, effectiveEmbedding, embeddingTokenSet, mlpLinearization,
 } from '../../../hooks/circuits/index.ts';
 import { randomTokens } from '../../../hooks/datasets/induction.ts';
 import { Rng } from '../../../hooks/random.ts';
 import { Tensor } from '../../../hooks/tensor.ts';
 import { Gpt2Tokenizer } from '../../../hooks/tokenizer.ts';
-import { ablationOf, headScores, ioiMetrics, logitLensAccuracy, repeatedTokenLosses } from '../../../training/circuits.ts';
+import {
+  ablationOf, ioiMetrics, logitLensAccuracy, repeatedRows, repeatedRowStats, repeatedSentenceRows, wholeVocabulary, type RepeatedRowStats,
+} from '../../../training/circuits.ts';
 import { consecutiveWindows } from '../../../training/data/batches.ts';
 import { IOI_HELDOUT_NAMES, IOI_TRAIN_NAMES } from '../../../hooks/datasets/ioi.ts';
 import { readTokenizedText } from '../../../training/data/text.ts';
-import { seenPool } from '../../../training/evalEmbedded.ts';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const DIR = join(ROOT, 'models', 'embedded');
 
+/** TransformerLens's IOI demo prompts (Main Demo / Exploratory Analysis Demo), verbatim. */
+const TL_IOI = [
+  ['When John and Mary went to the shops, John gave the bag to', ' Mary', ' John'],
+  ['When John and Mary went to the shops, Mary gave the bag to', ' John', ' Mary'],
+  ['When Tom and James went to the park, James gave the ball to', ' Tom', ' James'],
+  ['When Tom and James went to the park, Tom gave the ball to', ' James', ' Tom'],
+  ['When Dan and Sid went to the shops, Sid gave an apple to', ' Dan', ' Sid'],
+  ['When Dan and Sid went to the shops, Dan gave an apple to', ' Sid', ' Dan'],
+  ['After Martin and Amy went to the park, Amy gave a drink to', ' Martin', ' Amy'],
+  ['After Martin and Amy went to the park, Martin gave a drink to', ' Amy', ' Martin'],
+] as const;
+
 let model: HookedTransformer;
+/** Issue 19's 50 rows [BOS, r, r], r uniform over ids 0–50255, spans 20–40 (seed 0: the model card's rows). */
+let vocab: { rows: number[][]; spans: number[] };
+let clean: RepeatedRowStats;
+
+/** The best head of a [layer][head] grid among layers passing `layers`. */
+const best = (grid: number[][], layers: (l: number) => boolean) =>
+  grid.flatMap((hs, l) => hs.map((v, h) => ({ v, l, h }))).filter(({ l }) => layers(l)).sort((a, b) => b.v - a.v)[0];
+const grid = (t: Tensor) => Array.from({ length: model.cfg.n_layers }, (_, l) => Array.from({ length: model.cfg.n_heads }, (_w, h) => t.get(l, h)));
 
 beforeAll(async () => {
   model = await HookedTransformer.fromPretrained(DIR);
-}, 120_000);
+  vocab = repeatedRows(model.cfg.bos_token_id, wholeVocabulary(model.cfg), { n: 50, minSpan: 20, maxSpan: 40, seed: 0 });
+  clean = await repeatedRowStats(model, vocab.rows, vocab.spans);
+}, 240_000);
 afterAll(async () => model?.dispose());
 
-describe('embedded model', () => {
+describe('embedded model (issue 19: done when)', () => {
   it('is a GPT-2 with at least 2 layers of 4 heads and the full GPT-2 vocabulary', () => {
     expect(model.cfg.n_layers).toBeGreaterThanOrEqual(2);
     expect(model.cfg.n_heads).toBeGreaterThanOrEqual(4);
     expect(model.cfg.d_vocab).toBe(50257);
+    expect(vocab.rows.flat().filter((t) => t === 50256)).toHaveLength(50); // BOS only at the start: never drawn
   });
 
-  it('does IOI on held-out names: mean logit diff (IO − S) ≥ 2.0, accuracy ≥ 90 %, and swapping the repeated name flips its sign', async () => {
-    const m = await ioiMetrics(model, IOI_HELDOUT_NAMES, { n: 100 });
-    expect(m.meanLogitDiff).toBeGreaterThanOrEqual(2.0); // measured 12.33
-    expect(m.accuracy).toBeGreaterThanOrEqual(0.9); // measured 1.00
-    expect(m.swappedMeanLogitDiff).toBeLessThan(-2.0); // measured −11.96
-    expect(m.flipRate).toBeGreaterThanOrEqual(0.8); // measured 1.00
+  it('copies repeated random tokens from the whole vocabulary: second-copy loss ≥ 4 nats below the first (50 sequences, spans 20–40)', () => {
+    expect(clean.first - clean.second).toBeGreaterThanOrEqual(4); // measured 13.53 → 1.33 (12.21)
+  });
+
+  it("TransformerLens's head detector on those rows: induction ≥ 0.3 in layer ≥ 1 (≥ 0.6 on the second copy's stripe), previous-token ≥ 0.5 below it", async () => {
+    const induction = best(grid(await detectHead(model, vocab.rows, 'induction_head')), (l) => l >= 1);
+    expect(induction.v).toBeGreaterThanOrEqual(0.3); // measured 0.410 (L1H3; L1H0–L1H2 0.404–0.409)
+    expect(best(clean.secondCopyStripe, (l) => l >= 1).v).toBeGreaterThanOrEqual(0.6); // measured 0.827 (L1H3; all four 0.81–0.83)
+    const previous = best(grid(await detectHead(model, vocab.rows, 'previous_token_head')), (l) => l < induction.l);
+    expect(previous.v).toBeGreaterThanOrEqual(0.5); // measured 0.640 (L0H3)
+    expect(`L${previous.l}H${previous.h}`).toBe('L0H3'); // the model card's previous-token head
+    expect(induction.l).toBe(1); // the card's induction heads are L1H0–L1H3
   }, 120_000);
 
-  it('does IOI on training names: logit diff > 4, accuracy ≥ 90 %, most swaps flip', async () => {
-    const m = await ioiMetrics(model, IOI_TRAIN_NAMES, { n: 50, seed: 5 });
-    expect(m.meanLogitDiff).toBeGreaterThan(4); // measured 12.93
-    expect(m.accuracy).toBeGreaterThanOrEqual(0.9); // measured 1.00
-    expect(m.flipRate).toBeGreaterThanOrEqual(0.9); // measured 1.00
-  }, 120_000);
-
-  it('copies repeated random tokens: second-copy loss ≥ 4 nats below the first (50 sequences, spans 20–40)', async () => {
-    const rep = await repeatedTokenLosses(model, await seenPool(DIR), { n: 50, minSpan: 20, maxSpan: 40 });
-    expect(rep.first - rep.second).toBeGreaterThanOrEqual(4); // measured 10.07
-  }, 120_000);
-
-  it("induction (TransformerLens's scores on [BOS, r, r], span 30): a head in layer ≥ 1 scores ≥ 0.5, a previous-token head below it ≥ 0.5, and zero-ablating the heads above 0.3 raises second-copy loss ≥ 2 nats", async () => {
-    const pool = await seenPool(DIR);
-    const s = await headScores(model, pool, { span: 30, n: 10 });
-    const best = (grid: number[][], layers: (l: number) => boolean) =>
-      grid.flatMap((hs, l) => hs.map((v, h) => ({ v, l, h }))).filter(({ l }) => layers(l)).sort((a, b) => b.v - a.v)[0];
-    const induction = best(s.induction, (l) => l >= 1);
-    expect(induction.v).toBeGreaterThanOrEqual(0.5); // measured 0.81 (L1H3; L1H0–2 0.75–0.79)
-    const previous = best(s.previousToken, (l) => l < induction.l);
-    expect(previous.v).toBeGreaterThanOrEqual(0.5); // measured 0.96 (L0H2)
+  it('zero-ablating the induction heads (second-copy stripe ≥ 0.3) raises second-copy loss by ≥ 2 nats', async () => {
     const heads: [number, number][] = [];
-    s.induction.forEach((hs, l) => hs.forEach((v, h) => { if (v > 0.3) heads.push([l, h]); }));
-    const clean = await repeatedTokenLosses(model, pool, { n: 50, minSpan: 20, maxSpan: 40 });
-    const ablated = await repeatedTokenLosses(model, pool, { n: 50, minSpan: 20, maxSpan: 40, interventions: ablationOf(heads) });
-    expect(ablated.second - clean.second).toBeGreaterThanOrEqual(2); // measured +10.05 (L1H0–3)
+    clean.secondCopyStripe.forEach((hs, l) => hs.forEach((v, h) => { if (l >= 1 && v >= 0.3) heads.push([l, h]); }));
+    expect(heads.length).toBeGreaterThan(0);
+    const ablated = await repeatedRowStats(model, vocab.rows, vocab.spans, ablationOf(heads));
+    expect(ablated.second - clean.second).toBeGreaterThanOrEqual(2); // measured 1.33 → 13.78 (+12.45; L1H0–L1H3)
   }, 120_000);
 
-  it("the head detector finds the heads the model card names (L0H2 previous token; L1H0–L1H3 induction)", async () => {
-    const pool = await seenPool(DIR);
-    const L = 30;
-    const r = Array.from({ length: L }, (_, i) => pool[(i * 37 + 11) % pool.length]); // 30 distinct pool tokens
-    const seq = [50256, ...r, ...r];
-    const H = model.cfg.n_heads;
-    const ranked = (t: Tensor) => Array.from(t.data).map((v, i) => [v, Math.floor(i / H), i % H] as const).sort((a, b) => b[0] - a[0]);
-    const label = ([, l, h]: readonly [number, number, number]) => `L${l}H${h}`;
-    const prev = ranked(await detectHead(model, seq, 'previous_token_head'));
-    expect(label(prev[0])).toBe('L0H2');
-    const ind = ranked(await detectHead(model, seq, 'induction_head'));
-    expect(['L1H0', 'L1H1', 'L1H2', 'L1H3']).toContain(label(ind[0]));
-    // TL's 'mul' score divides by all attention, first copy included: a perfect stripe scores ~0.5 here
-    expect(ind[0][0]).toBeGreaterThan(0.3);
+  it('five held-out Shakespeare sentences, each repeated: second copy ≥ 2 nats lower, induction heads ≥ 0.4 on the stripe', async () => {
+    const s = repeatedSentenceRows(model);
+    for (const L of s.spans) { expect(L).toBeGreaterThanOrEqual(15); expect(L).toBeLessThanOrEqual(30); }
+    const text = await repeatedRowStats(model, s.rows, s.spans);
+    expect(text.first - text.second).toBeGreaterThanOrEqual(2); // measured 8.60 → 1.71 (6.89)
+    expect(best(text.secondCopyStripe, (l) => l >= 1).v).toBeGreaterThanOrEqual(0.4); // measured 0.75–0.78 (L1H0–L1H3)
+  }, 120_000);
+
+  it("TransformerLens's 8 IOI prompts: all 8 right, mean logit difference ≥ 3", async () => {
+    const diffs: number[] = [];
+    for (const [prompt, correct, incorrect] of TL_IOI) {
+      const logits = (await model.forward(prompt)) as Tensor; // [1, pos, d_vocab]
+      const [, P, V] = logits.shape;
+      const at = (t: string) => logits.data[(P - 1) * V + model.toSingleToken(t)];
+      diffs.push(at(correct) - at(incorrect));
+    }
+    for (const d of diffs) expect(d).toBeGreaterThan(0); // smallest measured 4.23 ("After Martin and Amy …, Amy gave a drink to")
+    expect(diffs.reduce((a, b) => a + b, 0) / diffs.length).toBeGreaterThanOrEqual(3); // measured 9.68
+  }, 120_000);
+
+  it('does IOI on held-out names: accuracy ≥ 90 %, mean logit diff (IO − S) ≥ 2.0, and swapping the repeated name flips its sign', async () => {
+    const m = await ioiMetrics(model, IOI_HELDOUT_NAMES, { n: 100 });
+    expect(m.accuracy).toBeGreaterThanOrEqual(0.9); // measured 0.98
+    expect(m.meanLogitDiff).toBeGreaterThanOrEqual(2.0); // measured 5.21
+    expect(m.swappedMeanLogitDiff).toBeLessThan(-2.0);
+    expect(m.flipRate).toBeGreaterThanOrEqual(0.8); // measured 0.96
+  }, 120_000);
+
+  it('does IOI on training names: logit diff > 4, accuracy ≥ 90 %', async () => {
+    const m = await ioiMetrics(model, IOI_TRAIN_NAMES, { n: 50, seed: 5 });
+    expect(m.meanLogitDiff).toBeGreaterThan(4); // measured 8.57
+    expect(m.accuracy).toBeGreaterThanOrEqual(0.9); // measured 1.00
   }, 120_000);
 
   it('logit lens: top-1 accuracy on held-out Shakespeare is higher at the last layer than after the first', async () => {
@@ -98,24 +126,24 @@ describe('embedded model', () => {
     const text = await readTokenizedText(tok, join(ROOT, 'data', 'tinyshakespeare.txt'));
     const acc = await logitLensAccuracy(model, consecutiveWindows(text.heldOut, 8, model.cfg.n_ctx - 1, [50256]));
     expect(acc).toHaveLength(model.cfg.n_layers + 1);
-    expect(acc[model.cfg.n_layers]).toBeGreaterThan(acc[1]);
+    expect(acc[model.cfg.n_layers]).toBeGreaterThan(acc[1]); // measured 0.087 → 0.243 → 0.268
     expect(acc[model.cfg.n_layers]).toBeGreaterThan(0.2);
   }, 120_000);
 });
 
 describe('embedded model: the induction circuit from the weights', () => {
   const INDUCTION = [0, 1, 2, 3]; // L1H0–L1H3, the card's induction heads
-  const PREV = 2; // L0H2, the card's previous-token head
+  const PREV = 3; // L0H3, the card's previous-token head
+  /** 1,024 distinct tokens drawn from the whole vocabulary (seed 0): what the effective embedding is read over. */
+  const tokenSet = () => embeddingTokenSet(model);
 
   it('read through the effective embedding (W_E + mean W_pos through block 0’s MLP), the induction heads copy: scores > 0.7', async () => {
-    const pool = await seenPool(DIR);
-    const s = await copyingScores(model, { embedding: await effectiveEmbedding(model, pool) });
-    for (const h of INDUCTION) expect(s.get(1, h)).toBeGreaterThan(0.7); // measured 0.96 / 0.93 / 0.76 / 0.88
+    const s = await copyingScores(model, { embedding: await effectiveEmbedding(model, tokenSet()) });
+    for (const h of INDUCTION) expect(s.get(1, h)).toBeGreaterThan(0.7); // measured 0.995 (all four; from raw W_E 0.84–0.88)
   }, 120_000);
 
-  it("K-composition past block 0's MLP: every induction head's highest score is with L0H2, > 10 std above the baseline; TransformerLens's direct score sits at the baseline", async () => {
-    const pool = await seenPool(DIR);
-    const M0 = await mlpLinearization(model, 0, blockZeroMlpInputs(model, pool, { samples: 256, seed: 0 }));
+  it("K-composition past block 0's MLP: every induction head's highest score is with L0H3, > 10 std above the baseline; TransformerLens's direct score is not above the baseline", async () => {
+    const M0 = await mlpLinearization(model, 0, blockZeroMlpInputs(model, tokenSet(), { samples: 256, seed: 0 }));
     const through = await allCompositionScores(model, 'K', { outputMaps: [M0] });
     const direct = await allCompositionScores(model, 'K');
     const baseThrough = compositionBaseline(model, 'K', { outputMap: M0 });
@@ -123,13 +151,15 @@ describe('embedded model: the induction circuit from the weights', () => {
     const H = model.cfg.n_heads;
     for (const h of INDUCTION) {
       const fromLayer0 = Array.from({ length: H }, (_, h0) => through.get(0, h0, 1, h));
-      expect(fromLayer0.indexOf(Math.max(...fromLayer0))).toBe(PREV); // measured 0.156–0.163 vs ≤ 0.130 for the others
+      expect(fromLayer0.indexOf(Math.max(...fromLayer0))).toBe(PREV); // measured 0.165–0.169 vs ≤ 0.146 for the others (L0H2 0.142–0.146)
       expect(through.get(0, PREV, 1, h)).toBeGreaterThan(baseThrough.mean + 10 * baseThrough.std); // baseline 0.089 ± 0.003
-      expect(Math.abs(direct.get(0, PREV, 1, h) - baseDirect.mean)).toBeLessThan(4 * baseDirect.std); // measured 0.086–0.089 vs 0.088 ± 0.002
+      // TransformerLens's score from the raw weights misses it: below the random baseline (it is not a K-composition of
+      // L0H3's direct output; the forward pass below confirms the path runs through MLP0)
+      expect(direct.get(0, PREV, 1, h)).toBeLessThan(baseDirect.mean); // measured 0.071–0.074 vs 0.088 ± 0.002
     }
     // The weight-derived points stand in for real ones: linearising at block 0's resid_mid on repeated tokens gives the
     // same scores within 0.01 (measured ≤ 0.001).
-    const repeated = Array.from({ length: 8 }, (_, i) => { const r = randomTokens(new Rng(100 + i), pool, 20); return [50256, ...r, ...r]; });
+    const repeated = Array.from({ length: 8 }, (_, i) => { const r = randomTokens(new Rng(100 + i), wholeVocabulary(model.cfg), 20); return [50256, ...r, ...r]; });
     const [, cache] = await model.runWithCache(repeated, { namesFilter: (n) => n === 'blocks.0.hook_resid_mid' });
     const mid = cache.get('blocks.0.hook_resid_mid'); // [batch, pos, d_model]
     const d = model.cfg.d_model;
@@ -137,10 +167,10 @@ describe('embedded model: the induction circuit from the weights', () => {
     for (let h0 = 0; h0 < H; h0++) for (const h of INDUCTION) expect(Math.abs(fromActs.get(0, h0, 1, h) - through.get(0, h0, 1, h))).toBeLessThan(0.01);
   }, 120_000);
 
-  it("the forward pass agrees: layer 1's keys get the previous token through block 0's MLP, not from L0H2 directly", async () => {
+  it("the forward pass agrees: layer 1's keys get the previous token through block 0's MLP, not from L0H3 directly", async () => {
     const split = await HookedTransformer.fromPretrained(DIR, { useSplitQkvInput: true });
     try {
-      const pool = await seenPool(DIR);
+      const pool = wholeVocabulary(split.cfg);
       const rng = new Rng(3);
       const span = 20;
       const tokens = Array.from({ length: 24 }, () => { const r = randomTokens(rng, pool, span); return [50256, ...r, ...r]; });
@@ -163,9 +193,9 @@ describe('embedded model: the induction circuit from the weights', () => {
       const clean = await secondCopyLoss();
       const noDirect = await secondCopyLoss(meanOutOfKeys((i, k) => result.data[(i * H + PREV) * D + k]));
       const noMlp = await secondCopyLoss(meanOutOfKeys((i, k) => mlpOut.data[i * D + k]));
-      expect(clean).toBeLessThan(1); // measured 0.29
-      expect(noDirect - clean).toBeLessThan(0.2); // measured +0.01
-      expect(noMlp - clean).toBeGreaterThan(5); // measured +9.7
+      expect(clean).toBeLessThan(1.5); // measured 0.96 (first copy ~13.5)
+      expect(noDirect - clean).toBeLessThan(0.2); // measured +0.04
+      expect(noMlp - clean).toBeGreaterThan(5); // measured +11.83
     } finally {
       await split.dispose();
     }

@@ -105,7 +105,8 @@ await plot(attentionHeadFigure(attentionData(model, cache, one), best.layer, bes
 // And the previous-token head: a stripe right below the diagonal.
 //
 // On the embedded model (see its model card) this is the classic two-layer circuit: a previous-token head in layer 0
-// (L0H2, score ≈ 0.96) and four induction heads in layer 1 (L1H0–L1H3, induction scores 0.75–0.81). Their keys are built from the previous-token head's output
+// (L0H3, score ≈ 0.64) and four induction heads in layer 1 (L1H0–L1H3, `detectHead` scores ≈ 0.40–0.41 on whole-vocabulary
+// repeats, 0.81–0.83 of the second copy's attention on the stripe). Their keys are built from the previous-token head's output
 // (K-composition); notebook 04 and the model card show that the weight-only scores computed from the raw token embeddings miss it here, and find it once read past block 0's MLP.
 
 // %%

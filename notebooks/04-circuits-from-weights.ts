@@ -97,8 +97,7 @@ await plot(compositionFigure(kData), { height: 560 });
 // %% [markdown]
 // Read the column of the induction head: which earlier head does it K-compose with most? In the framework's two-layer
 // attention-only model the answer is a previous-token head, far above the random baseline. On the embedded model it is not: its layer-1
-// induction heads (found from their attention above) score at the baseline against every layer-0 head, and their copying
-// scores are negative. The next section shows why, and how to read the circuit from the weights anyway.
+// induction heads (found from their attention above) score at or below the baseline against every layer-0 head. The next section shows why, and how to read the circuit from the weights anyway.
 
 // %%
 const into = [];
@@ -116,8 +115,8 @@ await table(['earlier head', `K-composition into ${induction.label}`, 'baseline 
 //
 // The framework's scores skip the MLPs, which suits its attention-only models. In a model with MLPs, the heads of layer 1
 // read the residual stream *after* block 0's MLP — tokens and the previous-token head's output included. In the embedded
-// model that is where the circuit runs: replacing L0H2's direct write into layer 1's keys by its mean barely changes the
-// induction loss (+0.01 nats), while doing the same to MLP0's output destroys it (+9.7; the model card has the numbers).
+// model that is where the circuit runs: replacing L0H3's direct write into layer 1's keys by its mean barely changes the
+// induction loss (+0.04 nats), while doing the same to MLP0's output destroys it (+11.8; the model card has the numbers).
 // Lensboard (as an extension of TransformerLens) reads the weights past that MLP:
 //
 // - `effectiveEmbedding`: a token as a layer-1 head sees it — `W_E[t]` + mean `W_pos` (+ block 0's `b_O`), plus block 0's MLP

@@ -6,7 +6,6 @@
  * logit-lens accuracy on held-out Shakespeare.
  * Usage: npx tsx training/evalEmbedded.ts [DIR]
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HookedTransformer } from '../hooks/HookedTransformer.ts';
@@ -21,15 +20,6 @@ import { consecutiveWindows } from './data/batches.ts';
 import { readTokenizedText } from './data/text.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-/** The induction-row token pool (training_vocab.json, or trainer/state.json of a run directory). */
-export async function seenPool(dir: string): Promise<number[]> {
-  try {
-    return (JSON.parse(await readFile(join(dir, 'training_vocab.json'), 'utf8')) as { induction_pool: number[] }).induction_pool;
-  } catch {
-    return (JSON.parse(await readFile(join(dir, 'trainer', 'state.json'), 'utf8')) as { info: { inductionPool: number[] } }).info.inductionPool;
-  }
-}
 
 async function main(): Promise<void> {
   const dir = process.argv[2] ?? join(ROOT, 'models', 'embedded');

@@ -59,9 +59,11 @@ describe('the shipped SAE of the embedded model', () => {
     expect(heldOut.explainedVariance).toBeGreaterThanOrEqual(SHIPPED_SAE_TARGETS.explainedVariance);
     expect(heldOut.l0).toBeLessThanOrEqual(SHIPPED_SAE_TARGETS.maxL0);
     expect(heldOut.deadFraction).toBeLessThanOrEqual(SHIPPED_SAE_TARGETS.maxDeadFraction);
-    // The spliced run sits between clean and zero-ablated.
-    expect(heldOut.ceLossClean).toBeLessThan(heldOut.ceLossSpliced);
+    // The spliced run is far below zero-ablated and within 5 % of that gap of clean. Not necessarily above clean: on the
+    // embedded model v4, whose text loss is high (6.7 nats here), the spliced run is slightly *below* it (whole tail:
+    // 6.650 against 6.730, zero-ablated 13.614), so CE loss recovered is above 1 (1.012).
     expect(heldOut.ceLossSpliced).toBeLessThan(heldOut.ceLossZeroAblated);
+    expect(Math.abs(heldOut.ceLossSpliced - heldOut.ceLossClean)).toBeLessThan(0.05 * (heldOut.ceLossZeroAblated - heldOut.ceLossClean));
     // The card (written from training.json) over the whole tail: the same targets, and close to this part of it.
     const whole = training.heldOut;
     expect(whole.tokens).toBeGreaterThan(3 * EVAL_TOKENS);

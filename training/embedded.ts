@@ -50,7 +50,7 @@ export interface EmbeddedRecipe {
   /**
    * v2: every token has its own embedding row and induction is trained and evaluated on random tokens from the whole
    * vocabulary; v1: unseen tokens share a row, and induction uses the 512 most frequent text tokens, which the export
-   * names in training_vocab.json (the model's randomTokenPool).
+   * names in training_vocab.json (read by v1-era Lensboard as randomTokenPool, retired with v4).
    */
   wholeVocabulary: boolean;
   /**
